@@ -1,0 +1,1 @@
+"""Pure torch/numpy analyses (no Flask): weights, ablation, importance, activations, clustering."""

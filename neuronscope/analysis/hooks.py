@@ -1,0 +1,90 @@
+"""Hooks, always registered inside a context manager and removed in ``finally``."""
+
+from __future__ import annotations
+
+from contextlib import ExitStack, contextmanager
+from typing import Callable, Iterator, Sequence
+
+import torch
+from torch import nn
+
+from neuronscope.modeling.adapters import ArchitectureAdapter
+
+
+@contextmanager
+def forward_pre_hook(module: nn.Module, hook: Callable, *, with_kwargs: bool = False) -> Iterator[None]:
+    """Register ``hook`` as a forward pre-hook of ``module`` for the duration of the block."""
+    handle = module.register_forward_pre_hook(hook, with_kwargs=with_kwargs)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+@contextmanager
+def forward_hook(module: nn.Module, hook: Callable) -> Iterator[None]:
+    """Register ``hook`` as a forward hook of ``module`` for the duration of the block."""
+    handle = module.register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def _replace_neurons(neurons: torch.Tensor, values: torch.Tensor | None) -> Callable:
+    def hook(_module: nn.Module, args: tuple) -> tuple:
+        acts = args[0].clone()  # [..., d_mlp]
+        acts[..., neurons] = 0.0 if values is None else values.to(acts.dtype)
+        return (acts, *args[1:])
+
+    return hook
+
+
+@contextmanager
+def ablated(
+    adapter: ArchitectureAdapter,
+    layer: int,
+    neurons: Sequence[int] | torch.Tensor,
+    values: torch.Tensor | None = None,
+) -> Iterator[None]:
+    """Within the block, neurons (layer, n) output 0, or ``values`` ``[len(neurons)]`` (mean ablation)."""
+    module = adapter.mlp_output(layer)
+    index = torch.as_tensor(neurons, dtype=torch.long, device=module.weight.device)
+    with forward_pre_hook(module, _replace_neurons(index, values)):
+        yield
+
+
+@contextmanager
+def ablated_many(
+    adapter: ArchitectureAdapter,
+    neurons_by_layer: dict[int, Sequence[int]],
+    values_by_layer: dict[int, torch.Tensor] | None = None,
+) -> Iterator[None]:
+    """Ablate neurons in several layers at once (see :func:`ablated`)."""
+    with ExitStack() as stack:
+        for layer, neurons in neurons_by_layer.items():
+            values = (values_by_layer or {}).get(layer)
+            stack.enter_context(ablated(adapter, layer, neurons, values))
+        yield
+
+
+@contextmanager
+def captured_activations(adapter: ArchitectureAdapter, layers: Sequence[int]) -> Iterator[dict[int, list[torch.Tensor]]]:
+    """Record the neuron activations ``[batch, seq, d_mlp]`` of each layer, one entry per forward."""
+    records: dict[int, list[torch.Tensor]] = {layer: [] for layer in layers}
+
+    def recorder(layer: int) -> Callable:
+        def hook(_module: nn.Module, args: tuple) -> None:
+            records[layer].append(args[0].detach())
+
+        return hook
+
+    with ExitStack() as stack:
+        for layer in layers:
+            stack.enter_context(forward_pre_hook(adapter.mlp_output(layer), recorder(layer)))
+        yield records
+
+
+def hook_count(model: nn.Module) -> int:
+    """Number of forward (pre-)hooks registered anywhere in ``model`` (0 when clean)."""
+    return sum(len(m._forward_pre_hooks) + len(m._forward_hooks) for m in model.modules())

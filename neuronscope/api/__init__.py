@@ -1,0 +1,12 @@
+"""Thin blueprints, one per area of the API contract."""
+
+from flask import Flask
+
+from neuronscope.api import health, models, samples
+
+BLUEPRINTS = (health.bp, models.bp, samples.bp)
+
+
+def register_blueprints(app: Flask) -> None:
+    for blueprint in BLUEPRINTS:
+        app.register_blueprint(blueprint, url_prefix="/api")

@@ -1,0 +1,18 @@
+from flask import Blueprint
+
+from neuronscope.services import services
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/health")
+def health():
+    manager = services().manager
+    current = manager.peek()
+    return {
+        "status": "healthy",
+        "message": "NeuronScope API server is running",
+        "model": current.name if current else None,
+        "model_ready": current is not None,
+        "loading_model": manager.loading_name,
+    }

@@ -1,0 +1,142 @@
+"""Parsing and validating request input; every failure is a 4xx with a clear message."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from flask import request
+
+from neuronscope.errors import BadRequest, UnsupportedMediaType
+
+_MISSING = object()
+
+
+def json_body() -> dict[str, Any]:
+    """The request body as a JSON object (415 when not JSON, 400 when malformed or not an object)."""
+    if not request.is_json:
+        raise UnsupportedMediaType("send a JSON object with 'Content-Type: application/json'")
+    data = request.get_json(silent=True)
+    if data is None:
+        raise BadRequest("the request body is not valid JSON")
+    if not isinstance(data, dict):
+        raise BadRequest("the request body must be a JSON object")
+    return data
+
+
+def _fetch(source: dict, key: str, default: Any) -> Any:
+    value = source.get(key, _MISSING)
+    if value is _MISSING or value is None:
+        if default is _MISSING:
+            raise BadRequest(f"'{key}' is required")
+        return default
+    return value
+
+
+def _check_range(key: str, value: float, minimum: float | None, maximum: float | None) -> None:
+    if minimum is not None and value < minimum:
+        raise BadRequest(f"'{key}' must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise BadRequest(f"'{key}' must be <= {maximum}, got {value}")
+
+
+def get_int(source: dict, key: str, default: Any = _MISSING, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    """An integer field (booleans and floats refused)."""
+    value = _fetch(source, key, default)
+    if value is default and default is not _MISSING:
+        return value
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BadRequest(f"'{key}' must be an integer")
+    _check_range(key, value, minimum, maximum)
+    return value
+
+
+def get_float(source: dict, key: str, default: Any = _MISSING, *, minimum: float | None = None, maximum: float | None = None) -> float:
+    """A finite number field."""
+    value = _fetch(source, key, default)
+    if value is default and default is not _MISSING:
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise BadRequest(f"'{key}' must be a finite number")
+    _check_range(key, value, minimum, maximum)
+    return float(value)
+
+
+def get_bool(source: dict, key: str, default: Any = _MISSING) -> bool:
+    value = _fetch(source, key, default)
+    if not isinstance(value, bool):
+        raise BadRequest(f"'{key}' must be true or false")
+    return value
+
+
+def get_str(source: dict, key: str, default: Any = _MISSING, *, max_chars: int | None = None, choices: tuple[str, ...] | None = None) -> str:
+    """A non-empty string field (after stripping whitespace)."""
+    value = _fetch(source, key, default)
+    if value is default and default is not _MISSING:
+        return value
+    if not isinstance(value, str) or not value.strip():
+        raise BadRequest(f"'{key}' must be a non-empty string")
+    if max_chars is not None and len(value) > max_chars:
+        raise BadRequest(f"'{key}' is longer than the limit of {max_chars} characters")
+    if choices is not None and value not in choices:
+        raise BadRequest(f"'{key}' must be one of {', '.join(choices)}; got {value!r}")
+    return value
+
+
+def get_list(source: dict, key: str, default: Any = _MISSING, *, max_items: int | None = None) -> list:
+    """A non-empty list field of at most ``max_items`` items."""
+    value = _fetch(source, key, default)
+    if value is default and default is not _MISSING:
+        return value
+    if not isinstance(value, list) or not value:
+        raise BadRequest(f"'{key}' must be a non-empty list")
+    if max_items is not None and len(value) > max_items:
+        raise BadRequest(f"'{key}' has {len(value)} items; the limit is {max_items}")
+    return value
+
+
+def get_str_list(source: dict, key: str, default: Any = _MISSING, *, max_items: int | None = None, max_chars: int | None = None) -> list[str]:
+    """A non-empty list of non-empty strings."""
+    values = get_list(source, key, default, max_items=max_items)
+    if values is default and default is not _MISSING:
+        return values
+    for i, item in enumerate(values):
+        if not isinstance(item, str) or not item.strip():
+            raise BadRequest(f"'{key}[{i}]' must be a non-empty string")
+        if max_chars is not None and len(item) > max_chars:
+            raise BadRequest(f"'{key}[{i}]' is longer than the limit of {max_chars} characters")
+    return values
+
+
+def get_int_list(source: dict, key: str, default: Any = _MISSING, *, max_items: int | None = None, unique: bool = True) -> list[int]:
+    """A non-empty list of integers, unique unless ``unique=False``."""
+    values = get_list(source, key, default, max_items=max_items)
+    if values is default and default is not _MISSING:
+        return values
+    for i, item in enumerate(values):
+        if isinstance(item, bool) or not isinstance(item, int):
+            raise BadRequest(f"'{key}[{i}]' must be an integer")
+    if unique and len(set(values)) != len(values):
+        raise BadRequest(f"'{key}' must not repeat values")
+    return values
+
+
+def query_args() -> dict[str, Any]:
+    """Query-string values parsed as JSON scalars where possible (``"10"`` -> 10, ``"true"`` -> True)."""
+    parsed: dict[str, Any] = {}
+    for key in request.args:
+        raw = request.args.get(key, "")
+        parsed[key] = _scalar(raw)
+    return parsed
+
+
+def _scalar(raw: str) -> Any:
+    lowered = raw.strip().lower()
+    if lowered in {"true", "false"}:
+        return lowered == "true"
+    for parse in (int, float):
+        try:
+            return parse(raw)
+        except ValueError:
+            continue
+    return raw

@@ -1,0 +1,107 @@
+"""Settings for NeuronScope, read from the environment in one place.
+
+Every knob has an environment variable; ``run_api_server.py`` flags and the ``config``
+argument of :func:`neuronscope.create_app` override them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+EMBEDDED_MODEL_NAME = "smollm2-135m-instruct"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env_bool(value: str) -> bool:
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Server configuration. Paths are absolute once built through :meth:`from_env`."""
+
+    host: str = "127.0.0.1"
+    port: int = 5001
+    data_dir: Path = PROJECT_ROOT / "data"
+    models_dir: Path | None = None
+    model: str = EMBEDDED_MODEL_NAME
+    device: str = "auto"
+    offline: bool = False
+    cors_origins: tuple[str, ...] = ("*",)
+    max_request_bytes: int = 1_000_000
+    max_input_tokens: int = 512
+    max_texts: int = 64
+    max_neurons_per_request: int = 16_384
+    max_top_k: int = 1_000
+    max_clusters: int = 256
+    max_batch_size: int = 1_024
+    max_sample_chars: int = 2_000
+    torch_threads: int = 0
+    threads: int = 8
+    preload_model: bool = True
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def resolved_models_dir(self) -> Path:
+        """Directory of local models (pruned models are saved here too)."""
+        return self.models_dir if self.models_dir is not None else self.data_dir / "models"
+
+    @property
+    def model_cache_dir(self) -> Path:
+        """Where converted models (e.g. the dequantised GGUF) are cached."""
+        return self.data_dir / "model_cache"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+        """Build settings from ``env`` (default ``os.environ``), then apply ``overrides``."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        readers = {
+            "HOST": ("host", str),
+            "PORT": ("port", int),
+            "NEURONSCOPE_DATA_DIR": ("data_dir", Path),
+            "NEURONSCOPE_MODELS_DIR": ("models_dir", Path),
+            "NEURONSCOPE_MODEL": ("model", str),
+            "NEURONSCOPE_DEVICE": ("device", str),
+            "NEURONSCOPE_OFFLINE": ("offline", _env_bool),
+            "NEURONSCOPE_CORS_ORIGINS": (
+                "cors_origins",
+                lambda v: tuple(o.strip() for o in v.split(",") if o.strip()),
+            ),
+            "NEURONSCOPE_MAX_REQUEST_BYTES": ("max_request_bytes", int),
+            "NEURONSCOPE_MAX_INPUT_TOKENS": ("max_input_tokens", int),
+            "NEURONSCOPE_MAX_TEXTS": ("max_texts", int),
+            "NEURONSCOPE_MAX_NEURONS": ("max_neurons_per_request", int),
+            "NEURONSCOPE_MAX_TOP_K": ("max_top_k", int),
+            "NEURONSCOPE_MAX_CLUSTERS": ("max_clusters", int),
+            "NEURONSCOPE_MAX_BATCH_SIZE": ("max_batch_size", int),
+            "NEURONSCOPE_TORCH_THREADS": ("torch_threads", int),
+            "NEURONSCOPE_THREADS": ("threads", int),
+        }
+        for var, (name, parse) in readers.items():
+            if env.get(var, "").strip():
+                values[name] = parse(env[var].strip())
+        if "offline" not in values and _env_bool(env.get("HF_HUB_OFFLINE", "0")):
+            values["offline"] = True
+        values.update(overrides)
+        return cls(**values).normalised()
+
+    def normalised(self) -> "Settings":
+        """Absolute paths, validated values."""
+        if self.device not in {"auto", "cpu", "cuda"} and not self.device.startswith("cuda:"):
+            raise ValueError(f"NEURONSCOPE_DEVICE must be auto, cpu or cuda[:N], not {self.device!r}")
+        if not 0 < self.port < 65536:
+            raise ValueError(f"PORT must be in 1..65535, not {self.port}")
+        models_dir = Path(self.models_dir).resolve() if self.models_dir is not None else None
+        return replace(self, data_dir=Path(self.data_dir).resolve(), models_dir=models_dir)
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> "Settings":
+        """A copy with the given fields replaced (unknown names are an error)."""
+        known = {f.name for f in fields(self)}
+        unknown = set(overrides) - known
+        if unknown:
+            raise ValueError(f"unknown settings: {sorted(unknown)}")
+        return replace(self, **overrides).normalised()

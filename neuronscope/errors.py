@@ -1,0 +1,89 @@
+"""Domain exceptions and the one JSON error shape: ``{"error": ..., "details": ...}``."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+
+class NeuronScopeError(Exception):
+    """Base of every error a client may see. ``status`` is the HTTP status code."""
+
+    status = 500
+    error = "Internal server error"
+
+    def __init__(self, details: str, *, error: str | None = None, headers: dict | None = None):
+        super().__init__(details)
+        self.details = details
+        if error is not None:
+            self.error = error
+        self.headers = headers or {}
+
+
+class BadRequest(NeuronScopeError):
+    status = 400
+    error = "Bad request"
+
+
+class NotFound(NeuronScopeError):
+    status = 404
+    error = "Not found"
+
+
+class Conflict(NeuronScopeError):
+    status = 409
+    error = "Conflict"
+
+
+class UnsupportedMediaType(NeuronScopeError):
+    status = 415
+    error = "Unsupported media type"
+
+
+class ModelUnavailable(NeuronScopeError):
+    """The requested model cannot be loaded (offline, missing files, unsupported)."""
+
+    status = 503
+    error = "Model unavailable"
+
+
+class UnsupportedArchitecture(NeuronScopeError):
+    status = 400
+    error = "Unsupported architecture"
+
+
+class ServiceBusy(NeuronScopeError):
+    status = 503
+    error = "Server busy"
+
+
+def error_response(status: int, error: str, details: str, headers: dict | None = None):
+    response = jsonify({"error": error, "details": details})
+    response.status_code = status
+    for key, value in (headers or {}).items():
+        response.headers[key] = value
+    return response
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Map domain exceptions, HTTP errors and anything unexpected to JSON."""
+
+    @app.errorhandler(NeuronScopeError)
+    def _domain(exc: NeuronScopeError):
+        return error_response(exc.status, exc.error, exc.details, exc.headers)
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException):
+        headers = {}
+        if exc.code == 405 and exc.valid_methods:
+            headers["Allow"] = ", ".join(exc.valid_methods)
+        return error_response(exc.code or 500, exc.name, exc.description or exc.name, headers)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        log.exception("unhandled error")
+        return error_response(500, "Internal server error", "The server failed to handle the request; see its log.")

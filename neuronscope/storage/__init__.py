@@ -1,0 +1,1 @@
+"""Files under the data directory: safe names and atomic writes."""

@@ -1,0 +1,73 @@
+"""Shared fixtures: tiny models saved once per session, apps on fresh data directories."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from tiny_models import save_tiny_models  # noqa: E402
+
+from neuronscope import create_app  # noqa: E402
+from neuronscope.config import Settings  # noqa: E402
+from neuronscope.modeling.manager import ModelManager  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("models")
+    save_tiny_models(folder)
+    return folder
+
+
+def make_settings(data_dir: Path, models_dir: Path, model: str = "tiny-gpt2", **overrides) -> Settings:
+    return Settings.from_env(data_dir=data_dir, models_dir=models_dir, model=model, offline=True, **overrides)
+
+
+@pytest.fixture(scope="session")
+def shared_managers(models_dir, tmp_path_factory):
+    """One manager per tiny model, loaded once, shared by every test (read-only use)."""
+    managers = {}
+
+    def get(model: str) -> ModelManager:
+        if model not in managers:
+            settings = make_settings(tmp_path_factory.mktemp("shared-data"), models_dir, model)
+            managers[model] = ModelManager(settings)
+            managers[model].ensure_loaded()
+        return managers[model]
+
+    return get
+
+
+@pytest.fixture(params=["tiny-gpt2", "tiny-llama"])
+def model_name(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def make_app(models_dir, tmp_path):
+    """``make_app(model=..., **settings)``: an app on a fresh data dir with its own manager."""
+
+    def factory(model: str = "tiny-gpt2", **overrides):
+        return create_app(make_settings(tmp_path / "data", models_dir, model, **overrides))
+
+    return factory
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def loaded(shared_managers, model_name):
+    """The shared LoadedModel for the parametrised tiny model."""
+    return shared_managers(model_name).ensure_loaded()

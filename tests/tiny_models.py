@@ -1,0 +1,75 @@
+"""Tiny models and a locally trained tokenizer, built from configs (no downloads)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import (
+    AutoModelForCausalLM,
+    GPT2Config,
+    GPTNeoXConfig,
+    LlamaConfig,
+    OPTConfig,
+    PreTrainedTokenizerFast,
+)
+
+CORPUS = [
+    "Hello world, this is a test for pruning analysis.",
+    "The quick brown fox jumps over the lazy dog.",
+    "Machine learning is fascinating and neurons are interesting.",
+    "The capital of France is Paris. The capital of Italy is Rome.",
+    "One two three four five six seven eight nine ten.",
+    "def add(a, b): return a + b",
+] * 20
+
+
+def build_tokenizer() -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer (vocab ~300) trained on a tiny corpus."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=320,
+        special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(CORPUS, trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|endoftext|>", pad_token="<|endoftext|>"
+    )
+
+
+def tiny_configs(vocab_size: int) -> dict[str, object]:
+    """Configs of hidden size 32 and 2 layers for each supported family."""
+    common = dict(vocab_size=vocab_size, bos_token_id=0, eos_token_id=0, pad_token_id=0)
+    return {
+        "tiny-gpt2": GPT2Config(n_embd=32, n_layer=2, n_head=4, n_positions=128, initializer_range=0.2, **common),
+        "tiny-llama": LlamaConfig(
+            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, max_position_embeddings=128, initializer_range=0.2, **common,
+        ),
+        "tiny-neox": GPTNeoXConfig(
+            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+            max_position_embeddings=128, initializer_range=0.2, **common,
+        ),
+        "tiny-opt": OPTConfig(
+            hidden_size=32, ffn_dim=64, num_hidden_layers=2, num_attention_heads=4, word_embed_proj_dim=32,
+            max_position_embeddings=128, init_std=0.2, **common,
+        ),
+    }
+
+
+def save_tiny_models(folder: Path, seed: int = 0) -> dict[str, Path]:
+    """Save every tiny model with the shared tokenizer under ``folder/<name>``."""
+    tokenizer = build_tokenizer()
+    paths = {}
+    for name, config in tiny_configs(len(tokenizer)).items():
+        torch.manual_seed(seed)
+        model = AutoModelForCausalLM.from_config(config)
+        path = folder / name
+        model.save_pretrained(path)
+        tokenizer.save_pretrained(path)
+        paths[name] = path
+    return paths
