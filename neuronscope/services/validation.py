@@ -1,0 +1,41 @@
+"""Validation of request values against the loaded model (layers, neurons, texts)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from neuronscope.analysis.forward import encode
+from neuronscope.errors import BadRequest
+from neuronscope.modeling.manager import LoadedModel
+
+
+def check_layer(lm: LoadedModel, layer: int) -> int:
+    """``layer`` if it is a block index of the loaded model, else 400."""
+    n_layers = lm.adapter.n_layers
+    if not 0 <= layer < n_layers:
+        raise BadRequest(f"layer_index {layer} is out of range: {lm.name} has layers 0..{n_layers - 1}")
+    return layer
+
+
+def check_neurons(lm: LoadedModel, layer: int, neurons: Sequence[int]) -> list[int]:
+    """``neurons`` if each is a neuron index of ``layer``, else 400."""
+    d_mlp = lm.adapter.d_mlp(check_layer(lm, layer))
+    bad = [n for n in neurons if not 0 <= n < d_mlp]
+    if bad:
+        raise BadRequest(f"neuron indices {bad[:10]} are out of range: layer {layer} has neurons 0..{d_mlp - 1}")
+    return list(neurons)
+
+
+def encode_texts(lm: LoadedModel, texts: Sequence[str], max_tokens: int) -> list[torch.Tensor]:
+    """Each text as token ids ``[1, seq]`` on the model's device; 400 if empty or over ``max_tokens``."""
+    encoded = []
+    for i, text in enumerate(texts):
+        ids = encode(lm.tokenizer, text, lm.device)
+        if ids.shape[1] == 0:
+            raise BadRequest(f"text {i} has no tokens")
+        if ids.shape[1] > max_tokens:
+            raise BadRequest(f"text {i} has {ids.shape[1]} tokens; the limit is {max_tokens} (max_input_tokens)")
+        encoded.append(ids)
+    return encoded
