@@ -13,6 +13,7 @@ from neuronscope.config import Settings
 from neuronscope.errors import register_error_handlers
 from neuronscope.modeling.manager import ModelManager
 from neuronscope.services import build_services
+from neuronscope.web import bp as web_blueprint
 
 
 def create_app(config: Settings | Mapping[str, Any] | None = None, manager: ModelManager | None = None) -> Flask:
@@ -31,4 +32,5 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, manager: Mode
     CORS(app, resources={r"/api/*": {"origins": list(settings.cors_origins)}}, supports_credentials=False)
     register_error_handlers(app)
     register_blueprints(app)
+    app.register_blueprint(web_blueprint)
     return app
