@@ -104,10 +104,18 @@ class Page:
     def fact(self, view: str, term: str) -> str:
         return self.find(f"#view-{view} dd[data-fact='{term}']").text
 
-    def shot(self, name: str) -> Path:
+    def shot(self, name: str, max_height: int = 1600) -> Path:
+        """A screenshot of the whole page (up to ``max_height``) at the window's width."""
         self.shots.mkdir(parents=True, exist_ok=True)
         path = self.shots / f"{name}.png"
-        self.driver.save_screenshot(str(path))
+        width, height = self.driver.get_window_size()["width"], self.driver.get_window_size()["height"]
+        chrome, page = self.driver.execute_script(
+            "return [window.outerHeight - window.innerHeight, document.documentElement.scrollHeight]")
+        self.driver.set_window_size(width, min(max(page + chrome, height), max_height))
+        try:
+            self.driver.save_screenshot(str(path))
+        finally:
+            self.driver.set_window_size(width, height)
         return path
 
     def console_errors(self) -> list[str]:
@@ -190,8 +198,8 @@ def test_neuron_view_examples_weights_and_ablation(page: Page):
     shown = page.wait_for("#neuron-examples li.example", count=len(examples))
     assert len(shown) == len(examples) > 0
     for item, example in zip(shown, examples):
-        assert close(item.find_element("css selector", ".example-value").text, example["activation"])
-        assert item.find_element("css selector", "mark").text == example["token"].strip()
+        assert close(item.find_element("css selector", ".example-value").get_attribute("textContent"), example["activation"])
+        assert item.find_element("css selector", "mark").get_attribute("textContent") == example["token"]
     assert page.find_all("#neuron-histogram rect")
     assert "tokens of" in page.find("#neuron-hist-caption").text
 

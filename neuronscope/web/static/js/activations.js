@@ -1,7 +1,7 @@
 // Activations view: run a prompt, show a token × neuron heatmap of a layer's top-k neurons.
 
 import { api } from './api.js';
-import { $, el, fmt, setOptions } from './dom.js';
+import { $, el, real, setOptions } from './dom.js';
 import { busy, showError } from './feedback.js';
 import { heatmap } from './charts.js';
 import { bindLayerInputs, state } from './state.js';
@@ -85,7 +85,7 @@ function renderHeatmap(tokens, layer, neurons, openNeuron) {
     rows: tokens.map((t) => JSON.stringify(t).slice(1, -1)),
     cols,
     values,
-    tip: (i, j, value) => [`token ${i}: "${tokens[i]}"`, `neuron ${layer}:${neurons[j].neuron_index}`, `activation ${fmt(value)}`],
+    tip: (i, j, value) => [`token ${i}: "${tokens[i]}"`, `neuron ${layer}:${neurons[j].neuron_index}`, `activation ${real(value)}`],
   });
   $('#act-heatmap').append(el('p', { class: 'muted' }, 'Colour: blue negative, red positive, scaled to the largest |activation| shown.'));
 }

@@ -1,6 +1,6 @@
 // Plain-SVG charts: bars, lines, histogram, heatmap, with one shared hover tooltip.
 
-import { $, fmt } from './dom.js';
+import { $, el, fmt, real } from './dom.js';
 
 const SVG_NS = 'http://www.w3.org/2000/svg';
 const MARGIN = { top: 12, right: 16, bottom: 40, left: 60 };
@@ -39,6 +39,19 @@ export function niceTicks(min, max, count = 5) {
   return ticks;
 }
 
+// A domain that starts and ends on ticks, so the largest value never rises above the last label.
+function niceDomain(min, max, count = 5) {
+  if (!(max > min)) return [min, min + 1];
+  const ticks = niceTicks(min, max, count);
+  const step = ticks.length > 1 ? ticks[1] - ticks[0] : max - min;
+  return [ticks[0] > min ? ticks[0] - step : ticks[0], ticks.at(-1) < max ? ticks.at(-1) + step : ticks.at(-1)];
+}
+
+function tickLabel(t) {
+  const abs = Math.abs(t);
+  return abs !== 0 && (abs < 1e-3 || abs >= 1e5) ? t.toExponential(1) : String(+t.toFixed(6));
+}
+
 function linear([d0, d1], [r0, r1]) {
   const span = d1 - d0 || 1;
   return (v) => r0 + ((v - d0) / span) * (r1 - r0);
@@ -54,14 +67,14 @@ function frame(target, height) {
 function axisY(root, y, ticks, width, label) {
   for (const t of ticks) {
     root.append(svg('line', { x1: MARGIN.left, x2: width - MARGIN.right, y1: y(t), y2: y(t), class: 'grid' }));
-    root.append(svg('text', { x: MARGIN.left - 6, y: y(t) + 4, class: 'tick', 'text-anchor': 'end' }, fmt(t, 3)));
+    root.append(svg('text', { x: MARGIN.left - 6, y: y(t) + 4, class: 'tick', 'text-anchor': 'end' }, tickLabel(t)));
   }
   if (label) root.append(svg('text', { x: 12, y: MARGIN.top + 4, class: 'axis-label', transform: `rotate(-90 12 ${MARGIN.top + 4})`, 'text-anchor': 'end' }, label));
 }
 
 function axisX(root, x, ticks, height, label, width) {
   for (const t of ticks) {
-    root.append(svg('text', { x: x(t), y: height - MARGIN.bottom + 16, class: 'tick', 'text-anchor': 'middle' }, fmt(t, 3)));
+    root.append(svg('text', { x: x(t), y: height - MARGIN.bottom + 16, class: 'tick', 'text-anchor': 'middle' }, tickLabel(t)));
   }
   if (label) root.append(svg('text', { x: width - MARGIN.right, y: height - 6, class: 'axis-label', 'text-anchor': 'end' }, label));
 }
@@ -78,8 +91,7 @@ function thresholdLines(root, y, thresholds, width) {
 export function barChart(target, { bars, height = 260, yLabel, xLabel, thresholds, xTicks }) {
   const { root, width, plotW, plotH } = frame(target, height);
   const values = bars.map((b) => b.value);
-  const top = Math.max(0, ...values, ...(thresholds || []).map((t) => t.value));
-  const bottom = Math.min(0, ...values);
+  const [bottom, top] = niceDomain(Math.min(0, ...values), Math.max(0, ...values, ...(thresholds || []).map((t) => t.value)));
   const y = linear([bottom, top], [MARGIN.top + plotH, MARGIN.top]);
   axisY(root, y, niceTicks(bottom, top), width, yLabel);
   const step = plotW / Math.max(bars.length, 1);
@@ -109,7 +121,7 @@ function hoverOverlay(root, plotW, plotH, pick) {
   };
   overlay.addEventListener('mousemove', (event) => {
     const bar = position(event);
-    if (bar) showTip(event, bar.tip || fmt(bar.value));
+    if (bar) showTip(event, bar.tip || real(bar.value));
     else hideTip();
     overlay.classList.toggle('clickable', Boolean(bar?.onclick));
   });
@@ -122,15 +134,15 @@ function hoverOverlay(root, plotW, plotH, pick) {
 }
 
 // series: [{name, color, points: [[x, y], ...]}]
-export function lineChart(target, { series, height = 260, xLabel, yLabel, thresholds, integerX = false }) {
+export function lineChart(target, { series, height = 260, xLabel, yLabel, thresholds, integerX = false, includeZero = true }) {
   const { root, width, plotW, plotH } = frame(target, height);
   const xs = series.flatMap((s) => s.points.map((p) => p[0]));
   const ys = series.flatMap((s) => s.points.map((p) => p[1])).concat((thresholds || []).map((t) => t.value));
   const [x0, x1] = [Math.min(...xs), Math.max(...xs)];
-  const [y0, y1] = [Math.min(0, ...ys), Math.max(...ys)];
+  const [y0, y1] = niceDomain(Math.min(...ys, ...(includeZero ? [0] : [])), Math.max(...ys));
   const x = linear([x0, x1 > x0 ? x1 : x0 + 1], [MARGIN.left, MARGIN.left + plotW]);
-  const y = linear([y0, y1 > y0 ? y1 : y0 + 1], [MARGIN.top + plotH, MARGIN.top]);
-  axisY(root, y, niceTicks(y0, y1 > y0 ? y1 : y0 + 1), width, yLabel);
+  const y = linear([y0, y1], [MARGIN.top + plotH, MARGIN.top]);
+  axisY(root, y, niceTicks(y0, y1), width, yLabel);
   const xticks = niceTicks(x0, x1 > x0 ? x1 : x0 + 1, 8).filter((t) => !integerX || Number.isInteger(t));
   axisX(root, x, xticks, height, xLabel, width);
   thresholdLines(root, y, thresholds, width);
@@ -140,27 +152,21 @@ export function lineChart(target, { series, height = 260, xLabel, yLabel, thresh
     for (const [px, py] of s.points) {
       root.append(svg('circle', {
         cx: x(px), cy: y(py), r: 3, fill: color, class: 'point', 'data-x': px, 'data-y': py,
-        onmousemove: (event) => showTip(event, [s.name, `${xLabel || 'x'} ${fmt(px)}`, `${yLabel || 'y'} ${fmt(py)}`]),
+        onmousemove: (event) => showTip(event, [s.name, `${xLabel || 'x'} ${fmt(px)}`, `${yLabel || 'y'} ${real(py)}`]),
         onmouseleave: hideTip,
       }));
     }
   });
-  if (series.length > 1) legend(root, series, width);
+  if (series.length > 1) target.append(legend(series));
   return root;
 }
 
-function legend(root, series, width) {
-  let xPos = MARGIN.left + 8;
-  let row = 0;
-  series.forEach((s, i) => {
-    const label = String(s.name);
-    const w = 18 + label.length * 6.5;
-    if (xPos + w > width - MARGIN.right) { xPos = MARGIN.left + 8; row += 1; }
-    const y = MARGIN.top + 10 + row * 14;
-    root.append(svg('rect', { x: xPos, y: y - 8, width: 10, height: 10, fill: s.color || PALETTE[i % PALETTE.length] }));
-    root.append(svg('text', { x: xPos + 14, y: y + 1, class: 'legend' }, label));
-    xPos += w + 10;
-  });
+function legend(series) {
+  return el('div', { class: 'legend' }, series.map((s, i) => {
+    const swatch = el('span', { class: 'swatch' });
+    swatch.style.background = s.color || PALETTE[i % PALETTE.length];
+    return el('span', {}, swatch, s.name);
+  }));
 }
 
 export function histogram(target, values, { bins = 30, xLabel = 'activation', height = 220, marker } = {}) {
@@ -172,7 +178,7 @@ export function histogram(target, values, { bins = 30, xLabel = 'activation', he
   const bars = counts.map((count, i) => ({
     value: count,
     color: marker !== undefined && marker >= lo + i * width && marker < lo + (i + 1) * width ? PALETTE[1] : PALETTE[0],
-    tip: [`${fmt(lo + i * width, 3)} … ${fmt(lo + (i + 1) * width, 3)}`, `${count} tokens`],
+    tip: [`${real(lo + i * width, 3)} … ${real(lo + (i + 1) * width, 3)}`, `${count} tokens`],
   }));
   const root = barChart(target, { bars, height, yLabel: 'tokens', xLabel });
   const x = linear([lo, lo + width * bins], [MARGIN.left, root.viewBox.baseVal.width - MARGIN.right]);

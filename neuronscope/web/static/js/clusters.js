@@ -2,7 +2,7 @@
 // neurons, centroid over the file's tokens and its top tokens from the index.
 
 import { api } from './api.js';
-import { $, el, fmt, facts } from './dom.js';
+import { $, el, fmt, facts, real } from './dom.js';
 import { busy } from './feedback.js';
 import { diverging, showTip, hideTip } from './charts.js';
 import { bindLayerInputs } from './state.js';
@@ -27,8 +27,8 @@ async function cluster(openNeuron) {
   });
   facts($('#clu-summary'), [
     ['file', result.filename],
-    ['inertia', fmt(result.inertia)],
-    ['silhouette', fmt(result.silhouette_score, 3)],
+    ['inertia', real(result.inertia)],
+    ['silhouette', real(result.silhouette_score, 3)],
   ]);
   const activations = await api(`activations/${encodeURIComponent(file)}`, { params: { layer, top_k: 1 } });
   const cards = result.clusters.map((c) => card(c, layer, activations.tokens, openNeuron));
@@ -47,9 +47,9 @@ function card(c, layer, tokens, openNeuron) {
   const loadTokens = async (clusterFile) => {
     const q = await api('queries/cluster', { method: 'POST', body: { cluster_id: c.cluster_id, top_k: TOP_TOKENS, cluster_file: clusterFile } });
     const list = q.results || [];
-    topTokens.replaceChildren(el('span', { class: 'muted' }, 'top tokens: '), list.length
-      ? list.map((t) => el('span', { class: 'chip token', title: `mean activation ${fmt(t.activation)}` }, `${t.token} ${fmt(t.activation, 2)}`))
-      : el('span', { class: 'notice' }, q.message || 'none'));
+    topTokens.replaceChildren(el('span', { class: 'muted' }, 'top tokens: '), ...(list.length
+      ? list.map((t) => el('span', { class: 'chip token', title: `mean activation ${real(t.activation)}` }, `${t.token} ${real(t.activation, 2)}`))
+      : [el('span', { class: 'notice' }, q.message || 'none')]));
   };
   return { node, loadTokens };
 }
@@ -60,7 +60,7 @@ function centroidStrip(centroid, tokens) {
   return el('div', { class: 'centroid' }, tokens.map((token, i) => {
     const box = el('span', {
       class: 'centroid-token',
-      onmousemove: (event) => showTip(event, [`"${token}"`, `mean activation ${fmt(centroid[i])}`]),
+      onmousemove: (event) => showTip(event, [`"${token}"`, `mean activation ${real(centroid[i])}`]),
       onmouseleave: hideTip,
     }, token);
     box.style.background = diverging(centroid[i], limit);

@@ -15,11 +15,16 @@ export function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+// Counts print as integers with separators; everything else as `real` numbers.
 export function fmt(value, digits = 4) {
+  return Number.isInteger(value) ? value.toLocaleString('en-US') : real(value, digits);
+}
+
+// A measured quantity: fixed decimals (or exponent when tiny or huge), even when it happens to be whole.
+export function real(value, digits = 4) {
   if (value === undefined || value === null) return '—';
   if (typeof value === 'boolean') return value ? 'yes' : 'no';
   if (typeof value !== 'number') return String(value);
-  if (Number.isInteger(value)) return value.toLocaleString('en-US');
   const abs = Math.abs(value);
   if (abs !== 0 && (abs < 1e-3 || abs >= 1e5)) return value.toExponential(digits - 1);
   return value.toFixed(digits);

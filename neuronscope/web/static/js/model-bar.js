@@ -41,13 +41,13 @@ function renderListing({ models, current_model: current, default_model: fallback
 
 export async function refreshMemory() {
   const memory = await api('models/memory');
-  $('#model-memory').replaceChildren(
+  $('#model-memory').replaceChildren(...[
     el('span', { title: 'bytes of the model parameters and buffers' }, `model ${bytes(memory.model_memory)}`),
     el('span', { title: 'resident memory of the server process' }, `server RSS ${bytes(memory.process_rss)}`),
     el('span', { title: 'system memory in use / total' }, `system ${bytes(memory.used_memory)} / ${bytes(memory.total_memory)}`),
     memory.gpu ? el('span', {}, `GPU ${bytes(memory.gpu.allocated_memory)} / ${bytes(memory.gpu.total_memory)}`) : null,
-    el('span', { class: 'muted' }, memory.device ? `on ${memory.device}` : ''),
-  );
+    memory.device ? el('span', { class: 'muted' }, `on ${memory.device}`) : null,
+  ].filter(Boolean));
 }
 
 async function switchModel(name) {

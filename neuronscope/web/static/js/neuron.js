@@ -2,7 +2,7 @@
 // activation files, weight magnitude and rank, and an ablation on a prompt with its impact metrics.
 
 import { api } from './api.js';
-import { $, el, fmt, facts } from './dom.js';
+import { $, el, fmt, facts, real } from './dom.js';
 import { busy } from './feedback.js';
 import { histogram } from './charts.js';
 import { bindLayerInputs, state } from './state.js';
@@ -52,7 +52,7 @@ async function examples(layer, neuron) {
   }
   const top = Math.max(...list.map((r) => Math.abs(r.activation))) || 1;
   target.replaceChildren(el('ol', { class: 'example-list' }, list.map((r) => el('li', { class: 'example' },
-    el('span', { class: 'example-value', title: `activation at position ${r.position}` }, fmt(r.activation, 3)),
+    el('span', { class: 'example-value', title: `activation at position ${r.position}` }, real(r.activation, 3)),
     el('span', { class: 'example-bar' }, barFill(Math.abs(r.activation) / top)),
     el('span', { class: 'example-context' }, context(r)),
     el('span', { class: 'muted example-source' }, String(r.source ?? ''))))));
@@ -84,9 +84,9 @@ async function weights(layer, neuron) {
   const row = result.candidates.find((c) => c.layer_index === layer && c.neuron_index === neuron);
   if (!row) throw new Error(`neuron ${layer}:${neuron} is not in the candidates listing of layer ${layer}`);
   facts($('#neuron-weights'), [
-    ['weight magnitude', fmt(row.weight_magnitude)],
+    ['weight magnitude', real(row.weight_magnitude)],
     ['rank in layer', `${row.weight_rank} of ${d ?? '?'} (1 = smallest)`],
-    ['pruning score', fmt(row.pruning_score, 3)],
+    ['pruning score', real(row.pruning_score, 3)],
   ]);
 }
 
@@ -113,7 +113,7 @@ async function activationHistogram(layer, neuron) {
     return;
   }
   caption.textContent = `Neuron ${layer}:${neuron} over ${values.length} tokens of ${used} saved activation file(s); `
-    + `mean ${fmt(values.reduce((a, b) => a + b, 0) / values.length, 3)}, max ${fmt(Math.max(...values), 3)}.`;
+    + `mean ${real(values.reduce((a, b) => a + b, 0) / values.length, 3)}, max ${real(Math.max(...values), 3)}.`;
   histogram($('#neuron-histogram'), values, { bins: Math.min(40, Math.max(8, Math.round(Math.sqrt(values.length)))) });
 }
 
@@ -124,11 +124,11 @@ async function ablate() {
     method: 'POST', body: { layer_index: layer, neuron_indices: [neuron], input_text: text },
   });
   facts($('#neuron-impact'), [
-    ['impact score', fmt(result.impact_score), severity(result.impact_score)],
-    ['mean change', fmt(result.mean_change)],
-    ['max change', fmt(result.max_change)],
-    ['KL divergence', fmt(result.kl_divergence)],
-    ['loss delta', fmt(result.loss_delta)],
+    ['impact score', real(result.impact_score), severity(result.impact_score)],
+    ['mean change', real(result.mean_change)],
+    ['max change', real(result.max_change)],
+    ['KL divergence', real(result.kl_divergence)],
+    ['loss delta', real(result.loss_delta)],
     ['safe to prune', fmt(result.safe_to_prune), result.safe_to_prune ? 'good' : 'bad'],
   ]);
 }

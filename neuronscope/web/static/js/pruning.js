@@ -2,7 +2,7 @@
 // cumulative-impact curve and recommendations.
 
 import { api } from './api.js';
-import { $, el, fmt, facts } from './dom.js';
+import { $, el, fmt, facts, real } from './dom.js';
 import { busy } from './feedback.js';
 import { barChart, lineChart, PALETTE } from './charts.js';
 import { bindLayerInputs, state, texts } from './state.js';
@@ -38,15 +38,15 @@ async function importance(openNeuron) {
   $('#imp-title').textContent = `Layer ${layer}: impact of ablating each of ${fmt(result.total_neurons)} neurons `
     + `(${fmt(result.critical_neurons)} critical, in red)`;
   barChart($('#imp-chart'), {
-    height: 240,
+    height: 220,
     yLabel: 'impact score',
     xLabel: 'neurons, most important first',
     thresholds: THRESHOLDS,
     bars: sorted.map((s) => ({
       value: s.impact_score,
       color: s.is_critical ? PALETTE[1] : PALETTE[0],
-      tip: [`neuron ${s.layer_index}:${s.neuron_index}${s.is_critical ? ' (critical)' : ''}`, `impact ${fmt(s.impact_score)}`,
-        `mean |a| ${fmt(s.activation_magnitude)}`, `var a ${fmt(s.activation_variance)}`, 'click to open'],
+      tip: [`neuron ${s.layer_index}:${s.neuron_index}${s.is_critical ? ' (critical)' : ''}`, `impact ${real(s.impact_score)}`,
+        `mean |a| ${real(s.activation_magnitude)}`, `var a ${real(s.activation_variance)}`, 'click to open'],
       onclick: () => openNeuron(s.layer_index, s.neuron_index),
     })),
   });
@@ -77,7 +77,7 @@ async function batch() {
   const curve = (result.cumulative_curve || []).map((p) => [p.k, p.impact_score]);
   const individual = [...result.individual_impacts].sort((a, b) => a.impact_score - b.impact_score);
   lineChart($('#batch-chart'), {
-    height: 240,
+    height: 220,
     xLabel: 'k lowest-impact neurons ablated',
     yLabel: 'impact score',
     integerX: true,
@@ -92,11 +92,11 @@ async function batch() {
     ['safe to prune', fmt(rec.safe_to_prune), 'good'],
     ['risky to prune', fmt(rec.risky_to_prune), rec.risky_to_prune ? 'warn' : ''],
     ['suggested batch size', fmt(rec.suggested_batch_size)],
-    [`impact of ${fmt(body.batch_size)} together`, fmt(result.cumulative_impact.impact_score)],
+    [`impact of ${fmt(body.batch_size)} together`, real(result.cumulative_impact.impact_score)],
     ['high-impact neurons', rec.high_impact_neurons.length
       ? el('span', {}, rec.high_impact_neurons.map((n) => el('a', {
         href: `#neuron/${n.layer_index}/${n.neuron_index}`, class: 'chip bad',
-      }, `${n.layer_index}:${n.neuron_index} (${fmt(n.impact_score, 3)})`)))
+      }, `${n.layer_index}:${n.neuron_index} (${real(n.impact_score, 3)})`)))
       : 'none'],
   ]);
 }

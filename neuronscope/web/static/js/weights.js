@@ -1,7 +1,7 @@
 // Weights view: per-layer sparsity and magnitude from weight-analysis; candidates with a threshold slider.
 
 import { api } from './api.js';
-import { $, el, fmt, facts, setOptions } from './dom.js';
+import { $, el, fmt, facts, real, setOptions } from './dom.js';
 import { busy } from './feedback.js';
 import { barChart, lineChart, PALETTE } from './charts.js';
 import { onModelChange } from './state.js';
@@ -48,26 +48,27 @@ async function analyse() {
   facts($('#weights-summary'), [
     ['parameters', fmt(result.total_parameters)],
     ['non-zero', fmt(result.non_zero_parameters)],
-    ['overall sparsity', `${fmt(100 * result.overall_sparsity, 3)} %`],
+    ['overall sparsity', `${real(100 * result.overall_sparsity, 3)} %`],
     ['modules', fmt(result.layer_stats.length)],
   ]);
   const layers = perLayer(result.layer_stats);
   barChart($('#weights-sparsity'), {
-    height: 200,
+    height: 170,
     yLabel: 'sparsity %',
     xLabel: 'layer',
     xTicks: (n) => Array.from({ length: n }, (_, i) => i).filter((i) => n <= 32 || i % 5 === 0),
     bars: layers.map(([layer, e]) => {
       const sparsity = 100 * (1 - e.nonZero / e.total);
-      return { value: sparsity, tip: [`layer ${layer}`, `sparsity ${fmt(sparsity, 4)} %`, `${fmt(e.total - e.nonZero)} zeros of ${fmt(e.total)}`] };
+      return { value: sparsity, tip: [`layer ${layer}`, `sparsity ${real(sparsity, 4)} %`, `${fmt(e.total - e.nonZero)} zeros of ${fmt(e.total)}`] };
     }),
   });
   const kinds = [...new Set(layers.flatMap(([, e]) => [...e.modules.keys()]))];
   lineChart($('#weights-magnitude'), {
-    height: 280,
+    height: 240,
     xLabel: 'layer',
     yLabel: 'mean |w|',
     integerX: true,
+    includeZero: false,
     series: kinds.map((kind, i) => ({
       name: kind,
       color: PALETTE[i % PALETTE.length],
@@ -83,11 +84,11 @@ async function candidates(openNeuron) {
     params: { threshold, layer_index: layer, method: $('#cand-method').value, limit: SHOWN_CANDIDATES },
   });
   const rows = result.candidates.slice(0, SHOWN_CANDIDATES);
-  $('#cand-title').textContent = `Candidates at the ${fmt(result.threshold_percentile)}th percentile: `
+  $('#cand-title').textContent = `Candidates at the ${result.threshold_percentile}th percentile: `
     + `${fmt(result.total_candidates)} neurons${rows.length < result.total_candidates ? ` (first ${rows.length} shown)` : ''}`;
   const header = el('tr', {}, ['layer', 'neuron', 'weight magnitude', 'rank', 'pruning score'].map((h) => el('th', {}, h)));
   const body = rows.map((c) => el('tr', { class: 'clickable', onclick: () => openNeuron(c.layer_index, c.neuron_index) },
-    el('td', {}, c.layer_index), el('td', {}, c.neuron_index), el('td', {}, fmt(c.weight_magnitude)),
-    el('td', {}, c.weight_rank), el('td', {}, fmt(c.pruning_score, 3))));
+    el('td', {}, c.layer_index), el('td', {}, c.neuron_index), el('td', {}, real(c.weight_magnitude)),
+    el('td', {}, c.weight_rank), el('td', {}, real(c.pruning_score, 3))));
   $('#cand-table').replaceChildren(el('table', { id: 'cand-rows' }, el('thead', {}, header), el('tbody', {}, body)));
 }
