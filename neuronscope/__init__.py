@@ -28,7 +28,12 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, manager: Mode
     app = Flask(__name__, static_folder=None)
     app.config.update(MAX_CONTENT_LENGTH=settings.max_request_bytes, JSON_SORT_KEYS=False, DEBUG=False)
     app.extensions["neuronscope"] = build_services(settings, manager or ModelManager(settings))
-    CORS(app, resources={r"/api/*": {"origins": list(settings.cors_origins)}}, supports_credentials=False)
+    CORS(
+        app,
+        resources={r"/api/*": {"origins": list(settings.cors_origins)}},
+        supports_credentials=False,
+        send_wildcard=settings.cors_origins == ("*",),
+    )
     register_error_handlers(app)
     register_blueprints(app)
     return app
