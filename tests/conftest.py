@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from tiny_models import save_tiny_models  # noqa: E402
 
 from neuronscope import create_app  # noqa: E402
-from neuronscope.config import Settings  # noqa: E402
+from neuronscope.config import EMBEDDED_MODEL_NAME, Settings  # noqa: E402
 from neuronscope.modeling.manager import ModelManager  # noqa: E402
 
 
@@ -52,7 +52,8 @@ def make_app(models_dir, tmp_path):
     """``make_app(model=..., **settings)``: an app on a fresh data dir with its own manager."""
 
     def factory(model: str = "tiny-gpt2", **overrides):
-        return create_app(make_settings(tmp_path / "data", models_dir, model, **overrides))
+        folder = overrides.pop("models_dir", models_dir)
+        return create_app(make_settings(tmp_path / "data", folder, model, **overrides))
 
     return factory
 
@@ -71,3 +72,12 @@ def client(app):
 def loaded(shared_managers, model_name):
     """The shared LoadedModel for the parametrised tiny model."""
     return shared_managers(model_name).ensure_loaded()
+
+
+@pytest.fixture(scope="session")
+def embedded_manager() -> ModelManager:
+    """The embedded SmolLM2, loaded once; its converted cache lives in the project's data dir."""
+    settings = Settings.from_env(model=EMBEDDED_MODEL_NAME, data_dir=Path(__file__).parent.parent / "data", offline=True)
+    manager = ModelManager(settings)
+    manager.ensure_loaded()
+    return manager

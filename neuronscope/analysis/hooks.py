@@ -11,10 +11,23 @@ from torch import nn
 from neuronscope.modeling.adapters import ArchitectureAdapter
 
 
+_TAG = "_neuronscope_hook"
+
+
+def _tagged(hook: Callable) -> Callable:
+    """Wrap ``hook`` so :func:`hook_count` can tell NeuronScope's hooks from the library's own."""
+
+    def wrapper(*args, **kwargs):
+        return hook(*args, **kwargs)
+
+    setattr(wrapper, _TAG, True)
+    return wrapper
+
+
 @contextmanager
 def forward_pre_hook(module: nn.Module, hook: Callable, *, with_kwargs: bool = False) -> Iterator[None]:
     """Register ``hook`` as a forward pre-hook of ``module`` for the duration of the block."""
-    handle = module.register_forward_pre_hook(hook, with_kwargs=with_kwargs)
+    handle = module.register_forward_pre_hook(_tagged(hook), with_kwargs=with_kwargs)
     try:
         yield
     finally:
@@ -24,7 +37,7 @@ def forward_pre_hook(module: nn.Module, hook: Callable, *, with_kwargs: bool = F
 @contextmanager
 def forward_hook(module: nn.Module, hook: Callable) -> Iterator[None]:
     """Register ``hook`` as a forward hook of ``module`` for the duration of the block."""
-    handle = module.register_forward_hook(hook)
+    handle = module.register_forward_hook(_tagged(hook))
     try:
         yield
     finally:
@@ -86,5 +99,12 @@ def captured_activations(adapter: ArchitectureAdapter, layers: Sequence[int]) ->
 
 
 def hook_count(model: nn.Module) -> int:
-    """Number of forward (pre-)hooks registered anywhere in ``model`` (0 when clean)."""
-    return sum(len(m._forward_pre_hooks) + len(m._forward_hooks) for m in model.modules())
+    """Number of NeuronScope forward (pre-)hooks registered anywhere in ``model`` (0 when clean).
+
+    transformers registers hooks of its own (to record hidden states); those are not counted.
+    """
+    return sum(
+        getattr(hook, _TAG, False)
+        for module in model.modules()
+        for hook in [*module._forward_pre_hooks.values(), *module._forward_hooks.values()]
+    )
