@@ -194,12 +194,14 @@ def test_neuron_view_examples_weights_and_ablation(page: Page):
     if page.find_all("#index-samples"):
         page.find("#index-samples").click()
         page.wait_idle("neuron")
-    examples = page.ok("queries/neuron", {"layer_index": layer, "neuron_index": neuron, "top_k": 20})["results"]
+    examples = page.ok("queries/neuron", {"layer_index": layer, "neuron_index": neuron, "top_k": 20})["top_tokens"]
     shown = page.wait_for("#neuron-examples li.example", count=len(examples))
     assert len(shown) == len(examples) > 0
     for item, example in zip(shown, examples):
         assert close(item.find_element("css selector", ".example-value").get_attribute("textContent"), example["activation"])
-        assert item.find_element("css selector", "mark").get_attribute("textContent") == example["token"]
+        assert item.find_element("css selector", "mark").get_attribute("textContent") == example["context_parts"]["token"]
+        assert item.find_element("css selector", ".example-context").get_attribute("textContent") == "".join(
+            example["context_parts"][part] for part in ("before", "token", "after"))
     assert page.find_all("#neuron-histogram rect")
     assert "tokens of" in page.find("#neuron-hist-caption").text
 

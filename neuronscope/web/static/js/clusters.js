@@ -3,7 +3,7 @@
 
 import { api } from './api.js';
 import { $, el, fmt, facts, real } from './dom.js';
-import { busy } from './feedback.js';
+import { busy, settled } from './feedback.js';
 import { diverging, showTip, hideTip } from './charts.js';
 import { bindLayerInputs } from './state.js';
 
@@ -30,25 +30,27 @@ async function cluster(openNeuron) {
     ['inertia', real(result.inertia)],
     ['silhouette', real(result.silhouette_score, 3)],
   ]);
-  const activations = await api(`activations/${encodeURIComponent(file)}`, { params: { layer, top_k: 1 } });
-  const cards = result.clusters.map((c) => card(c, layer, activations.tokens, openNeuron));
+  const cards = result.clusters.map((c) => card(c, layer, result.centroids[c.cluster_id], result.tokens, openNeuron));
   $('#clu-list').replaceChildren(...cards.map((x) => x.node));
-  await Promise.all(cards.map((x) => x.loadTokens(result.filename)));
+  await settled(cards.map((x) => x.loadTokens(result.filename)));
 }
 
-function card(c, layer, tokens, openNeuron) {
+function card(c, layer, centroid, tokens, openNeuron) {
   const topTokens = el('div', { class: 'top-tokens' }, el('span', { class: 'muted' }, 'top tokens…'));
   const node = el('article', { class: 'cluster', dataset: { cluster: c.cluster_id } },
     el('h4', {}, `Cluster ${c.cluster_id}`, el('span', { class: 'muted' }, ` · ${fmt(c.size)} neurons`)),
-    el('div', { class: 'chips' }, el('span', { class: 'muted' }, 'top neurons: '),
-      c.top_neurons.map((n) => el('button', { type: 'button', class: 'chip', onclick: () => openNeuron(layer, n) }, `${layer}:${n}`))),
-    centroidStrip(c.centroid, tokens),
+    el('div', { class: 'chips' }, el('span', { class: 'muted', title: 'the neurons closest to the cluster centre' }, 'typical neurons: '),
+      c.top_neurons.map((n) => el('button', {
+        type: 'button', class: 'chip', onclick: () => openNeuron(layer, n.neuron_index),
+        title: `mean activation ${real(n.mean_activation)}, max ${real(n.max_activation)}`,
+      }, `${layer}:${n.neuron_index}`))),
+    centroid ? centroidStrip(centroid, tokens) : el('p', { class: 'muted' }, 'empty cluster'),
     topTokens);
   const loadTokens = async (clusterFile) => {
     const q = await api('queries/cluster', { method: 'POST', body: { cluster_id: c.cluster_id, top_k: TOP_TOKENS, cluster_file: clusterFile } });
-    const list = q.results || [];
+    const list = q.top_tokens;
     topTokens.replaceChildren(el('span', { class: 'muted' }, 'top tokens: '), ...(list.length
-      ? list.map((t) => el('span', { class: 'chip token', title: `mean activation ${real(t.activation)}` }, `${t.token} ${real(t.activation, 2)}`))
+      ? list.map((t) => el('span', { class: 'chip token', title: `mean activation of the cluster's neurons ${real(t.activation)} (${t.source}, token ${t.position})` }, `${t.token} ${real(t.activation, 2)}`))
       : [el('span', { class: 'notice' }, q.message || 'none')]));
   };
   return { node, loadTokens };

@@ -38,3 +38,10 @@ export async function busy(view, label, work) {
     view.classList.remove('busy');
   }
 }
+
+// Wait for every task. Every failure is shown; the first one also fails the caller.
+export async function settled(tasks) {
+  const failures = (await Promise.allSettled(tasks)).filter((r) => r.status === 'rejected').map((r) => r.reason);
+  failures.slice(1).forEach((err) => showError(err));
+  if (failures.length) throw failures[0];
+}

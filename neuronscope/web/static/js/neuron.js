@@ -3,7 +3,7 @@
 
 import { api } from './api.js';
 import { $, el, fmt, facts, real } from './dom.js';
-import { busy } from './feedback.js';
+import { busy, settled } from './feedback.js';
 import { histogram } from './charts.js';
 import { bindLayerInputs, state } from './state.js';
 
@@ -30,9 +30,8 @@ export function showNeuron(layer, neuron) {
     $(id).replaceChildren();
   }
   if (!$('#neuron-prompt').value) $('#neuron-prompt').value = state.prompt;
-  busy(view(), `Loading neuron ${layer}:${neuron}`, async () => {
-    await Promise.all([examples(layer, neuron), weights(layer, neuron), activationHistogram(layer, neuron)]);
-  });
+  busy(view(), `Loading neuron ${layer}:${neuron}`,
+    () => settled([examples(layer, neuron), weights(layer, neuron), activationHistogram(layer, neuron)]));
 }
 
 function current() {
@@ -43,7 +42,7 @@ async function examples(layer, neuron) {
   const result = await api('queries/neuron', {
     method: 'POST', body: { layer_index: layer, neuron_index: neuron, top_k: TOP_EXAMPLES },
   });
-  const list = result.results || [];
+  const list = result.top_tokens;
   const target = $('#neuron-examples');
   if (!list.length) {
     target.replaceChildren(el('p', { class: 'notice' }, result.message || 'No examples indexed for this neuron.'),
@@ -55,7 +54,7 @@ async function examples(layer, neuron) {
     el('span', { class: 'example-value', title: `activation at position ${r.position}` }, real(r.activation, 3)),
     el('span', { class: 'example-bar' }, barFill(Math.abs(r.activation) / top)),
     el('span', { class: 'example-context' }, context(r)),
-    el('span', { class: 'muted example-source' }, String(r.source ?? ''))))));
+    el('span', { class: 'muted example-source', title: `${r.source_kind} ${r.source}, token ${r.position}` }, r.source)))));
 }
 
 function barFill(fraction) {
@@ -65,8 +64,8 @@ function barFill(fraction) {
 }
 
 // The snippet with the activating token marked.
-function context(r) {
-  return [el('span', {}, r.context_before ?? ''), el('mark', {}, r.token), el('span', {}, r.context_after ?? '')];
+function context({ context_parts: parts }) {
+  return [el('span', {}, parts.before), el('mark', {}, parts.token), el('span', {}, parts.after)];
 }
 
 function indexSamples(layer, neuron) {
