@@ -303,6 +303,29 @@ def test_clusters_view(page: Page):
     assert page.console_errors() == []
 
 
+def test_api_key_is_asked_for_and_sent(browser_driver, models_dir, tmp_path):
+    from conftest import make_settings
+
+    from neuronscope import create_app
+
+    app = create_app(make_settings(tmp_path / "data", models_dir, "tiny-gpt2", api_key="sesame"))
+    app.extensions["neuronscope"].manager.ensure_loaded()
+    with live_server(app) as url:
+        browser_driver.get(f"{url}/")
+        page = Page(browser_driver, url, SCREENSHOTS)
+        banner = page.wait_for("#errors .error")[0]
+        assert "Unauthorized" in banner.text and "X-API-Key" in banner.text
+        assert page.find("#api-key-form").is_displayed()
+        page.find("#api-key").send_keys("sesame")
+        page.find("#api-key-form button").click()
+        page.wait_for("body[data-ready='true']")
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        WebDriverWait(browser_driver, TIMEOUT).until(lambda _d: page.find("#model-name").text == "tiny-gpt2")
+        assert not page.find("#api-key-form").is_displayed()
+        browser_driver.execute_script("sessionStorage.clear()")
+
+
 def test_switching_model_from_the_bar(page: Page):
     target = next(n for n, m in page.ok("models")["models"].items() if m["availability"] == "local" and not m["loaded"])
     page.set_value("#model-select", target)

@@ -10,10 +10,20 @@ export class ApiError extends Error {
   }
 }
 
+// A server started with NEURONSCOPE_API_KEY wants the key in every API request; the page keeps
+// it for the browser tab only.
+const KEY_STORAGE = 'neuronscope-api-key';
+
+export function setApiKey(key) {
+  sessionStorage.setItem(KEY_STORAGE, key);
+}
+
 export async function api(path, { method = 'GET', body, params } = {}) {
   const query = params ? '?' + new URLSearchParams(dropEmpty(params)) : '';
   const request = `${method} /api/${path}${query}`;
   const init = { method, headers: { Accept: 'application/json' } };
+  const key = sessionStorage.getItem(KEY_STORAGE);
+  if (key) init.headers['X-API-Key'] = key;
   if (body !== undefined) {
     init.headers['Content-Type'] = 'application/json';
     init.body = JSON.stringify(body);

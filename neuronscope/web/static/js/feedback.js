@@ -11,6 +11,7 @@ export function showError(err, statusBox) {
     el('button', { type: 'button', class: 'close', 'aria-label': 'Dismiss', onclick: () => banner.remove() }, '×'));
   $('#errors').prepend(banner);
   if (statusBox) statusBox.replaceChildren(el('div', { class: 'error inline' }, `${title}: ${details}`));
+  if (err.status === 401) $('#api-key-form').hidden = false;
   console.error(err);
 }
 

@@ -1,6 +1,6 @@
 // The model bar: current model, its shape and memory, and switching from the registry.
 
-import { api } from './api.js';
+import { api, setApiKey } from './api.js';
 import { $, bytes, el, setOptions } from './dom.js';
 import { busy, showError } from './feedback.js';
 import { setModel } from './state.js';
@@ -9,6 +9,11 @@ export async function initModelBar() {
   $('#model-switch').addEventListener('submit', (event) => {
     event.preventDefault();
     switchModel($('#model-select').value);
+  });
+  $('#api-key-form').addEventListener('submit', (event) => {
+    event.preventDefault();
+    setApiKey($('#api-key').value);
+    window.location.reload();
   });
   await refresh();
 }
