@@ -57,6 +57,8 @@ class Page:
         return data
 
     def open(self, hash_: str = "") -> None:
+        """Load the page afresh (a URL differing only in its fragment would not reload it)."""
+        self.driver.get("about:blank")
         self.driver.get(f"{self.url}/#{hash_}")
         self.wait_for("body[data-ready='true']")
         self.driver.get_log("browser")  # start each view with an empty console
@@ -100,6 +102,13 @@ class Page:
             "e.dispatchEvent(new Event('input')); e.dispatchEvent(new Event('change'));",
             css, str(value),
         )
+
+    def wait_text(self, css: str, text: str) -> None:
+        """Wait until an element reads ``text``; robust to the page reloading meanwhile."""
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        script = "return document.querySelector(arguments[0])?.textContent ?? null"
+        WebDriverWait(self.driver, TIMEOUT).until(lambda d: d.execute_script(script, css) == text)
 
     def fact(self, view: str, term: str) -> str:
         return self.find(f"#view-{view} dd[data-fact='{term}']").text
@@ -318,10 +327,8 @@ def test_api_key_is_asked_for_and_sent(browser_driver, models_dir, tmp_path):
         assert page.find("#api-key-form").is_displayed()
         page.find("#api-key").send_keys("sesame")
         page.find("#api-key-form button").click()
+        page.wait_text("#model-name", "tiny-gpt2")
         page.wait_for("body[data-ready='true']")
-        from selenium.webdriver.support.ui import WebDriverWait
-
-        WebDriverWait(browser_driver, TIMEOUT).until(lambda _d: page.find("#model-name").text == "tiny-gpt2")
         assert not page.find("#api-key-form").is_displayed()
         browser_driver.execute_script("sessionStorage.clear()")
 
@@ -330,9 +337,8 @@ def test_switching_model_from_the_bar(page: Page):
     target = next(n for n, m in page.ok("models")["models"].items() if m["availability"] == "local" and not m["loaded"])
     page.set_value("#model-select", target)
     page.find("#model-switch-button").click()
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    WebDriverWait(page.driver, TIMEOUT).until(lambda _d: page.find("#model-name").text == target)
+    page.wait_text("#model-name", target)
+    page.wait_for("body[data-ready='true']")
     assert page.ok("models")["current_model"] == target
     info = page.ok(f"models/{target}")
     assert page.find("#act-layer").get_attribute("max") == str(info["layers"] - 1)

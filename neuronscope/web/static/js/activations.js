@@ -65,7 +65,7 @@ async function saveSample() {
   await loadSamples();
 }
 
-export async function openFile(filename, openNeuron) {
+async function openFile(filename, openNeuron) {
   const layer = +$('#act-layer').value;
   const topK = +$('#act-topk').value;
   const data = await api(`activations/${encodeURIComponent(filename)}`, { params: { layer, top_k: topK } });

@@ -30,7 +30,7 @@ export function hideTip() {
   $('#tooltip').hidden = true;
 }
 
-export function niceTicks(min, max, count = 5) {
+function niceTicks(min, max, count = 5) {
   if (!(max > min)) return [min];
   const raw = (max - min) / count;
   const step = [1, 2, 2.5, 5, 10].map((m) => m * 10 ** Math.floor(Math.log10(raw))).find((s) => s >= raw);
@@ -169,7 +169,7 @@ function legend(series) {
   }));
 }
 
-export function histogram(target, values, { bins = 30, xLabel = 'activation', height = 220, marker } = {}) {
+export function histogram(target, values, { bins = 30, xLabel = 'activation', height = 220 } = {}) {
   const lo = Math.min(...values);
   const hi = Math.max(...values);
   const width = (hi - lo) / bins || 1;
@@ -177,7 +177,6 @@ export function histogram(target, values, { bins = 30, xLabel = 'activation', he
   for (const v of values) counts[Math.min(Math.floor((v - lo) / width), bins - 1)] += 1;
   const bars = counts.map((count, i) => ({
     value: count,
-    color: marker !== undefined && marker >= lo + i * width && marker < lo + (i + 1) * width ? PALETTE[1] : PALETTE[0],
     tip: [`${real(lo + i * width, 3)} … ${real(lo + (i + 1) * width, 3)}`, `${count} tokens`],
   }));
   const root = barChart(target, { bars, height, yLabel: 'tokens', xLabel });

@@ -44,7 +44,7 @@ function renderListing({ models, current_model: current, default_model: fallback
   })));
 }
 
-export async function refreshMemory() {
+async function refreshMemory() {
   const memory = await api('models/memory');
   $('#model-memory').replaceChildren(...[
     el('span', { title: 'bytes of the model parameters and buffers' }, `model ${bytes(memory.model_memory)}`),
@@ -59,6 +59,7 @@ async function switchModel(name) {
   const bar = $('#model-bar');
   $('#model-name').textContent = `loading ${name}…`;
   const done = await busy(bar, `Switching to ${name}`, () => api('models/switch', { method: 'POST', body: { model_name: name } }));
-  await refresh();
-  return done;
+  // Every view shows results of the old model: start afresh. A failed switch keeps the page (and its error).
+  if (done) window.location.reload();
+  else await refresh();
 }

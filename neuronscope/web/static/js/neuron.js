@@ -132,7 +132,7 @@ async function ablate() {
   ]);
 }
 
-export function severity(impact) {
+function severity(impact) {
   if (impact < 0.1) return 'good';
   return impact < 0.3 ? 'warn' : 'bad';
 }
