@@ -123,7 +123,7 @@ async function ablate() {
     method: 'POST', body: { layer_index: layer, neuron_indices: [neuron], input_text: text },
   });
   facts($('#neuron-impact'), [
-    ['impact score', real(result.impact_score), severity(result.impact_score)],
+    ['impact score', `${real(result.impact_score)} (${result.impact_level})`, severity(result.impact_score)],
     ['mean change', real(result.mean_change)],
     ['max change', real(result.max_change)],
     ['KL divergence', real(result.kl_divergence)],

@@ -37,6 +37,7 @@ async function importance(openNeuron) {
   const sorted = [...result.importance_scores].sort((a, b) => b.impact_score - a.impact_score);
   $('#imp-title').textContent = `Layer ${layer}: impact of ablating each of ${fmt(result.total_neurons)} neurons `
     + `(${fmt(result.critical_neurons)} critical, in red)`;
+  $('#imp-title').title = `critical: ${result.critical_rule}`;
   barChart($('#imp-chart'), {
     height: 220,
     yLabel: 'impact score',
@@ -92,7 +93,7 @@ async function batch() {
     ['safe to prune', fmt(rec.safe_to_prune), 'good'],
     ['risky to prune', fmt(rec.risky_to_prune), rec.risky_to_prune ? 'warn' : ''],
     ['suggested batch size', fmt(rec.suggested_batch_size)],
-    [`impact of ${fmt(body.batch_size)} together`, real(result.cumulative_impact.impact_score)],
+    [`impact of ${fmt(result.cumulative_impact.count)} together`, real(result.cumulative_impact.impact_score)],
     ['high-impact neurons', rec.high_impact_neurons.length
       ? el('span', {}, rec.high_impact_neurons.map((n) => el('a', {
         href: `#neuron/${n.layer_index}/${n.neuron_index}`, class: 'chip bad',
