@@ -41,12 +41,13 @@ class Page:
     url: str
     shots: Path
     model: dict = field(default_factory=dict)
+    timeout: float = TIMEOUT
 
     def api(self, path: str, body: dict | None = None) -> tuple[int, dict]:
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(f"{self.url}/api/{path}", data=data, headers={"Content-Type": "application/json"})
         try:
-            with urllib.request.urlopen(request, timeout=120) as response:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 return response.status, json.load(response)
         except urllib.error.HTTPError as err:
             return err.code, json.load(err)
@@ -76,7 +77,7 @@ class Page:
 
         return self.driver.find_elements(By.CSS_SELECTOR, css)
 
-    def wait_for(self, css: str, count: int = 1, timeout: float = TIMEOUT) -> list:
+    def wait_for(self, css: str, count: int = 1) -> list:
         """Wait until at least ``count`` elements match; fail early on an error banner."""
         from selenium.webdriver.support.ui import WebDriverWait
 
@@ -87,13 +88,13 @@ class Page:
             found = self.find_all(css)
             return found if len(found) >= count else False
 
-        return WebDriverWait(self.driver, timeout).until(ready)
+        return WebDriverWait(self.driver, self.timeout).until(ready)
 
     def wait_idle(self, view: str) -> None:
         """Wait until the view's buttons are enabled again (its request finished)."""
         from selenium.webdriver.support.ui import WebDriverWait
 
-        WebDriverWait(self.driver, TIMEOUT).until(lambda _d: "busy" not in self.find(f"#view-{view}").get_attribute("class"))
+        WebDriverWait(self.driver, self.timeout).until(lambda _d: "busy" not in self.find(f"#view-{view}").get_attribute("class"))
 
     def set_value(self, css: str, value: object) -> None:
         """Set an input's value and fire ``input`` and ``change`` as a user edit would."""
@@ -108,7 +109,7 @@ class Page:
         from selenium.webdriver.support.ui import WebDriverWait
 
         script = "return document.querySelector(arguments[0])?.textContent ?? null"
-        WebDriverWait(self.driver, TIMEOUT).until(lambda d: d.execute_script(script, css) == text)
+        WebDriverWait(self.driver, self.timeout).until(lambda d: d.execute_script(script, css) == text)
 
     def fact(self, view: str, term: str) -> str:
         return self.find(f"#view-{view} dd[data-fact='{term}']").text
@@ -385,10 +386,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description="Drive the frontend of a running server and save a screenshot of each view.")
     parser.add_argument("--url", default="http://127.0.0.1:5001")
     parser.add_argument("--out", type=Path, default=SCREENSHOTS)
+    parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for one analysis")
     args = parser.parse_args()
     driver = start_chromium(Path(tempfile.mkdtemp(prefix="neuronscope-chromium-")))
     try:
-        page = Page(driver, args.url.rstrip("/"), args.out)
+        page = Page(driver, args.url.rstrip("/"), args.out, timeout=args.timeout)
         page.model = model_shape(page)
         for test in (test_model_bar_shows_model_memory_and_registry, test_activation_heatmap_shows_the_file_values,
                      test_neuron_view_examples_weights_and_ablation, test_weights_view_charts_and_candidates_slider,

@@ -21,7 +21,7 @@ export function initActivations(openNeuron) {
   $('#act-files').addEventListener('change', (event) => {
     if (event.target.value) busy(view(), 'Loading file', () => openFile(event.target.value, openNeuron));
   });
-  for (const input of [$('#act-layer'), $('#act-topk')]) {
+  for (const input of [$('#act-layer'), $('#act-topk'), $('#act-scale')]) {
     input.addEventListener('change', () => {
       if (state.activationFile) busy(view(), 'Loading layer', () => openFile(state.activationFile, openNeuron));
     });
@@ -78,14 +78,25 @@ async function openFile(filename, openNeuron) {
   renderHeatmap(data.tokens, layer, slice.neurons, openNeuron);
 }
 
+// The |activation| that gets the full colour, per column. The first token often dwarfs every
+// other (an attention sink), so by default it is left out of the scale and saturates.
+function colourLimits(neurons, scale) {
+  const peak = (values) => Math.max(0, ...values.map(Math.abs));
+  if (scale === 'neuron') return neurons.map((n) => peak(n.activations));
+  const skip = scale === 'rest' && neurons[0]?.activations.length > 1 ? 1 : 0;
+  const limit = peak(neurons.flatMap((n) => n.activations.slice(skip)));
+  return neurons.map(() => limit);
+}
+
 function renderHeatmap(tokens, layer, neurons, openNeuron) {
-  const values = tokens.map((_, t) => neurons.map((n) => n.activations[t]));
-  const cols = neurons.map((n) => ({ label: `${n.neuron_index}`, onclick: () => openNeuron(layer, n.neuron_index) }));
+  const scale = $('#act-scale');
   heatmap($('#act-heatmap'), {
     rows: tokens.map((t) => JSON.stringify(t).slice(1, -1)),
-    cols,
-    values,
+    cols: neurons.map((n) => ({ label: `${n.neuron_index}`, onclick: () => openNeuron(layer, n.neuron_index) })),
+    values: tokens.map((_, t) => neurons.map((n) => n.activations[t])),
+    limits: colourLimits(neurons, scale.value),
     tip: (i, j, value) => [`token ${i}: "${tokens[i]}"`, `neuron ${layer}:${neurons[j].neuron_index}`, `activation ${real(value)}`],
   });
-  $('#act-heatmap').append(el('p', { class: 'muted' }, 'Colour: blue negative, red positive, scaled to the largest |activation| shown.'));
+  const caption = `Colour: blue negative, red positive, full colour at the ${scale.selectedOptions[0].textContent}.`;
+  $('#act-heatmap').append(el('p', { class: 'muted' }, caption));
 }

@@ -194,15 +194,14 @@ export function diverging(value, limit) {
   return `rgb(${mix(r)},${mix(g)},${mix(b)})`;
 }
 
-// rows: token strings; cols: [{label, onclick}]; values[row][col].
-export function heatmap(target, { rows, cols, values, tip }) {
+// rows: token strings; cols: [{label, onclick}]; values[row][col]; limits[col]: |value| of full colour.
+export function heatmap(target, { rows, cols, values, limits, tip }) {
   const labelW = Math.min(140, 16 + Math.max(...rows.map((r) => r.length)) * 7);
   const headerH = 44;
   const cell = Math.max(14, Math.min(34, Math.floor((Math.max(target.clientWidth, 400) - labelW - 16) / cols.length)));
   const rowH = 18;
   const width = labelW + cols.length * cell + 8;
   const height = headerH + rows.length * rowH + 4;
-  const limit = Math.max(...values.flat().map(Math.abs)) || 1;
   const root = svg('svg', { width, height, class: 'svg-chart heatmap' });
   cols.forEach((col, j) => {
     const cx = labelW + j * cell + cell / 2;
@@ -217,7 +216,7 @@ export function heatmap(target, { rows, cols, values, tip }) {
     cols.forEach((col, j) => {
       const value = values[i][j];
       root.append(svg('rect', {
-        x: labelW + j * cell, y: cy, width: cell - 1, height: rowH - 1, fill: diverging(value, limit), class: 'cell',
+        x: labelW + j * cell, y: cy, width: cell - 1, height: rowH - 1, fill: diverging(value, limits[j]), class: 'cell',
         'data-row': i, 'data-col': j, 'data-value': value,
         onmousemove: (event) => showTip(event, tip(i, j, value)), onmouseleave: hideTip,
         onclick: () => { hideTip(); col.onclick(); },

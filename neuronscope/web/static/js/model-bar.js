@@ -38,7 +38,7 @@ function renderListing({ models, current_model: current, default_model: fallback
     : '';
   setOptions($('#model-select'), Object.entries(models).map(([name, m]) => ({
     value: name,
-    label: `${name} — ${m.availability}${m.loaded ? ' (loaded)' : ''}`,
+    label: `${name} (${m.availability}${m.loaded ? ', loaded' : ''})`,
     disabled: m.availability === 'unavailable',
     selected: name === (current || fallback),
   })));
