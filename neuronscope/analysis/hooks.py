@@ -85,6 +85,17 @@ def captured_activations(adapter: ArchitectureAdapter, layers: Sequence[int]) ->
         yield records
 
 
+_LIBRARY_HOOK_MODULES = frozenset({"transformers.utils.output_capturing"})
+
+
 def hook_count(model: nn.Module) -> int:
-    """Number of forward (pre-)hooks registered anywhere in ``model`` (0 when clean)."""
-    return sum(len(m._forward_pre_hooks) + len(m._forward_hooks) for m in model.modules())
+    """Number of forward (pre-)hooks registered anywhere in ``model`` (0 when clean).
+
+    Transformers' own output-capturing hooks (installed on the first forward, inert unless
+    a forward asks for hidden states) are not counted.
+    """
+    return sum(
+        getattr(hook, "__module__", None) not in _LIBRARY_HOOK_MODULES
+        for m in model.modules()
+        for hook in [*m._forward_pre_hooks.values(), *m._forward_hooks.values()]
+    )
