@@ -2,9 +2,9 @@
 
 from flask import Flask
 
-from neuronscope.api import health, models, samples, spec
+from neuronscope.api import health, models, pruning, samples, spec
 
-BLUEPRINTS = (health.bp, models.bp, samples.bp, spec.bp)
+BLUEPRINTS = (health.bp, models.bp, samples.bp, spec.bp, pruning.bp)
 
 
 def register_blueprints(app: Flask) -> None:

@@ -12,6 +12,7 @@ from flask import current_app
 from neuronscope.config import Settings
 from neuronscope.modeling.manager import ModelManager
 from neuronscope.services.models import ModelService
+from neuronscope.services.pruning import PruningService
 from neuronscope.services.samples import SampleService
 
 
@@ -21,15 +22,18 @@ class Services:
     manager: ModelManager
     models: ModelService
     samples: SampleService
+    pruning: PruningService
 
 
 def build_services(settings: Settings, manager: ModelManager) -> Services:
     """Wire every service over one model manager."""
+    samples = SampleService(settings)
     return Services(
         settings=settings,
         manager=manager,
         models=ModelService(settings, manager),
-        samples=SampleService(settings),
+        samples=samples,
+        pruning=PruningService(settings, manager, samples),
     )
 
 
