@@ -2,9 +2,9 @@
 
 from flask import Flask
 
-from neuronscope.api import health, models, samples
+from neuronscope.api import activations, clusters, health, models, queries, samples
 
-BLUEPRINTS = (health.bp, models.bp, samples.bp)
+BLUEPRINTS = (health.bp, models.bp, samples.bp, activations.bp, clusters.bp, queries.bp)
 
 
 def register_blueprints(app: Flask) -> None:
