@@ -115,7 +115,10 @@ class Page:
         return self.find(f"#view-{view} dd[data-fact='{term}']").text
 
     def shot(self, name: str, max_height: int = 1600) -> Path:
-        """A screenshot of the whole page (up to ``max_height``) at the window's width."""
+        """A screenshot of the whole page (up to ``max_height``) at the window's width, after
+        checking that the view fits that width (no horizontal scrolling at 1280 px)."""
+        overflow = self.driver.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"the {name} view is {overflow}px wider than the window"
         self.shots.mkdir(parents=True, exist_ok=True)
         path = self.shots / f"{name}.png"
         width, height = self.driver.get_window_size()["width"], self.driver.get_window_size()["height"]

@@ -97,7 +97,8 @@ async function sliceOf(file, layer) {
 
 async function activationHistogram(layer, neuron) {
   const { files } = await api('activations/files');
-  const chosen = files.slice(-HISTOGRAM_FILES);
+  const current = files.includes(state.activationFile) ? [state.activationFile] : [];
+  const chosen = [...current, ...files.filter((f) => f !== state.activationFile)].slice(0, HISTOGRAM_FILES);
   const values = [];
   let used = 0;
   for (const file of chosen) {
