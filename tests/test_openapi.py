@@ -5,6 +5,7 @@ import re
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from neuronscope.api.spec import openapi_document
 
@@ -56,4 +57,6 @@ def fuzz_schema(fuzz_app):
 @schema.parametrize()
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
 def test_fuzzed_requests_get_no_server_error_and_conform(case):
-    case.call_and_validate()
+    """Every check but "schema-valid data is accepted": layer and neuron ranges depend on the
+    loaded model, which a static schema cannot state, so in-schema indices may get a 400."""
+    case.call_and_validate(excluded_checks=[positive_data_acceptance])

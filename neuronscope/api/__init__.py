@@ -3,6 +3,7 @@
 from flask import Flask
 
 from neuronscope.api import activations, clusters, health, models, pruning, queries, samples, spec
+from neuronscope.api.converters import register_converters
 
 BLUEPRINTS = (
     health.bp, models.bp, samples.bp, spec.bp, pruning.bp, activations.bp, clusters.bp, queries.bp,
@@ -10,5 +11,6 @@ BLUEPRINTS = (
 
 
 def register_blueprints(app: Flask) -> None:
+    register_converters(app)
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint, url_prefix="/api")
