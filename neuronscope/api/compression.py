@@ -29,12 +29,12 @@ def _texts(body: dict) -> dict:
     }
 
 
-def _neuron_groups(source: dict, key: str, default=None) -> dict[int, list[int]] | None:
+def _neuron_groups(source: dict, key: str, *, required: bool) -> dict[int, list[int]] | None:
     """``[{"layer_index": L, "neuron_indices": [...]}, ...]`` as ``{L: [...]}`` (each layer once)."""
+    if not required and source.get(key) is None:
+        return None
     limit = services().settings.max_neurons_per_request
-    items = get_list(source, key, default, max_items=limit)
-    if items is default:
-        return default
+    items = get_list(source, key, max_items=limit)
     groups: dict[int, list[int]] = {}
     for i, item in enumerate(items):
         if not isinstance(item, dict):
@@ -49,7 +49,7 @@ def _neuron_groups(source: dict, key: str, default=None) -> dict[int, list[int]]
 @bp.post("/pruning/evaluate")
 def evaluate():
     body = json_body()
-    return services().compression.evaluate(ablate=_neuron_groups(body, "ablate"), **_texts(body))
+    return services().compression.evaluate(ablate=_neuron_groups(body, "ablate", required=False), **_texts(body))
 
 
 @bp.post("/pruning/plan")
@@ -72,7 +72,7 @@ def apply():
         raise BadRequest("give exactly one of 'plan' (an object returned by /api/pruning/plan) or 'neurons'")
     if plan is not None and not isinstance(plan, dict):
         raise BadRequest("'plan' must be the object returned by /api/pruning/plan")
-    neurons = _neuron_groups(plan, "neurons") if plan is not None else _neuron_groups(body, "neurons")
+    neurons = _neuron_groups(plan if plan is not None else body, "neurons", required=True)
     return services().compression.apply(
         neurons=neurons,
         output_name=get_str(body, "output_name", max_chars=200),
