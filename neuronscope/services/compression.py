@@ -40,7 +40,7 @@ class CompressionService:
 
     # -- texts ---------------------------------------------------------------------------------
 
-    def _sequences(
+    def sequences(
         self, lm: LoadedModel, texts: Sequence[str] | None, use_samples: bool, builtin: str
     ) -> tuple[list[torch.Tensor], str]:
         """1-D token id sequences and where the texts came from (``texts``, ``samples``, ``builtin``).
@@ -62,7 +62,10 @@ class CompressionService:
             raise BadRequest("the texts are too short: at least one text needs two tokens")
         return sequences, source
 
-    def _loss(self, lm: LoadedModel, model, sequences, progress: ProgressFn, ablate=None) -> LossReport:
+    def loss(
+        self, lm: LoadedModel, model, sequences, progress: ProgressFn = no_progress, ablate=None
+    ) -> LossReport:
+        """Next-token loss of ``model`` (the loaded one or a pruned copy) with ``lm``'s tokenizer and adapter."""
         return next_token_loss(
             model, sequences, adapter=lm.adapter, ablate=ablate, pad_id=_pad_id(lm), progress=progress
         )
@@ -107,8 +110,8 @@ class CompressionService:
         """Perplexity, mean next-token loss and tokens counted, optionally with neurons ablated."""
         with self.manager.use() as lm:
             removed = self._check_groups(lm, ablate or {}, keep_one=False)
-            sequences, source = self._sequences(lm, texts, use_samples, "evaluation")
-            report = self._loss(lm, lm.model, sequences, progress, ablate=removed)
+            sequences, source = self.sequences(lm, texts, use_samples, "evaluation")
+            report = self.loss(lm, lm.model, sequences, progress, ablate=removed)
             return {
                 "model_name": lm.name,
                 **report.as_dict(),
@@ -132,13 +135,13 @@ class CompressionService:
         with self.manager.use() as lm:
             calibration, sequences = None, []
             if method in CALIBRATED_METHODS:
-                sequences, source = self._sequences(lm, texts, use_samples, "calibration")
+                sequences, source = self.sequences(lm, texts, use_samples, "calibration")
                 calibration = {
                     "text_source": source,
                     "texts": len(sequences),
                     "tokens": sum(len(seq) for seq in sequences),
                 }
-            scores = self._scores(lm, method, sequences, seed, progress)
+            scores = self.neuron_scores(lm, method, sequences, seed, progress)
             removed = select_neurons(scores, sparsity, scope)
             total = sum(lm.adapter.d_mlp(layer) for layer in range(lm.adapter.n_layers))
             count = sum(len(neurons) for neurons in removed.values())
@@ -158,8 +161,10 @@ class CompressionService:
                 "neurons": [{"layer_index": layer, "neuron_indices": neurons} for layer, neurons in removed.items()],
             }
 
-    def _scores(self, lm: LoadedModel, method: str, sequences, seed: int, progress: ProgressFn) -> dict[int, torch.Tensor]:
-        """Per-layer neuron scores ``[d_mlp]``, higher = more important."""
+    def neuron_scores(
+        self, lm: LoadedModel, method: str, sequences, seed: int = 0, progress: ProgressFn = no_progress
+    ) -> dict[int, torch.Tensor]:
+        """Per-layer neuron scores ``[d_mlp]`` by ``method`` (higher = more important); the caller holds the model."""
         if method == "taylor":
             return taylor_scores(lm.model, lm.adapter, sequences, pad_id=_pad_id(lm), progress=progress)
         if method == "random":
@@ -191,12 +196,12 @@ class CompressionService:
             if plan_model is not None and plan_model != lm.name:
                 raise BadRequest(f"the plan was made for {plan_model!r} but the loaded model is {lm.name!r}")
             removed = self._check_groups(lm, neurons, keep_one=True)
-            sequences, source = self._sequences(lm, texts, use_samples, "evaluation") if evaluate else ([], None)
+            sequences, source = self.sequences(lm, texts, use_samples, "evaluation") if evaluate else ([], None)
             started = time.time()
-            before = self._loss(lm, lm.model, sequences, _scaled(progress, 0.0, 0.4)) if evaluate else None
+            before = self.loss(lm, lm.model, sequences, _scaled(progress, 0.0, 0.4)) if evaluate else None
             pruned = pruned_copy(lm.model, removed)
             try:
-                after = self._loss(lm, pruned, sequences, _scaled(progress, 0.45, 0.85)) if evaluate else None
+                after = self.loss(lm, pruned, sequences, _scaled(progress, 0.45, 0.85)) if evaluate else None
                 pruned_adapter = adapter_for(pruned)
                 sizes = [pruned_adapter.d_mlp(layer) for layer in range(pruned_adapter.n_layers)]
                 parameters = {"before": parameter_count(lm.model), "after": parameter_count(pruned)}
