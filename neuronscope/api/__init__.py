@@ -2,9 +2,9 @@
 
 from flask import Flask
 
-from neuronscope.api import compression, health, models, samples
+from neuronscope.api import compression, health, models, samples, spec
 
-BLUEPRINTS = (health.bp, models.bp, samples.bp, compression.bp)
+BLUEPRINTS = (health.bp, models.bp, samples.bp, spec.bp, compression.bp)
 
 
 def register_blueprints(app: Flask) -> None:
