@@ -244,8 +244,8 @@ class CompressionService:
     def _check_output_name(self, name: str) -> None:
         if not registry.is_local_name(name):
             raise BadRequest(
-                f"output_name {name!r} must be a plain folder name: letters, digits, '.', '_', '-', "
-                "starting with a letter or digit, at most 128 characters, no '..'"
+                f"output_name {name!r} must be a plain folder name of at most {registry.MAX_NAME_CHARS} "
+                "characters: letters, digits, '_' and '-', with single dots between parts"
             )
         if name in registry.REGISTRY:
             raise BadRequest(f"output_name {name!r} is the name of a registry model; choose another")
