@@ -4,6 +4,7 @@ import json
 import math
 import shutil
 
+import numpy as np
 import pytest
 import torch
 from transformers import AutoModelForCausalLM
@@ -94,7 +95,7 @@ def test_evaluate_with_ablation_and_builtin_texts(client, app):
 
 
 @pytest.mark.parametrize("scope", ["layer", "global"])
-@pytest.mark.parametrize("method", ["taylor", "random"])
+@pytest.mark.parametrize("method", ["magnitude", "wanda", "activation", "taylor", "random"])
 @pytest.mark.parametrize("sparsity", [0.25, 0.95])
 def test_plans_respect_the_sparsity_exactly(client, app, scope, method, sparsity):
     plan = client.post("/api/pruning/plan", json={"sparsity": sparsity, "method": method, "scope": scope}).get_json()
@@ -112,7 +113,20 @@ def test_plans_respect_the_sparsity_exactly(client, app, scope, method, sparsity
         assert len(neurons) < sizes[layer]
     assert plan["removed_neurons"] == sum(len(v) for v in removed.values())
     assert [entry["kept"] for entry in plan["layers"]] == [size - len(removed.get(i, [])) for i, size in enumerate(sizes)]
-    assert (plan["calibration"] is not None) == (method == "taylor")
+    assert (plan["calibration"] is not None) == (method in {"wanda", "activation", "taylor"})
+
+
+def test_magnitude_plans_remove_the_smallest_mean_abs_weights(client, app):
+    """Independent check with numpy: mean |w| over each neuron's W_in rows and W_out row."""
+    plan = client.post("/api/pruning/plan", json={"sparsity": 0.25, "method": "magnitude"}).get_json()
+    adapter = lm_of(app).adapter
+    for group in plan["neurons"]:
+        layer = group["layer_index"]
+        rows = [w.detach().numpy() for w in (*adapter.w_in(layer).values(), adapter.w_out(layer))]
+        magnitude = np.concatenate([np.abs(w) for w in rows], axis=1).mean(axis=1)
+        removed = np.zeros(len(magnitude), dtype=bool)
+        removed[group["neuron_indices"]] = True
+        assert magnitude[removed].max() <= magnitude[~removed].min()
 
 
 def test_random_plans_depend_on_the_seed(client):

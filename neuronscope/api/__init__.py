@@ -2,9 +2,12 @@
 
 from flask import Flask
 
-from neuronscope.api import compression, health, models, samples, spec
+from neuronscope.api import activations, clusters, compression, health, models, pruning, queries, samples, spec
 
-BLUEPRINTS = (health.bp, models.bp, samples.bp, spec.bp, compression.bp)
+BLUEPRINTS = (
+    health.bp, models.bp, samples.bp, spec.bp, pruning.bp, activations.bp, clusters.bp, queries.bp,
+    compression.bp,
+)
 
 
 def register_blueprints(app: Flask) -> None:

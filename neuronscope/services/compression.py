@@ -10,8 +10,10 @@ from typing import Mapping, Sequence
 import torch
 
 from neuronscope.analysis.evaluation import LossReport, next_token_loss
-from neuronscope.analysis.progress import ProgressFn, no_progress
+from neuronscope.analysis.progress import ProgressFn, no_progress, scaled
 from neuronscope.analysis.pruning_plan import SCOPES, random_scores, select_neurons
+from neuronscope.analysis.scores import CALIBRATED_METHODS as CALIBRATED_SCORERS
+from neuronscope.analysis.scores import SCORERS
 from neuronscope.analysis.surgery import parameter_count, parameters_per_neuron, pruned_copy
 from neuronscope.analysis.taylor import taylor_scores
 from neuronscope.config import Settings
@@ -25,8 +27,8 @@ from neuronscope.services.validation import check_layer, check_neurons, encode_t
 from neuronscope.storage.files import atomic_write_json
 from neuronscope.storage.folders import staged_folder
 
-METHODS = ("magnitude", "wanda", "activation", "taylor", "random")
-CALIBRATED_METHODS = ("wanda", "activation", "taylor")
+METHODS = (*SCORERS, "taylor", "random")
+CALIBRATED_METHODS = frozenset({*CALIBRATED_SCORERS, "taylor"})
 MAX_SPARSITY = 0.95
 PRUNING_RECORD = "neuronscope_pruning.json"
 PLAN_FIELDS = ("method", "scope", "sparsity", "seed")
@@ -169,7 +171,7 @@ class CompressionService:
             return taylor_scores(lm.model, lm.adapter, sequences, pad_id=_pad_id(lm), progress=progress)
         if method == "random":
             return random_scores({layer: lm.adapter.d_mlp(layer) for layer in range(lm.adapter.n_layers)}, seed)
-        raise BadRequest(f"method {method!r} is not available yet (it arrives with the pruning-analysis scores)")
+        return dict(enumerate(SCORERS[method](lm.adapter, [seq[None] for seq in sequences], progress)))
 
     def apply(
         self,
@@ -198,10 +200,10 @@ class CompressionService:
             removed = self._check_groups(lm, neurons, keep_one=True)
             sequences, source = self.sequences(lm, texts, use_samples, "evaluation") if evaluate else ([], None)
             started = time.time()
-            before = self.loss(lm, lm.model, sequences, _scaled(progress, 0.0, 0.4)) if evaluate else None
+            before = self.loss(lm, lm.model, sequences, scaled(progress, 0.0, 0.4)) if evaluate else None
             pruned = pruned_copy(lm.model, removed)
             try:
-                after = self.loss(lm, pruned, sequences, _scaled(progress, 0.45, 0.85)) if evaluate else None
+                after = self.loss(lm, pruned, sequences, scaled(progress, 0.45, 0.85)) if evaluate else None
                 pruned_adapter = adapter_for(pruned)
                 sizes = [pruned_adapter.d_mlp(layer) for layer in range(pruned_adapter.n_layers)]
                 parameters = {"before": parameter_count(lm.model), "after": parameter_count(pruned)}
@@ -293,8 +295,3 @@ def _folder_sizes(folder: Path) -> dict:
         "weights_bytes": sum(size for name, size in files.items() if name.endswith(".safetensors")),
         "files": files,
     }
-
-
-def _scaled(progress: ProgressFn, start: float, end: float) -> ProgressFn:
-    """A callback mapping ``[0, 1]`` onto ``[start, end]`` of ``progress``."""
-    return lambda fraction, step: progress(start + (end - start) * fraction, step)
