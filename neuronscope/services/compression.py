@@ -143,7 +143,7 @@ class CompressionService:
                     "texts": len(sequences),
                     "tokens": sum(len(seq) for seq in sequences),
                 }
-            scores = self.neuron_scores(lm, method, sequences, seed, progress)
+            scores = self.neuron_scores(lm, method, sequences, seed, scaled(progress, 0.0, 0.95))
             removed = select_neurons(scores, sparsity, scope)
             total = sum(lm.adapter.d_mlp(layer) for layer in range(lm.adapter.n_layers))
             count = sum(len(neurons) for neurons in removed.values())
@@ -193,55 +193,48 @@ class CompressionService:
         self._check_output_name(output_name)
         target = self.settings.resolved_models_dir / output_name
         with self.manager.use() as lm:
-            if os.path.lexists(target):
-                raise BadRequest(f"a model named {output_name!r} already exists in the models directory")
-            if plan_model is not None and plan_model != lm.name:
-                raise BadRequest(f"the plan was made for {plan_model!r} but the loaded model is {lm.name!r}")
-            removed = self._check_groups(lm, neurons, keep_one=True)
+            removed = self._check_apply(lm, target, plan_model, neurons)
             sequences, source = self.sequences(lm, texts, use_samples, "evaluation") if evaluate else ([], None)
-            started = time.time()
             before = self.loss(lm, lm.model, sequences, scaled(progress, 0.0, 0.4)) if evaluate else None
             pruned = pruned_copy(lm.model, removed)
             try:
                 after = self.loss(lm, pruned, sequences, scaled(progress, 0.45, 0.85)) if evaluate else None
-                pruned_adapter = adapter_for(pruned)
-                sizes = [pruned_adapter.d_mlp(layer) for layer in range(pruned_adapter.n_layers)]
-                parameters = {"before": parameter_count(lm.model), "after": parameter_count(pruned)}
-                record = {
-                    "source_model": lm.name,
-                    "created_at": started,
-                    "plan": _plan_summary(plan_info),
-                    "removed": [{"layer_index": layer, "neuron_indices": idx} for layer, idx in removed.items()],
-                    "mlp_sizes": sizes,
-                }
+                sizes = _mlp_sizes(pruned)
                 with staged_folder(target) as staging:
                     pruned.save_pretrained(staging)
                     lm.tokenizer.save_pretrained(staging)
-                    atomic_write_json(staging / PRUNING_RECORD, record, indent=1)
+                    atomic_write_json(staging / PRUNING_RECORD, _record(lm.name, plan_info, removed, sizes), indent=1)
+                parameters = _parameter_counts(lm.model, pruned)
                 progress(1.0, f"saved {output_name}")
             finally:
                 del pruned
                 release_memory()
+            source_model = lm.name
         return {
             "output_name": output_name,
-            "source_model": record["source_model"],
+            "source_model": source_model,
             "location": f"models/{output_name}",
             "removed_neurons": sum(len(idx) for idx in removed.values()),
             "mlp_sizes": sizes,
             "per_layer_sizes_differ": len(set(sizes)) > 1,
             "loads_with_transformers": len(set(sizes)) == 1,
-            "parameters": {**parameters, "removed": parameters["before"] - parameters["after"],
-                           "reduction": 1 - parameters["after"] / parameters["before"]},
+            "parameters": parameters,
             "files": _folder_sizes(target),
-            "evaluation": None if not evaluate else {
-                "text_source": source,
-                "before": before.as_dict(),
-                "after": after.as_dict(),
-            },
+            "evaluation": {"text_source": source, "before": before.as_dict(), "after": after.as_dict()} if evaluate else None,
             "perplexity_before": before.perplexity if evaluate else None,
             "perplexity_after": after.perplexity if evaluate else None,
             "switch_with": {"endpoint": "POST /api/models/switch", "body": {"model_name": output_name}},
         }
+
+    def _check_apply(
+        self, lm: LoadedModel, target: Path, plan_model: str | None, neurons: Mapping[int, Sequence[int]]
+    ) -> dict[int, list[int]]:
+        """The neurons to remove, checked: a free target, the plan's model loaded, each layer keeps one."""
+        if os.path.lexists(target):
+            raise BadRequest(f"a model named {target.name!r} already exists in the models directory")
+        if plan_model is not None and plan_model != lm.name:
+            raise BadRequest(f"the plan was made for {plan_model!r} but the loaded model is {lm.name!r}")
+        return self._check_groups(lm, neurons, keep_one=True)
 
     def _check_output_name(self, name: str) -> None:
         if not registry.is_local_name(name):
@@ -281,11 +274,28 @@ def _pad_id(lm: LoadedModel) -> int:
     return 0
 
 
-def _plan_summary(plan: Mapping | None) -> dict | None:
-    """The plan's method, scope, sparsity and seed, where given as plain values (for the record)."""
-    if not plan:
-        return None
-    return {key: plan[key] for key in PLAN_FIELDS if isinstance(plan.get(key), (str, int, float))}
+def _mlp_sizes(model) -> list[int]:
+    adapter = adapter_for(model)
+    return [adapter.d_mlp(layer) for layer in range(adapter.n_layers)]
+
+
+def _parameter_counts(full, pruned) -> dict:
+    before, after = parameter_count(full), parameter_count(pruned)
+    return {"before": before, "after": after, "removed": before - after, "reduction": (before - after) / before}
+
+
+def _record(source_model: str, plan: Mapping | None, removed: Mapping[int, list[int]], sizes: list[int]) -> dict:
+    """What ``neuronscope_pruning.json`` keeps: provenance, the plan's settings, the removed neurons."""
+    summary = None
+    if plan:
+        summary = {key: plan[key] for key in PLAN_FIELDS if isinstance(plan.get(key), (str, int, float))}
+    return {
+        "source_model": source_model,
+        "created_at": time.time(),
+        "plan": summary,
+        "removed": [{"layer_index": layer, "neuron_indices": idx} for layer, idx in removed.items()],
+        "mlp_sizes": sizes,
+    }
 
 
 def _folder_sizes(folder: Path) -> dict:
