@@ -4,9 +4,10 @@ For each scoring method, the MLP neurons are scored once, then 10/20/30 % of eve
 neurons (scope "layer") are physically removed from a copy of the model, and the copy's
 perplexity is measured on (a subset of) the built-in evaluation set. For each sparsity the
 smaller model is saved once (safetensors) to measure its size on disk, and its forward pass is
-timed against the full model's, alternating the two, medians of several repetitions.
+timed against the full model's, alternating the two: median times, and the speed-up as the
+median of the per-round ratios; "ideal" is the ratio of projection weights (multiply-adds per token).
 
-    .venv/bin/python benchmarks/bench_compression.py [--eval-texts 12] [--threads 2]
+    .venv/bin/python benchmarks/bench_compression.py [--eval-texts 12] [--threads 1]
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import time
 from pathlib import Path
 
 import torch
+from torch import nn
+from transformers.pytorch_utils import Conv1D
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -54,6 +57,11 @@ def speed_up(full, smaller, batch, rounds: int) -> tuple[float, float, float]:
     return statistics.median(full_times), statistics.median(small_times), statistics.median(ratios)
 
 
+def matmul_weights(model) -> int:
+    """Weights of every projection (LM head included): multiply-adds per token, attention scores aside."""
+    return sum(m.weight.numel() for m in model.modules() if isinstance(m, (nn.Linear, Conv1D)))
+
+
 def folder_bytes(folder: Path) -> int:
     return sum(path.stat().st_size for path in folder.iterdir() if path.is_file())
 
@@ -62,7 +70,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--eval-texts", type=int, default=12, help="first N texts of the built-in evaluation set")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
-    parser.add_argument("--rounds", type=int, default=7, help="alternating forward timings per sparsity")
+    parser.add_argument("--rounds", type=int, default=9, help="alternating forward timings per sparsity")
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated scoring methods")
     parser.add_argument("--data-dir", default=None, help="data directory (default: NEURONSCOPE_DATA_DIR or data/)")
     args = parser.parse_args()
@@ -111,19 +119,20 @@ def main() -> None:
 
         batch = next(padded_batches(evaluation[:4], batch_tokens=4 * max(len(s) for s in evaluation[:4])))
         print(f"\nsize and speed (forward of a {tuple(batch.input_ids.shape)} batch, {args.rounds} alternating rounds):")
-        print("| removed | parameters | safetensors on disk | full forward | smaller forward | speed-up |")
-        print("| --- | --- | --- | --- | --- | --- |")
+        print("| removed | parameters | safetensors on disk | full forward | smaller forward | speed-up | ideal (matmul FLOPs) |")
+        print("| --- | --- | --- | --- | --- | --- | --- |")
         with tempfile.TemporaryDirectory(dir=settings.data_dir) as scratch:
             full_dir = Path(scratch) / "full"
             full.save_pretrained(full_dir)
-            print(f"| 0 % | {parameter_count(full):,} | {folder_bytes(full_dir) / 1e6:.1f} MB | - | - | 1.00x |")
+            print(f"| 0 % | {parameter_count(full):,} | {folder_bytes(full_dir) / 1e6:.1f} MB | - | - | 1.00x | 1.00x |")
             for sparsity in SPARSITIES:
                 smaller = pruned_copy(full, plans[sparsity])
                 out = Path(scratch) / f"p{int(sparsity * 100)}"
                 smaller.save_pretrained(out)
                 f_s, s_s, ratio = speed_up(full, smaller, batch, args.rounds)
                 print(f"| {int(sparsity * 100)} % | {parameter_count(smaller):,} | {folder_bytes(out) / 1e6:.1f} MB "
-                      f"| {f_s * 1000:.0f} ms | {s_s * 1000:.0f} ms | {ratio:.2f}x |")
+                      f"| {f_s * 1000:.0f} ms | {s_s * 1000:.0f} ms | {ratio:.2f}x "
+                      f"| {matmul_weights(full) / matmul_weights(smaller):.2f}x |")
                 del smaller
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
 
