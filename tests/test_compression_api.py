@@ -20,15 +20,6 @@ TEXTS = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models run several times faster on one thread when the 2 cores are shared."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture
 def data_dir(tmp_path, models_dir, model_name):
     """A data directory whose ``models/`` holds a copy of the tiny model (the default models dir)."""

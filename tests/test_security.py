@@ -120,7 +120,7 @@ def test_switch_waits_for_a_running_analysis(make_app):
 
 
 @pytest.mark.parametrize(
-    "name", ["/etc/passwd", "../models/x", "..\\x", "C:\\models", "a/b/c", "x\x00y", "~root/x", "." , "a" * 201]
+    "name", ["/etc/passwd", "../models/x", "..\\x", "C:\\models", "a/b/c", "x\x00y", "~root/x", "gpt2\n", ".", "a" * 201]
 )
 def test_model_names_never_reach_the_filesystem(client, name):
     assert client.post("/api/models/switch", json={"model_name": name}).status_code == 400

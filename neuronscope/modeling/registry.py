@@ -83,7 +83,7 @@ def is_valid_name(name: object) -> bool:
 
     Dots only separate name parts, so ``..`` cannot occur.
     """
-    return isinstance(name, str) and len(name) <= MAX_NAME_CHARS and bool(_MODEL_NAME.match(name))
+    return isinstance(name, str) and len(name) <= MAX_NAME_CHARS and bool(_MODEL_NAME.fullmatch(name))
 
 
 def is_local_name(name: object) -> bool:
