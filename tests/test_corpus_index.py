@@ -14,17 +14,9 @@ from neuronscope.analysis.tokens import indexable_positions, token_strings
 from neuronscope.storage.index import ActivationIndex, NewSource
 
 from activation_helpers import projection_hooks
+from tiny_models import CORPUS as TRAINING_CORPUS
 
-CORPUS = [
-    "Hello world, this is a test for pruning analysis.",
-    "The quick brown fox jumps over the lazy dog.",
-    "Machine learning is fascinating and neurons are interesting.",
-    "The capital of France is Paris. The capital of Italy is Rome.",
-    "One two three four five six seven eight nine ten.",
-    "def add(a, b): return a + b",
-    "Paris",
-    "A dog, a fox and a cat.",
-]
+CORPUS = [*dict.fromkeys(TRAINING_CORPUS), "Paris", "A dog, a fox and a cat."]
 PROMPTS = ["Neurons fire on the word fox.", "Rome is the capital of Italy."]
 
 
