@@ -28,7 +28,7 @@ from neuronscope.analysis.ablation import (
     next_token_targets,
 )
 from neuronscope.analysis.forward import run
-from neuronscope.analysis.hooks import captured_activations, forward_hook, forward_pre_hook
+from neuronscope.analysis.hooks import forward_hook, forward_pre_hook
 from neuronscope.analysis.progress import ProgressFn, no_progress
 from neuronscope.modeling.adapters import ArchitectureAdapter
 
@@ -40,7 +40,9 @@ BATCH_TOKENS = 4096
 LOGIT_TOKENS = 256
 """Rows x tokens per LM-head call (bounds the ``[tokens, vocab]`` logits in memory)."""
 JACOBIAN_TOKENS = 16
-"""Tokens per final-norm Jacobian batch of the attribution estimate."""
+"""Tokens per final-norm JVP batch of the attribution estimate."""
+ATTRIBUTION_PROBES = 32
+"""Random projections of the attribution estimate (its rank agreement grows with more)."""
 
 
 @dataclass
@@ -267,54 +269,102 @@ def _block_output(output: torch.Tensor | tuple) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _final_norm_push(adapter: ArchitectureAdapter, residual: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
-    """``||J_t v_n||`` ``[seq, n]``: the final norm's Jacobian at each ``residual`` ``[seq, d_model]`` applied to ``directions`` ``[n, d_model]``."""
-    jacobian = torch.func.vmap(torch.func.jacfwd(adapter.final_norm()))
-    norms = []
+def final_norm_push(adapter: ArchitectureAdapter, residual: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+    """``||J_t v_n||`` ``[seq, n]``: the final norm's Jacobian at each ``residual`` ``[seq, d_model]`` applied to ``directions`` ``[n, d_model]``.
+
+    One forward-mode JVP per direction, vmapped (O(seq * n * d_model), no Jacobian matrix).
+    """
+    norm = adapter.final_norm()
+    pushed = []
     for i in range(0, residual.shape[0], JACOBIAN_TOKENS):
-        j = jacobian(residual[i : i + JACOBIAN_TOKENS])  # [tokens, d_out, d_model]
-        norms.append(torch.matmul(directions, j.transpose(1, 2)).norm(dim=-1))  # [tokens, n]
-    return torch.cat(norms)
+        chunk = residual[i : i + JACOBIAN_TOKENS]
+
+        def push(direction: torch.Tensor) -> torch.Tensor:
+            return torch.func.jvp(norm, (chunk,), (direction.expand_as(chunk),))[1]
+
+        pushed.append(torch.func.vmap(push)(directions).norm(dim=-1).T)  # [tokens, n]
+    return torch.cat(pushed)
 
 
-@torch.no_grad()
+@dataclass(frozen=True)
+class GradRun:
+    """A forward with layer L's activations ``acts`` ``[1, seq, d_mlp]`` as a grad leaf."""
+
+    acts: torch.Tensor
+    last_block: torch.Tensor
+    final_hidden: torch.Tensor
+
+
+def forward_with_grad(adapter: ArchitectureAdapter, layer: int, ids: torch.Tensor) -> GradRun:
+    """Forward ``ids`` ``[1, seq]`` with grad, making layer ``layer``'s activations a leaf."""
+    leaf: list[torch.Tensor] = []
+    last: list[torch.Tensor] = []
+
+    def make_leaf(_module: nn.Module, args: tuple) -> tuple:
+        leaf.append(args[0].detach().requires_grad_(True))
+        return (leaf[0], *args[1:])
+
+    with torch.enable_grad(), forward_pre_hook(adapter.mlp_output(layer), make_leaf), forward_hook(
+        adapter.blocks()[-1], lambda _m, _a, out: last.append(_block_output(out))
+    ):
+        out = adapter.model(input_ids=ids, output_hidden_states=True, use_cache=False)
+    return GradRun(leaf[0], last[0][0], out.hidden_states[-1][0])
+
+
 def attribution_importance(
     adapter: ArchitectureAdapter,
     texts: Sequence[torch.Tensor],
     layer: int,
     *,
     ablation: str = "zero",
+    probes: int = ATTRIBUTION_PROBES,
+    seed: int = 0,
     progress: ProgressFn = no_progress,
 ) -> LayerImportance:
-    """A one-forward estimate of every neuron's ``impact_score`` in ``layer`` (no ablation run).
+    """A one forward + one backward estimate of every neuron's ``impact_score`` in ``layer``.
 
-    The ablation changes the neuron's direct write to the residual stream by
-    ``da_n,t * W_out,n`` (``da = -a`` for zero ablation, ``mean - a`` for mean ablation); this
-    pushes that change through the final norm's Jacobian ``J_t`` at each token's last residual
-    and ignores how the blocks after ``layer`` react:
-    ``impact_n ~= mean_t |da_n,t| * ||J_t W_out,n|| / ||h_t||``. Its rank agreement with exact
-    ablation is measured by ``benchmarks/attribution_candidates.py`` (docs/pruning.md).
+    With ``da_n,t`` the ablation's change of the activation (``-a`` for zero, ``mean - a`` for
+    mean ablation) and ``r_n,t`` the first-order ``||dh_t|| / ||h_t||``:
+
+    - direct path, per token: ``d_n,t = |da_n,t| * ||J_t W_out,n|| / ||h_t||``, ``J_t`` the final
+      norm's Jacobian at the last block's output (the change written straight to the residual
+      stream, ignoring how later blocks react);
+    - whole model, RMS over tokens: ``R_n ~= sqrt(mean_t r_n,t^2)`` from ``probes`` Gaussian
+      random projections of the normalised final states (Johnson-Lindenstrauss), all
+      back-propagated in one batched backward pass;
+    - estimate: ``impact_n ~= mean_t d_n,t * R_n / sqrt(mean_t d_n,t^2)``: the token profile of
+      the direct path, scaled to the whole model's first-order effect.
+
+    Deterministic for a given ``seed``. docs/pruning.md gives its rank agreement with exact
+    ablation (``benchmarks/attribution_candidates.py``).
     """
     moments = activation_moments(adapter, texts, [layer]) if ablation == "mean" else None
     stats = ActivationMoments()
-    ratio_sum, tokens = torch.zeros(adapter.d_mlp(layer), dtype=torch.float64), 0
-    w_out = adapter.w_out(layer)
-    last: list[torch.Tensor] = []
+    d_mlp = adapter.d_mlp(layer)
+    direct_sum, direct_square, total_square = (torch.zeros(d_mlp, dtype=torch.float64) for _ in range(3))
+    w_out = adapter.w_out(layer).detach()
+    generator = None
     for i, ids in enumerate(texts):
-        with captured_activations(adapter, [layer]) as acts, forward_hook(
-            adapter.blocks()[-1], lambda _m, _a, out: last.append(_block_output(out))
-        ):
-            result = run(adapter.model, ids)
-        a = acts[layer][0][0]  # [seq, d_mlp]
+        traced = forward_with_grad(adapter, layer, ids)
+        generator = generator or torch.Generator(device=ids.device).manual_seed(seed)
+        a = traced.acts.detach()[0]  # [seq, d_mlp]
         stats.add(a)
         change = (moments[layer].mean().to(a) - a) if moments else -a
-        push = _final_norm_push(adapter, last.pop()[0], w_out)  # [seq, d_mlp]
-        ratio = change.abs() * push / result.final_hidden.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-        ratio_sum += ratio.sum(dim=0).double().cpu()
-        tokens += ids.shape[1]
+        h_norm = traced.final_hidden.detach().norm(dim=-1, keepdim=True).clamp_min(1e-12)  # [seq, 1]
+        direct = change.abs() * final_norm_push(adapter, traced.last_block.detach(), w_out) / h_norm
+        u = torch.randn(probes, *traced.final_hidden.shape, generator=generator, device=ids.device)
+        with torch.enable_grad():
+            (grads,) = torch.autograd.grad(traced.final_hidden / h_norm, traced.acts, u, is_grads_batched=True)
+        sketch = (grads[:, 0] * change).sum(dim=1)  # [probes, d_mlp]
+        direct_sum += direct.sum(dim=0).double().cpu()
+        direct_square += direct.square().sum(dim=0).double().cpu()
+        total_square += sketch.square().mean(dim=0).double().cpu()
         progress((i + 1) / len(texts), f"attribution: text {i + 1}/{len(texts)}")
+    tokens = stats.count
+    direct_rms = (direct_square / tokens).sqrt()
+    scale = torch.where(direct_rms > 0, (total_square / tokens).sqrt() / direct_rms, torch.zeros_like(direct_rms))
     return LayerImportance(
         activation_magnitude=stats.mean_abs(),
         activation_variance=stats.variance(),
-        impact_score=ratio_sum / tokens,
+        impact_score=direct_sum / tokens * scale,
     )
