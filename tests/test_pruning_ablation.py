@@ -16,7 +16,7 @@ from pruning_reference import (
 from neuronscope.analysis.ablation import activation_moments, impact_level
 from neuronscope.analysis.forward import encode
 from neuronscope.analysis.hooks import hook_count
-from neuronscope.analysis.importance import ablation_sweep
+from neuronscope.analysis.importance import ablation_sweep, clean_run, mlp_output_is_additive
 
 TEXTS = ["Hello world, this is a test for pruning analysis.", "The capital of France is Paris.", "One"]
 KEYS = ("impact_score", "mean_change", "max_change", "kl_divergence", "loss_delta")
@@ -99,3 +99,37 @@ def test_failure_mid_sweep_leaves_no_hook_and_model_unchanged(loaded):
         np.testing.assert_array_equal(h0, h1)
         np.testing.assert_array_equal(l0, l1)
     assert torch.is_grad_enabled()
+
+
+def _post_norm_opt():
+    """A tiny OPT that normalises after the residual add (like OPT-350m): its MLP output is not additive."""
+    from tiny_models import build_tokenizer, tiny_configs
+    from transformers import AutoModelForCausalLM
+
+    from neuronscope.modeling.adapters import adapter_for
+
+    tokenizer = build_tokenizer()
+    config = tiny_configs(len(tokenizer))["tiny-opt"]
+    config.do_layer_norm_before = False
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config).eval()
+    return model, adapter_for(model), tokenizer
+
+
+@pytest.mark.parametrize("name", ["tiny-gpt2", "tiny-llama", "tiny-neox", "tiny-opt"])
+def test_residual_mlp_output_is_detected_as_additive(shared_managers, name):
+    lm = shared_managers(name).ensure_loaded()
+    clean = clean_run(lm.adapter, encode(lm.tokenizer, TEXTS[0]), 0, mlp_layers=[0, 1])
+    assert mlp_output_is_additive(lm.adapter, clean, 0) and mlp_output_is_additive(lm.adapter, clean, 1)
+    assert hook_count(lm.model) == 0
+
+
+def test_post_norm_block_falls_back_and_stays_exact():
+    model, adapter, tokenizer = _post_norm_opt()
+    texts = [encode(tokenizer, t) for t in TEXTS]
+    clean = clean_run(adapter, texts[0], 0, mlp_layers=[0])
+    assert not mlp_output_is_additive(adapter, clean, 0)
+    ablation = {0: [1, 4, 9]}
+    got = ablation_sweep(adapter, texts, [ablation, {1: [2]}], with_logits=True).results()
+    _assert_metrics(got[0], reference_metrics(outputs(model, texts), outputs(zeroed_copy(model, adapter, ablation), texts), texts))
+    assert hook_count(model) == 0

@@ -7,14 +7,20 @@ recorded input of block ``L`` repeated along the batch; a pre-hook on each ablat
 output projection multiplies its input by a per-row keep-mask (each row ablates its own neurons)
 and, for mean ablation, adds the per-row fill. Then the adapter's final norm, and the LM head
 only when the logit metrics (KL, loss) are wanted.
+
+Block ``L`` itself is the same for every row up to its MLP output projection. When the block's
+output moves exactly with that projection's output (a residual add; probed numerically on the
+clean run, so nothing here depends on the architecture), each row's block output is
+``clean block output + W_out(masked a) - W_out(a)`` and only the blocks after ``L`` run batched;
+otherwise (e.g. a norm after the residual add) block ``L`` runs batched too.
 """
 
 from __future__ import annotations
 
 import math
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
-from typing import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -45,12 +51,22 @@ ATTRIBUTION_PROBES = 32
 """Random projections of the attribution estimate (its rank agreement grows with more)."""
 
 
+@dataclass(frozen=True)
+class MlpRecord:
+    """Block ``L``'s clean MLP output projection: its input ``acts`` ``[1, seq, d_mlp]``, its
+    output ``out`` ``[1, seq, d_model]``, and the block's output ``block_out`` ``[1, seq, d_model]``."""
+
+    acts: torch.Tensor
+    out: torch.Tensor
+    block_out: torch.Tensor
+
+
 @dataclass
 class CleanText:
     """One text's clean run.
 
     ``block_inputs[i]`` = ``(args, kwargs)`` of block ``first + i``; ``final_hidden`` ``[seq, d_model]``;
-    ``log_probs`` ``[seq, vocab]`` or ``None``.
+    ``log_probs`` ``[seq, vocab]`` or ``None``; ``mlp`` the :class:`MlpRecord` of the requested layers.
     """
 
     ids: torch.Tensor
@@ -58,6 +74,7 @@ class CleanText:
     block_inputs: list[tuple[tuple, dict]]
     final_hidden: torch.Tensor
     log_probs: torch.Tensor | None
+    mlp: dict[int, MlpRecord] = field(default_factory=dict)
 
     def block_input(self, layer: int) -> tuple[tuple, dict]:
         return self.block_inputs[layer - self.first]
@@ -68,10 +85,29 @@ class CleanText:
         return args[0] if args else kwargs["hidden_states"]
 
 
+def _block_output(output: torch.Tensor | tuple) -> torch.Tensor:
+    return output[0] if isinstance(output, tuple) else output
+
+
+def _recorder(store: dict, key: int, pick: Callable[[tuple, object], object]) -> Callable:
+    def hook(_module: nn.Module, args: tuple, output: object) -> None:
+        store[key] = pick(args, output)
+
+    return hook
+
+
 @torch.no_grad()
-def clean_run(adapter: ArchitectureAdapter, ids: torch.Tensor, first: int, with_logits: bool = False) -> CleanText:
-    """Run ``ids`` ``[1, seq]`` once, recording the inputs of blocks ``first..``."""
+def clean_run(
+    adapter: ArchitectureAdapter,
+    ids: torch.Tensor,
+    first: int,
+    with_logits: bool = False,
+    mlp_layers: Sequence[int] = (),
+) -> CleanText:
+    """Run ``ids`` ``[1, seq]`` once, recording the inputs of blocks ``first..`` and the MLP outputs of ``mlp_layers``."""
     records: list[tuple[tuple, dict]] = []
+    mlp_io: dict[int, tuple] = {}
+    block_out: dict[int, torch.Tensor] = {}
 
     def record(_module: nn.Module, args: tuple, kwargs: dict) -> None:
         records.append((args, kwargs))
@@ -79,9 +115,17 @@ def clean_run(adapter: ArchitectureAdapter, ids: torch.Tensor, first: int, with_
     with ExitStack() as stack:
         for block in adapter.blocks()[first:]:
             stack.enter_context(forward_pre_hook(block, record, with_kwargs=True))
+        for layer in mlp_layers:
+            stack.enter_context(forward_hook(adapter.mlp_output(layer), _recorder(mlp_io, layer, lambda a, o: (a[0], o))))
+            stack.enter_context(forward_hook(adapter.blocks()[layer], _recorder(block_out, layer, lambda a, o: _block_output(o))))
         result = run(adapter.model, ids)
+    seq = ids.shape[1]
+    mlp = {
+        layer: MlpRecord(mlp_io[layer][0].reshape(1, seq, -1), mlp_io[layer][1].reshape(1, seq, -1), block_out[layer])
+        for layer in mlp_layers
+    }
     log_probs = torch.log_softmax(result.logits.float(), dim=-1) if with_logits else None
-    return CleanText(ids, first, records, result.final_hidden, log_probs)
+    return CleanText(ids, first, records, result.final_hidden, log_probs, mlp)
 
 
 def _call_block(block: nn.Module, hidden: torch.Tensor, args: tuple, kwargs: dict) -> torch.Tensor:
@@ -90,18 +134,34 @@ def _call_block(block: nn.Module, hidden: torch.Tensor, args: tuple, kwargs: dic
         out = block(hidden, *args[1:], **kwargs)
     else:
         out = block(**{**kwargs, "hidden_states": hidden})
-    return out[0] if isinstance(out, tuple) else out
+    return _block_output(out)
 
 
 @torch.no_grad()
-def run_downstream(adapter: ArchitectureAdapter, clean: CleanText, start: int, rows: int) -> torch.Tensor:
-    """Final hidden states ``[rows, seq, d_model]`` from block ``start`` on, ``rows`` copies of the clean input."""
-    hidden = clean.hidden_input(start).expand(rows, -1, -1)
-    blocks = adapter.blocks()
-    for layer in range(start, adapter.n_layers):
-        args, kwargs = clean.block_input(layer)
-        hidden = _call_block(blocks[layer], hidden, args, kwargs)
-    return adapter.final_norm()(hidden)
+def mlp_output_is_additive(adapter: ArchitectureAdapter, clean: CleanText, layer: int) -> bool:
+    """Whether block ``layer``'s output moves exactly with its MLP output (a residual add).
+
+    Probed on the clean run (``clean.mlp[layer]`` needed): shift the projection's output by a
+    random vector and check that the block's output shifts by the same vector.
+    """
+    record = clean.mlp[layer]
+    generator = torch.Generator(device=record.out.device).manual_seed(0)
+    delta = torch.randn(record.out.shape, generator=generator, device=record.out.device, dtype=record.out.dtype)
+    delta = delta * record.out.std().clamp_min(1e-3)
+
+    def shift(_module: nn.Module, _args: tuple, output: torch.Tensor) -> torch.Tensor:
+        return output + delta.reshape(output.shape)
+
+    with forward_hook(adapter.mlp_output(layer), shift):
+        probed = _call_block(adapter.blocks()[layer], clean.hidden_input(layer), *clean.block_input(layer))
+    expected = record.block_out + delta
+    return bool((probed - expected).abs().max() <= 1e-4 * expected.abs().max())
+
+
+def _masked(acts: torch.Tensor, keep: torch.Tensor, fill: torch.Tensor | None) -> torch.Tensor:
+    """``acts`` viewed as ``[rows, seq, d_mlp]`` (``[1, ...]`` broadcasts) times ``keep`` ``[rows, d_mlp]``, plus ``fill``."""
+    out = acts * keep.unsqueeze(1)
+    return out if fill is None else out + fill.unsqueeze(1)
 
 
 @contextmanager
@@ -117,9 +177,7 @@ def row_masks(
     def masker(layer: int):
         def hook(_module: nn.Module, args: tuple) -> tuple:
             mask = keep[layer]
-            acts = args[0].reshape(mask.shape[0], -1, mask.shape[1]) * mask.unsqueeze(1)  # [rows, seq, d_mlp]
-            if fill is not None:
-                acts = acts + fill[layer].unsqueeze(1)
+            acts = _masked(args[0].reshape(mask.shape[0], -1, mask.shape[1]), mask, fill[layer] if fill else None)
             return (acts.reshape(args[0].shape), *args[1:])
 
         return hook
@@ -128,6 +186,36 @@ def row_masks(
         for layer in keep:
             stack.enter_context(forward_pre_hook(adapter.mlp_output(layer), masker(layer)))
         yield
+
+
+@torch.no_grad()
+def ablated_final_hidden(
+    adapter: ArchitectureAdapter,
+    clean: CleanText,
+    start: int,
+    keep: Mapping[int, torch.Tensor],
+    fill: Mapping[int, torch.Tensor] | None = None,
+    additive: bool = False,
+) -> torch.Tensor:
+    """Final hidden states ``[rows, seq, d_model]`` of a chunk of ablations that all start at layer ``start``.
+
+    ``keep``/``fill`` as in :func:`row_masks`. With ``additive`` (see :func:`mlp_output_is_additive`;
+    needs ``clean.mlp[start]``) block ``start`` is not re-run: only its output projection is.
+    """
+    if additive:
+        record = clean.mlp[start]
+        acts = _masked(record.acts, keep[start], fill[start] if fill else None)  # [rows, seq, d_mlp]
+        hidden = record.block_out + (adapter.mlp_output(start)(acts) - record.out)
+        begin = start + 1
+    else:
+        hidden = clean.hidden_input(start).expand(keep[start].shape[0], -1, -1)
+        begin = start
+    blocks = adapter.blocks()
+    with row_masks(adapter, {layer: mask for layer, mask in keep.items() if layer >= begin}, fill):
+        for layer in range(begin, adapter.n_layers):
+            args, kwargs = clean.block_input(layer)
+            hidden = _call_block(blocks[layer], hidden, args, kwargs)
+    return adapter.final_norm()(hidden)
 
 
 def _row_chunks(ablations: Sequence[Ablation], per_chunk: int) -> list[tuple[int, list[int]]]:
@@ -199,14 +287,16 @@ def ablation_sweep(
         means = {layer: moments[layer].mean() for layer in layers}
     totals = ImpactTotals(len(ablations), with_logits)
     param = next(adapter.model.parameters())
+    starts = sorted({min(ablation_) for ablation_ in ablations})
+    additive: dict[int, bool] = {}
     done, total_work = 0, len(texts) * len(ablations)
     for t, ids in enumerate(texts):
-        clean = clean_run(adapter, ids, layers[0], with_logits)
+        clean = clean_run(adapter, ids, layers[0], with_logits, mlp_layers=starts)
+        additive = additive or {start: mlp_output_is_additive(adapter, clean, start) for start in starts}
         totals.add_text(clean.final_hidden, clean.log_probs, ids)
         for start, rows in _row_chunks(ablations, max(1, batch_tokens // ids.shape[1])):
             keep, fill = _chunk_masks(adapter, ablations, rows, means, param.device, param.dtype)
-            with row_masks(adapter, keep, fill):
-                final = run_downstream(adapter, clean, start, len(rows))
+            final = ablated_final_hidden(adapter, clean, start, keep, fill, additive[start])
             index = torch.as_tensor(rows)
             totals.add_hidden(index, hidden_change(clean.final_hidden, final))
             if with_logits:
@@ -262,10 +352,6 @@ def critical_mask(impact: torch.Tensor, threshold: float | None = None) -> torch
     mask = torch.zeros(impact.numel(), dtype=torch.bool)
     mask[top] = True
     return mask
-
-
-def _block_output(output: torch.Tensor | tuple) -> torch.Tensor:
-    return output[0] if isinstance(output, tuple) else output
 
 
 @torch.no_grad()
