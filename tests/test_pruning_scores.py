@@ -7,8 +7,9 @@ import math
 import numpy as np
 import pytest
 import torch
+from pruning_reference import activations
 
-from neuronscope.analysis.forward import encode, run
+from neuronscope.analysis.forward import encode
 from neuronscope.analysis.scores import SCORERS, rank_layer
 
 TEXTS = ["Hello world", "The quick brown fox jumps over the lazy dog.", "def add(a, b): return a + b"]
@@ -32,19 +33,6 @@ def raw_mlp_modules(model, family: str, layer: int):
     return mlp.gate_proj, mlp.down_proj
 
 
-def captured_inputs(model, modules, texts_ids):
-    """Inputs ``[tokens, features]`` of each module over every text, by independent hooks."""
-    seen = {i: [] for i in range(len(modules))}
-    handles = [m.register_forward_pre_hook(lambda _m, args, i=i: seen[i].append(args[0][0].detach().numpy())) for i, m in enumerate(modules)]
-    try:
-        for ids in texts_ids:
-            run(model, ids)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return [np.concatenate(seen[i]).astype(np.float64) for i in range(len(modules))]
-
-
 def test_magnitude_equals_definition(loaded):
     scores = SCORERS["magnitude"](loaded.adapter, [], lambda *_: None)
     assert len(scores) == loaded.adapter.n_layers
@@ -59,7 +47,7 @@ def test_activation_and_wanda_equal_definition(loaded):
     activation = SCORERS["activation"](loaded.adapter, texts, lambda *_: None)
     wanda = SCORERS["wanda"](loaded.adapter, texts, lambda *_: None)
     for layer in range(loaded.adapter.n_layers):
-        x, a = captured_inputs(loaded.model, raw_mlp_modules(loaded.model, loaded.adapter.family, layer), texts)
+        x, a = (activations(loaded.model, module, texts) for module in raw_mlp_modules(loaded.model, loaded.adapter.family, layer))
         np.testing.assert_allclose(activation[layer].numpy(), np.abs(a).mean(axis=0), rtol=1e-5)
         rows = raw_neuron_weights(loaded.model, loaded.adapter.family, layer)
         x_norm, a_norm = np.linalg.norm(x, axis=0), np.linalg.norm(a, axis=0)
