@@ -102,6 +102,13 @@ class ActivationService:
         bad = [layer for layer in chosen if not 0 <= layer < n_layers]
         if bad:
             raise BadRequest(f"layers {bad} are out of range: {name} has layers 0..{n_layers - 1}")
+        neurons = [min(meta["neurons_per_layer"][layer], top_k or meta["neurons_per_layer"][layer]) for layer in chosen]
+        values = meta["n_tokens"] * sum(neurons)
+        if values > self.settings.max_served_values:
+            raise BadRequest(
+                f"this slice has {values} values; the limit is {self.settings.max_served_values} "
+                "(max_served_values): ask for fewer layers (?layer=) or neurons (?top_k=)"
+            )
         arrays = self.store.layers(name, chosen)
         return {
             "filename": name,
