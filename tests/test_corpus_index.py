@@ -180,3 +180,34 @@ def test_concurrent_writers_give_the_serial_index(tmp_path, loaded):
             a = [(h.activation, h.source.name, h.position) for h in serial.top(loaded.name, layer, neuron, 4)]
             b = [(h.activation, h.source.name, h.position) for h in parallel.top(loaded.name, layer, neuron, 4)]
             assert a == b
+
+
+def test_queries_run_while_a_corpus_is_indexed(make_app):
+    """Threads query the index while another thread indexes a corpus: every answer is consistent."""
+    app = make_app(index_depth=8)
+    client = app.test_client()
+    client.post("/api/activations/corpus", json={"texts": CORPUS[:2]})
+    errors: list[str] = []
+
+    def query(worker: int) -> None:
+        own = app.test_client()
+        for i in range(15):
+            body = {"layer_index": i % 2, "neuron_index": (worker * 15 + i) % 64, "top_k": 8}
+            response = own.post("/api/queries/neuron", json=body)
+            values = [t["activation"] for t in response.json.get("top_tokens", [])]
+            if response.status_code != 200 or values != sorted(values, reverse=True) or not values:
+                errors.append(f"{response.status_code} {response.json}")
+
+    def index() -> None:
+        for start in range(2, len(CORPUS)):
+            response = app.test_client().post("/api/activations/corpus", json={"texts": [CORPUS[start]], "batch_size": 1})
+            if response.status_code != 200:
+                errors.append(f"index {response.status_code} {response.json}")
+
+    threads = [threading.Thread(target=query, args=(w,)) for w in range(6)] + [threading.Thread(target=index)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert client.post("/api/activations/corpus", json={"texts": CORPUS}).json["texts_skipped"] == len(CORPUS)
