@@ -28,19 +28,24 @@ CORPUS = [
 PROMPTS = ["Neurons fire on the word fox.", "Rome is the capital of Italy."]
 
 
-def test_top_activations_equal_a_sort():
-    rng = np.random.default_rng(0)
-    acts = rng.normal(size=(3, 40, 16)).astype(np.float32)  # [chunks, tokens, neurons]
-    top = TopActivations(16, depth=7, device="cpu")
-    for chunk in range(3):
-        refs = token_refs(torch.full((40,), chunk), torch.arange(40))
-        top.update(torch.from_numpy(acts[chunk]), refs)
+@pytest.mark.parametrize("chunk, depth, decimals", [(40, 7, None), (3, 10, None), (25, 50, None), (16, 5, 1)])
+def test_top_activations_equal_a_sort(chunk, depth, decimals):
+    """Running lists (dense while filling, sparse merges once full) equal a sort of everything."""
+    rng = np.random.default_rng(chunk)
+    acts = rng.normal(size=(8, chunk, 16)).astype(np.float32)  # [chunks, tokens, neurons]
+    if decimals is not None:
+        acts = acts.round(decimals)  # many ties
+    top = TopActivations(16, depth=depth, device="cpu")
+    for number in range(8):
+        refs = token_refs(torch.full((chunk,), number), torch.arange(chunk))
+        top.update(torch.from_numpy(acts[number]), refs)
     result = top.result()
-    flat = acts.reshape(-1, 16)  # [chunk * 40 + position, neurons]
+    flat = acts.reshape(-1, 16)  # [chunk number * chunk + position, neurons]
     for neuron in range(16):
-        order = np.argsort(-flat[:, neuron])[:7]
-        np.testing.assert_array_equal(result.values[neuron], flat[order, neuron])
-        np.testing.assert_array_equal(result.sequences[neuron] * 40 + result.positions[neuron], order)
+        np.testing.assert_array_equal(result.values[neuron], -np.sort(-flat[:, neuron])[:depth])
+        rows = result.sequences[neuron] * chunk + result.positions[neuron]
+        assert len(set(rows.tolist())) == depth
+        np.testing.assert_array_equal(flat[rows, neuron], result.values[neuron])
 
 
 def test_batched_indexing_equals_one_text_at_a_time(loaded):
