@@ -97,6 +97,17 @@ def test_storage_is_compact_and_atomic(client, make_app, tmp_path):
     assert not any(p.name.startswith(TEMP_PREFIX) for p in folder.iterdir())
 
 
+@pytest.mark.parametrize("path, body", [
+    ("/api/activations/generate", {"prompt": "Hello world, this is a test. " * 10}),
+    ("/api/activations/corpus", {"texts": ["short", "Hello world, this is a test. " * 10]}),
+])
+def test_texts_longer_than_the_context_are_refused(make_app, path, body):
+    """tiny-gpt2 has 128 learned positions: a longer text is a 400, not a crash in the embedding."""
+    client = make_app(model="tiny-gpt2").test_client()
+    response = client.post(path, json=body)
+    assert response.status_code == 400 and "context length" in response.json["details"]
+
+
 def test_model_name_switches_first(make_app):
     client = make_app(model="tiny-gpt2").test_client()
     body = generate(client, model_name="tiny-llama")
