@@ -47,8 +47,6 @@ CREATE TABLE IF NOT EXISTS neuron_tops (
     model_id INTEGER NOT NULL REFERENCES models(id),
     layer INTEGER NOT NULL,
     neuron INTEGER NOT NULL,
-    count INTEGER NOT NULL,
-    max_activation REAL NOT NULL,
     activations BLOB NOT NULL,
     source_ids BLOB NOT NULL,
     positions BLOB NOT NULL,
@@ -215,10 +213,10 @@ class ActivationIndex:
         changed = ((new_values != old_values) | (new_sources != old_sources) | (new_positions != old_positions)).any(axis=1)
         counts = np.isfinite(new_values).sum(axis=1)
         conn.executemany(
-            "INSERT OR REPLACE INTO neuron_tops VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO neuron_tops VALUES (?, ?, ?, ?, ?, ?)",
             (
                 (
-                    model_id, layer, int(n), int(counts[n]), float(new_values[n, 0]),
+                    model_id, layer, int(n),
                     new_values[n, : counts[n]].astype(_VALUE).tobytes(),
                     new_sources[n, : counts[n]].astype(_ID).tobytes(),
                     new_positions[n, : counts[n]].astype(_ID).tobytes(),
