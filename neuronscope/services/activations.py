@@ -70,6 +70,7 @@ class ActivationService:
             }
             self.store.save(name, meta, [acts.cpu().numpy() for acts in layers])
             newly_indexed = self._index_file(lm, name, token_ids, tokens, layers)
+            log.info("saved the activations of %d tokens on %s as %s", len(token_ids), lm.name, name)
         summary = [{"layer_index": i, **layer_summary(acts, tokens)} for i, acts in enumerate(layers)]
         return {
             "message": f"Activations of {len(tokens)} tokens on {len(layers)} layers saved as {name}",
