@@ -42,6 +42,11 @@ class Settings:
     torch_threads: int = 0
     threads: int = 8
     preload_model: bool = True
+    max_queued_jobs: int = 16
+    job_history: int = 200
+    cache_entries: int = 256
+    cache_bytes: int = 256_000_000
+    cache_persist: bool = False
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -80,6 +85,11 @@ class Settings:
             "NEURONSCOPE_MAX_BATCH_SIZE": ("max_batch_size", int),
             "NEURONSCOPE_TORCH_THREADS": ("torch_threads", int),
             "NEURONSCOPE_THREADS": ("threads", int),
+            "NEURONSCOPE_MAX_QUEUED_JOBS": ("max_queued_jobs", int),
+            "NEURONSCOPE_JOB_HISTORY": ("job_history", int),
+            "NEURONSCOPE_CACHE_ENTRIES": ("cache_entries", int),
+            "NEURONSCOPE_CACHE_BYTES": ("cache_bytes", int),
+            "NEURONSCOPE_CACHE_PERSIST": ("cache_persist", _env_bool),
         }
         for var, (name, parse) in readers.items():
             if env.get(var, "").strip():
@@ -95,6 +105,10 @@ class Settings:
             raise ValueError(f"NEURONSCOPE_DEVICE must be auto, cpu or cuda[:N], not {self.device!r}")
         if not 0 < self.port < 65536:
             raise ValueError(f"PORT must be in 1..65535, not {self.port}")
+        if self.max_queued_jobs < 1 or self.job_history < 1:
+            raise ValueError("NEURONSCOPE_MAX_QUEUED_JOBS and NEURONSCOPE_JOB_HISTORY must be >= 1")
+        if self.cache_entries < 0 or self.cache_bytes < 0:
+            raise ValueError("NEURONSCOPE_CACHE_ENTRIES and NEURONSCOPE_CACHE_BYTES must be >= 0 (0 disables the cache)")
         models_dir = Path(self.models_dir).resolve() if self.models_dir is not None else None
         return replace(self, data_dir=Path(self.data_dir).resolve(), models_dir=models_dir)
 

@@ -74,6 +74,7 @@ class ModelManager:
         source = loading.resolve(name, self.settings)
         device = loading.pick_device(self.settings.device)
         started = time.perf_counter()
+        log.info("loading %s (%s) on %s", name, source.kind, device)
         self._loading = name
         try:
             model, tokenizer = loading.load(source, self.settings, device)

@@ -11,6 +11,7 @@ from flask import current_app
 
 from neuronscope.config import Settings
 from neuronscope.modeling.manager import ModelManager
+from neuronscope.services.long_runs import LongRunService
 from neuronscope.services.models import ModelService
 from neuronscope.services.samples import SampleService
 
@@ -21,6 +22,7 @@ class Services:
     manager: ModelManager
     models: ModelService
     samples: SampleService
+    long_runs: LongRunService
 
 
 def build_services(settings: Settings, manager: ModelManager) -> Services:
@@ -30,6 +32,7 @@ def build_services(settings: Settings, manager: ModelManager) -> Services:
         manager=manager,
         models=ModelService(settings, manager),
         samples=SampleService(settings),
+        long_runs=LongRunService(settings, manager),
     )
 
 
