@@ -1,39 +1,18 @@
-"""NeuronScope: a REST service for MLP neuron analysis and pruning of Hugging Face language models."""
+"""NeuronScope: a REST service for MLP neuron analysis and pruning of Hugging Face language models.
+
+``create_app`` is imported lazily so that light modules (storage, errors) load without torch.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any
 
-import torch
-from flask import Flask
-from flask_cors import CORS
-
-from neuronscope.api import register_blueprints
-from neuronscope.config import Settings
-from neuronscope.errors import register_error_handlers
-from neuronscope.modeling.manager import ModelManager
-from neuronscope.services import build_services
+__all__ = ["create_app"]
 
 
-def create_app(config: Settings | Mapping[str, Any] | None = None, manager: ModelManager | None = None) -> Flask:
-    """Build the Flask app.
+def __getattr__(name: str) -> Any:
+    if name == "create_app":
+        from neuronscope.app import create_app
 
-    ``config`` is a :class:`Settings` or a mapping of settings fields that override the
-    environment. ``manager`` lets several apps share one loaded model (tests do).
-    No model is loaded here: the manager loads lazily.
-    """
-    settings = config if isinstance(config, Settings) else Settings.from_env(**dict(config or {}))
-    if settings.torch_threads > 0:
-        torch.set_num_threads(settings.torch_threads)
-    app = Flask(__name__, static_folder=None)
-    app.config.update(MAX_CONTENT_LENGTH=settings.max_request_bytes, JSON_SORT_KEYS=False, DEBUG=False)
-    app.extensions["neuronscope"] = build_services(settings, manager or ModelManager(settings))
-    CORS(
-        app,
-        resources={r"/api/*": {"origins": list(settings.cors_origins)}},
-        supports_credentials=False,
-        send_wildcard=settings.cors_origins == ("*",),
-    )
-    register_error_handlers(app)
-    register_blueprints(app)
-    return app
+        return create_app
+    raise AttributeError(f"module 'neuronscope' has no attribute {name!r}")

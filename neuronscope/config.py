@@ -15,6 +15,10 @@ EMBEDDED_MODEL_NAME = "smollm2-135m-instruct"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
+def _env_list(value: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
 def _env_bool(value: str) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
@@ -42,6 +46,11 @@ class Settings:
     torch_threads: int = 0
     threads: int = 8
     preload_model: bool = True
+    api_key: str | None = None
+    rate_limit_per_minute: int = 120
+    allowed_hosts: tuple[str, ...] = ()
+    max_queued: int = 8
+    queue_timeout: float = 300.0
     max_queued_jobs: int = 16
     job_history: int = 200
     cache_entries: int = 256
@@ -72,10 +81,7 @@ class Settings:
             "NEURONSCOPE_MODEL": ("model", str),
             "NEURONSCOPE_DEVICE": ("device", str),
             "NEURONSCOPE_OFFLINE": ("offline", _env_bool),
-            "NEURONSCOPE_CORS_ORIGINS": (
-                "cors_origins",
-                lambda v: tuple(o.strip() for o in v.split(",") if o.strip()),
-            ),
+            "NEURONSCOPE_CORS_ORIGINS": ("cors_origins", _env_list),
             "NEURONSCOPE_MAX_REQUEST_BYTES": ("max_request_bytes", int),
             "NEURONSCOPE_MAX_INPUT_TOKENS": ("max_input_tokens", int),
             "NEURONSCOPE_MAX_TEXTS": ("max_texts", int),
@@ -85,6 +91,11 @@ class Settings:
             "NEURONSCOPE_MAX_BATCH_SIZE": ("max_batch_size", int),
             "NEURONSCOPE_TORCH_THREADS": ("torch_threads", int),
             "NEURONSCOPE_THREADS": ("threads", int),
+            "NEURONSCOPE_API_KEY": ("api_key", str),
+            "NEURONSCOPE_RATE_LIMIT": ("rate_limit_per_minute", int),
+            "NEURONSCOPE_ALLOWED_HOSTS": ("allowed_hosts", _env_list),
+            "NEURONSCOPE_MAX_QUEUED": ("max_queued", int),
+            "NEURONSCOPE_QUEUE_TIMEOUT": ("queue_timeout", float),
             "NEURONSCOPE_MAX_QUEUED_JOBS": ("max_queued_jobs", int),
             "NEURONSCOPE_JOB_HISTORY": ("job_history", int),
             "NEURONSCOPE_CACHE_ENTRIES": ("cache_entries", int),
@@ -105,6 +116,8 @@ class Settings:
             raise ValueError(f"NEURONSCOPE_DEVICE must be auto, cpu or cuda[:N], not {self.device!r}")
         if not 0 < self.port < 65536:
             raise ValueError(f"PORT must be in 1..65535, not {self.port}")
+        if "*" in self.cors_origins and len(self.cors_origins) > 1:
+            raise ValueError("NEURONSCOPE_CORS_ORIGINS: '*' cannot be combined with other origins")
         if self.max_queued_jobs < 1 or self.job_history < 1:
             raise ValueError("NEURONSCOPE_MAX_QUEUED_JOBS and NEURONSCOPE_JOB_HISTORY must be >= 1")
         if self.cache_entries < 0 or self.cache_bytes < 0:

@@ -52,7 +52,8 @@ def make_app(models_dir, tmp_path):
     """``make_app(model=..., **settings)``: an app on a fresh data dir with its own manager."""
 
     def factory(model: str = "tiny-gpt2", **overrides):
-        return create_app(make_settings(tmp_path / "data", models_dir, model, **overrides))
+        folder = overrides.pop("models_dir", models_dir)
+        return create_app(make_settings(tmp_path / "data", folder, model, **overrides))
 
     return factory
 

@@ -58,6 +58,8 @@ class ModelManager:
     def __init__(self, settings: Settings):
         self.settings = settings
         self._lock = threading.RLock()
+        self._queue_lock = threading.Lock()
+        self._waiting = 0
         self._current: LoadedModel | None = None
         self._loading: str | None = None
 
@@ -91,26 +93,48 @@ class ModelManager:
             return self._current
 
     @contextmanager
-    def use(self, timeout: float | None = None) -> Iterator[LoadedModel]:
-        """Hold the model for one analysis; raises 503 when it stays busy past ``timeout`` seconds."""
-        acquired = self._lock.acquire(timeout=-1 if timeout is None else timeout)
-        if not acquired:
-            raise ServiceBusy("the model is busy with other analyses; retry later", headers={"Retry-After": "5"})
+    def _held(self) -> Iterator[None]:
+        """Take the model lock, queueing behind running work.
+
+        503 with ``Retry-After`` when ``max_queued`` requests already wait, or when the lock
+        stays busy for ``queue_timeout`` seconds.
+        """
+        with self._queue_lock:
+            if self._waiting >= self.settings.max_queued:
+                raise ServiceBusy(
+                    f"{self._waiting} requests already wait for the model; retry later",
+                    headers={"Retry-After": "10"},
+                )
+            self._waiting += 1
         try:
-            yield self.ensure_loaded()
+            acquired = self._lock.acquire(timeout=self.settings.queue_timeout)
+        finally:
+            with self._queue_lock:
+                self._waiting -= 1
+        if not acquired:
+            raise ServiceBusy(
+                f"the model stayed busy for {self.settings.queue_timeout:.0f} s; retry later",
+                headers={"Retry-After": "30"},
+            )
+        try:
+            yield
         finally:
             self._lock.release()
 
+    @contextmanager
+    def use(self) -> Iterator[LoadedModel]:
+        """Hold the model (loading the default first if needed) for the duration of one analysis."""
+        with self._held():
+            yield self.ensure_loaded()
+
     def switch(self, name: str) -> LoadedModel:
         """Load ``name`` and make it current; on failure the previous model stays loaded."""
-        with self._lock:
+        with self._held():
             if self._current is not None and self._current.name == name:
                 return self._current
             previous = self._current
             try:
                 new = self._load(name)
-            except ModelUnavailable:
-                raise
             except (OSError, ValueError, RuntimeError) as exc:
                 raise ModelUnavailable(f"could not load {name!r}: {exc}") from exc
             self._current = new

@@ -1,0 +1,101 @@
+"""Request guards run before every view: API key, Host header, rate limits of expensive routes."""
+
+from __future__ import annotations
+
+import hmac
+import threading
+import time
+from collections import defaultdict, deque
+
+from flask import Flask, request
+
+from neuronscope.config import Settings
+from neuronscope.errors import NeuronScopeError
+
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
+OPEN_PATHS = ("/api/health",)
+CHEAP_POSTS = ("/api/samples",)
+
+
+class Unauthorized(NeuronScopeError):
+    status = 401
+    error = "Unauthorized"
+
+
+class Forbidden(NeuronScopeError):
+    status = 403
+    error = "Forbidden"
+
+
+class TooManyRequests(NeuronScopeError):
+    status = 429
+    error = "Too many requests"
+
+
+def is_expensive(method: str, path: str) -> bool:
+    """Analyses and model loads: every API POST but samples, and the GET pruning analyses."""
+    if not path.startswith("/api/"):
+        return False
+    if method == "POST":
+        return path not in CHEAP_POSTS
+    return method == "GET" and path.startswith("/api/pruning/")
+
+
+class RateLimiter:
+    """Sliding one-minute window per (client, route), shared by the app's threads."""
+
+    def __init__(self, per_minute: int):
+        self.per_minute = per_minute
+        self._hits: dict[tuple[str, str], deque[float]] = defaultdict(deque)
+        self._lock = threading.Lock()
+
+    def check(self, client: str, route: str) -> None:
+        """Record one hit; raise 429 with ``Retry-After`` when over the limit."""
+        now = time.monotonic()
+        with self._lock:
+            hits = self._hits[(client, route)]
+            while hits and now - hits[0] >= 60.0:
+                hits.popleft()
+            if len(hits) >= self.per_minute:
+                retry = max(1, int(60.0 - (now - hits[0])) + 1)
+                raise TooManyRequests(
+                    f"more than {self.per_minute} requests a minute to {route}; retry in {retry} s",
+                    headers={"Retry-After": str(retry)},
+                )
+            hits.append(now)
+
+
+def _host_name(host_header: str) -> str:
+    if host_header.startswith("["):
+        return host_header.split("]")[0] + "]"
+    return host_header.rsplit(":", 1)[0] if host_header.count(":") == 1 else host_header
+
+
+def allowed_hosts(settings: Settings) -> tuple[str, ...] | None:
+    """Host names accepted in the Host header; ``None`` = any (bound to a non-loopback address)."""
+    if settings.host not in LOOPBACK_NAMES and not settings.allowed_hosts:
+        return None
+    base = LOOPBACK_NAMES if settings.host in LOOPBACK_NAMES else ()
+    return tuple(h.lower() for h in (*base, *settings.allowed_hosts))
+
+
+def install_guards(app: Flask, settings: Settings) -> None:
+    """Register the guards as ``before_request`` hooks on ``app``."""
+    hosts = allowed_hosts(settings)
+    limiter = RateLimiter(settings.rate_limit_per_minute) if settings.rate_limit_per_minute > 0 else None
+
+    @app.before_request
+    def _guard() -> None:
+        if request.method == "OPTIONS":
+            return
+        if hosts is not None and _host_name(request.host.lower()) not in hosts:
+            raise Forbidden(
+                f"Host {request.host!r} is not allowed (DNS-rebinding protection); "
+                "add it to NEURONSCOPE_ALLOWED_HOSTS"
+            )
+        if settings.api_key and request.path.startswith("/api/") and request.path not in OPEN_PATHS:
+            given = request.headers.get("X-API-Key", "")
+            if not hmac.compare_digest(given.encode(), settings.api_key.encode()):
+                raise Unauthorized("send the API key in the 'X-API-Key' header")
+        if limiter is not None and is_expensive(request.method, request.path):
+            limiter.check(request.remote_addr or "?", f"{request.method} {request.url_rule or request.path}")
