@@ -73,8 +73,14 @@ def test_post_jobs_dispatches_to_the_same_operation(jobs_app):
     assert job["result"] == client.post(f"/api/{WEIGHT_NORMS}", json={"layers": [1], "order": 1}).get_json()
 
 
+def test_unknown_operation_is_404(jobs_app):
+    client = jobs_app().test_client()
+    response = client.post("/api/jobs", json={"endpoint": "pruning/nope", "body": {}})
+    assert response.status_code == 404 and WEIGHT_NORMS in response.get_json()["details"]
+    assert client.get("/api/jobs").get_json()["jobs"] == []
+
+
 @pytest.mark.parametrize("payload", [
-    {"endpoint": "pruning/nope", "body": {}},
     {"endpoint": WEIGHT_NORMS, "body": {"layers": "all"}},
     {"endpoint": WEIGHT_NORMS, "body": {"layers": [0], "order": 9}},
     {"endpoint": WEIGHT_NORMS, "body": []},

@@ -2,9 +2,9 @@
 
 from flask import Flask
 
-from neuronscope.api import health, jobs, models, samples
+from neuronscope.api import health, jobs, models, samples, spec
 
-BLUEPRINTS = (health.bp, models.bp, samples.bp, jobs.bp)
+BLUEPRINTS = (health.bp, models.bp, samples.bp, spec.bp, jobs.bp)
 
 
 def register_blueprints(app: Flask) -> None:

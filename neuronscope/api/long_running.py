@@ -24,7 +24,7 @@ from typing import Callable
 from flask import url_for
 
 from neuronscope.api.params import get_bool, query_args
-from neuronscope.errors import BadRequest
+from neuronscope.errors import NotFound
 from neuronscope.jobs.job import Job
 from neuronscope.services import Services, services
 from neuronscope.services.long_runs import LongCall, Work
@@ -59,10 +59,11 @@ def long_operation(endpoint: str, *, cacheable: bool) -> Callable[[Prepare], Pre
 
 
 def prepare_call(svc: Services, endpoint: str, body: dict) -> LongCall:
-    """Validate ``body`` for the long operation ``endpoint``; 400 for unknown names and bad bodies."""
+    """Validate ``body`` for the long operation ``endpoint``: 404 for an unknown operation, 400 for a bad body."""
     operation = LONG_OPERATIONS.get(endpoint)
     if operation is None:
-        raise BadRequest(f"'endpoint' must be one of {', '.join(sorted(LONG_OPERATIONS))}; got {endpoint!r}")
+        known = ", ".join(sorted(LONG_OPERATIONS)) or "none"
+        raise NotFound(f"no long operation {endpoint!r}; the long operations are: {known}")
     params, work = operation.prepare(svc, body)
     return LongCall(endpoint, params, work, operation.cacheable)
 

@@ -1,9 +1,21 @@
 from flask import Blueprint
+from werkzeug.routing import PathConverter
 
 from neuronscope.api.params import get_str, json_body
 from neuronscope.services import services
 
 bp = Blueprint("models", __name__)
+
+
+class ModelNameConverter(PathConverter):
+    """A model name (Hub ids contain one '/'); never the fixed routes ``memory`` or ``switch``."""
+
+    regex = r"(?!(?:memory|switch)$)[^/].*?"
+
+
+@bp.record_once
+def _register_converter(state) -> None:
+    state.app.url_map.converters["model_name"] = ModelNameConverter
 
 
 @bp.get("/models")
@@ -22,6 +34,6 @@ def switch():
     return services().models.switch(name)
 
 
-@bp.get("/models/<path:model_name>")
+@bp.get("/models/<model_name:model_name>")
 def model_info(model_name: str):
     return services().models.model_info(model_name)

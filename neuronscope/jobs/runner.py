@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import threading
 import time
 from collections import OrderedDict, deque
@@ -23,6 +24,7 @@ from neuronscope.storage.files import JsonFolder
 
 log = logging.getLogger(__name__)
 
+_JOB_ID = re.compile(r"[0-9a-f]{32}")  # uuid4().hex
 _DEFAULT_RETRY_AFTER_S = 5
 _MAX_RETRY_AFTER_S = 300
 
@@ -130,7 +132,7 @@ class JobRunner:
 
     def _read_file(self, job_id: str) -> dict:
         name = f"{job_id}.json"
-        if not job_id.isalnum() or not self.folder.exists(name):
+        if not _JOB_ID.fullmatch(job_id) or not self.folder.exists(name):
             raise NotFound(f"no job {job_id!r}; GET /api/jobs lists the recent ones")
         return self.folder.read(name)
 

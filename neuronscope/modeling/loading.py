@@ -17,7 +17,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
 from neuronscope.config import EMBEDDED_MODEL_NAME, Settings
-from neuronscope.errors import BadRequest, ModelUnavailable
+from neuronscope.errors import BadRequest, ModelUnavailable, NotFound
 from neuronscope.modeling import registry
 from neuronscope.modeling.adapters import adapter_class_for
 
@@ -139,19 +139,22 @@ def _load_embedded(settings: Settings):
     return _from_folder(cache)
 
 
-def _load_hub(repo_id: str, settings: Settings):
+def _load_hub(source: ModelSource, settings: Settings):
+    """Registry models that cannot be fetched are 503 (unavailable); unknown names are 404."""
+    repo_id = source.location
+    failure = ModelUnavailable if source.name in registry.REGISTRY else NotFound
     try:
         return _from_folder(repo_id, local_files_only=True)
     except OSError:
         pass
     if settings.offline:
-        raise ModelUnavailable(f"{repo_id!r} is not in the local Hugging Face cache and the server is offline")
+        raise failure(f"{repo_id!r} is not a local model, not in the Hugging Face cache, and the server is offline")
     if not hub_reachable():
-        raise ModelUnavailable(f"{repo_id!r} is not in the local Hugging Face cache and the Hub cannot be reached")
+        raise failure(f"{repo_id!r} is not a local model, not in the Hugging Face cache, and the Hub cannot be reached")
     try:
         return _from_folder(repo_id)
     except (OSError, ValueError) as exc:
-        raise ModelUnavailable(f"could not load {repo_id!r} from the Hub: {exc}") from exc
+        raise failure(f"could not load {repo_id!r} from the Hub: {exc}") from exc
 
 
 def load(source: ModelSource, settings: Settings, device: torch.device) -> tuple[PreTrainedModel, object]:
@@ -164,6 +167,6 @@ def load(source: ModelSource, settings: Settings, device: torch.device) -> tuple
         except (OSError, ValueError) as exc:
             raise ModelUnavailable(f"could not load local model {source.name!r}: {exc}") from exc
     else:
-        model, tokenizer = _load_hub(source.location, settings)
+        model, tokenizer = _load_hub(source, settings)
     adapter_class_for(model.config.model_type)
     return model.to(device).eval(), tokenizer

@@ -13,8 +13,11 @@ from pathlib import Path
 
 from neuronscope.config import EMBEDDED_MODEL_NAME
 
-_HUB_ID = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/)?[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
-_LOCAL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_SEGMENT = r"[A-Za-z0-9][A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]+)*"
+MODEL_NAME_PATTERN = rf"^(?:{_SEGMENT}/)?{_SEGMENT}$"
+_MODEL_NAME = re.compile(MODEL_NAME_PATTERN)
+_LOCAL_NAME = re.compile(rf"^{_SEGMENT}$")
+MAX_NAME_CHARS = 200
 
 
 @dataclass(frozen=True)
@@ -76,13 +79,16 @@ REGISTRY: dict[str, ModelEntry] = {
 
 
 def is_valid_name(name: object) -> bool:
-    """A registry name, a Hub-style id ``org/name`` or a local model folder name; never a path."""
-    return isinstance(name, str) and ".." not in name and bool(_HUB_ID.match(name))
+    """A registry name, a Hub-style id ``org/name`` or a local model folder name; never a path.
+
+    Dots only separate name parts, so ``..`` cannot occur.
+    """
+    return isinstance(name, str) and len(name) <= MAX_NAME_CHARS and bool(_MODEL_NAME.match(name))
 
 
 def local_model_dir(models_dir: Path, name: str) -> Path | None:
     """The folder of local model ``name`` under ``models_dir`` if it holds a model, else ``None``."""
-    if not _LOCAL_NAME.match(name) or ".." in name:
+    if len(name) > MAX_NAME_CHARS or not _LOCAL_NAME.match(name):
         return None
     folder = models_dir / name
     if folder.is_symlink() or not (folder / "config.json").is_file():

@@ -1,0 +1,59 @@
+"""The OpenAPI document matches the registered routes, and property-based fuzzing finds no 5xx."""
+
+import re
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+
+from neuronscope.api.spec import openapi_document
+
+METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE"}
+
+
+def registered_api_routes(app) -> set[tuple[str, str]]:
+    routes = set()
+    for rule in app.url_map.iter_rules():
+        if not rule.rule.startswith("/api/"):
+            continue
+        path = re.sub(r"<(?:[a-z_]+:)?([a-z_]+)>", r"{\1}", rule.rule)
+        routes |= {(method, path) for method in rule.methods & METHODS}
+    return routes
+
+
+def documented_routes() -> set[tuple[str, str]]:
+    paths = openapi_document()["paths"]
+    return {(method.upper(), path) for path, ops in paths.items() for method in ops if method.upper() in METHODS}
+
+
+def test_every_route_is_documented_and_every_documented_route_exists(app):
+    assert registered_api_routes(app) == documented_routes()
+
+
+def test_spec_is_served(client):
+    body = client.get("/api/openapi.json").get_json()
+    assert body["openapi"].startswith("3.") and "/api/health" in body["paths"]
+
+
+@pytest.fixture(scope="module")
+def fuzz_app(models_dir, tmp_path_factory):
+    from conftest import make_settings
+
+    from neuronscope import create_app
+
+    settings = make_settings(tmp_path_factory.mktemp("fuzz-data"), models_dir, rate_limit_per_minute=0)
+    return create_app(settings)
+
+
+schema = schemathesis.pytest.from_fixture("fuzz_schema")
+
+
+@pytest.fixture(scope="module")
+def fuzz_schema(fuzz_app):
+    return schemathesis.openapi.from_wsgi("/api/openapi.json", fuzz_app)
+
+
+@schema.parametrize()
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+def test_fuzzed_requests_get_no_server_error_and_conform(case):
+    case.call_and_validate()
