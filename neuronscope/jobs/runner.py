@@ -76,8 +76,7 @@ class JobRunner:
     def recent(self, status: str | None = None) -> list[dict]:
         """Summaries of the jobs in memory, newest first, optionally of one status."""
         with self._changed:
-            jobs = list(self._jobs.values())
-        return [job.describe(full=False) for job in reversed(jobs) if status is None or job.status == status]
+            return [job.describe(full=False) for job in reversed(self._jobs.values()) if status in (None, job.status)]
 
     def cancel(self, job_id: str) -> dict:
         """Cancel a queued job now, or a running one at its next progress step; 409 if finished."""
