@@ -238,3 +238,9 @@ def test_long_runs_log_their_progress(jobs_app, caplog):
     assert any(m.startswith(f"{WEIGHT_NORMS}:  50% layer 1") for m in messages)
     assert any(m.startswith("job ") and f"{WEIGHT_NORMS}:  50% layer 1" in m for m in messages)
     assert any(m.startswith("job ") and m.split()[2] == "done" for m in messages)
+
+
+def test_operations_that_are_not_cacheable_have_no_cache_header(jobs_app, gate):
+    gate.open_all()
+    response = jobs_app().test_client().post(f"/api/{GATED}", json={})
+    assert response.status_code == 200 and "X-NeuronScope-Cache" not in response.headers

@@ -39,20 +39,22 @@ class LongOperation:
     endpoint: str
     prepare: Prepare
     cacheable: bool
+    status: int = 200
 
 
 LONG_OPERATIONS: dict[str, LongOperation] = {}
 
 
-def long_operation(endpoint: str, *, cacheable: bool) -> Callable[[Prepare], Prepare]:
+def long_operation(endpoint: str, *, cacheable: bool, status: int = 200) -> Callable[[Prepare], Prepare]:
     """Register the decorated ``prepare`` as the long operation ``endpoint``.
 
     ``cacheable``: the result depends only on the model and the parameters, and running it
     changes nothing (no files written, no index built), so a repeat may come from the cache.
+    ``status``: of a synchronous success (201 where the operation creates something).
     """
 
     def register(prepare: Prepare) -> Prepare:
-        LONG_OPERATIONS[endpoint] = LongOperation(endpoint, prepare, cacheable)
+        LONG_OPERATIONS[endpoint] = LongOperation(endpoint, prepare, cacheable, status)
         return prepare
 
     return register
@@ -71,15 +73,16 @@ def prepare_call(svc: Services, endpoint: str, body: dict) -> LongCall:
 def run_long(endpoint: str, body: dict):
     """The response of a long operation's view: with ``?async=true`` 202 and a job, else the result.
 
-    A synchronous result carries the ``X-NeuronScope-Cache: hit|miss`` header; a hit also has
-    ``"cached": true`` in its body.
+    A synchronous result of a cacheable operation carries the ``X-NeuronScope-Cache: hit|miss``
+    header; a hit also has ``"cached": true`` in its body.
     """
     svc = services()
     call = prepare_call(svc, endpoint, body)
     if get_bool(query_args(), "async", False):
         return accepted(svc.long_runs.submit(call))
     outcome = svc.long_runs.run(call)
-    return outcome.result, 200, {CACHE_HEADER: "hit" if outcome.cached else "miss"}
+    headers = {CACHE_HEADER: "hit" if outcome.cached else "miss"} if call.cacheable else {}
+    return outcome.result, LONG_OPERATIONS[endpoint].status, headers
 
 
 def accepted(job: Job):
