@@ -42,6 +42,8 @@ class Settings:
     max_top_k: int = 1_000
     max_clusters: int = 256
     max_batch_size: int = 1_024
+    max_corpus_texts: int = 2_000
+    index_depth: int = 50
     max_sample_chars: int = 2_000
     torch_threads: int = 0
     threads: int = 8
@@ -89,6 +91,8 @@ class Settings:
             "NEURONSCOPE_MAX_TOP_K": ("max_top_k", int),
             "NEURONSCOPE_MAX_CLUSTERS": ("max_clusters", int),
             "NEURONSCOPE_MAX_BATCH_SIZE": ("max_batch_size", int),
+            "NEURONSCOPE_MAX_CORPUS_TEXTS": ("max_corpus_texts", int),
+            "NEURONSCOPE_INDEX_DEPTH": ("index_depth", int),
             "NEURONSCOPE_TORCH_THREADS": ("torch_threads", int),
             "NEURONSCOPE_THREADS": ("threads", int),
             "NEURONSCOPE_API_KEY": ("api_key", str),

@@ -2,9 +2,11 @@
 
 from flask import Flask
 
-from neuronscope.api import health, jobs, models, samples, spec
+from neuronscope.api import activations, clusters, health, jobs, models, pruning, queries, samples, spec
 
-BLUEPRINTS = (health.bp, models.bp, samples.bp, spec.bp, jobs.bp)
+BLUEPRINTS = (
+    health.bp, models.bp, samples.bp, spec.bp, pruning.bp, activations.bp, clusters.bp, queries.bp, jobs.bp,
+)
 
 
 def register_blueprints(app: Flask) -> None:

@@ -11,9 +11,14 @@ from flask import current_app
 
 from neuronscope.config import Settings
 from neuronscope.modeling.manager import ModelManager
+from neuronscope.services.activations import ActivationService
+from neuronscope.services.clusters import ClusterService
 from neuronscope.services.long_runs import LongRunService
 from neuronscope.services.models import ModelService
+from neuronscope.services.pruning import PruningService
+from neuronscope.services.queries import QueryService
 from neuronscope.services.samples import SampleService
+from neuronscope.storage.index import ActivationIndex
 
 
 @dataclass
@@ -22,16 +27,28 @@ class Services:
     manager: ModelManager
     models: ModelService
     samples: SampleService
+    pruning: PruningService
+    activations: ActivationService
+    clusters: ClusterService
+    queries: QueryService
     long_runs: LongRunService
 
 
 def build_services(settings: Settings, manager: ModelManager) -> Services:
     """Wire every service over one model manager."""
+    samples = SampleService(settings)
+    index = ActivationIndex(settings.data_dir / "activation_index.sqlite3", settings.index_depth)
+    activations = ActivationService(settings, manager, index, samples)
+    clusters = ClusterService(settings, activations.store)
     return Services(
         settings=settings,
         manager=manager,
         models=ModelService(settings, manager),
-        samples=SampleService(settings),
+        samples=samples,
+        pruning=PruningService(settings, manager, samples),
+        activations=activations,
+        clusters=clusters,
+        queries=QueryService(settings, manager, index, clusters),
         long_runs=LongRunService(settings, manager),
     )
 

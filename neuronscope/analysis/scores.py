@@ -1,0 +1,155 @@
+"""Per-neuron pruning scores, kept apart from applying them (as Torch-Pruning's importance does).
+
+A scorer maps a model (through its adapter) and calibration token ids to one score tensor
+``[d_mlp]`` per layer; a lower score means a less important neuron. :data:`SCORERS` keys the
+scorers by method name so any caller (candidates, pruning plans) picks one by name.
+
+A neuron's weights are row ``n`` of every MLP input projection and row ``n`` of ``W_out``,
+all in ``[d_mlp, d_model]`` orientation; biases are excluded.
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from typing import Callable, Hashable, Iterator, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from neuronscope.analysis.forward import run
+from neuronscope.analysis.hooks import forward_pre_hook
+from neuronscope.analysis.progress import ProgressFn, no_progress
+from neuronscope.modeling.adapters import ArchitectureAdapter
+
+ScoreFn = Callable[[ArchitectureAdapter, Sequence[torch.Tensor], ProgressFn], list[torch.Tensor]]
+
+
+def neuron_weight_rows(adapter: ArchitectureAdapter, layer: int) -> list[torch.Tensor]:
+    """The matrices whose row ``n`` belongs to neuron ``n``: each ``W_in`` role, then ``W_out`` (``[d_mlp, d_model]``)."""
+    return [*adapter.w_in(layer).values(), adapter.w_out(layer)]
+
+
+@torch.no_grad()
+def magnitude_scores(
+    adapter: ArchitectureAdapter, calibration: Sequence[torch.Tensor] = (), progress: ProgressFn = no_progress
+) -> list[torch.Tensor]:
+    """Mean ``|w|`` over each neuron's weights, per layer ``[d_mlp]`` (``calibration`` unused)."""
+    scores = []
+    for layer in range(adapter.n_layers):
+        rows = neuron_weight_rows(adapter, layer)
+        total = sum(w.abs().sum(dim=1) for w in rows)
+        scores.append(total / sum(w.shape[1] for w in rows))
+        progress((layer + 1) / adapter.n_layers, f"layer {layer} weights")
+    return scores
+
+
+@torch.no_grad()
+def wanda_scores(
+    adapter: ArchitectureAdapter, calibration: Sequence[torch.Tensor], progress: ProgressFn = no_progress
+) -> list[torch.Tensor]:
+    """Wanda for whole neurons: mean over the neuron's weights of ``|w| * ||x||``, per layer ``[d_mlp]``.
+
+    ``||x||`` is the L2 norm over every calibration token of the input feature the weight reads:
+    a ``d_model`` feature of the MLP input for ``W_in`` rows, the neuron's own activation for
+    its ``W_out`` row (Sun et al. 2023, |W| * ||X||, averaged per structural group).
+    """
+    inputs = {
+        (layer, role): module for layer in range(adapter.n_layers) for role, module in adapter.mlp_inputs(layer).items()
+    }
+    outputs = {(layer, "out"): adapter.mlp_output(layer) for layer in range(adapter.n_layers)}
+    with summed_inputs({**inputs, **outputs}, _square_sum) as sums:
+        _run_all(adapter.model, calibration, progress)
+    scores = []
+    for layer in range(adapter.n_layers):
+        w_in = adapter.w_in(layer)
+        total = sum(w.abs() @ sums[(layer, role)].sqrt().to(w.dtype) for role, w in w_in.items())
+        w_out = adapter.w_out(layer)
+        total = total + w_out.abs().sum(dim=1) * sums[(layer, "out")].sqrt().to(w_out.dtype)
+        scores.append(total / (w_out.shape[1] * (len(w_in) + 1)))
+    return scores
+
+
+@torch.no_grad()
+def activation_scores(
+    adapter: ArchitectureAdapter, calibration: Sequence[torch.Tensor], progress: ProgressFn = no_progress
+) -> list[torch.Tensor]:
+    """Mean ``|a_n|`` over every calibration token, per layer ``[d_mlp]``."""
+    outputs = {layer: adapter.mlp_output(layer) for layer in range(adapter.n_layers)}
+    with summed_inputs(outputs, _abs_sum) as sums:
+        tokens = _run_all(adapter.model, calibration, progress)
+    return [sums[layer].float() / tokens for layer in range(adapter.n_layers)]
+
+
+SCORERS: Mapping[str, ScoreFn] = {
+    "magnitude": magnitude_scores,
+    "wanda": wanda_scores,
+    "activation": activation_scores,
+}
+CALIBRATED_METHODS = frozenset({"wanda", "activation"})
+
+
+def _square_sum(x: torch.Tensor) -> torch.Tensor:
+    return x.double().square().sum(dim=0)
+
+
+def _abs_sum(x: torch.Tensor) -> torch.Tensor:
+    return x.double().abs().sum(dim=0)
+
+
+@contextmanager
+def summed_inputs(
+    modules: Mapping[Hashable, nn.Module], reduce: Callable[[torch.Tensor], torch.Tensor]
+) -> Iterator[dict[Hashable, torch.Tensor]]:
+    """Sum ``reduce(x)`` over every forward, ``x`` = a module's input as ``[tokens, features]``."""
+    sums: dict[Hashable, torch.Tensor] = {}
+
+    def accumulate(key: Hashable) -> Callable:
+        def hook(_module: nn.Module, args: tuple) -> None:
+            x = args[0].detach()
+            value = reduce(x.reshape(-1, x.shape[-1]))
+            sums[key] = sums[key] + value if key in sums else value
+
+        return hook
+
+    with ExitStack() as stack:
+        for key, module in modules.items():
+            stack.enter_context(forward_pre_hook(module, accumulate(key)))
+        yield sums
+
+
+def _run_all(model: nn.Module, calibration: Sequence[torch.Tensor], progress: ProgressFn) -> int:
+    """Forward every ``[1, seq]`` id tensor; returns the number of tokens seen."""
+    tokens = 0
+    for i, ids in enumerate(calibration):
+        run(model, ids)
+        tokens += ids.shape[1]
+        progress((i + 1) / len(calibration), f"calibration text {i + 1}/{len(calibration)}")
+    return tokens
+
+
+@dataclass(frozen=True)
+class LayerRanking:
+    """A layer's neurons ranked by score. Tensors are ``[d_mlp]``."""
+
+    ranks: torch.Tensor
+    cutoff: float
+    is_candidate: torch.Tensor
+    pruning_score: torch.Tensor
+
+
+def rank_layer(scores: torch.Tensor, threshold: float) -> LayerRanking:
+    """Rank ``scores`` ``[d_mlp]`` ascending and mark candidates at the ``threshold``-th percentile.
+
+    ``ranks`` are 1-based (ties by neuron index); ``cutoff`` is the percentile with linear
+    interpolation (numpy's default); a candidate has ``score <= cutoff``;
+    ``pruning_score = 1 - (rank - 1) / (d_mlp - 1)`` (1 = the lowest score, safest).
+    """
+    values = scores.detach().double().cpu()
+    n = values.numel()
+    order = torch.argsort(values, stable=True)
+    ranks = torch.empty_like(order)
+    ranks[order] = torch.arange(1, n + 1)
+    cutoff = float(torch.quantile(values, threshold / 100.0))
+    pruning_score = 1.0 - (ranks - 1).double() / (n - 1) if n > 1 else torch.ones(n, dtype=torch.float64)
+    return LayerRanking(ranks=ranks, cutoff=cutoff, is_candidate=values <= cutoff, pruning_score=pruning_score)

@@ -1,0 +1,90 @@
+"""The six /api/pruning endpoints: parse and validate the request, call the pruning service."""
+
+from flask import Blueprint
+
+from neuronscope.api.params import (
+    get_float,
+    get_int,
+    get_int_list,
+    get_list,
+    get_str,
+    get_str_list,
+    json_body,
+    query_args,
+)
+from neuronscope.errors import BadRequest
+from neuronscope.services import services
+from neuronscope.services.pruning import ABLATION_KINDS, EXPORT_FILES, IMPORTANCE_METHODS, SCORE_METHODS
+
+bp = Blueprint("pruning", __name__)
+
+
+@bp.get("/pruning/weight-analysis")
+def weight_analysis():
+    args = query_args()
+    return services().pruning.weight_analysis(tolerance=get_float(args, "tolerance", 0.0, minimum=0.0))
+
+
+@bp.get("/pruning/candidates")
+def candidates():
+    args = query_args()
+    return services().pruning.candidates(
+        threshold=get_float(args, "threshold", 10.0, minimum=0.0, maximum=100.0),
+        method=get_str(args, "method", "magnitude", choices=SCORE_METHODS),
+        layer_index=get_int(args, "layer_index", None, minimum=0),
+        limit=get_int(args, "limit", None, minimum=1),
+        offset=get_int(args, "offset", 0, minimum=0),
+    )
+
+
+@bp.post("/pruning/impact-analysis")
+def impact_analysis():
+    svc = services()
+    body = json_body()
+    return svc.pruning.impact_analysis(
+        layer=get_int(body, "layer_index", minimum=0),
+        neurons=get_int_list(body, "neuron_indices", max_items=svc.settings.max_neurons_per_request),
+        text=get_str(body, "input_text"),
+        ablation=get_str(body, "ablation", "zero", choices=ABLATION_KINDS),
+    )
+
+
+@bp.post("/pruning/neuron-importance")
+def neuron_importance():
+    svc = services()
+    body = json_body()
+    return svc.pruning.neuron_importance(
+        layer=get_int(body, "layer_index", minimum=0),
+        texts=get_str_list(body, "input_texts", max_items=svc.settings.max_texts),
+        method=get_str(body, "method", "ablation", choices=IMPORTANCE_METHODS),
+        ablation=get_str(body, "ablation", "zero", choices=ABLATION_KINDS),
+        critical_threshold=get_float(body, "critical_threshold", None, minimum=0.0),
+    )
+
+
+@bp.post("/pruning/batch-analysis")
+def batch_analysis():
+    svc = services()
+    body = json_body()
+    items = get_list(body, "pruning_candidates", max_items=svc.settings.max_neurons_per_request)
+    return svc.pruning.batch_analysis(
+        candidates=[_candidate(item, i) for i, item in enumerate(items)],
+        texts=get_str_list(body, "input_texts", max_items=svc.settings.max_texts),
+        batch_size=get_int(body, "batch_size", 10, minimum=1, maximum=svc.settings.max_batch_size),
+        ablation=get_str(body, "ablation", "zero", choices=ABLATION_KINDS),
+    )
+
+
+@bp.post("/pruning/export")
+def export():
+    kind = get_str(json_body(), "type", choices=tuple(EXPORT_FILES))
+    return services().pruning.export(kind)
+
+
+def _candidate(item: object, i: int) -> tuple[int, int]:
+    if not isinstance(item, dict):
+        raise BadRequest(f"'pruning_candidates[{i}]' must be an object with layer_index and neuron_index")
+    try:
+        return get_int(item, "layer_index", minimum=0), get_int(item, "neuron_index", minimum=0)
+    except BadRequest as exc:
+        raise BadRequest(f"pruning_candidates[{i}]: {exc.details}") from exc

@@ -1,0 +1,176 @@
+"""Activation files (generate, list, read slices) and indexing of texts into the corpus index."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from neuronscope.analysis.activations import layer_summary, neuron_activations
+from neuronscope.analysis.max_activating import max_activating, top_from_activations
+from neuronscope.analysis.progress import ProgressFn, no_progress
+from neuronscope.analysis.tokens import indexable_positions, padding_id, token_strings
+from neuronscope.config import Settings
+from neuronscope.errors import BadRequest, Conflict
+from neuronscope.modeling.manager import LoadedModel, ModelManager
+from neuronscope.services.samples import SampleService
+from neuronscope.services.timestamps import utc_now
+from neuronscope.services.validation import encode_texts
+from neuronscope.storage.activation_files import ActivationStore
+from neuronscope.storage.index import ActivationIndex, NewSource
+from neuronscope.storage.names import activation_filename
+
+log = logging.getLogger(__name__)
+
+SERVED_DECIMALS = 6
+
+
+def _rounded(values: np.ndarray) -> list[float]:
+    return np.round(values.astype(np.float64), SERVED_DECIMALS).tolist()
+
+
+class ActivationService:
+    def __init__(self, settings: Settings, manager: ModelManager, index: ActivationIndex, samples: SampleService):
+        self.settings = settings
+        self.manager = manager
+        self.index = index
+        self.samples = samples
+        self.store = ActivationStore(settings.data_dir / "activations")
+
+    def generate(self, prompt: str, model_name: str | None = None) -> dict:
+        """Capture every neuron's activation at every token of ``prompt``, save and index it.
+
+        A ``model_name`` other than the loaded model's is switched to first (4xx/503 when it
+        cannot be loaded; the previous model then keeps serving).
+        """
+        if model_name is not None:
+            self.manager.switch(model_name)
+        with self.manager.use() as lm:
+            if model_name is not None and lm.name != model_name:
+                raise Conflict(f"another request switched the model to {lm.name!r}; retry")
+            ids = encode_texts(lm, [prompt], self.settings.max_input_tokens)[0]
+            layers = neuron_activations(lm.model, lm.adapter, ids)
+            token_ids = ids[0].tolist()
+            tokens = token_strings(lm.tokenizer, token_ids)
+            name = activation_filename(prompt, lm.name)
+            meta = {
+                "prompt": prompt,
+                "model_name": lm.name,
+                "created_at": utc_now(),
+                "tokens": tokens,
+                "token_ids": token_ids,
+                "n_tokens": len(token_ids),
+                "n_layers": len(layers),
+                "neurons_per_layer": [acts.shape[1] for acts in layers],
+                "storage": {"format": "npz", "dtype": "float32", "arrays": "layer_<L>: [tokens, neurons]"},
+            }
+            self.store.save(name, meta, [acts.cpu().numpy() for acts in layers])
+            newly_indexed = self._index_file(lm, name, token_ids, tokens, layers)
+        summary = [{"layer_index": i, **layer_summary(acts, tokens)} for i, acts in enumerate(layers)]
+        return {
+            "message": f"Activations of {len(tokens)} tokens on {len(layers)} layers saved as {name}",
+            "filename": name,
+            **{key: meta[key] for key in ("prompt", "model_name", "created_at", "tokens", "n_tokens", "n_layers")},
+            "neurons_per_layer": meta["neurons_per_layer"],
+            "indexed": newly_indexed,
+            "summary": summary,
+        }
+
+    def _index_file(self, lm: LoadedModel, name: str, token_ids: list[int], tokens: list[str], layers: list[torch.Tensor]) -> bool:
+        """Add a new activation file's top positions to the index; False when it was indexed before."""
+        if self.index.indexed_names(lm.name, "file", [name]):
+            return False
+        indexable = torch.as_tensor(indexable_positions(lm.tokenizer, token_ids))
+        tops = top_from_activations(layers, indexable, self.index.depth)
+        self.index.add(lm.name, [NewSource("file", name, token_ids, tokens)], tops)
+        return True
+
+    def list_files(self) -> dict:
+        files = self.store.list()
+        return {"files": files, "count": len(files)}
+
+    def read(self, name: str, layers: Sequence[int] | None = None, top_k: int | None = None) -> dict:
+        """The documented JSON of file ``name``, optionally only ``layers`` and per layer the
+        ``top_k`` neurons with the largest |activation| (largest first)."""
+        meta = self.store.meta(name)
+        n_layers = meta["n_layers"]
+        chosen = list(range(n_layers)) if layers is None else list(layers)
+        bad = [layer for layer in chosen if not 0 <= layer < n_layers]
+        if bad:
+            raise BadRequest(f"layers {bad} are out of range: {name} has layers 0..{n_layers - 1}")
+        arrays = self.store.layers(name, chosen)
+        return {
+            "filename": name,
+            **{key: meta[key] for key in ("prompt", "model_name", "created_at", "tokens", "n_tokens", "n_layers")},
+            "neurons_per_layer": meta["neurons_per_layer"],
+            "slice": {"layers": chosen if layers is not None else "all", "top_k": top_k},
+            "layers": [self._layer_json(layer, arrays[layer], top_k) for layer in chosen],
+        }
+
+    @staticmethod
+    def _layer_json(layer: int, acts: np.ndarray, top_k: int | None) -> dict:
+        """``acts`` ``[tokens, neurons]`` as ``{layer_index, neurons: [{neuron_index, activations}]}``."""
+        if top_k is None:
+            neurons = range(acts.shape[1])
+        else:
+            peak = np.abs(acts).max(axis=0)  # [neurons]
+            neurons = np.argsort(-peak, kind="stable")[:top_k].tolist()
+        return {
+            "layer_index": layer,
+            "neurons": [{"neuron_index": int(n), "activations": _rounded(acts[:, n])} for n in neurons],
+        }
+
+    def index_corpus(
+        self, texts: Sequence[str] | None, *, batch_size: int, progress: ProgressFn = no_progress
+    ) -> dict:
+        """Index ``texts`` (the stored samples when None) into the corpus index, in padded batches.
+
+        Texts already indexed for the loaded model (same token ids) are skipped.
+        """
+        texts = list(self.samples.list() if texts is None else texts)
+        with self.manager.use() as lm:
+            encoded = [ids[0].tolist() for ids in encode_texts(lm, texts, self.settings.max_input_tokens)]
+            names = [hashlib.sha256(np.asarray(ids, dtype="<i4").tobytes()).hexdigest()[:24] for ids in encoded]
+            known = self.index.indexed_names(lm.name, "corpus", names)
+            fresh = {name: ids for name, ids in zip(names, encoded) if name not in known}
+            sequences = list(fresh.values())
+            started = time.perf_counter()
+            if sequences:
+                tops = max_activating(
+                    lm.model, lm.adapter, sequences,
+                    [indexable_positions(lm.tokenizer, ids) for ids in sequences],
+                    pad_id=padding_id(lm.tokenizer), depth=self.index.depth, batch_size=batch_size,
+                    progress=_logged(lambda f, step: progress(0.9 * f, step)),
+                )
+                sources = [NewSource("corpus", name, ids, token_strings(lm.tokenizer, ids)) for name, ids in fresh.items()]
+                self.index.add(lm.name, sources, tops)
+            seconds = time.perf_counter() - started
+            progress(1.0, "merged into the index")
+            tokens = sum(len(ids) for ids in sequences)
+            log.info("indexed %d texts (%d tokens) of %s in %.2f s", len(sequences), tokens, lm.name, seconds)
+            return {
+                "message": f"Indexed {len(sequences)} new texts ({tokens} tokens) for {lm.name}",
+                "model_name": lm.name,
+                "texts_received": len(texts),
+                "texts_indexed": len(sequences),
+                "texts_skipped": len(texts) - len(sequences),
+                "tokens_indexed": tokens,
+                "batch_size": batch_size,
+                "seconds": round(seconds, 4),
+                "tokens_per_second": round(tokens / seconds, 1) if tokens and seconds > 0 else None,
+                "index": self.index.stats(lm.name),
+            }
+
+
+def _logged(progress: ProgressFn) -> ProgressFn:
+    """``progress`` that also logs each step."""
+
+    def report(fraction: float, step: str) -> None:
+        log.info("corpus indexing %3.0f%%: %s", 100 * fraction, step)
+        progress(fraction, step)
+
+    return report

@@ -1,0 +1,348 @@
+"""Pruning analysis: validation against the loaded model, orchestration, caches and exports.
+
+Every analysis holds the model (``manager.use()``) from validation to the last number, so a
+switch never happens under it. Weight analyses and neuron scores are cached per loaded model;
+the impact / importance / batch results run since start are kept (the last
+:data:`HISTORY_LIMIT`) for ``export {"type": "impact"}``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from typing import Any, Sequence
+
+import torch
+
+from neuronscope.analysis.ablation import ABLATIONS, HIGH_IMPACT, SAFE_IMPACT
+from neuronscope.analysis.forward import encode
+from neuronscope.analysis.importance import (
+    Ablation,
+    LayerImportance,
+    ablation_sweep,
+    attribution_importance,
+    critical_mask,
+    neuron_importance,
+)
+from neuronscope.analysis.progress import ProgressFn, no_progress
+from neuronscope.analysis.scores import CALIBRATED_METHODS, SCORERS, rank_layer
+from neuronscope.analysis.weights import analyze_weights
+from neuronscope.config import Settings
+from neuronscope.errors import BadRequest
+from neuronscope.modeling.manager import LoadedModel, ModelManager
+from neuronscope.services.samples import SampleService
+from neuronscope.services.validation import check_layer, check_neurons, encode_texts
+from neuronscope.storage.files import JsonFolder
+
+SCORE_METHODS = tuple(SCORERS)
+IMPORTANCE_METHODS = ("ablation", "attribution")
+ABLATION_KINDS = ABLATIONS
+EXPORT_FILES = {"weight": "weight_analysis.json", "impact": "impact_analysis.json"}
+HISTORY_LIMIT = 100
+DEFAULT_THRESHOLD = 10.0
+
+
+def _scaled(progress: ProgressFn, start: float, end: float) -> ProgressFn:
+    """``progress`` for a sub-step that covers ``start..end`` of the whole."""
+    return lambda fraction, step: progress(start + (end - start) * fraction, step)
+
+
+def _model_key(lm: LoadedModel) -> tuple:
+    return lm.name, lm.loaded_at, id(lm.model)
+
+
+class PruningService:
+    def __init__(self, settings: Settings, manager: ModelManager, samples: SampleService):
+        self.settings = settings
+        self.manager = manager
+        self.samples = samples
+        self.exports = JsonFolder(settings.data_dir / "pruning", "pruning export")
+        self._cache_owner: tuple | None = None
+        self._weights: dict[float, dict] = {}
+        self._scores: dict[tuple, list[torch.Tensor]] = {}
+        self._history: deque[dict] = deque(maxlen=HISTORY_LIMIT)
+        self._history_lock = threading.Lock()
+
+    # -- caches (only touched while the model is held) ------------------------------------
+
+    def _own_caches(self, lm: LoadedModel) -> None:
+        """Drop the caches when they belong to another (or a reloaded) model."""
+        if self._cache_owner != _model_key(lm):
+            self._cache_owner = _model_key(lm)
+            self._weights.clear()
+            self._scores.clear()
+
+    def _weight_report(self, lm: LoadedModel, tolerance: float, progress: ProgressFn) -> dict:
+        self._own_caches(lm)
+        if tolerance not in self._weights:
+            self._weights[tolerance] = analyze_weights(lm.adapter, tolerance, progress)
+        return self._weights[tolerance]
+
+    def _calibration_texts(self) -> tuple[str, ...]:
+        return tuple(self.samples.list()[: self.settings.max_texts])
+
+    def _neuron_scores(self, lm: LoadedModel, method: str, progress: ProgressFn) -> list[torch.Tensor]:
+        """Per-layer scores ``[d_mlp]`` by ``method``; calibrated methods use the stored samples."""
+        self._own_caches(lm)
+        texts = self._calibration_texts() if method in CALIBRATED_METHODS else ()
+        key = (method, texts)
+        if key not in self._scores:
+            max_tokens = self.settings.max_input_tokens
+            calibration = [ids[:, :max_tokens] for ids in (encode(lm.tokenizer, t, lm.device) for t in texts)]
+            calibration = [ids for ids in calibration if ids.shape[1] > 0]
+            self._scores[key] = SCORERS[method](lm.adapter, calibration, progress)
+        return self._scores[key]
+
+    def _remember(self, analysis: str, model: str, request: dict, result: dict) -> None:
+        entry = {"analysis": analysis, "model": model, "created_at": time.time(), "request": request, "result": result}
+        with self._history_lock:
+            self._history.append(entry)
+
+    # -- endpoints -----------------------------------------------------------------------
+
+    def weight_analysis(self, tolerance: float = 0.0, progress: ProgressFn = no_progress) -> dict:
+        """Weight statistics of the loaded model (cached per model and tolerance)."""
+        with self.manager.use() as lm:
+            return {**self._weight_report(lm, tolerance, progress), "model": lm.name}
+
+    def candidates(
+        self,
+        threshold: float = DEFAULT_THRESHOLD,
+        method: str = "magnitude",
+        layer_index: int | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        progress: ProgressFn = no_progress,
+    ) -> dict:
+        """Neurons whose score is at most their layer's ``threshold``-th percentile."""
+        with self.manager.use() as lm:
+            return self._candidates(lm, threshold, method, layer_index, limit, offset, progress)
+
+    def _candidates(
+        self,
+        lm: LoadedModel,
+        threshold: float,
+        method: str,
+        layer_index: int | None,
+        limit: int | None,
+        offset: int,
+        progress: ProgressFn,
+    ) -> dict:
+        layers = [check_layer(lm, layer_index)] if layer_index is not None else list(range(lm.adapter.n_layers))
+        magnitudes = self._neuron_scores(lm, "magnitude", no_progress)
+        scores = self._neuron_scores(lm, method, progress)
+        rows, summaries = [], []
+        for layer in layers:
+            ranking = rank_layer(scores[layer], threshold)
+            chosen = torch.nonzero(ranking.is_candidate).flatten()
+            chosen = chosen[torch.argsort(ranking.ranks[chosen])].tolist()
+            magnitude, score = magnitudes[layer].tolist(), scores[layer].tolist()
+            ranks, safety = ranking.ranks.tolist(), ranking.pruning_score.tolist()
+            rows.extend(
+                {
+                    "layer_index": layer,
+                    "neuron_index": n,
+                    "weight_magnitude": magnitude[n],
+                    "weight_rank": ranks[n],
+                    "is_pruning_candidate": True,
+                    "pruning_score": safety[n],
+                    "score": score[n],
+                }
+                for n in chosen
+            )
+            summaries.append(
+                {"layer_index": layer, "total_neurons": len(score), "cutoff": ranking.cutoff, "candidates": len(chosen)}
+            )
+        end = None if limit is None else offset + limit
+        return {
+            "candidates": rows[offset:end],
+            "total_candidates": len(rows),
+            "threshold_percentile": threshold,
+            "method": method,
+            "layer_index": layer_index,
+            "offset": offset,
+            "limit": limit,
+            "layers": summaries,
+            "calibration_texts": len(self._calibration_texts()) if method in CALIBRATED_METHODS else 0,
+            "model": lm.name,
+        }
+
+    def impact_analysis(
+        self, layer: int, neurons: Sequence[int], text: str, ablation: str = "zero", progress: ProgressFn = no_progress
+    ) -> dict:
+        """Ablate ``neurons`` of ``layer`` together on ``text``."""
+        with self.manager.use() as lm:
+            check_neurons(lm, layer, neurons)
+            ids = encode_texts(lm, [text], self.settings.max_input_tokens)
+            totals = ablation_sweep(lm.adapter, ids, [{layer: list(neurons)}], ablation=ablation, with_logits=True, progress=progress)
+            metrics = totals.results()[0]
+            result = {
+                "impact_score": metrics["impact_score"],
+                "mean_change": metrics["mean_change"],
+                "max_change": metrics["max_change"],
+                "affected_neurons": list(neurons),
+                "safe_to_prune": metrics["safe_to_prune"],
+                "impact_level": metrics["impact_level"],
+                "kl_divergence": metrics["kl_divergence"],
+                "loss_delta": metrics["loss_delta"],
+                "layer_index": layer,
+                "ablation": ablation,
+                "tokens": ids[0].shape[1],
+                "model": lm.name,
+            }
+            request = {"layer_index": layer, "neuron_indices": list(neurons), "input_text": text, "ablation": ablation}
+            self._remember("impact-analysis", lm.name, request, result)
+            return result
+
+    def neuron_importance(
+        self,
+        layer: int,
+        texts: Sequence[str],
+        method: str = "ablation",
+        ablation: str = "zero",
+        critical_threshold: float | None = None,
+        progress: ProgressFn = no_progress,
+    ) -> dict:
+        """Every neuron of ``layer`` ablated on its own (``ablation``) or estimated (``attribution``)."""
+        with self.manager.use() as lm:
+            check_layer(lm, layer)
+            ids = encode_texts(lm, texts, self.settings.max_input_tokens)
+            if method == "ablation":
+                importance = neuron_importance(lm.adapter, ids, layer, ablation=ablation, progress=progress)
+            else:
+                importance = attribution_importance(lm.adapter, ids, layer, ablation=ablation, progress=progress)
+            critical = critical_mask(importance.impact_score, critical_threshold)
+            result = {
+                "importance_scores": _importance_rows(layer, importance, critical),
+                "total_neurons": lm.adapter.d_mlp(layer),
+                "critical_neurons": int(critical.sum()),
+                "layer_index": layer,
+                "method": method,
+                "ablation": ablation,
+                "critical_rule": (
+                    f"impact_score >= {critical_threshold}"
+                    if critical_threshold is not None
+                    else "top quartile: the ceil(n/4) largest impact scores"
+                ),
+                "tokens": sum(i.shape[1] for i in ids),
+                "model": lm.name,
+            }
+            request = {
+                "layer_index": layer, "input_texts": list(texts), "method": method,
+                "ablation": ablation, "critical_threshold": critical_threshold,
+            }
+            self._remember("neuron-importance", lm.name, request, result)
+            return result
+
+    def batch_analysis(
+        self,
+        candidates: Sequence[tuple[int, int]],
+        texts: Sequence[str],
+        batch_size: int = 10,
+        ablation: str = "zero",
+        progress: ProgressFn = no_progress,
+    ) -> dict:
+        """Each candidate's impact alone, then the lowest-impact ones ablated together (k = 1..batch_size)."""
+        with self.manager.use() as lm:
+            self._check_candidates(lm, candidates)
+            ids = encode_texts(lm, texts, self.settings.max_input_tokens)
+            singles = [{layer: [neuron]} for layer, neuron in candidates]
+            individual = ablation_sweep(
+                lm.adapter, ids, singles, ablation=ablation, with_logits=True, progress=_scaled(progress, 0.0, 0.5)
+            ).results()
+            order = sorted(range(len(candidates)), key=lambda i: individual[i]["impact_score"])
+            k_max = min(batch_size, len(candidates))
+            prefixes = [_group([candidates[i] for i in order[:k]]) for k in range(1, k_max + 1)]
+            curve = ablation_sweep(
+                lm.adapter, ids, prefixes, ablation=ablation, with_logits=True, progress=_scaled(progress, 0.5, 1.0)
+            ).results()
+            impacts = [
+                {"layer_index": layer, "neuron_index": neuron, **metrics}
+                for (layer, neuron), metrics in zip(candidates, individual)
+            ]
+            ablated_together = [{"layer_index": candidates[i][0], "neuron_index": candidates[i][1]} for i in order[:k_max]]
+            result = {
+                "individual_impacts": impacts,
+                "cumulative_impact": {**curve[-1], "count": k_max, "neurons": ablated_together},
+                "recommendations": _recommendations(impacts, curve),
+                "cumulative_curve": [
+                    {"k": k, **metrics, "added": added}
+                    for k, (added, metrics) in enumerate(zip(ablated_together, curve), start=1)
+                ],
+                "batch_size": batch_size,
+                "ablation": ablation,
+                "tokens": sum(i.shape[1] for i in ids),
+                "model": lm.name,
+            }
+            request = {
+                "pruning_candidates": [{"layer_index": layer, "neuron_index": n} for layer, n in candidates],
+                "input_texts": list(texts), "batch_size": batch_size, "ablation": ablation,
+            }
+            self._remember("batch-analysis", lm.name, request, result)
+            return result
+
+    @staticmethod
+    def _check_candidates(lm: LoadedModel, candidates: Sequence[tuple[int, int]]) -> None:
+        seen = set()
+        for i, (layer, neuron) in enumerate(candidates):
+            if (layer, neuron) in seen:
+                raise BadRequest(f"pruning_candidates[{i}] repeats layer {layer} neuron {neuron}")
+            seen.add((layer, neuron))
+            check_neurons(lm, layer, [neuron])
+
+    def export(self, kind: str) -> dict:
+        """Write the weight analysis + candidates, or the analyses run since start, under ``data/pruning/``."""
+        if kind == "weight":
+            with self.manager.use() as lm:
+                data = {
+                    "type": kind,
+                    "model": lm.name,
+                    "created_at": time.time(),
+                    "weight_analysis": self._weight_report(lm, 0.0, no_progress),
+                    "candidates": self._candidates(lm, DEFAULT_THRESHOLD, "magnitude", None, None, 0, no_progress),
+                }
+            count = 1
+        else:
+            with self._history_lock:
+                analyses = list(self._history)
+            data = {"type": kind, "created_at": time.time(), "count": len(analyses), "analyses": analyses}
+            count = len(analyses)
+        path = self.exports.write(EXPORT_FILES[kind], data)
+        noun = "Weight analysis" if kind == "weight" else f"Impact analyses ({count})"
+        return {"message": f"{noun} exported successfully", "file_path": str(path), "type": kind, "count": count}
+
+
+def _group(neurons: Sequence[tuple[int, int]]) -> Ablation:
+    grouped: dict[int, list[int]] = {}
+    for layer, neuron in neurons:
+        grouped.setdefault(layer, []).append(neuron)
+    return grouped
+
+
+def _importance_rows(layer: int, importance: LayerImportance, critical: torch.Tensor) -> list[dict]:
+    columns: dict[str, Any] = {
+        "activation_magnitude": importance.activation_magnitude.tolist(),
+        "activation_variance": importance.activation_variance.tolist(),
+        "impact_score": importance.impact_score.tolist(),
+    }
+    if importance.mean_change is not None:
+        columns["mean_change"] = importance.mean_change.tolist()
+        columns["max_change"] = importance.max_change.tolist()
+    flags = critical.tolist()
+    return [
+        {"layer_index": layer, "neuron_index": n, **{k: v[n] for k, v in columns.items()}, "is_critical": flags[n]}
+        for n in range(len(flags))
+    ]
+
+
+def _recommendations(impacts: list[dict], curve: list[dict]) -> dict:
+    """Counts by individual impact; the largest k whose k lowest-impact candidates together stay safe."""
+    safe = sum(item["impact_score"] < SAFE_IMPACT for item in impacts)
+    fitting = [k for k, metrics in enumerate(curve, start=1) if metrics["impact_score"] < SAFE_IMPACT]
+    return {
+        "safe_to_prune": safe,
+        "risky_to_prune": len(impacts) - safe,
+        "suggested_batch_size": max(fitting, default=0),
+        "high_impact_neurons": [item for item in impacts if item["impact_score"] >= HIGH_IMPACT],
+    }

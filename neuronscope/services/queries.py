@@ -1,0 +1,152 @@
+"""Queries of the corpus index: a neuron's or a cluster's top activating tokens, saved as query files."""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+
+from neuronscope.analysis.activations import batched_activations
+from neuronscope.analysis.cluster_ranking import NeuronList, rank_cluster_positions
+from neuronscope.analysis.tokens import context_snippet, indexable_positions, padding_id
+from neuronscope.config import Settings
+from neuronscope.errors import BadRequest, Conflict
+from neuronscope.modeling.manager import LoadedModel, ModelManager
+from neuronscope.services.clusters import ClusterService
+from neuronscope.services.timestamps import utc_now
+from neuronscope.services.validation import check_layer, check_neurons
+from neuronscope.storage.files import JsonFolder
+from neuronscope.storage.index import ActivationIndex, StoredSource
+from neuronscope.storage.names import slugify
+
+RESCORE_BATCH = 32
+
+
+def _nothing_indexed(model: str) -> str:
+    return (
+        f"Nothing is indexed for {model} yet: index a corpus with POST /api/activations/corpus "
+        '{"use_samples": true} or {"texts": [...]}, or generate activation files with POST /api/activations/generate.'
+    )
+
+
+def _token_entry(rank: int, activation: float, source: StoredSource, position: int) -> dict:
+    context = context_snippet(source.tokens, position)
+    return {
+        "rank": rank,
+        "token": source.tokens[position],
+        "activation": round(float(activation), 6),
+        "source": source.label,
+        "source_kind": source.kind,
+        "position": position,
+        "context": context["snippet"],
+        "context_parts": {key: context[key] for key in ("before", "token", "after")},
+    }
+
+
+class QueryService:
+    def __init__(self, settings: Settings, manager: ModelManager, index: ActivationIndex, clusters: ClusterService):
+        self.settings = settings
+        self.manager = manager
+        self.index = index
+        self.clusters = clusters
+        self.files = JsonFolder(settings.data_dir / "queries", "query")
+
+    def _check_top_k(self, top_k: int) -> None:
+        if top_k > self.index.depth:
+            raise BadRequest(f"top_k must be <= {self.index.depth}: the index keeps the top {self.index.depth} positions per neuron")
+
+    def neuron(self, layer: int, neuron: int, top_k: int) -> dict:
+        """The ``top_k`` indexed token positions with the highest activation of neuron (layer, neuron)."""
+        self._check_top_k(top_k)
+        # A query reads only the model's name and sizes, so it does not wait for a running analysis.
+        lm = self.manager.peek() or self.manager.ensure_loaded()
+        check_neurons(lm, layer, [neuron])
+        hits = self.index.top(lm.name, layer, neuron, top_k)
+        result = {
+            "query": {"type": "neuron", "layer_index": layer, "neuron_index": neuron, "top_k": top_k},
+            "model_name": lm.name,
+            "top_tokens": [_token_entry(rank, h.activation, h.source, h.position) for rank, h in enumerate(hits, 1)],
+            "index": self.index.stats(lm.name),
+        }
+        name = f"neuron-{slugify(lm.name, fallback='model')}-layer{layer}-neuron{neuron}-top{top_k}.json"
+        return self._save(name, result)
+
+    def cluster(self, cluster_id: int, top_k: int, cluster_file: str | None = None) -> dict:
+        """The ``top_k`` indexed token positions with the highest mean activation of a cluster's neurons.
+
+        Uses the latest cluster file when ``cluster_file`` is None. Needs the cluster's model loaded
+        (409 otherwise): candidates from the index are rescored exactly by forward passes.
+        """
+        self._check_top_k(top_k)
+        name = cluster_file or self.clusters.latest()
+        data = self.clusters.read(name)
+        if not 0 <= cluster_id < data["n_clusters"]:
+            raise BadRequest(f"cluster_id {cluster_id} is out of range: {name} has clusters 0..{data['n_clusters'] - 1}")
+        layer = data["layer_index"]
+        members = [n for n, label in enumerate(data["assignments"]) if label == cluster_id]
+        if not members:
+            raise BadRequest(f"cluster {cluster_id} of {name} has no neurons")
+        with self.manager.use() as lm:
+            if lm.name != data["model_name"]:
+                raise Conflict(f"{name} was computed on {data['model_name']}, but {lm.name} is loaded: switch models first")
+            check_neurons(lm, check_layer(lm, layer), members)
+            result = {
+                "query": {"type": "cluster", "cluster_file": name, "cluster_id": cluster_id, "top_k": top_k},
+                "model_name": lm.name,
+                "layer_index": layer,
+                "cluster_size": len(members),
+                **self._rank_cluster(lm, layer, members, top_k),
+                "index": self.index.stats(lm.name),
+            }
+        stem = name.removesuffix(".json")
+        return self._save(f"cluster-{stem}-cluster{cluster_id}-top{top_k}.json", result)
+
+    def _rank_cluster(self, lm: LoadedModel, layer: int, members: list[int], top_k: int) -> dict:
+        stored = self.index.neuron_lists(lm.name, layer, members)
+        if not stored:
+            return {"top_tokens": [], "exact": True}
+        lists = [
+            NeuronList(rows.values, rows.sources, rows.positions, full=len(rows.values) >= self.index.depth)
+            for rows in (stored[n] for n in members if n in stored)
+        ]
+        seen: dict[int, StoredSource] = {}
+
+        def score(ids: list[int]) -> Mapping[int, np.ndarray]:
+            sources = self.index.sources(ids)
+            seen.update(sources)
+            order = [sources[i] for i in ids]
+            acts = batched_activations(
+                lm.model, lm.adapter, [s.token_ids for s in order], [layer],
+                pad_id=padding_id(lm.tokenizer), batch_size=RESCORE_BATCH,
+            )
+            scores = {}
+            for source, per_layer in zip(order, acts):
+                mean = per_layer[layer][:, members].mean(dim=1).double().cpu().numpy()  # [len]
+                mean[~np.asarray(indexable_positions(lm.tokenizer, source.token_ids))] = np.nan
+                scores[source.id] = mean
+            return scores
+
+        ranking = rank_cluster_positions(lists, score, top_k, indexed_sources=self.index.stats(lm.name)["sources"])
+        return {
+            "top_tokens": [
+                _token_entry(rank, item.score, seen[item.source], item.position)
+                for rank, item in enumerate(ranking.top, 1)
+            ],
+            "exact": ranking.exact,
+            "candidates": ranking.candidates,
+            "sources_rescored": ranking.sources_rescored,
+        }
+
+    def _save(self, name: str, result: dict) -> dict:
+        result = {**result, "count": len(result["top_tokens"]), "created_at": utc_now()}
+        if result["index"]["sources"] == 0:
+            result["message"] = _nothing_indexed(result["model_name"])
+        self.files.write(name, result)
+        return {"filename": name, **result}
+
+    def list_files(self) -> dict:
+        files = self.files.list()
+        return {"files": files, "count": len(files)}
+
+    def read(self, name: str) -> dict:
+        return {"filename": name, **self.files.read(name)}

@@ -1,0 +1,268 @@
+"""The corpus index: the top activating token positions of every neuron, in one SQLite file.
+
+Per model, layer and neuron the index keeps the ``depth`` (default 50) highest activations over
+everything indexed, each with its source (an activation file or a corpus text) and position. The
+sources keep their token ids and readable tokens, so context snippets are cut at query time and
+activations can be recomputed. Adding sources merges the new top lists into the stored ones in
+one transaction, so the index stays ``depth`` rows per neuron however large the corpus grows.
+
+Concurrency: WAL mode (readers never wait for the writer), one short-lived connection per
+operation (safe under a multi-threaded WSGI server), writes serialised by a lock and
+``BEGIN IMMEDIATE``.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
+from itertools import repeat
+from pathlib import Path
+from typing import Iterator, Protocol, Sequence
+
+import numpy as np
+
+SCHEMA_VERSION = 1
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS models (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE
+);
+CREATE TABLE IF NOT EXISTS sources (
+    id INTEGER PRIMARY KEY,
+    model_id INTEGER NOT NULL REFERENCES models(id),
+    kind TEXT NOT NULL CHECK (kind IN ('file', 'corpus')),
+    name TEXT NOT NULL,
+    token_ids BLOB NOT NULL,
+    tokens TEXT NOT NULL,
+    n_tokens INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    UNIQUE (model_id, kind, name)
+);
+CREATE TABLE IF NOT EXISTS top_activations (
+    model_id INTEGER NOT NULL,
+    layer INTEGER NOT NULL,
+    neuron INTEGER NOT NULL,
+    activation REAL NOT NULL,
+    source_id INTEGER NOT NULL REFERENCES sources(id),
+    position INTEGER NOT NULL,
+    PRIMARY KEY (model_id, layer, neuron, activation DESC, source_id, position)
+) WITHOUT ROWID;
+"""
+
+_FLOORS = """
+SELECT neuron, COUNT(*), MIN(activation) FROM top_activations
+WHERE model_id = ? AND layer = ? GROUP BY neuron
+"""
+_TRIM = """
+DELETE FROM top_activations
+WHERE model_id = ?1 AND layer = ?2 AND (neuron, activation, source_id, position) IN (
+    SELECT neuron, activation, source_id, position FROM (
+        SELECT neuron, activation, source_id, position,
+               row_number() OVER (PARTITION BY neuron ORDER BY activation DESC, source_id, position) AS rank
+        FROM top_activations
+        WHERE model_id = ?1 AND layer = ?2 AND neuron IN (SELECT value FROM json_each(?3))
+    ) WHERE rank > ?4
+)
+"""
+_TOP = """
+SELECT t.activation, t.source_id, t.position, s.kind, s.name, s.tokens
+FROM top_activations AS t JOIN sources AS s ON s.id = t.source_id
+WHERE t.model_id = (SELECT id FROM models WHERE name = ?) AND t.layer = ? AND t.neuron = ?
+ORDER BY t.activation DESC, t.source_id, t.position
+LIMIT ?
+"""
+_LISTS = """
+SELECT neuron, activation, source_id, position FROM top_activations
+WHERE model_id = (SELECT id FROM models WHERE name = ?) AND layer = ?
+  AND neuron IN (SELECT value FROM json_each(?))
+ORDER BY neuron, activation DESC, source_id, position
+"""
+
+
+class LayerTops(Protocol):
+    """Top positions of every neuron of one layer: ``[d_mlp, k]`` arrays, sequences index the new sources."""
+
+    values: np.ndarray
+    sequences: np.ndarray
+    positions: np.ndarray
+
+
+@dataclass(frozen=True)
+class NewSource:
+    """A text to index: ``kind`` ``file`` (an activation file, ``name`` its file name) or ``corpus``."""
+
+    kind: str
+    name: str
+    token_ids: Sequence[int]
+    tokens: Sequence[str]
+
+
+@dataclass(frozen=True)
+class StoredSource:
+    id: int
+    kind: str
+    name: str
+    token_ids: list[int]
+    tokens: list[str]
+
+    @property
+    def label(self) -> str:
+        """How results name the source: the activation file name, or ``corpus:<id>``."""
+        return self.name if self.kind == "file" else f"corpus:{self.id}"
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One indexed token position of a neuron."""
+
+    activation: float
+    source: StoredSource
+    position: int
+
+
+@dataclass(frozen=True)
+class TopListRows:
+    """One neuron's stored list, best first: ``values``, ``sources``, ``positions`` ``[<=depth]``."""
+
+    values: np.ndarray
+    sources: np.ndarray
+    positions: np.ndarray
+
+
+class ActivationIndex:
+    """The SQLite index of max-activating token positions (see the module docstring)."""
+
+    def __init__(self, path: Path, depth: int = 50):
+        self.path = path
+        self.depth = depth
+        self._write_lock = threading.Lock()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with closing(sqlite3.connect(path, timeout=30, isolation_level=None)) as conn:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.executescript(SCHEMA)
+            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        with closing(sqlite3.connect(self.path, timeout=30, isolation_level=None)) as conn:
+            conn.execute("PRAGMA synchronous=NORMAL")
+            yield conn
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._write_lock, self._connect() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def indexed_names(self, model: str, kind: str, names: Sequence[str]) -> set[str]:
+        """Which of ``names`` (of ``kind``) are already indexed for ``model``."""
+        query = """SELECT s.name FROM sources AS s JOIN models AS m ON m.id = s.model_id
+                   WHERE m.name = ? AND s.kind = ? AND s.name IN (SELECT value FROM json_each(?))"""
+        with self._connect() as conn:
+            return {row[0] for row in conn.execute(query, (model, kind, json.dumps(list(names))))}
+
+    def add(self, model: str, sources: Sequence[NewSource], tops: Sequence[LayerTops]) -> list[int]:
+        """Store ``sources`` and merge their per-layer top lists ``tops`` (one per layer), atomically.
+
+        Returns the new source ids, in the order of ``sources``.
+        """
+        with self._transaction() as conn:
+            conn.execute("INSERT OR IGNORE INTO models (name) VALUES (?)", (model,))
+            model_id = conn.execute("SELECT id FROM models WHERE name = ?", (model,)).fetchone()[0]
+            ids = [self._insert_source(conn, model_id, source) for source in sources]
+            source_ids = np.asarray(ids, dtype=np.int64)
+            for layer, top in enumerate(tops):
+                self._merge_layer(conn, model_id, layer, top.values, source_ids[top.sequences], top.positions)
+        return ids
+
+    @staticmethod
+    def _insert_source(conn: sqlite3.Connection, model_id: int, source: NewSource) -> int:
+        cursor = conn.execute(
+            "INSERT INTO sources (model_id, kind, name, token_ids, tokens, n_tokens, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                model_id, source.kind, source.name, np.asarray(source.token_ids, dtype="<i4").tobytes(),
+                json.dumps(list(source.tokens)), len(source.token_ids), time.time(),
+            ),
+        )
+        return int(cursor.lastrowid)
+
+    def _merge_layer(
+        self, conn: sqlite3.Connection, model_id: int, layer: int,
+        values: np.ndarray, sources: np.ndarray, positions: np.ndarray,
+    ) -> None:
+        """Insert the candidates ``[d_mlp, k]`` that beat a neuron's stored floor, then trim to ``depth``."""
+        d_mlp = values.shape[0]
+        counts = np.zeros(d_mlp, dtype=np.int64)
+        floors = np.full(d_mlp, -np.inf)
+        for neuron, count, floor in conn.execute(_FLOORS, (model_id, layer)):
+            if neuron < d_mlp:
+                counts[neuron], floors[neuron] = count, floor
+        keep = np.isfinite(values) & ((counts[:, None] < self.depth) | (values > floors[:, None]))
+        neurons = np.nonzero(keep)[0]
+        conn.executemany(
+            "INSERT OR IGNORE INTO top_activations VALUES (?, ?, ?, ?, ?, ?)",
+            zip(repeat(model_id), repeat(layer), neurons.tolist(), values[keep].astype(np.float64).tolist(),
+                sources[keep].tolist(), positions[keep].tolist()),
+        )
+        overfull = np.nonzero(counts + keep.sum(axis=1) > self.depth)[0]
+        if len(overfull):
+            conn.execute(_TRIM, (model_id, layer, json.dumps(overfull.tolist()), self.depth))
+
+    def top(self, model: str, layer: int, neuron: int, k: int) -> list[Hit]:
+        """The ``k`` highest activations of neuron (layer, neuron) with their sources, best first."""
+        with self._connect() as conn:
+            rows = conn.execute(_TOP, (model, layer, neuron, k)).fetchall()
+        sources: dict[int, StoredSource] = {}
+        hits = []
+        for activation, source_id, position, kind, name, tokens in rows:
+            if source_id not in sources:
+                sources[source_id] = StoredSource(source_id, kind, name, [], json.loads(tokens))
+            hits.append(Hit(activation, sources[source_id], position))
+        return hits
+
+    def neuron_lists(self, model: str, layer: int, neurons: Sequence[int]) -> dict[int, TopListRows]:
+        """The stored lists of ``neurons`` of ``layer`` (a neuron with nothing stored is absent)."""
+        with self._connect() as conn:
+            rows = conn.execute(_LISTS, (model, layer, json.dumps([int(n) for n in neurons]))).fetchall()
+        if not rows:
+            return {}
+        table = np.asarray(rows, dtype=np.float64)  # [rows, 4]: neuron, activation, source, position
+        lists = {}
+        for neuron in np.unique(table[:, 0]).astype(int):
+            part = table[table[:, 0] == neuron]
+            lists[int(neuron)] = TopListRows(part[:, 1], part[:, 2].astype(np.int64), part[:, 3].astype(np.int64))
+        return lists
+
+    def sources(self, ids: Sequence[int]) -> dict[int, StoredSource]:
+        """The stored sources with these ids, token ids included."""
+        query = "SELECT id, kind, name, token_ids, tokens FROM sources WHERE id IN (SELECT value FROM json_each(?))"
+        with self._connect() as conn:
+            rows = conn.execute(query, (json.dumps([int(i) for i in ids]),)).fetchall()
+        return {
+            row[0]: StoredSource(row[0], row[1], row[2], np.frombuffer(row[3], dtype="<i4").tolist(), json.loads(row[4]))
+            for row in rows
+        }
+
+    def stats(self, model: str) -> dict[str, int]:
+        """How much is indexed for ``model``: sources by kind and tokens."""
+        query = """SELECT s.kind, COUNT(*), COALESCE(SUM(s.n_tokens), 0) FROM sources AS s
+                   JOIN models AS m ON m.id = s.model_id WHERE m.name = ? GROUP BY s.kind"""
+        with self._connect() as conn:
+            rows = {kind: (count, tokens) for kind, count, tokens in conn.execute(query, (model,))}
+        files, corpus = rows.get("file", (0, 0)), rows.get("corpus", (0, 0))
+        return {
+            "sources": files[0] + corpus[0],
+            "activation_files": files[0],
+            "corpus_texts": corpus[0],
+            "tokens": files[1] + corpus[1],
+            "depth": self.depth,
+        }

@@ -1,0 +1,182 @@
+"""The corpus index against brute-force scans; batched indexing equals one text at a time."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from neuronscope.analysis.activations import neuron_activations
+from neuronscope.analysis.max_activating import TopActivations, max_activating, token_refs
+from neuronscope.analysis.tokens import indexable_positions, token_strings
+from neuronscope.storage.index import ActivationIndex, NewSource
+
+from activation_helpers import projection_hooks
+
+CORPUS = [
+    "Hello world, this is a test for pruning analysis.",
+    "The quick brown fox jumps over the lazy dog.",
+    "Machine learning is fascinating and neurons are interesting.",
+    "The capital of France is Paris. The capital of Italy is Rome.",
+    "One two three four five six seven eight nine ten.",
+    "def add(a, b): return a + b",
+    "Paris",
+    "A dog, a fox and a cat.",
+]
+PROMPTS = ["Neurons fire on the word fox.", "Rome is the capital of Italy."]
+
+
+def test_top_activations_equal_a_sort():
+    rng = np.random.default_rng(0)
+    acts = rng.normal(size=(3, 40, 16)).astype(np.float32)  # [chunks, tokens, neurons]
+    top = TopActivations(16, depth=7, device="cpu")
+    for chunk in range(3):
+        refs = token_refs(torch.full((40,), chunk), torch.arange(40))
+        top.update(torch.from_numpy(acts[chunk]), refs)
+    result = top.result()
+    flat = acts.reshape(-1, 16)  # [chunk * 40 + position, neurons]
+    for neuron in range(16):
+        order = np.argsort(-flat[:, neuron])[:7]
+        np.testing.assert_array_equal(result.values[neuron], flat[order, neuron])
+        np.testing.assert_array_equal(result.sequences[neuron] * 40 + result.positions[neuron], order)
+
+
+def test_batched_indexing_equals_one_text_at_a_time(loaded):
+    """Batched lists hold the true top values, each at a position whose unbatched activation it is."""
+    sequences = [loaded.tokenizer(t)["input_ids"] for t in CORPUS]
+    flags = [indexable_positions(loaded.tokenizer, s) for s in sequences]
+    alone = [neuron_activations(loaded.model, loaded.adapter, torch.tensor([s])) for s in sequences]
+    for batch in (1, 3, len(sequences)):
+        tops = max_activating(loaded.model, loaded.adapter, sequences, flags, pad_id=0, depth=12, batch_size=batch)
+        for layer, top in enumerate(tops):
+            every = torch.cat([acts[layer] for acts in alone]).numpy()  # [all tokens, d_mlp]
+            expected = -np.sort(-every, axis=0)[:12].T  # [d_mlp, 12]
+            np.testing.assert_allclose(top.values, expected, rtol=1e-4, atol=1e-5)
+            at_refs = np.array([
+                [alone[seq][layer][pos, neuron].item() for seq, pos in zip(top.sequences[neuron], top.positions[neuron])]
+                for neuron in range(top.values.shape[0])
+            ])
+            np.testing.assert_allclose(top.values, at_refs, rtol=1e-4, atol=1e-5)
+    assert projection_hooks(loaded.adapter) == 0
+
+
+def test_padding_never_enters(loaded):
+    """With room for every position, the lists hold exactly the real positions: no padded one."""
+    sequences = [loaded.tokenizer(t)["input_ids"] for t in CORPUS]
+    flags = [[True] * len(s) for s in sequences]
+    real = {(i, p) for i, s in enumerate(sequences) for p in range(len(s))}
+    tops = max_activating(loaded.model, loaded.adapter, sequences, flags, pad_id=5, depth=1000, batch_size=4)
+    for top in tops:
+        assert top.values.shape[1] == len(real)
+        for neuron in range(0, top.values.shape[0], 5):
+            assert set(zip(top.sequences[neuron].tolist(), top.positions[neuron].tolist())) == real
+
+
+def test_unindexable_positions_never_enter(loaded):
+    sequences = [loaded.tokenizer(t)["input_ids"] for t in CORPUS]
+    flags = [[p % 2 == 0 for p in range(len(s))] for s in sequences]
+    tops = max_activating(loaded.model, loaded.adapter, sequences, flags, pad_id=0, depth=1000, batch_size=3)
+    assert all((top.positions % 2 == 0).all() for top in tops)
+
+
+def true_top_values(full: dict[str, list[torch.Tensor]], flags: dict[str, list[bool]], layer: int, k: int) -> np.ndarray:
+    """``[d_mlp, k]``: each neuron's k highest activations over every indexable position of every source."""
+    every = torch.cat([acts[layer][torch.tensor(flags[name])] for name, acts in full.items()]).numpy()
+    return -np.sort(-every, axis=0)[:k].T
+
+
+@pytest.fixture
+def indexed_app(make_app, model_name):
+    """An app with a small index depth, two generated files and the corpus indexed in two requests."""
+    app = make_app(model=model_name, index_depth=6)
+    client = app.test_client()
+    files = [client.post("/api/activations/generate", json={"prompt": p}).json["filename"] for p in PROMPTS]
+    for part in (CORPUS[:5], CORPUS[5:]):
+        response = client.post("/api/activations/corpus", json={"texts": part, "batch_size": 3})
+        assert response.status_code == 200, response.json
+    return app, files
+
+
+def test_index_returns_the_true_top_k(indexed_app):
+    """Every neuron's indexed list equals a brute-force scan of the stored and recomputed activations."""
+    app, files = indexed_app
+    svc = app.extensions["neuronscope"]
+    lm = svc.manager.ensure_loaded()
+    full: dict[str, list[torch.Tensor]] = {}
+    flags: dict[str, list[bool]] = {}
+    for name in files:  # activation files: their stored float32 sidecars
+        meta = svc.activations.store.meta(name)
+        arrays = svc.activations.store.layers(name, range(meta["n_layers"]))
+        full[name] = [torch.from_numpy(arrays[layer]) for layer in range(meta["n_layers"])]
+        flags[name] = indexable_positions(lm.tokenizer, meta["token_ids"])
+    for text in CORPUS:  # corpus texts: recomputed one at a time, keyed by their text
+        ids = lm.tokenizer(text)["input_ids"]
+        full[text] = neuron_activations(lm.model, lm.adapter, torch.tensor([ids]))
+        flags[text] = indexable_positions(lm.tokenizer, ids)
+    index = svc.queries.index
+    assert index.stats(lm.name)["sources"] == len(files) + len(CORPUS)
+    for layer in range(lm.adapter.n_layers):
+        expected = true_top_values(full, flags, layer, 6)
+        for neuron in range(lm.adapter.d_mlp(layer)):
+            hits = index.top(lm.name, layer, neuron, 6)
+            np.testing.assert_allclose([h.activation for h in hits], expected[neuron], rtol=1e-4, atol=1e-5)
+            for hit in hits:
+                key = hit.source.name if hit.source.kind == "file" else "".join(hit.source.tokens)
+                assert hit.activation == pytest.approx(full[key][layer][hit.position, neuron].item(), rel=1e-4, abs=1e-5)
+
+
+def test_neuron_query_reports_tokens_with_context(indexed_app):
+    app, files = indexed_app
+    client = app.test_client()
+    response = client.post("/api/queries/neuron", json={"layer_index": 1, "neuron_index": 7, "top_k": 4})
+    assert response.status_code == 200
+    body = response.json
+    assert body["count"] == 4 and "message" not in body
+    activations = [t["activation"] for t in body["top_tokens"]]
+    assert activations == sorted(activations, reverse=True)
+    for entry in body["top_tokens"]:
+        assert entry["context"].count("[[") == 1
+        assert f"[[{entry['token']}]]" in entry["context"]
+        assert entry["source"] in files or entry["source"].startswith("corpus:")
+    stored = client.get(f"/api/queries/{body['filename']}")
+    assert stored.status_code == 200 and stored.json["top_tokens"] == body["top_tokens"]
+    assert body["filename"] in client.get("/api/queries/files").json["files"]
+
+
+def test_reindexing_the_same_texts_is_skipped(indexed_app):
+    app, _ = indexed_app
+    client = app.test_client()
+    response = client.post("/api/activations/corpus", json={"texts": CORPUS[:3] + ["A brand new text."]})
+    assert response.json["texts_indexed"] == 1 and response.json["texts_skipped"] == 3
+
+
+def test_concurrent_writers_give_the_serial_index(tmp_path, loaded):
+    """Threads adding sources at once end with the same index as adding them one after another."""
+    sequences = [loaded.tokenizer(t)["input_ids"] for t in CORPUS]
+    flags = [indexable_positions(loaded.tokenizer, s) for s in sequences]
+
+    tops = [  # forward passes stay serial (hooks are per module); the writes run concurrently
+        max_activating(loaded.model, loaded.adapter, [s], [f], pad_id=0, depth=4, batch_size=1)
+        for s, f in zip(sequences, flags)
+    ]
+
+    def add_one(index: ActivationIndex, i: int) -> None:
+        tokens = token_strings(loaded.tokenizer, sequences[i])
+        index.add(loaded.name, [NewSource("corpus", f"text{i}", sequences[i], tokens)], tops[i])
+
+    serial = ActivationIndex(tmp_path / "serial.sqlite3", depth=4)
+    for i in range(len(CORPUS)):
+        add_one(serial, i)
+    parallel = ActivationIndex(tmp_path / "parallel.sqlite3", depth=4)
+    threads = [threading.Thread(target=add_one, args=(parallel, i)) for i in range(len(CORPUS))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for layer in range(loaded.adapter.n_layers):
+        for neuron in range(0, loaded.adapter.d_mlp(layer), 7):
+            a = [(h.activation, h.source.name, h.position) for h in serial.top(loaded.name, layer, neuron, 4)]
+            b = [(h.activation, h.source.name, h.position) for h in parallel.top(loaded.name, layer, neuron, 4)]
+            assert a == b
