@@ -93,7 +93,7 @@ def test_model_name_switches_first(make_app):
     assert generate(client, model_name="tiny-llama")["filename"] == body["filename"]
 
 
-@pytest.mark.parametrize("model_name, status", [("no-such-model-xyz", 503), ("../../etc", 400), ("/abs/path", 400)])
+@pytest.mark.parametrize("model_name, status", [("no-such-model-xyz", 404), ("gpt2", 503), ("../../etc", 400), ("/abs/path", 400)])
 def test_unloadable_model_name_fails_and_keeps_the_model(make_app, model_name, status):
     client = make_app(model="tiny-gpt2").test_client()
     generate(client)
