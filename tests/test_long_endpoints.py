@@ -125,3 +125,24 @@ def test_cancelling_a_running_neuron_importance_job_leaves_no_hook(make_app, mon
     assert len(steps) == 2 and job["progress"] < 1.0 and "result" not in job
     assert hook_count(app.extensions["neuronscope"].manager.ensure_loaded().model) == 0
     assert client.post("/api/pruning/neuron-importance", json=body).get_json() == before
+
+
+def test_corpus_indexing_as_a_job_builds_the_same_index(models_dir, tmp_path):
+    from conftest import make_settings
+
+    from neuronscope import create_app
+
+    body = {"texts": TEXTS * 3 + ["One two three four five six seven eight nine ten."], "batch_size": 3}
+    clients = [create_app(make_settings(tmp_path / name, models_dir, "tiny-llama")).test_client() for name in "ab"]
+    submitted = clients[0].post("/api/activations/corpus?async=true", json=body)
+    assert submitted.status_code == 202
+    views = events(clients[0], submitted.get_json())
+    assert [v["progress"] for v in views] == sorted(v["progress"] for v in views) and views[-1]["status"] == "done"
+    synchronous = clients[1].post("/api/activations/corpus", json=body)
+    assert synchronous.status_code == 200 and CACHE_HEADER not in synchronous.headers
+    timing = {"seconds", "tokens_per_second"}
+    strip = lambda result: {k: v for k, v in result.items() if k not in timing}  # noqa: E731
+    assert strip(views[-1]["result"]) == strip(synchronous.get_json())
+    query = {"layer_index": 1, "neuron_index": 5, "top_k": 5}
+    answers = [client.post("/api/queries/neuron", json=query).get_json() for client in clients]
+    assert answers[0] == answers[1] and answers[0]["count"] == 5
