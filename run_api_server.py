@@ -48,7 +48,6 @@ def main(argv: list[str] | None = None) -> int:
     app = create_app(settings)
     log = logging.getLogger("neuronscope")
     if settings.preload_model:
-        log.info("loading model %s", settings.model)
         try:
             app.extensions["neuronscope"].manager.ensure_loaded()
         except NeuronScopeError as exc:

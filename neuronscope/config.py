@@ -54,6 +54,11 @@ class Settings:
     allowed_hosts: tuple[str, ...] = ()
     max_queued: int = 8
     queue_timeout: float = 300.0
+    max_queued_jobs: int = 16
+    job_history: int = 200
+    cache_entries: int = 256
+    cache_bytes: int = 256_000_000
+    cache_persist: bool = False
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -97,6 +102,11 @@ class Settings:
             "NEURONSCOPE_ALLOWED_HOSTS": ("allowed_hosts", _env_list),
             "NEURONSCOPE_MAX_QUEUED": ("max_queued", int),
             "NEURONSCOPE_QUEUE_TIMEOUT": ("queue_timeout", float),
+            "NEURONSCOPE_MAX_QUEUED_JOBS": ("max_queued_jobs", int),
+            "NEURONSCOPE_JOB_HISTORY": ("job_history", int),
+            "NEURONSCOPE_CACHE_ENTRIES": ("cache_entries", int),
+            "NEURONSCOPE_CACHE_BYTES": ("cache_bytes", int),
+            "NEURONSCOPE_CACHE_PERSIST": ("cache_persist", _env_bool),
         }
         for var, (name, parse) in readers.items():
             if env.get(var, "").strip():
@@ -114,6 +124,10 @@ class Settings:
             raise ValueError(f"PORT must be in 1..65535, not {self.port}")
         if "*" in self.cors_origins and len(self.cors_origins) > 1:
             raise ValueError("NEURONSCOPE_CORS_ORIGINS: '*' cannot be combined with other origins")
+        if self.max_queued_jobs < 1 or self.job_history < 1:
+            raise ValueError("NEURONSCOPE_MAX_QUEUED_JOBS and NEURONSCOPE_JOB_HISTORY must be >= 1")
+        if self.cache_entries < 0 or self.cache_bytes < 0:
+            raise ValueError("NEURONSCOPE_CACHE_ENTRIES and NEURONSCOPE_CACHE_BYTES must be >= 0 (0 disables the cache)")
         models_dir = Path(self.models_dir).resolve() if self.models_dir is not None else None
         return replace(self, data_dir=Path(self.data_dir).resolve(), models_dir=models_dir)
 

@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """Smoke test of every /api/pruning endpoint, end to end, in seconds.
 
-Under pytest it runs in-process on the tiny GPT-2 and tiny LLaMA (Flask test client). As a
-script it runs the same checks against a live server with the standard library only:
+Under pytest it runs in-process on the tiny GPT-2 and tiny LLaMA (Flask test client), once
+directly and once with the long endpoints as background jobs. As a script it runs the same
+checks against a live server with the standard library only:
 
-    python tests/test_pruning_quick.py --url http://127.0.0.1:5001
+    python tests/test_pruning_quick.py --url http://127.0.0.1:5001 [--jobs]
 
 (on the embedded model about 10 s: the heavy endpoints use the last layer and short texts).
+With ``--jobs`` the long endpoints run as background jobs, followed live over Server-Sent
+Events with a progress bar each.
 """
 
 from __future__ import annotations
@@ -20,6 +23,10 @@ import urllib.request
 from typing import Callable
 
 Call = Callable[[str, str, dict | None], tuple[int, dict]]
+Follow = Callable[[str], dict]
+
+LONG_ENDPOINTS = ("/api/pruning/weight-analysis", "/api/pruning/neuron-importance", "/api/pruning/batch-analysis")
+FINISHED = ("done", "failed", "cancelled")
 
 
 def run_checks(call: Call, log: Callable[[str], None] = lambda line: None) -> None:
@@ -99,6 +106,74 @@ def test_every_pruning_endpoint_end_to_end(make_app, model_name):
     assert hook_count(app.extensions["neuronscope"].manager.ensure_loaded().model) == 0
 
 
+def test_every_pruning_endpoint_as_jobs(make_app, model_name):
+    from neuronscope.analysis.hooks import hook_count
+
+    app = make_app(model_name, cache_entries=0)
+    client = app.test_client()
+    submitted = []
+
+    def call(method: str, path: str, body: dict | None) -> tuple[int, dict]:
+        response = client.open(path, method=method, json=body)
+        if response.status_code == 202:
+            submitted.append(response.get_json()["job_id"])
+        return response.status_code, response.get_json()
+
+    def follow(events_path: str) -> dict:
+        stream = client.get(events_path).get_data(as_text=True)
+        return json.loads([line for line in stream.splitlines() if line.startswith("data: ")][-1][len("data: "):])
+
+    run_checks(as_jobs(call, follow))
+    assert len(submitted) == 4  # weight analysis, neuron importance twice, batch analysis
+    assert hook_count(app.extensions["neuronscope"].manager.ensure_loaded().model) == 0
+
+
+def as_jobs(call: Call, follow: Follow) -> Call:
+    """``call`` that runs the long endpoints as background jobs (``?async=true``) and answers with
+    each job's outcome, as the synchronous call would have: ``follow(events_path)`` waits for the
+    job's final state."""
+
+    def job_call(method: str, path: str, body: dict | None) -> tuple[int, dict]:
+        if path.split("?")[0] not in LONG_ENDPOINTS:
+            return call(method, path, body)
+        status, accepted = call(method, path + ("&" if "?" in path else "?") + "async=true", body)
+        if status != 202:
+            return status, accepted
+        job = follow(accepted["events"])
+        assert job["status"] != "cancelled", f"job {job['job_id']} ({path}) was cancelled"
+        if job["status"] == "done":
+            return 200, job["result"]
+        return job["error"]["status"], {"error": job["error"]["error"], "details": job["error"]["details"]}
+
+    return job_call
+
+
+def _progress_bar(view: dict, width: int = 30) -> str:
+    filled = round(width * view["progress"])
+    eta = f", about {view['eta_seconds']:.0f} s left" if view.get("eta_seconds") else ""
+    return f"  [{'#' * filled}{'.' * (width - filled)}] {100 * view['progress']:3.0f}% {view['step'][:40]}{eta}"
+
+
+def _http_follower(base_url: str, timeout: float) -> Follow:
+    """Reads a job's Server-Sent Events, drawing a progress bar on stderr, until its final state."""
+
+    def follow(events_path: str) -> dict:
+        view: dict = {}
+        with urllib.request.urlopen(base_url.rstrip("/") + events_path, timeout=timeout) as response:
+            for raw in response:
+                line = raw.decode("utf-8").rstrip("\n")
+                if line.startswith("data: "):
+                    view = json.loads(line[len("data: "):])
+                    sys.stderr.write("\r" + _progress_bar(view).ljust(100))
+                    sys.stderr.flush()
+        sys.stderr.write("\n")
+        if view.get("status") not in FINISHED:
+            raise OSError(f"the event stream of {events_path} ended before the job did")
+        return view
+
+    return follow
+
+
 def _http_caller(base_url: str, timeout: float) -> Call:
     def call(method: str, path: str, body: dict | None) -> tuple[int, dict]:
         data = None if body is None else json.dumps(body).encode("utf-8")
@@ -118,10 +193,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Smoke-test every /api/pruning endpoint of a live NeuronScope server.")
     parser.add_argument("--url", default="http://127.0.0.1:5001", help="server base URL (default %(default)s)")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per request (default %(default)s)")
+    parser.add_argument("--jobs", action="store_true", help="run the long endpoints as background jobs, with progress bars")
     args = parser.parse_args(argv)
     started = time.perf_counter()
+    call = _http_caller(args.url, args.timeout)
+    if args.jobs:
+        call = as_jobs(call, _http_follower(args.url, args.timeout))
     try:
-        run_checks(_http_caller(args.url, args.timeout), log=print)
+        run_checks(call, log=print)
     except (AssertionError, OSError) as exc:
         print(f"FAILED: {exc}")
         return 1

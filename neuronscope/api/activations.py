@@ -1,8 +1,10 @@
 from flask import Blueprint
 
 from neuronscope.api.params import get_bool, get_int, get_str, get_str_list, json_body, query_args, query_int_list
+from neuronscope.api.long_running import long_operation, run_long
 from neuronscope.errors import BadRequest
-from neuronscope.services import services
+from neuronscope.services import Services, services
+from neuronscope.services.long_runs import Work
 
 bp = Blueprint("activations", __name__)
 
@@ -15,16 +17,20 @@ def generate():
     return services().activations.generate(prompt, model_name), 201
 
 
-@bp.post("/activations/corpus")
-def index_corpus():
-    svc = services()
-    body = json_body()
+@long_operation("activations/corpus", cacheable=False)
+def _index_corpus(svc: Services, body: dict) -> tuple[dict, Work]:
     use_samples = get_bool(body, "use_samples", False)
     texts = get_str_list(body, "texts", None, max_items=svc.settings.max_corpus_texts)
     if use_samples == (texts is not None):
         raise BadRequest("send either 'texts' (a list of strings) or 'use_samples': true")
     batch_size = get_int(body, "batch_size", 32, minimum=1, maximum=svc.settings.max_batch_size)
-    return svc.activations.index_corpus(texts, batch_size=batch_size)
+    params = {"texts": texts, "use_samples": use_samples, "batch_size": batch_size}
+    return params, lambda progress: svc.activations.index_corpus(texts, batch_size=batch_size, progress=progress)
+
+
+@bp.post("/activations/corpus")
+def index_corpus():
+    return run_long("activations/corpus", json_body())
 
 
 @bp.get("/activations/files")

@@ -12,17 +12,24 @@ from neuronscope.api.params import (
     json_body,
     query_args,
 )
+from neuronscope.api.long_running import long_operation, run_long
 from neuronscope.errors import BadRequest
-from neuronscope.services import services
+from neuronscope.services import Services, services
+from neuronscope.services.long_runs import Work
 from neuronscope.services.pruning import ABLATION_KINDS, EXPORT_FILES, IMPORTANCE_METHODS, SCORE_METHODS
 
 bp = Blueprint("pruning", __name__)
 
 
+@long_operation("pruning/weight-analysis", cacheable=True)
+def _weight_analysis(svc: Services, args: dict) -> tuple[dict, Work]:
+    tolerance = get_float(args, "tolerance", 0.0, minimum=0.0)
+    return {"tolerance": tolerance}, lambda progress: svc.pruning.weight_analysis(tolerance=tolerance, progress=progress)
+
+
 @bp.get("/pruning/weight-analysis")
 def weight_analysis():
-    args = query_args()
-    return services().pruning.weight_analysis(tolerance=get_float(args, "tolerance", 0.0, minimum=0.0))
+    return run_long("pruning/weight-analysis", query_args())
 
 
 @bp.get("/pruning/candidates")
@@ -49,30 +56,38 @@ def impact_analysis():
     )
 
 
+@long_operation("pruning/neuron-importance", cacheable=True)
+def _neuron_importance(svc: Services, body: dict) -> tuple[dict, Work]:
+    params = {
+        "layer": get_int(body, "layer_index", minimum=0),
+        "texts": get_str_list(body, "input_texts", max_items=svc.settings.max_texts),
+        "method": get_str(body, "method", "ablation", choices=IMPORTANCE_METHODS),
+        "ablation": get_str(body, "ablation", "zero", choices=ABLATION_KINDS),
+        "critical_threshold": get_float(body, "critical_threshold", None, minimum=0.0),
+    }
+    return params, lambda progress: svc.pruning.neuron_importance(**params, progress=progress)
+
+
 @bp.post("/pruning/neuron-importance")
 def neuron_importance():
-    svc = services()
-    body = json_body()
-    return svc.pruning.neuron_importance(
-        layer=get_int(body, "layer_index", minimum=0),
-        texts=get_str_list(body, "input_texts", max_items=svc.settings.max_texts),
-        method=get_str(body, "method", "ablation", choices=IMPORTANCE_METHODS),
-        ablation=get_str(body, "ablation", "zero", choices=ABLATION_KINDS),
-        critical_threshold=get_float(body, "critical_threshold", None, minimum=0.0),
-    )
+    return run_long("pruning/neuron-importance", json_body())
+
+
+@long_operation("pruning/batch-analysis", cacheable=True)
+def _batch_analysis(svc: Services, body: dict) -> tuple[dict, Work]:
+    items = get_list(body, "pruning_candidates", max_items=svc.settings.max_neurons_per_request)
+    params = {
+        "candidates": [_candidate(item, i) for i, item in enumerate(items)],
+        "texts": get_str_list(body, "input_texts", max_items=svc.settings.max_texts),
+        "batch_size": get_int(body, "batch_size", 10, minimum=1, maximum=svc.settings.max_batch_size),
+        "ablation": get_str(body, "ablation", "zero", choices=ABLATION_KINDS),
+    }
+    return params, lambda progress: svc.pruning.batch_analysis(**params, progress=progress)
 
 
 @bp.post("/pruning/batch-analysis")
 def batch_analysis():
-    svc = services()
-    body = json_body()
-    items = get_list(body, "pruning_candidates", max_items=svc.settings.max_neurons_per_request)
-    return svc.pruning.batch_analysis(
-        candidates=[_candidate(item, i) for i, item in enumerate(items)],
-        texts=get_str_list(body, "input_texts", max_items=svc.settings.max_texts),
-        batch_size=get_int(body, "batch_size", 10, minimum=1, maximum=svc.settings.max_batch_size),
-        ablation=get_str(body, "ablation", "zero", choices=ABLATION_KINDS),
-    )
+    return run_long("pruning/batch-analysis", json_body())
 
 
 @bp.post("/pruning/export")

@@ -60,6 +60,7 @@ class ModelManager:
         self._lock = threading.RLock()
         self._queue_lock = threading.Lock()
         self._waiting = 0
+        self._owner: int | None = None
         self._current: LoadedModel | None = None
         self._loading: str | None = None
 
@@ -76,6 +77,7 @@ class ModelManager:
         source = loading.resolve(name, self.settings)
         device = loading.pick_device(self.settings.device)
         started = time.perf_counter()
+        log.info("loading %s (%s) on %s", name, source.kind, device)
         self._loading = name
         try:
             model, tokenizer = loading.load(source, self.settings, device)
@@ -96,8 +98,12 @@ class ModelManager:
         """Take the model lock, queueing behind running work.
 
         503 with ``Retry-After`` when ``max_queued`` requests already wait, or when the lock
-        stays busy for ``queue_timeout`` seconds.
+        stays busy for ``queue_timeout`` seconds. A thread that holds the lock already (a
+        service called by a job, which holds it) takes it again without queueing.
         """
+        if self._owner == threading.get_ident():
+            yield
+            return
         with self._queue_lock:
             if self._waiting >= self.settings.max_queued:
                 raise ServiceBusy(
@@ -115,9 +121,11 @@ class ModelManager:
                 f"the model stayed busy for {self.settings.queue_timeout:.0f} s; retry later",
                 headers={"Retry-After": "30"},
             )
+        self._owner = threading.get_ident()
         try:
             yield
         finally:
+            self._owner = None
             self._lock.release()
 
     @contextmanager

@@ -14,6 +14,7 @@ from neuronscope.modeling.manager import ModelManager
 from neuronscope.services.activations import ActivationService
 from neuronscope.services.clusters import ClusterService
 from neuronscope.services.compression import CompressionService
+from neuronscope.services.long_runs import LongRunService
 from neuronscope.services.models import ModelService
 from neuronscope.services.pruning import PruningService
 from neuronscope.services.queries import QueryService
@@ -32,6 +33,7 @@ class Services:
     clusters: ClusterService
     queries: QueryService
     compression: CompressionService
+    long_runs: LongRunService
 
 
 def build_services(settings: Settings, manager: ModelManager) -> Services:
@@ -50,6 +52,7 @@ def build_services(settings: Settings, manager: ModelManager) -> Services:
         clusters=clusters,
         queries=QueryService(settings, manager, index, clusters),
         compression=CompressionService(settings, manager, samples),
+        long_runs=LongRunService(settings, manager),
     )
 
 

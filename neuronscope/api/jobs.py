@@ -1,0 +1,72 @@
+"""Background jobs (submit, list, inspect, cancel, follow as Server-Sent Events) and the result cache."""
+
+from __future__ import annotations
+
+import json
+from typing import Iterator
+
+from flask import Blueprint, Response
+
+from neuronscope.api.long_running import accepted, prepare_call
+from neuronscope.api.params import get_str, json_body, query_args
+from neuronscope.errors import BadRequest
+from neuronscope.jobs.job import CANCELLED, DONE, FAILED, QUEUED, RUNNING
+from neuronscope.services import services
+
+bp = Blueprint("jobs", __name__)
+
+STATUSES = (QUEUED, RUNNING, DONE, FAILED, CANCELLED)
+
+
+@bp.post("/jobs")
+def submit_job():
+    body = json_body()
+    endpoint = get_str(body, "endpoint", max_chars=100)
+    params = body.get("body", {})
+    if not isinstance(params, dict):
+        raise BadRequest("'body' must be a JSON object: the request body of the endpoint")
+    svc = services()
+    return accepted(svc.long_runs.submit(prepare_call(svc, endpoint, params)))
+
+
+@bp.get("/jobs")
+def list_jobs():
+    status = get_str(query_args(), "status", None, choices=STATUSES)
+    return {"jobs": services().long_runs.jobs.recent(status)}
+
+
+@bp.get("/jobs/<job_id>")
+def job_detail(job_id: str):
+    return services().long_runs.jobs.describe(job_id)
+
+
+@bp.delete("/jobs/<job_id>")
+def cancel_job(job_id: str):
+    return services().long_runs.jobs.cancel(job_id)
+
+
+@bp.get("/jobs/<job_id>/events")
+def job_events(job_id: str):
+    runner = services().long_runs.jobs
+    runner.describe(job_id)  # 404 now, before the stream starts
+    return Response(
+        _server_sent_events(runner.follow(job_id)),
+        mimetype="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+@bp.get("/cache")
+def cache_stats():
+    return services().long_runs.cache.stats()
+
+
+@bp.delete("/cache")
+def clear_cache():
+    return {"cleared": services().long_runs.cache.clear()}
+
+
+def _server_sent_events(views: Iterator[dict | None]) -> Iterator[str]:
+    """One ``data:`` event per job view (``None`` becomes a keep-alive comment)."""
+    for view in views:
+        yield ": keep-alive\n\n" if view is None else f"data: {json.dumps(view)}\n\n"

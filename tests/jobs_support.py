@@ -1,0 +1,119 @@
+"""Test-only long operations (registered by the tests, never shipped) and job helpers."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from neuronscope.analysis.forward import encode, run
+from neuronscope.analysis.hooks import ablated
+from neuronscope.api.long_running import LongOperation
+from neuronscope.api.params import get_int, get_int_list, json_body
+from neuronscope.services.validation import check_layer
+
+WEIGHT_NORMS = "test/weight-norms"
+GATED = "test/gated"
+
+
+@dataclass
+class Calls:
+    """How many times each test operation's work actually ran."""
+
+    count: int = 0
+
+
+def weight_norms_operation(calls: Calls) -> LongOperation:
+    """Per layer, the p-norm of each neuron's output weights: a small weight analysis with progress per layer."""
+
+    def prepare(svc, body: dict):
+        layers = get_int_list(body, "layers")
+        order = get_int(body, "order", 2, minimum=1, maximum=3)
+
+        def work(progress):
+            calls.count += 1
+            with svc.manager.use() as lm:
+                norms = {}
+                for i, layer in enumerate(layers):
+                    check_layer(lm, layer)
+                    progress(i / len(layers), f"layer {layer}")
+                    norms[str(layer)] = torch.linalg.vector_norm(lm.adapter.w_out(layer), ord=order, dim=1).tolist()
+            return {"order": order, "norms": norms}
+
+        return {"layers": layers, "order": order}, work
+
+    return LongOperation(WEIGHT_NORMS, prepare, cacheable=True)
+
+
+def numpy_norms(lm, layer: int, order: int) -> np.ndarray:
+    """The same norms computed independently from the state dict with numpy (GPT-2 Conv1D stores [in, out])."""
+    weight = lm.model.state_dict()[f"transformer.h.{layer}.mlp.c_proj.weight"].numpy()
+    return np.linalg.norm(weight, ord=order, axis=1)
+
+
+@dataclass
+class Gate:
+    """Lets a test hold a running job at a step boundary: the job waits at each step until released."""
+
+    steps: int = 4
+    reached: list[threading.Event] = field(default_factory=list)
+    release: list[threading.Event] = field(default_factory=list)
+    completed: list[int] = field(default_factory=list)
+
+    def __post_init__(self):
+        self.reached = [threading.Event() for _ in range(self.steps)]
+        self.release = [threading.Event() for _ in range(self.steps)]
+
+    def open_all(self) -> None:
+        for event in self.release:
+            event.set()
+
+
+def gated_operation(gate: Gate) -> LongOperation:
+    """Ablates neurons of layer 0 for its whole run and runs one forward pass per step, pausing at each."""
+
+    def prepare(svc, body: dict):
+        text = body.get("text", "Hello world")
+
+        def work(progress):
+            with svc.manager.use() as lm, ablated(lm.adapter, 0, [0, 1, 2]):
+                ids = encode(lm.tokenizer, text, lm.device)
+                total = 0.0
+                for step in range(gate.steps):
+                    progress(step / gate.steps, f"step {step}")
+                    gate.reached[step].set()
+                    gate.release[step].wait(timeout=20)
+                    total += float(run(lm.model, ids).logits.sum())
+                    gate.completed.append(step)
+            return {"total": total, "steps": gate.steps}
+
+        return {"text": text}, work
+
+    return LongOperation(GATED, prepare, cacheable=False)
+
+
+def add_test_views(app) -> None:
+    """Routes for the test operations, each a one-line view over ``run_long`` like the real ones."""
+    from neuronscope.api.long_running import run_long
+
+    for endpoint in (WEIGHT_NORMS, GATED):
+        app.add_url_rule(
+            f"/api/{endpoint}",
+            endpoint=endpoint.replace("/", "_"),
+            view_func=lambda endpoint=endpoint: run_long(endpoint, json_body()),
+            methods=["POST"],
+        )
+
+
+def wait_for_status(client, job_id: str, statuses: set[str], timeout: float = 30.0) -> dict:
+    """Poll ``GET /api/jobs/{id}`` until its status is one of ``statuses``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body = client.get(f"/api/jobs/{job_id}").get_json()
+        if body["status"] in statuses:
+            return body
+        time.sleep(0.02)
+    raise AssertionError(f"job {job_id} did not reach {statuses}: {body}")
