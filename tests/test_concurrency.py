@@ -32,7 +32,7 @@ def post(base: str, path: str, body: dict) -> tuple[int, dict]:
 
 @pytest.fixture
 def live(make_app):
-    app = make_app(rate_limit_per_minute=0, max_queued=64)
+    app = make_app(rate_limit_per_minute=0, max_queued=64, cache_entries=0)  # compute every request
     server = create_server(app, host="127.0.0.1", port=0, threads=8)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

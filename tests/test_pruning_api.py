@@ -238,7 +238,8 @@ def test_weight_analysis_is_cached_per_model(app, monkeypatch):
     monkeypatch.setattr(pruning_service, "analyze_weights", lambda *a, **k: calls.append(a) or original(*a, **k))
     client = app.test_client()
     first = client.get("/api/pruning/weight-analysis").get_json()
-    assert client.get("/api/pruning/weight-analysis").get_json() == first
+    again = client.get("/api/pruning/weight-analysis").get_json()
+    assert again.pop("cached") is True and again == first
     assert len(calls) == 1
     client.get("/api/pruning/weight-analysis?tolerance=0.01")
     assert len(calls) == 2
@@ -247,8 +248,8 @@ def test_weight_analysis_is_cached_per_model(app, monkeypatch):
     assert len(calls) == 3 and other["model"] == "tiny-llama" and other["total_parameters"] != first["total_parameters"]
 
 
-def test_analyses_hold_the_model_for_their_whole_run(app):
-    services = app.extensions["neuronscope"]
+def test_analyses_hold_the_model_for_their_whole_run(make_app):
+    services = make_app(queue_timeout=0.01).extensions["neuronscope"]
     seen = []
 
     def probe(fraction: float, step: str) -> None:
@@ -256,7 +257,7 @@ def test_analyses_hold_the_model_for_their_whole_run(app):
 
         def try_use():
             try:
-                with services.manager.use(timeout=0.01):
+                with services.manager.use():
                     outcome["busy"] = False
             except ServiceBusy:
                 outcome["busy"] = True
