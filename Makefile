@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install browser run test test-fast bench
+.PHONY: install browser run test test-fast
 
 $(STAMP): requirements.txt
 	$(PYTHON) -m venv $(VENV)
