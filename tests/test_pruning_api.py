@@ -286,3 +286,17 @@ def test_failed_analysis_leaves_no_hook(app):
         services.pruning.candidates(method="wanda", progress=cancel)
     assert hook_count(services.manager.ensure_loaded().model) == 0
     assert not services.pruning._history
+
+
+def test_batch_analysis_mean_ablation_equals_impact_analysis(client):
+    """Each individual mean-ablation impact equals impact-analysis of that neuron on the same single text."""
+    candidates = [{"layer_index": 0, "neuron_index": 4}, {"layer_index": 1, "neuron_index": 6}]
+    text = "The capital of France is Paris."
+    batch = client.post(BATCH, json={"pruning_candidates": candidates, "input_texts": [text], "ablation": "mean"}).get_json()
+    for candidate, got in zip(candidates, batch["individual_impacts"]):
+        alone = client.post(IMPACT, json={
+            "layer_index": candidate["layer_index"], "neuron_indices": [candidate["neuron_index"]],
+            "input_text": text, "ablation": "mean",
+        }).get_json()
+        for key in ("impact_score", "mean_change", "max_change", "kl_divergence", "loss_delta"):
+            assert got[key] == pytest.approx(alone[key], abs=1e-6), key

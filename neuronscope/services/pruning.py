@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 import torch
 
-from neuronscope.analysis.ablation import ABLATIONS, HIGH_IMPACT, SAFE_IMPACT
+from neuronscope.analysis.ablation import ABLATIONS, HIGH_IMPACT, SAFE_IMPACT, activation_moments
 from neuronscope.analysis.forward import encode
 from neuronscope.analysis.importance import (
     Ablation,
@@ -242,16 +242,15 @@ class PruningService:
         with self.manager.use() as lm:
             self._check_candidates(lm, candidates)
             ids = encode_texts(lm, texts, self.settings.max_input_tokens)
+            layers = sorted({layer for layer, _ in candidates})
+            moments = activation_moments(lm.adapter, ids, layers) if ablation == "mean" else None
+            sweep = dict(ablation=ablation, with_logits=True, moments=moments)
             singles = [{layer: [neuron]} for layer, neuron in candidates]
-            individual = ablation_sweep(
-                lm.adapter, ids, singles, ablation=ablation, with_logits=True, progress=scaled(progress, 0.0, 0.5)
-            ).results()
+            individual = ablation_sweep(lm.adapter, ids, singles, **sweep, progress=scaled(progress, 0.0, 0.5)).results()
             order = sorted(range(len(candidates)), key=lambda i: individual[i]["impact_score"])
             k_max = min(batch_size, len(candidates))
             prefixes = [_group([candidates[i] for i in order[:k]]) for k in range(1, k_max + 1)]
-            curve = ablation_sweep(
-                lm.adapter, ids, prefixes, ablation=ablation, with_logits=True, progress=scaled(progress, 0.5, 1.0)
-            ).results()
+            curve = ablation_sweep(lm.adapter, ids, prefixes, **sweep, progress=scaled(progress, 0.5, 1.0)).results()
             impacts = [
                 {"layer_index": layer, "neuron_index": neuron, **metrics}
                 for (layer, neuron), metrics in zip(candidates, individual)
