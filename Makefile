@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast bench
+.PHONY: install browser run test test-fast
 
 $(STAMP): requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -14,11 +14,19 @@ $(STAMP): requirements.txt
 
 install: $(STAMP)
 
+# The browser tests drive Debian's chromium + chromium-driver; installed here when missing (as root, with apt).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	{ [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  (export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq -o DPkg::Lock::Timeout=120 \
+	   --no-install-recommends chromium chromium-driver fonts-liberation) </dev/null >/dev/null 2>&1; } || \
+	echo "note: chromium + chromium-driver are not installed; the browser tests will be skipped"
+
 run: install
 	$(PY) run_api_server.py
 
-test: install
+test: install browser
 	$(PY) -m pytest
 
-test-fast: install
+test-fast: install browser
 	$(PY) -m pytest -m "not slow"

@@ -14,6 +14,7 @@ from neuronscope.errors import register_error_handlers
 from neuronscope.modeling.manager import ModelManager
 from neuronscope.security import install_guards
 from neuronscope.services import build_services
+from neuronscope.web import bp as web_blueprint
 
 
 def create_app(config: Settings | Mapping[str, Any] | None = None, manager: ModelManager | None = None) -> Flask:
@@ -38,4 +39,5 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, manager: Mode
     register_error_handlers(app)
     install_guards(app, settings)
     register_blueprints(app)
+    app.register_blueprint(web_blueprint)
     return app

@@ -44,6 +44,7 @@ class Settings:
     max_batch_size: int = 1_024
     max_corpus_texts: int = 2_000
     index_depth: int = 50
+    max_served_values: int = 5_000_000
     max_sample_chars: int = 2_000
     torch_threads: int = 0
     threads: int = 8
@@ -93,6 +94,7 @@ class Settings:
             "NEURONSCOPE_MAX_BATCH_SIZE": ("max_batch_size", int),
             "NEURONSCOPE_MAX_CORPUS_TEXTS": ("max_corpus_texts", int),
             "NEURONSCOPE_INDEX_DEPTH": ("index_depth", int),
+            "NEURONSCOPE_MAX_SERVED_VALUES": ("max_served_values", int),
             "NEURONSCOPE_TORCH_THREADS": ("torch_threads", int),
             "NEURONSCOPE_THREADS": ("threads", int),
             "NEURONSCOPE_API_KEY": ("api_key", str),

@@ -74,6 +74,18 @@ def test_bad_slices(client, query):
     assert response.status_code == 400 and set(response.json) == {"error", "details"}
 
 
+def test_oversized_slices_are_refused(make_app):
+    client = make_app(max_served_values=1000).test_client()
+    body = generate(client)
+    per_layer = body["n_tokens"] * body["neurons_per_layer"][0]
+    assert per_layer > 1000
+    refused = client.get(f"/api/activations/{body['filename']}")
+    assert refused.status_code == 400 and "?top_k=" in refused.json["details"]
+    top_k = 1000 // (body["n_tokens"] * body["n_layers"])
+    assert client.get(f"/api/activations/{body['filename']}?top_k={top_k}").status_code == 200
+    assert client.get(f"/api/activations/{body['filename']}?top_k={top_k + 1}").status_code == 400
+
+
 def test_storage_is_compact_and_atomic(client, make_app, tmp_path):
     name = generate(client)["filename"]
     folder = tmp_path / "data" / "activations"
@@ -83,6 +95,17 @@ def test_storage_is_compact_and_atomic(client, make_app, tmp_path):
     served = len(client.get(f"/api/activations/{name}").data)
     assert sidecar.stat().st_size + meta.stat().st_size < served
     assert not any(p.name.startswith(TEMP_PREFIX) for p in folder.iterdir())
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/api/activations/generate", {"prompt": "Hello world, this is a test. " * 10}),
+    ("/api/activations/corpus", {"texts": ["short", "Hello world, this is a test. " * 10]}),
+])
+def test_texts_longer_than_the_context_are_refused(make_app, path, body):
+    """tiny-gpt2 has 128 learned positions: a longer text is a 400, not a crash in the embedding."""
+    client = make_app(model="tiny-gpt2").test_client()
+    response = client.post(path, json=body)
+    assert response.status_code == 400 and "context length" in response.json["details"]
 
 
 def test_model_name_switches_first(make_app):

@@ -14,33 +14,30 @@ from neuronscope.analysis.tokens import indexable_positions, token_strings
 from neuronscope.storage.index import ActivationIndex, NewSource
 
 from activation_helpers import projection_hooks
+from tiny_models import CORPUS as TRAINING_CORPUS
 
-CORPUS = [
-    "Hello world, this is a test for pruning analysis.",
-    "The quick brown fox jumps over the lazy dog.",
-    "Machine learning is fascinating and neurons are interesting.",
-    "The capital of France is Paris. The capital of Italy is Rome.",
-    "One two three four five six seven eight nine ten.",
-    "def add(a, b): return a + b",
-    "Paris",
-    "A dog, a fox and a cat.",
-]
+CORPUS = [*dict.fromkeys(TRAINING_CORPUS), "Paris", "A dog, a fox and a cat."]
 PROMPTS = ["Neurons fire on the word fox.", "Rome is the capital of Italy."]
 
 
-def test_top_activations_equal_a_sort():
-    rng = np.random.default_rng(0)
-    acts = rng.normal(size=(3, 40, 16)).astype(np.float32)  # [chunks, tokens, neurons]
-    top = TopActivations(16, depth=7, device="cpu")
-    for chunk in range(3):
-        refs = token_refs(torch.full((40,), chunk), torch.arange(40))
-        top.update(torch.from_numpy(acts[chunk]), refs)
+@pytest.mark.parametrize("chunk, depth, decimals", [(40, 7, None), (3, 10, None), (25, 50, None), (16, 5, 1)])
+def test_top_activations_equal_a_sort(chunk, depth, decimals):
+    """Running lists (dense while filling, sparse merges once full) equal a sort of everything."""
+    rng = np.random.default_rng(chunk)
+    acts = rng.normal(size=(8, chunk, 16)).astype(np.float32)  # [chunks, tokens, neurons]
+    if decimals is not None:
+        acts = acts.round(decimals)  # many ties
+    top = TopActivations(16, depth=depth, device="cpu")
+    for number in range(8):
+        refs = token_refs(torch.full((chunk,), number), torch.arange(chunk))
+        top.update(torch.from_numpy(acts[number]), refs)
     result = top.result()
-    flat = acts.reshape(-1, 16)  # [chunk * 40 + position, neurons]
+    flat = acts.reshape(-1, 16)  # [chunk number * chunk + position, neurons]
     for neuron in range(16):
-        order = np.argsort(-flat[:, neuron])[:7]
-        np.testing.assert_array_equal(result.values[neuron], flat[order, neuron])
-        np.testing.assert_array_equal(result.sequences[neuron] * 40 + result.positions[neuron], order)
+        np.testing.assert_array_equal(result.values[neuron], -np.sort(-flat[:, neuron])[:depth])
+        rows = result.sequences[neuron] * chunk + result.positions[neuron]
+        assert len(set(rows.tolist())) == depth
+        np.testing.assert_array_equal(flat[rows, neuron], result.values[neuron])
 
 
 def test_batched_indexing_equals_one_text_at_a_time(loaded):
@@ -180,3 +177,34 @@ def test_concurrent_writers_give_the_serial_index(tmp_path, loaded):
             a = [(h.activation, h.source.name, h.position) for h in serial.top(loaded.name, layer, neuron, 4)]
             b = [(h.activation, h.source.name, h.position) for h in parallel.top(loaded.name, layer, neuron, 4)]
             assert a == b
+
+
+def test_queries_run_while_a_corpus_is_indexed(make_app):
+    """Threads query the index while another thread indexes a corpus: every answer is consistent."""
+    app = make_app(index_depth=8)
+    client = app.test_client()
+    client.post("/api/activations/corpus", json={"texts": CORPUS[:2]})
+    errors: list[str] = []
+
+    def query(worker: int) -> None:
+        own = app.test_client()
+        for i in range(15):
+            body = {"layer_index": i % 2, "neuron_index": (worker * 15 + i) % 64, "top_k": 8}
+            response = own.post("/api/queries/neuron", json=body)
+            values = [t["activation"] for t in response.json.get("top_tokens", [])]
+            if response.status_code != 200 or values != sorted(values, reverse=True) or not values:
+                errors.append(f"{response.status_code} {response.json}")
+
+    def index() -> None:
+        for start in range(2, len(CORPUS)):
+            response = app.test_client().post("/api/activations/corpus", json={"texts": [CORPUS[start]], "batch_size": 1})
+            if response.status_code != 200:
+                errors.append(f"index {response.status_code} {response.json}")
+
+    threads = [threading.Thread(target=query, args=(w,)) for w in range(6)] + [threading.Thread(target=index)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert client.post("/api/activations/corpus", json={"texts": CORPUS}).json["texts_skipped"] == len(CORPUS)

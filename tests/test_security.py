@@ -2,6 +2,7 @@
 
 import threading
 import time
+from contextlib import contextmanager
 
 import pytest
 
@@ -42,12 +43,11 @@ def test_expensive_routes_are_rate_limited(make_app):
     assert all(client.get("/api/samples").status_code == 200 for _ in range(10))
 
 
-def test_queue_full_answers_503_with_retry_after(make_app):
-    app = make_app(max_queued=1, queue_timeout=30)
-    manager = app.extensions["neuronscope"].manager
+@contextmanager
+def model_held_elsewhere(manager):
+    """Another thread holds the model until the block ends."""
     manager.ensure_loaded()
-    release = threading.Event()
-    started = threading.Event()
+    release, started = threading.Event(), threading.Event()
 
     def hold():
         with manager.use():
@@ -57,44 +57,41 @@ def test_queue_full_answers_503_with_retry_after(make_app):
     holder = threading.Thread(target=hold)
     holder.start()
     started.wait(5)
+    try:
+        yield
+    finally:
+        release.set()
+        holder.join()
+
+
+def test_queue_full_answers_503_with_retry_after(make_app):
+    app = make_app(max_queued=1, queue_timeout=30)
+    manager = app.extensions["neuronscope"].manager
+
     def wait_for_model():
         with manager.use():
             pass
 
-    waiter = threading.Thread(target=wait_for_model)
-    waiter.start()
-    deadline = time.monotonic() + 5
-    while manager._waiting < 1 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    with pytest.raises(ServiceBusy) as info:
-        with manager.use():
-            pass
-    assert info.value.headers["Retry-After"]
-    response = app.test_client().post("/api/models/switch", json={"model_name": "tiny-llama"})
-    assert response.status_code == 503 and "Retry-After" in response.headers
-    release.set()
-    holder.join()
+    with model_held_elsewhere(manager):
+        waiter = threading.Thread(target=wait_for_model)
+        waiter.start()
+        deadline = time.monotonic() + 5
+        while manager._waiting < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with pytest.raises(ServiceBusy) as info:
+            with manager.use():
+                pass
+        response = app.test_client().post("/api/models/switch", json={"model_name": "tiny-llama"})
     waiter.join()
+    assert info.value.headers["Retry-After"]
+    assert response.status_code == 503 and "Retry-After" in response.headers
 
 
 def test_waiting_too_long_answers_503(make_app):
     app = make_app(queue_timeout=0.2)
     manager = app.extensions["neuronscope"].manager
-    manager.ensure_loaded()
-    release = threading.Event()
-    started = threading.Event()
-
-    def hold():
-        with manager.use():
-            started.set()
-            release.wait(10)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    started.wait(5)
-    response = app.test_client().post("/api/models/switch", json={"model_name": "tiny-llama"})
-    release.set()
-    holder.join()
+    with model_held_elsewhere(manager):
+        response = app.test_client().post("/api/models/switch", json={"model_name": "tiny-llama"})
     assert response.status_code == 503 and response.headers["Retry-After"]
     assert manager.current_name == "tiny-gpt2"
 
@@ -120,7 +117,7 @@ def test_switch_waits_for_a_running_analysis(make_app):
 
 
 @pytest.mark.parametrize(
-    "name", ["/etc/passwd", "../models/x", "..\\x", "C:\\models", "a/b/c", "x\x00y", "~root/x", "." , "a" * 201]
+    "name", ["/etc/passwd", "../models/x", "..\\x", "C:\\models", "a/b/c", "x\x00y", "~root/x", "gpt2\n", ".", "a" * 201]
 )
 def test_model_names_never_reach_the_filesystem(client, name):
     assert client.post("/api/models/switch", json={"model_name": name}).status_code == 400

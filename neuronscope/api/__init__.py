@@ -2,13 +2,16 @@
 
 from flask import Flask
 
-from neuronscope.api import activations, clusters, health, jobs, models, pruning, queries, samples, spec
+from neuronscope.api import activations, clusters, compression, health, jobs, models, pruning, queries, samples, spec
+from neuronscope.api.converters import register_converters
 
 BLUEPRINTS = (
-    health.bp, models.bp, samples.bp, spec.bp, pruning.bp, activations.bp, clusters.bp, queries.bp, jobs.bp,
+    health.bp, models.bp, samples.bp, spec.bp, pruning.bp, activations.bp, clusters.bp, queries.bp,
+    compression.bp, jobs.bp,
 )
 
 
 def register_blueprints(app: Flask) -> None:
+    register_converters(app)
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint, url_prefix="/api")

@@ -38,7 +38,7 @@ def list_files():
     return services().activations.list_files()
 
 
-@bp.get("/activations/<filename>")
+@bp.get("/activations/<json_file:filename>")
 def read_file(filename: str):
     svc = services()
     layers = query_int_list("layer", max_items=svc.settings.max_neurons_per_request)

@@ -20,6 +20,6 @@ def list_files():
     return services().clusters.list_files()
 
 
-@bp.get("/clusters/<filename>")
+@bp.get("/clusters/<json_file:filename>")
 def read_file(filename: str):
     return services().clusters.read(filename)

@@ -1,21 +1,9 @@
 from flask import Blueprint
-from werkzeug.routing import PathConverter
 
 from neuronscope.api.params import get_str, json_body
 from neuronscope.services import services
 
 bp = Blueprint("models", __name__)
-
-
-class ModelNameConverter(PathConverter):
-    """A model name (Hub ids contain one '/'); never the fixed routes ``memory`` or ``switch``."""
-
-    regex = r"(?!(?:memory|switch)$)[^/].*?"
-
-
-@bp.record_once
-def _register_converter(state) -> None:
-    state.app.url_map.converters["model_name"] = ModelNameConverter
 
 
 @bp.get("/models")

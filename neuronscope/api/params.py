@@ -16,7 +16,10 @@ def json_body() -> dict[str, Any]:
     """The request body as a JSON object (415 when not JSON, 400 when malformed or not an object)."""
     if not request.is_json:
         raise UnsupportedMediaType("send a JSON object with 'Content-Type: application/json'")
-    data = request.get_json(silent=True)
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError:
+        raise BadRequest("the JSON body is nested too deeply") from None
     if data is None:
         raise BadRequest("the request body is not valid JSON")
     if not isinstance(data, dict):

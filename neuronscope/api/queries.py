@@ -29,6 +29,6 @@ def list_files():
     return services().queries.list_files()
 
 
-@bp.get("/queries/<filename>")
+@bp.get("/queries/<json_file:filename>")
 def read_file(filename: str):
     return services().queries.read(filename)

@@ -14,12 +14,14 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+from safetensors.torch import load_file
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
 from neuronscope.config import EMBEDDED_MODEL_NAME, Settings
 from neuronscope.errors import BadRequest, ModelUnavailable, NotFound
 from neuronscope.modeling import registry
 from neuronscope.modeling.adapters import adapter_class_for
+from neuronscope.modeling.adapters.base import recorded_mlp_sizes
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +108,36 @@ def _from_folder(folder: str | Path, **kwargs):
     return model, tokenizer
 
 
+def _from_local_folder(folder: Path):
+    """A local model folder; pruned models with unequal per-layer MLP sizes are rebuilt layer by layer."""
+    config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
+    sizes = recorded_mlp_sizes(config)
+    if sizes is None:
+        return _from_folder(folder)
+    return _with_mlp_sizes(folder, config, sizes), AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+
+
+def _with_mlp_sizes(folder: Path, config, sizes: list[int]) -> PreTrainedModel:
+    """Build the architecture at its config size, shrink each layer's MLP to ``sizes[layer]``
+    neurons, then load the safetensors weights strictly (tied weights excepted)."""
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32, trust_remote_code=False)
+    adapter = adapter_class_for(config.model_type)(model)
+    if len(sizes) != adapter.n_layers or any(not 0 < size <= adapter.d_mlp(i) for i, size in enumerate(sizes)):
+        raise ModelUnavailable(f"{folder.name}: the recorded per-layer MLP sizes do not fit the architecture")
+    for layer, size in enumerate(sizes):
+        adapter.keep_neurons(layer, torch.arange(size))
+    state = {}
+    for shard in sorted(folder.glob("*.safetensors")):
+        state.update(load_file(shard))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    params = dict(model.named_parameters(remove_duplicate=False))
+    loaded = {id(params[key]) for key in state if key in params}
+    untied = [key for key in missing if id(params.get(key)) not in loaded]
+    if untied or unexpected:
+        raise ModelUnavailable(f"{folder.name}: weights missing {untied[:5]} or unexpected {unexpected[:5]}")
+    return model
+
+
 def _convert_embedded(cache: Path) -> None:
     """Dequantise the embedded GGUF to float32 and save it as safetensors in ``cache`` (atomically)."""
     gguf = embedded_gguf_path()
@@ -163,7 +195,7 @@ def load(source: ModelSource, settings: Settings, device: torch.device) -> tuple
         model, tokenizer = _load_embedded(settings)
     elif source.kind == "local":
         try:
-            model, tokenizer = _from_folder(source.location)
+            model, tokenizer = _from_local_folder(Path(source.location))
         except (OSError, ValueError) as exc:
             raise ModelUnavailable(f"could not load local model {source.name!r}: {exc}") from exc
     else:

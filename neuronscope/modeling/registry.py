@@ -83,12 +83,17 @@ def is_valid_name(name: object) -> bool:
 
     Dots only separate name parts, so ``..`` cannot occur.
     """
-    return isinstance(name, str) and len(name) <= MAX_NAME_CHARS and bool(_MODEL_NAME.match(name))
+    return isinstance(name, str) and len(name) <= MAX_NAME_CHARS and bool(_MODEL_NAME.fullmatch(name))
+
+
+def is_local_name(name: object) -> bool:
+    """Whether ``name`` may name a folder in the models directory (a plain name, never a path)."""
+    return isinstance(name, str) and len(name) <= MAX_NAME_CHARS and bool(_LOCAL_NAME.fullmatch(name))
 
 
 def local_model_dir(models_dir: Path, name: str) -> Path | None:
     """The folder of local model ``name`` under ``models_dir`` if it holds a model, else ``None``."""
-    if len(name) > MAX_NAME_CHARS or not _LOCAL_NAME.match(name):
+    if not is_local_name(name):
         return None
     folder = models_dir / name
     if folder.is_symlink() or not (folder / "config.json").is_file():

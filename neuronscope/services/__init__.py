@@ -13,6 +13,7 @@ from neuronscope.config import Settings
 from neuronscope.modeling.manager import ModelManager
 from neuronscope.services.activations import ActivationService
 from neuronscope.services.clusters import ClusterService
+from neuronscope.services.compression import CompressionService
 from neuronscope.services.long_runs import LongRunService
 from neuronscope.services.models import ModelService
 from neuronscope.services.pruning import PruningService
@@ -31,6 +32,7 @@ class Services:
     activations: ActivationService
     clusters: ClusterService
     queries: QueryService
+    compression: CompressionService
     long_runs: LongRunService
 
 
@@ -49,6 +51,7 @@ def build_services(settings: Settings, manager: ModelManager) -> Services:
         activations=activations,
         clusters=clusters,
         queries=QueryService(settings, manager, index, clusters),
+        compression=CompressionService(settings, manager, samples),
         long_runs=LongRunService(settings, manager),
     )
 

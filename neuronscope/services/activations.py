@@ -70,6 +70,7 @@ class ActivationService:
             }
             self.store.save(name, meta, [acts.cpu().numpy() for acts in layers])
             newly_indexed = self._index_file(lm, name, token_ids, tokens, layers)
+            log.info("saved the activations of %d tokens on %s as %s", len(token_ids), lm.name, name)
         summary = [{"layer_index": i, **layer_summary(acts, tokens)} for i, acts in enumerate(layers)]
         return {
             "message": f"Activations of {len(tokens)} tokens on {len(layers)} layers saved as {name}",
@@ -102,6 +103,13 @@ class ActivationService:
         bad = [layer for layer in chosen if not 0 <= layer < n_layers]
         if bad:
             raise BadRequest(f"layers {bad} are out of range: {name} has layers 0..{n_layers - 1}")
+        neurons = [min(meta["neurons_per_layer"][layer], top_k or meta["neurons_per_layer"][layer]) for layer in chosen]
+        values = meta["n_tokens"] * sum(neurons)
+        if values > self.settings.max_served_values:
+            raise BadRequest(
+                f"this slice has {values} values; the limit is {self.settings.max_served_values} "
+                "(max_served_values): ask for fewer layers (?layer=) or neurons (?top_k=)"
+            )
         arrays = self.store.layers(name, chosen)
         return {
             "filename": name,

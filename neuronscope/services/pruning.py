@@ -25,7 +25,7 @@ from neuronscope.analysis.importance import (
     critical_mask,
     neuron_importance,
 )
-from neuronscope.analysis.progress import ProgressFn, no_progress
+from neuronscope.analysis.progress import ProgressFn, no_progress, scaled
 from neuronscope.analysis.scores import CALIBRATED_METHODS, SCORERS, rank_layer
 from neuronscope.analysis.weights import analyze_weights
 from neuronscope.config import Settings
@@ -41,11 +41,6 @@ ABLATION_KINDS = ABLATIONS
 EXPORT_FILES = {"weight": "weight_analysis.json", "impact": "impact_analysis.json"}
 HISTORY_LIMIT = 100
 DEFAULT_THRESHOLD = 10.0
-
-
-def _scaled(progress: ProgressFn, start: float, end: float) -> ProgressFn:
-    """``progress`` for a sub-step that covers ``start..end`` of the whole."""
-    return lambda fraction, step: progress(start + (end - start) * fraction, step)
 
 
 def _model_key(lm: LoadedModel) -> tuple:
@@ -249,13 +244,13 @@ class PruningService:
             ids = encode_texts(lm, texts, self.settings.max_input_tokens)
             singles = [{layer: [neuron]} for layer, neuron in candidates]
             individual = ablation_sweep(
-                lm.adapter, ids, singles, ablation=ablation, with_logits=True, progress=_scaled(progress, 0.0, 0.5)
+                lm.adapter, ids, singles, ablation=ablation, with_logits=True, progress=scaled(progress, 0.0, 0.5)
             ).results()
             order = sorted(range(len(candidates)), key=lambda i: individual[i]["impact_score"])
             k_max = min(batch_size, len(candidates))
             prefixes = [_group([candidates[i] for i in order[:k]]) for k in range(1, k_max + 1)]
             curve = ablation_sweep(
-                lm.adapter, ids, prefixes, ablation=ablation, with_logits=True, progress=_scaled(progress, 0.5, 1.0)
+                lm.adapter, ids, prefixes, ablation=ablation, with_logits=True, progress=scaled(progress, 0.5, 1.0)
             ).results()
             impacts = [
                 {"layer_index": layer, "neuron_index": neuron, **metrics}

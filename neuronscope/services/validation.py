@@ -28,14 +28,25 @@ def check_neurons(lm: LoadedModel, layer: int, neurons: Sequence[int]) -> list[i
     return list(neurons)
 
 
+def context_length(lm: LoadedModel) -> int | None:
+    """The most positions the model accepts (learned position embeddings fail beyond it), if known."""
+    value = getattr(lm.config, "max_position_embeddings", None)
+    return value if isinstance(value, int) and value > 0 else None
+
+
 def encode_texts(lm: LoadedModel, texts: Sequence[str], max_tokens: int) -> list[torch.Tensor]:
-    """Each text as token ids ``[1, seq]`` on the model's device; 400 if empty or over ``max_tokens``."""
+    """Each text as token ids ``[1, seq]`` on the model's device; 400 if empty, over ``max_tokens``
+    or over the model's context length."""
+    limit, name = max_tokens, "max_input_tokens"
+    context = context_length(lm)
+    if context is not None and context < max_tokens:
+        limit, name = context, f"{lm.name}'s context length"
     encoded = []
     for i, text in enumerate(texts):
         ids = encode(lm.tokenizer, text, lm.device)
         if ids.shape[1] == 0:
             raise BadRequest(f"text {i} has no tokens")
-        if ids.shape[1] > max_tokens:
-            raise BadRequest(f"text {i} has {ids.shape[1]} tokens; the limit is {max_tokens} (max_input_tokens)")
+        if ids.shape[1] > limit:
+            raise BadRequest(f"text {i} has {ids.shape[1]} tokens; the limit is {limit} ({name})")
         encoded.append(ids)
     return encoded

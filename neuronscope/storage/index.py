@@ -1,10 +1,12 @@
 """The corpus index: the top activating token positions of every neuron, in one SQLite file.
 
 Per model, layer and neuron the index keeps the ``depth`` (default 50) highest activations over
-everything indexed, each with its source (an activation file or a corpus text) and position. The
-sources keep their token ids and readable tokens, so context snippets are cut at query time and
-activations can be recomputed. Adding sources merges the new top lists into the stored ones in
-one transaction, so the index stays ``depth`` rows per neuron however large the corpus grows.
+everything indexed, each with its source (an activation file or a corpus text) and position: one
+row per neuron in ``neuron_tops``, its list stored as three little-endian arrays (float32
+activations, int32 source ids, int32 positions), best first. The ``sources`` table keeps each
+text's token ids and readable tokens, so context snippets are cut at query time and activations
+can be recomputed. Adding sources merges the new top lists into the stored ones in one
+transaction, so the index stays one bounded row per neuron however large the corpus grows.
 
 Concurrency: WAL mode (readers never wait for the writer), one short-lived connection per
 operation (safe under a multi-threaded WSGI server), writes serialised by a lock and
@@ -19,7 +21,6 @@ import threading
 import time
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
-from itertools import repeat
 from pathlib import Path
 from typing import Iterator, Protocol, Sequence
 
@@ -42,44 +43,23 @@ CREATE TABLE IF NOT EXISTS sources (
     created_at REAL NOT NULL,
     UNIQUE (model_id, kind, name)
 );
-CREATE TABLE IF NOT EXISTS top_activations (
-    model_id INTEGER NOT NULL,
+CREATE TABLE IF NOT EXISTS neuron_tops (
+    model_id INTEGER NOT NULL REFERENCES models(id),
     layer INTEGER NOT NULL,
     neuron INTEGER NOT NULL,
-    activation REAL NOT NULL,
-    source_id INTEGER NOT NULL REFERENCES sources(id),
-    position INTEGER NOT NULL,
-    PRIMARY KEY (model_id, layer, neuron, activation DESC, source_id, position)
+    activations BLOB NOT NULL,
+    source_ids BLOB NOT NULL,
+    positions BLOB NOT NULL,
+    PRIMARY KEY (model_id, layer, neuron)
 ) WITHOUT ROWID;
 """
-
-_FLOORS = """
-SELECT neuron, COUNT(*), MIN(activation) FROM top_activations
-WHERE model_id = ? AND layer = ? GROUP BY neuron
+_VALUE, _ID = np.dtype("<f4"), np.dtype("<i4")
+_LAYER_LISTS = """
+SELECT neuron, activations, source_ids, positions FROM neuron_tops WHERE model_id = ? AND layer = ?
 """
-_TRIM = """
-DELETE FROM top_activations
-WHERE model_id = ?1 AND layer = ?2 AND (neuron, activation, source_id, position) IN (
-    SELECT neuron, activation, source_id, position FROM (
-        SELECT neuron, activation, source_id, position,
-               row_number() OVER (PARTITION BY neuron ORDER BY activation DESC, source_id, position) AS rank
-        FROM top_activations
-        WHERE model_id = ?1 AND layer = ?2 AND neuron IN (SELECT value FROM json_each(?3))
-    ) WHERE rank > ?4
-)
-"""
-_TOP = """
-SELECT t.activation, t.source_id, t.position, s.kind, s.name, s.tokens
-FROM top_activations AS t JOIN sources AS s ON s.id = t.source_id
-WHERE t.model_id = (SELECT id FROM models WHERE name = ?) AND t.layer = ? AND t.neuron = ?
-ORDER BY t.activation DESC, t.source_id, t.position
-LIMIT ?
-"""
-_LISTS = """
-SELECT neuron, activation, source_id, position FROM top_activations
-WHERE model_id = (SELECT id FROM models WHERE name = ?) AND layer = ?
-  AND neuron IN (SELECT value FROM json_each(?))
-ORDER BY neuron, activation DESC, source_id, position
+_NEURON_LISTS = """
+SELECT neuron, activations, source_ids, positions FROM neuron_tops
+WHERE model_id = (SELECT id FROM models WHERE name = ?) AND layer = ? AND neuron IN (SELECT value FROM json_each(?))
 """
 
 
@@ -131,6 +111,14 @@ class TopListRows:
     values: np.ndarray
     sources: np.ndarray
     positions: np.ndarray
+
+
+def _decode(values: bytes, sources: bytes, positions: bytes) -> TopListRows:
+    return TopListRows(
+        np.frombuffer(values, dtype=_VALUE),
+        np.frombuffer(sources, dtype=_ID).astype(np.int64),
+        np.frombuffer(positions, dtype=_ID).astype(np.int64),
+    )
 
 
 class ActivationIndex:
@@ -199,58 +187,76 @@ class ActivationIndex:
         self, conn: sqlite3.Connection, model_id: int, layer: int,
         values: np.ndarray, sources: np.ndarray, positions: np.ndarray,
     ) -> None:
-        """Insert the candidates ``[d_mlp, k]`` that beat a neuron's stored floor, then trim to ``depth``."""
+        """Merge the candidates ``[d_mlp, k]`` into the stored lists; rewrite the neurons that changed.
+
+        Lists are ordered by activation (descending), then source id and position, so ties are
+        resolved the same way whatever order the sources arrive in.
+        """
         d_mlp = values.shape[0]
-        counts = np.zeros(d_mlp, dtype=np.int64)
-        floors = np.full(d_mlp, -np.inf)
-        for neuron, count, floor in conn.execute(_FLOORS, (model_id, layer)):
+        old_values = np.full((d_mlp, self.depth), -np.inf, dtype=np.float32)
+        old_sources = np.zeros((d_mlp, self.depth), dtype=np.int64)
+        old_positions = np.zeros((d_mlp, self.depth), dtype=np.int64)
+        for neuron, *blobs in conn.execute(_LAYER_LISTS, (model_id, layer)):
             if neuron < d_mlp:
-                counts[neuron], floors[neuron] = count, floor
-        keep = np.isfinite(values) & ((counts[:, None] < self.depth) | (values > floors[:, None]))
-        neurons = np.nonzero(keep)[0]
+                stored = _decode(*blobs)
+                count = len(stored.values)
+                old_values[neuron, :count] = stored.values
+                old_sources[neuron, :count] = stored.sources
+                old_positions[neuron, :count] = stored.positions
+        all_values = np.concatenate([old_values, values.astype(np.float32)], axis=1)
+        all_sources = np.concatenate([old_sources, sources], axis=1)
+        all_positions = np.concatenate([old_positions, positions], axis=1)
+        order = np.lexsort((all_positions, all_sources, -all_values), axis=1)[:, : self.depth]
+        new_values = np.take_along_axis(all_values, order, axis=1)
+        new_sources = np.take_along_axis(all_sources, order, axis=1)
+        new_positions = np.take_along_axis(all_positions, order, axis=1)
+        changed = ((new_values != old_values) | (new_sources != old_sources) | (new_positions != old_positions)).any(axis=1)
+        counts = np.isfinite(new_values).sum(axis=1)
         conn.executemany(
-            "INSERT OR IGNORE INTO top_activations VALUES (?, ?, ?, ?, ?, ?)",
-            zip(repeat(model_id), repeat(layer), neurons.tolist(), values[keep].astype(np.float64).tolist(),
-                sources[keep].tolist(), positions[keep].tolist()),
+            "INSERT OR REPLACE INTO neuron_tops VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                (
+                    model_id, layer, int(n),
+                    new_values[n, : counts[n]].astype(_VALUE).tobytes(),
+                    new_sources[n, : counts[n]].astype(_ID).tobytes(),
+                    new_positions[n, : counts[n]].astype(_ID).tobytes(),
+                )
+                for n in np.nonzero(changed & (counts > 0))[0]
+            ),
         )
-        overfull = np.nonzero(counts + keep.sum(axis=1) > self.depth)[0]
-        if len(overfull):
-            conn.execute(_TRIM, (model_id, layer, json.dumps(overfull.tolist()), self.depth))
 
     def top(self, model: str, layer: int, neuron: int, k: int) -> list[Hit]:
         """The ``k`` highest activations of neuron (layer, neuron) with their sources, best first."""
         with self._connect() as conn:
-            rows = conn.execute(_TOP, (model, layer, neuron, k)).fetchall()
-        sources: dict[int, StoredSource] = {}
-        hits = []
-        for activation, source_id, position, kind, name, tokens in rows:
-            if source_id not in sources:
-                sources[source_id] = StoredSource(source_id, kind, name, [], json.loads(tokens))
-            hits.append(Hit(activation, sources[source_id], position))
-        return hits
+            rows = conn.execute(_NEURON_LISTS, (model, layer, json.dumps([neuron]))).fetchall()
+            if not rows:
+                return []
+            stored = _decode(*rows[0][1:])
+            sources = self._sources(conn, np.unique(stored.sources[:k]).tolist())
+        return [
+            Hit(float(value), sources[int(source)], int(position))
+            for value, source, position in zip(stored.values[:k], stored.sources[:k], stored.positions[:k])
+        ]
 
     def neuron_lists(self, model: str, layer: int, neurons: Sequence[int]) -> dict[int, TopListRows]:
         """The stored lists of ``neurons`` of ``layer`` (a neuron with nothing stored is absent)."""
         with self._connect() as conn:
-            rows = conn.execute(_LISTS, (model, layer, json.dumps([int(n) for n in neurons]))).fetchall()
-        if not rows:
-            return {}
-        table = np.asarray(rows, dtype=np.float64)  # [rows, 4]: neuron, activation, source, position
-        lists = {}
-        for neuron in np.unique(table[:, 0]).astype(int):
-            part = table[table[:, 0] == neuron]
-            lists[int(neuron)] = TopListRows(part[:, 1], part[:, 2].astype(np.int64), part[:, 3].astype(np.int64))
-        return lists
+            rows = conn.execute(_NEURON_LISTS, (model, layer, json.dumps([int(n) for n in neurons]))).fetchall()
+        return {neuron: _decode(*blobs) for neuron, *blobs in rows}
+
+    @staticmethod
+    def _sources(conn: sqlite3.Connection, ids: Sequence[int]) -> dict[int, StoredSource]:
+        query = "SELECT id, kind, name, token_ids, tokens FROM sources WHERE id IN (SELECT value FROM json_each(?))"
+        rows = conn.execute(query, (json.dumps([int(i) for i in ids]),)).fetchall()
+        return {
+            row[0]: StoredSource(row[0], row[1], row[2], np.frombuffer(row[3], dtype=_ID).tolist(), json.loads(row[4]))
+            for row in rows
+        }
 
     def sources(self, ids: Sequence[int]) -> dict[int, StoredSource]:
         """The stored sources with these ids, token ids included."""
-        query = "SELECT id, kind, name, token_ids, tokens FROM sources WHERE id IN (SELECT value FROM json_each(?))"
         with self._connect() as conn:
-            rows = conn.execute(query, (json.dumps([int(i) for i in ids]),)).fetchall()
-        return {
-            row[0]: StoredSource(row[0], row[1], row[2], np.frombuffer(row[3], dtype="<i4").tolist(), json.loads(row[4]))
-            for row in rows
-        }
+            return self._sources(conn, ids)
 
     def stats(self, model: str) -> dict[str, int]:
         """How much is indexed for ``model``: sources by kind and tokens."""

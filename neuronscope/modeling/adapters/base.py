@@ -8,7 +8,7 @@ feature n of block L's MLP output projection. Weights are normalised once, here:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from typing import ClassVar, Literal, Sequence
 
 import torch
 from torch import nn
@@ -27,11 +27,37 @@ def weight_in_out(module: nn.Module) -> torch.Tensor:
     raise TypeError(f"unsupported projection module {type(module).__name__}")
 
 
+MLP_SIZES_KEY = "neuronscope_mlp_sizes"
+"""Config key holding per-layer MLP sizes when pruning left layers of different sizes."""
+
+
+def sliced_projection(module: nn.Module, keep: torch.Tensor, side: Literal["in", "out"]) -> nn.Module:
+    """A new projection of the same type holding only the features ``keep`` ``[k]`` on one side.
+
+    ``side="out"`` keeps output features (and their bias entries): an MLP input projection.
+    ``side="in"`` keeps input features (the bias is unchanged): the MLP output projection.
+    """
+    weight = weight_in_out(module).detach()  # [in, out]
+    weight = weight[:, keep] if side == "out" else weight[keep, :]
+    bias = getattr(module, "bias", None)
+    if bias is not None:
+        bias = bias.detach()[keep] if side == "out" else bias.detach()
+    n_in, n_out = weight.shape
+    with torch.device("meta"):
+        new = Conv1D(n_out, n_in) if isinstance(module, Conv1D) else nn.Linear(n_in, n_out, bias=bias is not None)
+    new.weight = nn.Parameter(weight.clone() if isinstance(module, Conv1D) else weight.T.contiguous())
+    if bias is not None:
+        new.bias = nn.Parameter(bias.clone())
+    return new
+
+
 class ArchitectureAdapter(ABC):
     """Locates the transformer blocks and MLP projections of one architecture family."""
 
     family: ClassVar[str]
     model_types: ClassVar[tuple[str, ...]]
+    mlp_size_attr: ClassVar[str]
+    """The config attribute holding the MLP hidden size (uniform over layers)."""
 
     def __init__(self, model: nn.Module):
         self.model = model
@@ -75,3 +101,35 @@ class ArchitectureAdapter(ABC):
     def unembed(self) -> nn.Module:
         """The LM head (final hidden state -> logits)."""
         return self.model.get_output_embeddings()
+
+    def keep_neurons(self, layer: int, keep: torch.Tensor) -> None:
+        """Replace ``layer``'s MLP projections by smaller ones holding only neurons ``keep`` ``[k]``, in order."""
+        for module in self.mlp_inputs(layer).values():
+            self._replace(module, sliced_projection(module, keep, "out"))
+        output = self.mlp_output(layer)
+        self._replace(output, sliced_projection(output, keep, "in"))
+
+    def record_mlp_sizes(self, sizes: Sequence[int]) -> None:
+        """Write the per-layer MLP sizes into the config so a saved model rebuilds with them.
+
+        Equal sizes go into the architecture's own attribute (plain ``from_pretrained`` reloads
+        the model); unequal ones also go under :data:`MLP_SIZES_KEY`, with the attribute set to
+        the largest size (NeuronScope's loader shrinks each layer to its recorded size).
+        """
+        config = self.model.config
+        setattr(config, self.mlp_size_attr, max(sizes))
+        if len(set(sizes)) == 1:
+            if hasattr(config, MLP_SIZES_KEY):
+                delattr(config, MLP_SIZES_KEY)
+        else:
+            setattr(config, MLP_SIZES_KEY, list(sizes))
+
+    def _replace(self, old: nn.Module, new: nn.Module) -> None:
+        name = next(name for name, module in self.model.named_modules() if module is old)
+        self.model.set_submodule(name, new)
+
+
+def recorded_mlp_sizes(config) -> list[int] | None:
+    """Per-layer MLP sizes recorded by :meth:`ArchitectureAdapter.record_mlp_sizes`, if unequal."""
+    sizes = getattr(config, MLP_SIZES_KEY, None)
+    return list(sizes) if sizes is not None else None

@@ -8,6 +8,7 @@ from neuronscope.modeling.adapters.base import ArchitectureAdapter
 class GPT2Adapter(ArchitectureAdapter):
     family = "gpt2"
     model_types = ("gpt2",)
+    mlp_size_attr = "n_inner"
 
     def blocks(self) -> nn.ModuleList:
         return self.model.transformer.h

@@ -8,6 +8,7 @@ from neuronscope.modeling.adapters.base import ArchitectureAdapter
 class LlamaAdapter(ArchitectureAdapter):
     family = "llama"
     model_types = ("llama", "mistral", "qwen2", "qwen3")
+    mlp_size_attr = "intermediate_size"
 
     def blocks(self) -> nn.ModuleList:
         return self.model.model.layers

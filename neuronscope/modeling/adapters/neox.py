@@ -8,6 +8,7 @@ from neuronscope.modeling.adapters.base import ArchitectureAdapter
 class NeoXAdapter(ArchitectureAdapter):
     family = "gpt_neox"
     model_types = ("gpt_neox",)
+    mlp_size_attr = "intermediate_size"
 
     def blocks(self) -> nn.ModuleList:
         return self.model.gpt_neox.layers

@@ -8,6 +8,7 @@ from neuronscope.modeling.adapters.base import ArchitectureAdapter
 class OPTAdapter(ArchitectureAdapter):
     family = "opt"
     model_types = ("opt",)
+    mlp_size_attr = "ffn_dim"
 
     def blocks(self) -> nn.ModuleList:
         return self.model.model.decoder.layers

@@ -1,0 +1,307 @@
+"""Real pruning: evaluate perplexity, plan which neurons to remove, remove them and save a smaller model."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import torch
+
+from neuronscope.analysis.evaluation import LossReport, next_token_loss
+from neuronscope.analysis.progress import ProgressFn, no_progress, scaled
+from neuronscope.analysis.pruning_plan import SCOPES, random_scores, select_neurons
+from neuronscope.analysis.scores import CALIBRATED_METHODS as CALIBRATED_SCORERS
+from neuronscope.analysis.scores import SCORERS
+from neuronscope.analysis.surgery import parameter_count, parameters_per_neuron, pruned_copy
+from neuronscope.analysis.taylor import taylor_scores
+from neuronscope.config import Settings
+from neuronscope.errors import BadRequest
+from neuronscope.modeling import registry
+from neuronscope.modeling.adapters import adapter_for
+from neuronscope.modeling.manager import LoadedModel, ModelManager, release_memory
+from neuronscope.resources.texts import builtin_texts
+from neuronscope.services.samples import SampleService
+from neuronscope.services.validation import check_layer, check_neurons, encode_texts
+from neuronscope.storage.files import atomic_write_json
+from neuronscope.storage.folders import staged_folder
+
+METHODS = (*SCORERS, "taylor", "random")
+CALIBRATED_METHODS = frozenset({*CALIBRATED_SCORERS, "taylor"})
+MAX_SPARSITY = 0.95
+PRUNING_RECORD = "neuronscope_pruning.json"
+PLAN_FIELDS = ("method", "scope", "sparsity", "seed")
+
+
+class CompressionService:
+    def __init__(self, settings: Settings, manager: ModelManager, samples: SampleService):
+        self.settings = settings
+        self.manager = manager
+        self.samples = samples
+
+    # -- texts ---------------------------------------------------------------------------------
+
+    def sequences(
+        self, lm: LoadedModel, texts: Sequence[str] | None, use_samples: bool, builtin: str
+    ) -> tuple[list[torch.Tensor], str]:
+        """1-D token id sequences and where the texts came from (``texts``, ``samples``, ``builtin``).
+
+        Given texts must fit the token limit (400 otherwise); built-in texts are cut into chunks
+        that fit it, so short-context models can use them too.
+        """
+        if texts is not None and use_samples:
+            raise BadRequest("give either 'texts' or 'use_samples', not both")
+        limit = _token_limit(lm, self.settings.max_input_tokens)
+        if texts is not None or use_samples:
+            chosen = list(texts) if texts is not None else self.samples.list()[: self.settings.max_texts]
+            sequences = [ids[0] for ids in encode_texts(lm, chosen, limit)]
+            source = "texts" if texts is not None else "samples"
+        else:
+            sequences = [chunk for text in builtin_texts(builtin) for chunk in _chunks(lm, text, limit)]
+            source = f"builtin:{builtin}"
+        if sum(len(seq) - 1 for seq in sequences) < 1:
+            raise BadRequest("the texts are too short: at least one text needs two tokens")
+        return sequences, source
+
+    def loss(
+        self, lm: LoadedModel, model, sequences, progress: ProgressFn = no_progress, ablate=None
+    ) -> LossReport:
+        """Next-token loss of ``model`` (the loaded one or a pruned copy) with ``lm``'s tokenizer and adapter."""
+        return next_token_loss(
+            model, sequences, adapter=lm.adapter, ablate=ablate, pad_id=_pad_id(lm), progress=progress
+        )
+
+    # -- neurons -------------------------------------------------------------------------------
+
+    def _check_groups(self, lm: LoadedModel, groups: Mapping[int, Sequence[int]], *, keep_one: bool) -> dict[int, list[int]]:
+        """``{layer: neurons}`` checked against the model; with ``keep_one`` no layer may lose every neuron."""
+        checked = {}
+        for layer, neurons in sorted(groups.items()):
+            checked[layer] = check_neurons(lm, check_layer(lm, layer), neurons)
+            if keep_one and len(neurons) >= lm.adapter.d_mlp(layer):
+                raise BadRequest(f"layer {layer} would lose all its {len(neurons)} neurons; keep at least one")
+        return checked
+
+    def _parameter_change(self, lm: LoadedModel, removed: Mapping[int, Sequence[int]]) -> dict:
+        before = parameter_count(lm.model)
+        fewer = sum(len(neurons) * parameters_per_neuron(lm.adapter, layer) for layer, neurons in removed.items())
+        return {"before": before, "after": before - fewer, "removed": fewer, "reduction": fewer / before}
+
+    def _layers(self, lm: LoadedModel, removed: Mapping[int, Sequence[int]]) -> list[dict]:
+        return [
+            {
+                "layer_index": layer,
+                "neurons": lm.adapter.d_mlp(layer),
+                "removed": len(removed.get(layer, ())),
+                "kept": lm.adapter.d_mlp(layer) - len(removed.get(layer, ())),
+            }
+            for layer in range(lm.adapter.n_layers)
+        ]
+
+    # -- endpoints -----------------------------------------------------------------------------
+
+    def evaluate(
+        self,
+        *,
+        texts: Sequence[str] | None = None,
+        use_samples: bool = False,
+        ablate: Mapping[int, Sequence[int]] | None = None,
+        progress: ProgressFn = no_progress,
+    ) -> dict:
+        """Perplexity, mean next-token loss and tokens counted, optionally with neurons ablated."""
+        with self.manager.use() as lm:
+            removed = self._check_groups(lm, ablate or {}, keep_one=False)
+            sequences, source = self.sequences(lm, texts, use_samples, "evaluation")
+            report = self.loss(lm, lm.model, sequences, progress, ablate=removed)
+            return {
+                "model_name": lm.name,
+                **report.as_dict(),
+                "text_source": source,
+                "ablated_neurons": sum(len(neurons) for neurons in removed.values()),
+            }
+
+    def plan(
+        self,
+        *,
+        sparsity: float,
+        method: str,
+        scope: str = "layer",
+        texts: Sequence[str] | None = None,
+        use_samples: bool = False,
+        seed: int = 0,
+        progress: ProgressFn = no_progress,
+    ) -> dict:
+        """The neurons to remove for ``sparsity`` of the MLP neurons, chosen by ``method`` within ``scope``."""
+        _check_plan_request(sparsity, method, scope)
+        with self.manager.use() as lm:
+            calibration, sequences = None, []
+            if method in CALIBRATED_METHODS:
+                sequences, source = self.sequences(lm, texts, use_samples, "calibration")
+                calibration = {
+                    "text_source": source,
+                    "texts": len(sequences),
+                    "tokens": sum(len(seq) for seq in sequences),
+                }
+            scores = self.neuron_scores(lm, method, sequences, seed, scaled(progress, 0.0, 0.95))
+            removed = select_neurons(scores, sparsity, scope)
+            total = sum(lm.adapter.d_mlp(layer) for layer in range(lm.adapter.n_layers))
+            count = sum(len(neurons) for neurons in removed.values())
+            progress(1.0, "plan ready")
+            return {
+                "model_name": lm.name,
+                "method": method,
+                "scope": scope,
+                "sparsity": sparsity,
+                "seed": seed if method == "random" else None,
+                "calibration": calibration,
+                "total_neurons": total,
+                "removed_neurons": count,
+                "achieved_sparsity": count / total,
+                "layers": self._layers(lm, removed),
+                "parameters": self._parameter_change(lm, removed),
+                "neurons": [{"layer_index": layer, "neuron_indices": neurons} for layer, neurons in removed.items()],
+            }
+
+    def neuron_scores(
+        self, lm: LoadedModel, method: str, sequences, seed: int = 0, progress: ProgressFn = no_progress
+    ) -> dict[int, torch.Tensor]:
+        """Per-layer neuron scores ``[d_mlp]`` by ``method`` (higher = more important); the caller holds the model."""
+        if method == "taylor":
+            return taylor_scores(lm.model, lm.adapter, sequences, pad_id=_pad_id(lm), progress=progress)
+        if method == "random":
+            return random_scores({layer: lm.adapter.d_mlp(layer) for layer in range(lm.adapter.n_layers)}, seed)
+        return dict(enumerate(SCORERS[method](lm.adapter, [seq[None] for seq in sequences], progress)))
+
+    def apply(
+        self,
+        *,
+        neurons: Mapping[int, Sequence[int]],
+        output_name: str,
+        plan_model: str | None = None,
+        plan_info: Mapping | None = None,
+        texts: Sequence[str] | None = None,
+        use_samples: bool = False,
+        evaluate: bool = True,
+        progress: ProgressFn = no_progress,
+    ) -> dict:
+        """Remove ``neurons`` from a copy of the loaded model and save it as ``output_name``.
+
+        The served model is never modified: the neurons are removed from a deep copy, which is
+        saved to ``<models dir>/<output_name>/`` through a staged folder and then dropped.
+        """
+        self._check_output_name(output_name)
+        target = self.settings.resolved_models_dir / output_name
+        with self.manager.use() as lm:
+            removed = self._check_apply(lm, target, plan_model, neurons)
+            sequences, source = self.sequences(lm, texts, use_samples, "evaluation") if evaluate else ([], None)
+            before = self.loss(lm, lm.model, sequences, scaled(progress, 0.0, 0.4)) if evaluate else None
+            pruned = pruned_copy(lm.model, removed)
+            try:
+                after = self.loss(lm, pruned, sequences, scaled(progress, 0.45, 0.85)) if evaluate else None
+                sizes = _mlp_sizes(pruned)
+                with staged_folder(target) as staging:
+                    pruned.save_pretrained(staging)
+                    lm.tokenizer.save_pretrained(staging)
+                    atomic_write_json(staging / PRUNING_RECORD, _record(lm.name, plan_info, removed, sizes), indent=1)
+                parameters = _parameter_counts(lm.model, pruned)
+                progress(1.0, f"saved {output_name}")
+            finally:
+                del pruned
+                release_memory()
+            source_model = lm.name
+        return {
+            "output_name": output_name,
+            "source_model": source_model,
+            "location": f"models/{output_name}",
+            "removed_neurons": sum(len(idx) for idx in removed.values()),
+            "mlp_sizes": sizes,
+            "per_layer_sizes_differ": len(set(sizes)) > 1,
+            "loads_with_transformers": len(set(sizes)) == 1,
+            "parameters": parameters,
+            "files": _folder_sizes(target),
+            "evaluation": {"text_source": source, "before": before.as_dict(), "after": after.as_dict()} if evaluate else None,
+            "perplexity_before": before.perplexity if evaluate else None,
+            "perplexity_after": after.perplexity if evaluate else None,
+            "switch_with": {"endpoint": "POST /api/models/switch", "body": {"model_name": output_name}},
+        }
+
+    def _check_apply(
+        self, lm: LoadedModel, target: Path, plan_model: str | None, neurons: Mapping[int, Sequence[int]]
+    ) -> dict[int, list[int]]:
+        """The neurons to remove, checked: a free target, the plan's model loaded, each layer keeps one."""
+        if os.path.lexists(target):
+            raise BadRequest(f"a model named {target.name!r} already exists in the models directory")
+        if plan_model is not None and plan_model != lm.name:
+            raise BadRequest(f"the plan was made for {plan_model!r} but the loaded model is {lm.name!r}")
+        return self._check_groups(lm, neurons, keep_one=True)
+
+    def _check_output_name(self, name: str) -> None:
+        if not registry.is_local_name(name):
+            raise BadRequest(
+                f"output_name {name!r} must be a plain folder name of at most {registry.MAX_NAME_CHARS} "
+                "characters: letters, digits, '_' and '-', with single dots between parts"
+            )
+        if name in registry.REGISTRY:
+            raise BadRequest(f"output_name {name!r} is the name of a registry model; choose another")
+
+
+def _check_plan_request(sparsity: float, method: str, scope: str) -> None:
+    if not 0.0 <= sparsity <= MAX_SPARSITY:
+        raise BadRequest(f"'sparsity' must be in [0, {MAX_SPARSITY}], got {sparsity}")
+    if method not in METHODS:
+        raise BadRequest(f"'method' must be one of {', '.join(METHODS)}; got {method!r}")
+    if scope not in SCOPES:
+        raise BadRequest(f"'scope' must be one of {', '.join(SCOPES)}; got {scope!r}")
+
+
+def _token_limit(lm: LoadedModel, max_input_tokens: int) -> int:
+    """Tokens per text: the configured limit, or the model's context when that is shorter."""
+    context = getattr(lm.config, "max_position_embeddings", None)
+    return min(max_input_tokens, context) if isinstance(context, int) and context > 0 else max_input_tokens
+
+
+def _chunks(lm: LoadedModel, text: str, limit: int) -> list[torch.Tensor]:
+    """``text``'s token ids cut into consecutive pieces ``[<= limit]`` of at least two tokens."""
+    ids = lm.tokenizer(text, return_tensors="pt")["input_ids"][0].to(lm.device)
+    return [piece for piece in torch.split(ids, limit) if len(piece) >= 2]
+
+
+def _pad_id(lm: LoadedModel) -> int:
+    for token_id in (lm.tokenizer.pad_token_id, lm.tokenizer.eos_token_id):
+        if token_id is not None:
+            return int(token_id)
+    return 0
+
+
+def _mlp_sizes(model) -> list[int]:
+    adapter = adapter_for(model)
+    return [adapter.d_mlp(layer) for layer in range(adapter.n_layers)]
+
+
+def _parameter_counts(full, pruned) -> dict:
+    before, after = parameter_count(full), parameter_count(pruned)
+    return {"before": before, "after": after, "removed": before - after, "reduction": (before - after) / before}
+
+
+def _record(source_model: str, plan: Mapping | None, removed: Mapping[int, list[int]], sizes: list[int]) -> dict:
+    """What ``neuronscope_pruning.json`` keeps: provenance, the plan's settings, the removed neurons."""
+    summary = None
+    if plan:
+        summary = {key: plan[key] for key in PLAN_FIELDS if isinstance(plan.get(key), (str, int, float))}
+    return {
+        "source_model": source_model,
+        "created_at": time.time(),
+        "plan": summary,
+        "removed": [{"layer_index": layer, "neuron_indices": idx} for layer, idx in removed.items()],
+        "mlp_sizes": sizes,
+    }
+
+
+def _folder_sizes(folder: Path) -> dict:
+    files = {path.name: path.stat().st_size for path in folder.iterdir() if path.is_file()}
+    return {
+        "total_bytes": sum(files.values()),
+        "weights_bytes": sum(size for name, size in files.items() if name.endswith(".safetensors")),
+        "files": files,
+    }

@@ -1,0 +1,102 @@
+// Activations view: run a prompt, show a token × neuron heatmap of a layer's top-k neurons.
+
+import { api } from './api.js';
+import { $, el, real, setOptions } from './dom.js';
+import { busy, showError } from './feedback.js';
+import { heatmap } from './charts.js';
+import { bindLayerInputs, state } from './state.js';
+
+const view = () => $('#view-activations');
+
+export function initActivations(openNeuron) {
+  bindLayerInputs($('#act-layer'));
+  $('#act-sample').addEventListener('change', (event) => {
+    if (event.target.value) $('#act-prompt').value = event.target.value;
+  });
+  $('#act-form').addEventListener('submit', (event) => {
+    event.preventDefault();
+    busy(view(), 'Capturing activations', () => generate(openNeuron));
+  });
+  $('#act-save-sample').addEventListener('click', () => busy(view(), 'Saving sample', saveSample));
+  $('#act-files').addEventListener('change', (event) => {
+    if (event.target.value) busy(view(), 'Loading file', () => openFile(event.target.value, openNeuron));
+  });
+  for (const input of [$('#act-layer'), $('#act-topk'), $('#act-scale')]) {
+    input.addEventListener('change', () => {
+      if (state.activationFile) busy(view(), 'Loading layer', () => openFile(state.activationFile, openNeuron));
+    });
+  }
+  loadSamples();
+  refreshFiles();
+}
+
+async function loadSamples() {
+  try {
+    state.samples = await api('samples');
+    setOptions($('#act-sample'), state.samples.map((s) => ({ value: s, label: s.length > 70 ? `${s.slice(0, 70)}…` : s })), true);
+    if (!$('#act-prompt').value && state.samples.length) $('#act-prompt').value = state.samples[0];
+  } catch (err) {
+    showError(err);
+  }
+}
+
+export async function refreshFiles() {
+  try {
+    const { files } = await api('activations/files');
+    setOptions($('#act-files'), files.map((f) => ({ value: f, label: f, selected: f === state.activationFile })), true);
+    setOptions($('#clu-file'), files.map((f) => ({ value: f, label: f, selected: f === state.activationFile })));
+  } catch (err) {
+    showError(err);
+  }
+}
+
+async function generate(openNeuron) {
+  const prompt = $('#act-prompt').value.trim();
+  const result = await api('activations/generate', { method: 'POST', body: { prompt } });
+  state.prompt = prompt;
+  $('#neuron-prompt').value = prompt;
+  await openFile(result.filename, openNeuron);
+  await refreshFiles();
+}
+
+async function saveSample() {
+  const prompt = $('#act-prompt').value.trim();
+  await api('samples', { method: 'POST', body: { prompt } });
+  await loadSamples();
+}
+
+async function openFile(filename, openNeuron) {
+  const layer = +$('#act-layer').value;
+  const topK = +$('#act-topk').value;
+  const data = await api(`activations/${encodeURIComponent(filename)}`, { params: { layer, top_k: topK } });
+  state.activationFile = filename;
+  state.prompt = data.prompt;
+  if (!$('#neuron-prompt').value) $('#neuron-prompt').value = data.prompt;
+  const slice = data.layers.find((l) => l.layer_index === layer);
+  if (!slice) throw new Error(`the file ${filename} has no layer ${layer}`);
+  $('#act-title').textContent = `Layer ${layer}: ${slice.neurons.length} neurons × ${data.tokens.length} tokens (${filename})`;
+  renderHeatmap(data.tokens, layer, slice.neurons, openNeuron);
+}
+
+// The |activation| that gets the full colour, per column. The first token often dwarfs every
+// other (an attention sink), so by default it is left out of the scale and saturates.
+function colourLimits(neurons, scale) {
+  const peak = (values) => Math.max(0, ...values.map(Math.abs));
+  if (scale === 'neuron') return neurons.map((n) => peak(n.activations));
+  const skip = scale === 'rest' && neurons[0]?.activations.length > 1 ? 1 : 0;
+  const limit = peak(neurons.flatMap((n) => n.activations.slice(skip)));
+  return neurons.map(() => limit);
+}
+
+function renderHeatmap(tokens, layer, neurons, openNeuron) {
+  const scale = $('#act-scale');
+  heatmap($('#act-heatmap'), {
+    rows: tokens.map((t) => JSON.stringify(t).slice(1, -1)),
+    cols: neurons.map((n) => ({ label: `${n.neuron_index}`, onclick: () => openNeuron(layer, n.neuron_index) })),
+    values: tokens.map((_, t) => neurons.map((n) => n.activations[t])),
+    limits: colourLimits(neurons, scale.value),
+    tip: (i, j, value) => [`token ${i}: "${tokens[i]}"`, `neuron ${layer}:${neurons[j].neuron_index}`, `activation ${real(value)}`],
+  });
+  const caption = `Colour: blue negative, red positive, full colour at the ${scale.selectedOptions[0].textContent}.`;
+  $('#act-heatmap').append(el('p', { class: 'muted' }, caption));
+}

@@ -1,0 +1,228 @@
+// Plain-SVG charts: bars, lines, histogram, heatmap, with one shared hover tooltip.
+
+import { $, el, fmt, real } from './dom.js';
+
+const SVG_NS = 'http://www.w3.org/2000/svg';
+const MARGIN = { top: 12, right: 16, bottom: 40, left: 60 };
+export const PALETTE = ['#2563eb', '#dc2626', '#16a34a', '#9333ea', '#ea580c', '#0891b2', '#ca8a04', '#db2777', '#4b5563'];
+
+function svg(tag, attrs = {}, ...children) {
+  const node = document.createElementNS(SVG_NS, tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (key.startsWith('on')) node.addEventListener(key.slice(2), value);
+    else if (value !== undefined && value !== null) node.setAttribute(key, value);
+  }
+  node.append(...children);
+  return node;
+}
+
+export function showTip(event, lines) {
+  const tip = $('#tooltip');
+  tip.replaceChildren(...[].concat(lines).map((line) => Object.assign(document.createElement('div'), { textContent: line })));
+  tip.hidden = false;
+  const x = Math.min(event.clientX + 14, window.innerWidth - tip.offsetWidth - 8);
+  const y = Math.min(event.clientY + 14, window.innerHeight - tip.offsetHeight - 8);
+  tip.style.left = `${x}px`;
+  tip.style.top = `${y}px`;
+}
+
+export function hideTip() {
+  $('#tooltip').hidden = true;
+}
+
+function niceTicks(min, max, count = 5) {
+  if (!(max > min)) return [min];
+  const raw = (max - min) / count;
+  const step = [1, 2, 2.5, 5, 10].map((m) => m * 10 ** Math.floor(Math.log10(raw))).find((s) => s >= raw);
+  const ticks = [];
+  for (let t = Math.ceil(min / step) * step; t <= max + step * 1e-9; t += step) ticks.push(+t.toPrecision(12));
+  return ticks;
+}
+
+// A domain that starts and ends on ticks, so the largest value never rises above the last label.
+function niceDomain(min, max, count = 5) {
+  if (!(max > min)) return [min, min + 1];
+  const ticks = niceTicks(min, max, count);
+  const step = ticks.length > 1 ? ticks[1] - ticks[0] : max - min;
+  return [ticks[0] > min ? ticks[0] - step : ticks[0], ticks.at(-1) < max ? ticks.at(-1) + step : ticks.at(-1)];
+}
+
+function tickLabel(t) {
+  const abs = Math.abs(t);
+  return abs !== 0 && (abs < 1e-3 || abs >= 1e5) ? t.toExponential(1) : String(+t.toFixed(6));
+}
+
+function linear([d0, d1], [r0, r1]) {
+  const span = d1 - d0 || 1;
+  return (v) => r0 + ((v - d0) / span) * (r1 - r0);
+}
+
+function frame(target, height) {
+  const width = Math.max(target.clientWidth || 0, 320);
+  const root = svg('svg', { width, height, viewBox: `0 0 ${width} ${height}`, class: 'svg-chart' });
+  target.replaceChildren(root);
+  return { root, width, height, plotW: width - MARGIN.left - MARGIN.right, plotH: height - MARGIN.top - MARGIN.bottom };
+}
+
+function axisY(root, y, ticks, width, label) {
+  for (const t of ticks) {
+    root.append(svg('line', { x1: MARGIN.left, x2: width - MARGIN.right, y1: y(t), y2: y(t), class: 'grid' }));
+    root.append(svg('text', { x: MARGIN.left - 6, y: y(t) + 4, class: 'tick', 'text-anchor': 'end' }, tickLabel(t)));
+  }
+  if (label) root.append(svg('text', { x: 12, y: MARGIN.top + 4, class: 'axis-label', transform: `rotate(-90 12 ${MARGIN.top + 4})`, 'text-anchor': 'end' }, label));
+}
+
+function axisX(root, x, ticks, height, label, width) {
+  for (const t of ticks) {
+    root.append(svg('text', { x: x(t), y: height - MARGIN.bottom + 16, class: 'tick', 'text-anchor': 'middle' }, tickLabel(t)));
+  }
+  if (label) root.append(svg('text', { x: width - MARGIN.right, y: height - 6, class: 'axis-label', 'text-anchor': 'end' }, label));
+}
+
+function thresholdLines(root, y, thresholds, width) {
+  for (const { value, label } of thresholds || []) {
+    root.append(svg('line', { x1: MARGIN.left, x2: width - MARGIN.right, y1: y(value), y2: y(value), class: 'threshold' }));
+    root.append(svg('text', { x: width - MARGIN.right - 4, y: y(value) - 4, class: 'threshold-label', 'text-anchor': 'end' }, label));
+  }
+}
+
+// bars: [{value, color, tip: string[], onclick}]; one hover overlay maps the pointer to a bar,
+// so thousands of one-pixel bars stay usable.
+export function barChart(target, { bars, height = 260, yLabel, xLabel, thresholds, xTicks }) {
+  const { root, width, plotW, plotH } = frame(target, height);
+  const values = bars.map((b) => b.value);
+  const [bottom, top] = niceDomain(Math.min(0, ...values), Math.max(0, ...values, ...(thresholds || []).map((t) => t.value)));
+  const y = linear([bottom, top], [MARGIN.top + plotH, MARGIN.top]);
+  axisY(root, y, niceTicks(bottom, top), width, yLabel);
+  const step = plotW / Math.max(bars.length, 1);
+  const gap = step > 4 ? step * 0.15 : 0;
+  const group = svg('g', { class: 'bars', 'shape-rendering': 'crispEdges' });
+  bars.forEach((bar, i) => {
+    const y0 = y(Math.max(bar.value, 0));
+    group.append(svg('rect', {
+      x: MARGIN.left + i * step + gap / 2, width: Math.max(step - gap, 0.6), y: y0,
+      height: Math.max(Math.abs(y(bar.value) - y(0)), 0.5), fill: bar.color || PALETTE[0], 'data-index': i,
+    }));
+  });
+  root.append(group);
+  const x = linear([0, bars.length], [MARGIN.left, MARGIN.left + plotW]);
+  if (xTicks) axisX(root, (i) => x(i + 0.5), xTicks(bars.length), height, xLabel, width);
+  else if (xLabel) axisX(root, x, [], height, xLabel, width);
+  thresholdLines(root, y, thresholds, width);
+  hoverOverlay(root, plotW, plotH, (px) => bars[Math.floor((px - MARGIN.left) / step)]);
+  return root;
+}
+
+function hoverOverlay(root, plotW, plotH, pick) {
+  const overlay = svg('rect', { x: MARGIN.left, y: MARGIN.top, width: plotW, height: plotH, class: 'overlay' });
+  const position = (event) => {
+    const box = root.getBoundingClientRect();
+    return pick(event.clientX - box.left);
+  };
+  overlay.addEventListener('mousemove', (event) => {
+    const bar = position(event);
+    if (bar) showTip(event, bar.tip || real(bar.value));
+    else hideTip();
+    overlay.classList.toggle('clickable', Boolean(bar?.onclick));
+  });
+  overlay.addEventListener('mouseleave', hideTip);
+  overlay.addEventListener('click', (event) => {
+    const bar = position(event);
+    if (bar?.onclick) { hideTip(); bar.onclick(); }
+  });
+  root.append(overlay);
+}
+
+// series: [{name, color, points: [[x, y], ...]}]
+export function lineChart(target, { series, height = 260, xLabel, yLabel, thresholds, integerX = false, includeZero = true }) {
+  const { root, width, plotW, plotH } = frame(target, height);
+  const xs = series.flatMap((s) => s.points.map((p) => p[0]));
+  const ys = series.flatMap((s) => s.points.map((p) => p[1])).concat((thresholds || []).map((t) => t.value));
+  const [x0, x1] = [Math.min(...xs), Math.max(...xs)];
+  const [y0, y1] = niceDomain(Math.min(...ys, ...(includeZero ? [0] : [])), Math.max(...ys));
+  const x = linear([x0, x1 > x0 ? x1 : x0 + 1], [MARGIN.left, MARGIN.left + plotW]);
+  const y = linear([y0, y1], [MARGIN.top + plotH, MARGIN.top]);
+  axisY(root, y, niceTicks(y0, y1), width, yLabel);
+  const xticks = niceTicks(x0, x1 > x0 ? x1 : x0 + 1, 8).filter((t) => !integerX || Number.isInteger(t));
+  axisX(root, x, xticks, height, xLabel, width);
+  thresholdLines(root, y, thresholds, width);
+  series.forEach((s, i) => {
+    const color = s.color || PALETTE[i % PALETTE.length];
+    root.append(svg('polyline', { points: s.points.map(([px, py]) => `${x(px)},${y(py)}`).join(' '), stroke: color, class: 'line' }));
+    for (const [px, py] of s.points) {
+      root.append(svg('circle', {
+        cx: x(px), cy: y(py), r: 3, fill: color, class: 'point', 'data-x': px, 'data-y': py,
+        onmousemove: (event) => showTip(event, [s.name, `${xLabel || 'x'} ${fmt(px)}`, `${yLabel || 'y'} ${real(py)}`]),
+        onmouseleave: hideTip,
+      }));
+    }
+  });
+  if (series.length > 1) target.append(legend(series));
+  return root;
+}
+
+function legend(series) {
+  return el('div', { class: 'legend' }, series.map((s, i) => {
+    const swatch = el('span', { class: 'swatch' });
+    swatch.style.background = s.color || PALETTE[i % PALETTE.length];
+    return el('span', {}, swatch, s.name);
+  }));
+}
+
+export function histogram(target, values, { bins = 30, xLabel = 'activation', height = 220 } = {}) {
+  const lo = Math.min(...values);
+  const hi = Math.max(...values);
+  const width = (hi - lo) / bins || 1;
+  const counts = new Array(bins).fill(0);
+  for (const v of values) counts[Math.min(Math.floor((v - lo) / width), bins - 1)] += 1;
+  const bars = counts.map((count, i) => ({
+    value: count,
+    tip: [`${real(lo + i * width, 3)} … ${real(lo + (i + 1) * width, 3)}`, `${count} tokens`],
+  }));
+  const root = barChart(target, { bars, height, yLabel: 'tokens', xLabel });
+  const x = linear([lo, lo + width * bins], [MARGIN.left, root.viewBox.baseVal.width - MARGIN.right]);
+  axisX(root, x, niceTicks(lo, lo + width * bins, 6), height, null, 0);
+  return root;
+}
+
+// Diverging colour: blue for negative, white at 0, red for positive, scaled by `limit`.
+export function diverging(value, limit) {
+  const t = Math.max(-1, Math.min(1, value / (limit || 1)));
+  const [r, g, b] = t >= 0 ? [220, 38, 38] : [37, 99, 235];
+  const a = Math.abs(t);
+  const mix = (c) => Math.round(255 + (c - 255) * a);
+  return `rgb(${mix(r)},${mix(g)},${mix(b)})`;
+}
+
+// rows: token strings; cols: [{label, onclick}]; values[row][col]; limits[col]: |value| of full colour.
+export function heatmap(target, { rows, cols, values, limits, tip }) {
+  const labelW = Math.min(140, 16 + Math.max(...rows.map((r) => r.length)) * 7);
+  const headerH = 44;
+  const cell = Math.max(14, Math.min(34, Math.floor((Math.max(target.clientWidth, 400) - labelW - 16) / cols.length)));
+  const rowH = 18;
+  const width = labelW + cols.length * cell + 8;
+  const height = headerH + rows.length * rowH + 4;
+  const root = svg('svg', { width, height, class: 'svg-chart heatmap' });
+  cols.forEach((col, j) => {
+    const cx = labelW + j * cell + cell / 2;
+    root.append(svg('text', {
+      x: cx, y: headerH - 6, class: 'col-label', transform: `rotate(-60 ${cx} ${headerH - 6})`, 'data-col': j,
+      onclick: col.onclick,
+    }, col.label));
+  });
+  rows.forEach((token, i) => {
+    const cy = headerH + i * rowH;
+    root.append(svg('text', { x: labelW - 6, y: cy + rowH - 5, class: 'row-label', 'text-anchor': 'end' }, token));
+    cols.forEach((col, j) => {
+      const value = values[i][j];
+      root.append(svg('rect', {
+        x: labelW + j * cell, y: cy, width: cell - 1, height: rowH - 1, fill: diverging(value, limits[j]), class: 'cell',
+        'data-row': i, 'data-col': j, 'data-value': value,
+        onmousemove: (event) => showTip(event, tip(i, j, value)), onmouseleave: hideTip,
+        onclick: () => { hideTip(); col.onclick(); },
+      }));
+    });
+  });
+  target.replaceChildren(root);
+  return root;
+}

@@ -1,0 +1,52 @@
+// Small DOM helpers. Text from the server is only ever inserted as text, never as HTML.
+
+export const $ = (selector, root = document) => root.querySelector(selector);
+
+export function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key.startsWith('on')) node.addEventListener(key.slice(2), value);
+    else if (key === 'class') node.className = value;
+    else if (key === 'dataset') Object.assign(node.dataset, value);
+    else node.setAttribute(key, value === true ? '' : value);
+  }
+  node.append(...children.flat().filter((c) => c !== undefined && c !== null && c !== false));
+  return node;
+}
+
+// Counts print as integers with separators; everything else as `real` numbers.
+export function fmt(value, digits = 4) {
+  return Number.isInteger(value) ? value.toLocaleString('en-US') : real(value, digits);
+}
+
+// A measured quantity: fixed decimals (or exponent when tiny or huge), even when it happens to be whole.
+export function real(value, digits = 4) {
+  if (value === undefined || value === null) return '—';
+  if (typeof value === 'boolean') return value ? 'yes' : 'no';
+  if (typeof value !== 'number') return String(value);
+  const abs = Math.abs(value);
+  if (abs !== 0 && (abs < 1e-3 || abs >= 1e5)) return value.toExponential(digits - 1);
+  return value.toFixed(digits);
+}
+
+export function bytes(n) {
+  if (typeof n !== 'number') return '—';
+  const units = ['B', 'KB', 'MB', 'GB', 'TB'];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i += 1; }
+  return `${n.toFixed(i ? 1 : 0)} ${units[i]}`;
+}
+
+// A definition list of [term, value, extra class?] rows.
+export function facts(target, rows) {
+  target.replaceChildren(...rows.flatMap(([term, value, cls]) => [
+    el('dt', {}, term), el('dd', { class: cls, dataset: { fact: term } }, value),
+  ]));
+}
+
+export function setOptions(select, options, keepFirst = false) {
+  const first = keepFirst ? [select.options[0]] : [];
+  select.replaceChildren(...first, ...options.map(({ value, label, disabled, selected }) =>
+    el('option', { value, disabled, selected }, label)));
+}

@@ -1,0 +1,65 @@
+// The model bar: current model, its shape and memory, and switching from the registry.
+
+import { api, setApiKey } from './api.js';
+import { $, bytes, el, setOptions } from './dom.js';
+import { busy, showError } from './feedback.js';
+import { setModel } from './state.js';
+
+export async function initModelBar() {
+  $('#model-switch').addEventListener('submit', (event) => {
+    event.preventDefault();
+    switchModel($('#model-select').value);
+  });
+  $('#api-key-form').addEventListener('submit', (event) => {
+    event.preventDefault();
+    setApiKey($('#api-key').value);
+    window.location.reload();
+  });
+  await refresh();
+}
+
+async function refresh() {
+  try {
+    const listing = await api('models');
+    renderListing(listing);
+    const current = listing.models[listing.current_model];
+    if (current) setModel({ name: listing.current_model, layers: current.layers, d_mlp: current.intermediate_size });
+    await refreshMemory();
+  } catch (err) {
+    showError(err);
+  }
+}
+
+function renderListing({ models, current_model: current, default_model: fallback }) {
+  $('#model-name').textContent = current || `none loaded yet (${fallback} loads on first use)`;
+  const info = models[current];
+  $('#model-shape').textContent = info
+    ? `${info.family} · ${info.layers} layers · d_model ${info.hidden_size} · d_mlp ${info.intermediate_size ?? '?'}`
+    : '';
+  setOptions($('#model-select'), Object.entries(models).map(([name, m]) => ({
+    value: name,
+    label: `${name} (${m.availability}${m.loaded ? ', loaded' : ''})`,
+    disabled: m.availability === 'unavailable',
+    selected: name === (current || fallback),
+  })));
+}
+
+async function refreshMemory() {
+  const memory = await api('models/memory');
+  $('#model-memory').replaceChildren(...[
+    el('span', { title: 'bytes of the model parameters and buffers' }, `model ${bytes(memory.model_memory)}`),
+    el('span', { title: 'resident memory of the server process' }, `server RSS ${bytes(memory.process_rss)}`),
+    el('span', { title: 'system memory in use / total' }, `system ${bytes(memory.used_memory)} / ${bytes(memory.total_memory)}`),
+    memory.gpu ? el('span', {}, `GPU ${bytes(memory.gpu.allocated_memory)} / ${bytes(memory.gpu.total_memory)}`) : null,
+    memory.device ? el('span', { class: 'muted' }, `on ${memory.device}`) : null,
+  ].filter(Boolean));
+}
+
+async function switchModel(name) {
+  const bar = $('#model-bar');
+  $('#model-name').textContent = `loading ${name}…`;
+  const done = await busy(bar, `Switching to ${name}`, () => api('models/switch', { method: 'POST', body: { model_name: name } }));
+  // Every view shows results of the old model: start afresh. A failed switch keeps the page (and its error).
+  if (done) window.location.reload();
+  else await refresh();
+}

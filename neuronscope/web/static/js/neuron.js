@@ -1,0 +1,139 @@
+// Neuron view: max-activating examples from the corpus index, activation histogram over the saved
+// activation files, weight magnitude and rank, and an ablation on a prompt with its impact metrics.
+
+import { api } from './api.js';
+import { $, el, fmt, facts, real } from './dom.js';
+import { busy, settled } from './feedback.js';
+import { histogram } from './charts.js';
+import { bindLayerInputs, state } from './state.js';
+
+const view = () => $('#view-neuron');
+const TOP_EXAMPLES = 20;
+const HISTOGRAM_FILES = 12;
+const layerCache = new Map(); // "file|layer" -> activation file slice
+
+export function initNeuron(navigate) {
+  bindLayerInputs($('#neuron-layer'));
+  $('#neuron-form').addEventListener('submit', (event) => {
+    event.preventDefault();
+    navigate(`neuron/${$('#neuron-layer').value}/${$('#neuron-index').value}`);
+  });
+  $('#neuron-ablate').addEventListener('click', () => busy(view(), 'Ablating', ablate));
+}
+
+export function showNeuron(layer, neuron) {
+  if (layer === undefined) return;
+  $('#neuron-layer').value = layer;
+  $('#neuron-index').value = neuron;
+  $('#neuron-title').textContent = `Neuron ${layer}:${neuron} — max-activating examples`;
+  for (const id of ['#neuron-examples', '#neuron-histogram', '#neuron-weights', '#neuron-impact', '#neuron-hist-caption']) {
+    $(id).replaceChildren();
+  }
+  if (!$('#neuron-prompt').value) $('#neuron-prompt').value = state.prompt;
+  busy(view(), `Loading neuron ${layer}:${neuron}`,
+    () => settled([examples(layer, neuron), weights(layer, neuron), activationHistogram(layer, neuron)]));
+}
+
+function current() {
+  return { layer: +$('#neuron-layer').value, neuron: +$('#neuron-index').value };
+}
+
+async function examples(layer, neuron) {
+  const result = await api('queries/neuron', {
+    method: 'POST', body: { layer_index: layer, neuron_index: neuron, top_k: TOP_EXAMPLES },
+  });
+  const list = result.top_tokens;
+  const target = $('#neuron-examples');
+  if (!list.length) {
+    target.replaceChildren(el('p', { class: 'notice' }, result.message || 'No examples indexed for this neuron.'),
+      el('button', { type: 'button', id: 'index-samples', onclick: () => indexSamples(layer, neuron) }, 'Index the sample prompts'));
+    return;
+  }
+  const top = Math.max(...list.map((r) => Math.abs(r.activation))) || 1;
+  target.replaceChildren(el('ol', { class: 'example-list' }, list.map((r) => el('li', { class: 'example' },
+    el('span', { class: 'example-value', title: `activation at position ${r.position}` }, real(r.activation, 3)),
+    el('span', { class: 'example-bar' }, barFill(Math.abs(r.activation) / top)),
+    el('span', { class: 'example-context' }, context(r)),
+    el('span', { class: 'muted example-source', title: `${r.source_kind} ${r.source}, token ${r.position}` }, r.source)))));
+}
+
+function barFill(fraction) {
+  const fill = el('span', { class: 'fill' });
+  fill.style.width = `${Math.round(fraction * 100)}%`;
+  return fill;
+}
+
+// The snippet with the activating token marked.
+function context({ context_parts: parts }) {
+  return [el('span', {}, parts.before), el('mark', {}, parts.token), el('span', {}, parts.after)];
+}
+
+function indexSamples(layer, neuron) {
+  busy(view(), 'Indexing the sample prompts', async () => {
+    await api('activations/corpus', { method: 'POST', body: { use_samples: true } });
+    await examples(layer, neuron);
+  });
+}
+
+async function weights(layer, neuron) {
+  const d = state.model?.d_mlp;
+  const result = await api('pruning/candidates', {
+    params: { threshold: 100, layer_index: layer, limit: d, method: 'magnitude' },
+  });
+  const row = result.candidates.find((c) => c.layer_index === layer && c.neuron_index === neuron);
+  if (!row) throw new Error(`neuron ${layer}:${neuron} is not in the candidates listing of layer ${layer}`);
+  facts($('#neuron-weights'), [
+    ['weight magnitude', real(row.weight_magnitude)],
+    ['rank in layer', `${row.weight_rank} of ${d ?? '?'} (1 = smallest)`],
+    ['pruning score', real(row.pruning_score, 3)],
+  ]);
+}
+
+async function sliceOf(file, layer) {
+  const key = `${file}|${layer}`;
+  if (!layerCache.has(key)) layerCache.set(key, await api(`activations/${encodeURIComponent(file)}`, { params: { layer } }));
+  return layerCache.get(key);
+}
+
+async function activationHistogram(layer, neuron) {
+  const { files } = await api('activations/files');
+  const current = files.includes(state.activationFile) ? [state.activationFile] : [];
+  const chosen = [...current, ...files.filter((f) => f !== state.activationFile)].slice(0, HISTOGRAM_FILES);
+  const values = [];
+  let used = 0;
+  for (const file of chosen) {
+    const data = await sliceOf(file, layer);
+    if (state.model && data.model_name && data.model_name !== state.model.name) continue;
+    const row = data.layers.find((l) => l.layer_index === layer)?.neurons.find((n) => n.neuron_index === neuron);
+    if (row) { values.push(...row.activations); used += 1; }
+  }
+  const caption = $('#neuron-hist-caption');
+  if (!values.length) {
+    caption.textContent = 'No saved activation files of this model yet: run a prompt in the Activations view.';
+    return;
+  }
+  caption.textContent = `Neuron ${layer}:${neuron} over ${values.length} tokens of ${used} saved activation file(s); `
+    + `mean ${real(values.reduce((a, b) => a + b, 0) / values.length, 3)}, max ${real(Math.max(...values), 3)}.`;
+  histogram($('#neuron-histogram'), values, { bins: Math.min(40, Math.max(8, Math.round(Math.sqrt(values.length)))) });
+}
+
+async function ablate() {
+  const { layer, neuron } = current();
+  const text = $('#neuron-prompt').value.trim();
+  const result = await api('pruning/impact-analysis', {
+    method: 'POST', body: { layer_index: layer, neuron_indices: [neuron], input_text: text },
+  });
+  facts($('#neuron-impact'), [
+    ['impact score', `${real(result.impact_score)} (${result.impact_level})`, severity(result.impact_score)],
+    ['mean change', real(result.mean_change)],
+    ['max change', real(result.max_change)],
+    ['KL divergence', real(result.kl_divergence)],
+    ['loss delta', real(result.loss_delta)],
+    ['safe to prune', fmt(result.safe_to_prune), result.safe_to_prune ? 'good' : 'bad'],
+  ]);
+}
+
+function severity(impact) {
+  if (impact < 0.1) return 'good';
+  return impact < 0.3 ? 'warn' : 'bad';
+}

@@ -1,0 +1,103 @@
+// Pruning view: neuron importance of a layer as a sorted bar chart; batch analysis with its
+// cumulative-impact curve and recommendations.
+
+import { api } from './api.js';
+import { $, el, fmt, facts, real } from './dom.js';
+import { busy } from './feedback.js';
+import { barChart, lineChart, PALETTE } from './charts.js';
+import { bindLayerInputs, state, texts } from './state.js';
+
+const view = () => $('#view-pruning');
+const THRESHOLDS = [{ value: 0.1, label: 'safe < 0.1' }, { value: 0.3, label: 'high ≥ 0.3' }];
+let lastImportance = null;
+
+export function initPruning(openNeuron) {
+  bindLayerInputs($('#imp-layer'));
+  $('#imp-form').addEventListener('submit', (event) => {
+    event.preventDefault();
+    busy(view(), 'Ranking neurons', () => importance(openNeuron));
+  });
+  $('#batch-form').addEventListener('submit', (event) => {
+    event.preventDefault();
+    busy(view(), 'Analysing batch', batch);
+  });
+  $('#batch-fill').addEventListener('click', fillLeastImportant);
+}
+
+export function showPruning() {
+  if (!$('#imp-texts').value) $('#imp-texts').value = [state.prompt, ...state.samples].filter(Boolean).slice(0, 3).join('\n');
+}
+
+async function importance(openNeuron) {
+  const layer = +$('#imp-layer').value;
+  const result = await api('pruning/neuron-importance', {
+    method: 'POST', body: { layer_index: layer, input_texts: texts($('#imp-texts')), method: $('#imp-method').value },
+  });
+  lastImportance = result;
+  const sorted = [...result.importance_scores].sort((a, b) => b.impact_score - a.impact_score);
+  $('#imp-title').textContent = `Layer ${layer}: impact of ablating each of ${fmt(result.total_neurons)} neurons `
+    + `(${fmt(result.critical_neurons)} critical, in red)`;
+  $('#imp-title').title = `critical: ${result.critical_rule}`;
+  barChart($('#imp-chart'), {
+    height: 220,
+    yLabel: 'impact score',
+    xLabel: 'neurons, most important first',
+    thresholds: THRESHOLDS,
+    bars: sorted.map((s) => ({
+      value: s.impact_score,
+      color: s.is_critical ? PALETTE[1] : PALETTE[0],
+      tip: [`neuron ${s.layer_index}:${s.neuron_index}${s.is_critical ? ' (critical)' : ''}`, `impact ${real(s.impact_score)}`,
+        `mean |a| ${real(s.activation_magnitude)}`, `var a ${real(s.activation_variance)}`, 'click to open'],
+      onclick: () => openNeuron(s.layer_index, s.neuron_index),
+    })),
+  });
+  fillLeastImportant();
+}
+
+function fillLeastImportant() {
+  if (!lastImportance) return;
+  const least = [...lastImportance.importance_scores].sort((a, b) => a.impact_score - b.impact_score).slice(0, 16);
+  $('#batch-candidates').value = least.map((s) => `${s.layer_index}:${s.neuron_index}`).join(', ');
+}
+
+function parseCandidates(text) {
+  return text.split(/[\s,;]+/).filter(Boolean).map((item) => {
+    const match = /^(\d+):(\d+)$/.exec(item);
+    if (!match) throw new Error(`"${item}" is not layer:neuron`);
+    return { layer_index: +match[1], neuron_index: +match[2] };
+  });
+}
+
+async function batch() {
+  const body = {
+    pruning_candidates: parseCandidates($('#batch-candidates').value),
+    input_texts: texts($('#imp-texts')),
+    batch_size: +$('#batch-size').value,
+  };
+  const result = await api('pruning/batch-analysis', { method: 'POST', body });
+  const curve = (result.cumulative_curve || []).map((p) => [p.k, p.impact_score]);
+  const individual = [...result.individual_impacts].sort((a, b) => a.impact_score - b.impact_score);
+  lineChart($('#batch-chart'), {
+    height: 220,
+    xLabel: 'k lowest-impact neurons ablated',
+    yLabel: 'impact score',
+    integerX: true,
+    thresholds: THRESHOLDS,
+    series: [
+      { name: 'ablated together (cumulative)', color: PALETTE[1], points: curve },
+      { name: 'k-th neuron alone', color: PALETTE[0], points: individual.map((s, i) => [i + 1, s.impact_score]) },
+    ],
+  });
+  const rec = result.recommendations;
+  facts($('#batch-recommendations'), [
+    ['safe to prune', fmt(rec.safe_to_prune), 'good'],
+    ['risky to prune', fmt(rec.risky_to_prune), rec.risky_to_prune ? 'warn' : ''],
+    ['suggested batch size', fmt(rec.suggested_batch_size)],
+    [`impact of ${fmt(result.cumulative_impact.count)} together`, real(result.cumulative_impact.impact_score)],
+    ['high-impact neurons', rec.high_impact_neurons.length
+      ? el('span', {}, rec.high_impact_neurons.map((n) => el('a', {
+        href: `#neuron/${n.layer_index}/${n.neuron_index}`, class: 'chip bad',
+      }, `${n.layer_index}:${n.neuron_index} (${real(n.impact_score, 3)})`)))
+      : 'none'],
+  ]);
+}

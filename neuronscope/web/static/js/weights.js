@@ -1,0 +1,94 @@
+// Weights view: per-layer sparsity and magnitude from weight-analysis; candidates with a threshold slider.
+
+import { api } from './api.js';
+import { $, el, fmt, facts, real, setOptions } from './dom.js';
+import { busy } from './feedback.js';
+import { barChart, lineChart, PALETTE } from './charts.js';
+import { onModelChange } from './state.js';
+
+const view = () => $('#view-weights');
+const SHOWN_CANDIDATES = 200;
+
+export function initWeights(openNeuron) {
+  $('#weights-run').addEventListener('click', () => busy(view(), 'Analysing weights', analyse));
+  const slider = $('#cand-threshold');
+  slider.addEventListener('input', () => { $('#cand-threshold-value').textContent = slider.value; });
+  const reload = () => busy(view(), 'Finding candidates', () => candidates(openNeuron));
+  for (const input of [slider, $('#cand-layer'), $('#cand-method')]) input.addEventListener('change', reload);
+  onModelChange((model) => {
+    setOptions($('#cand-layer'), [{ value: '', label: 'all layers' },
+      ...Array.from({ length: model.layers }, (_, i) => ({ value: i, label: `layer ${i}` }))]);
+  });
+}
+
+export function showWeights(openNeuron) {
+  if (!$('#weights-sparsity').childElementCount) {
+    busy(view(), 'Analysing weights', async () => {
+      await analyse();
+      await candidates(openNeuron);
+    });
+  }
+}
+
+// Per block: parameter-weighted sparsity and mean |w| of each module kind (name without the block prefix).
+function perLayer(stats) {
+  const layers = new Map();
+  for (const s of stats.filter((x) => x.layer_index !== null && x.layer_index !== undefined)) {
+    const entry = layers.get(s.layer_index) || { total: 0, nonZero: 0, modules: new Map() };
+    entry.total += s.total_parameters;
+    entry.nonZero += s.non_zero_parameters;
+    entry.modules.set(s.layer_name.split(`.${s.layer_index}.`).pop(), s.mean_magnitude);
+    layers.set(s.layer_index, entry);
+  }
+  return [...layers.entries()].sort((a, b) => a[0] - b[0]);
+}
+
+async function analyse() {
+  const result = await api('pruning/weight-analysis');
+  facts($('#weights-summary'), [
+    ['parameters', fmt(result.total_parameters)],
+    ['non-zero', fmt(result.non_zero_parameters)],
+    ['overall sparsity', `${real(100 * result.overall_sparsity, 3)} %`],
+    ['modules', fmt(result.layer_stats.length)],
+  ]);
+  const layers = perLayer(result.layer_stats);
+  barChart($('#weights-sparsity'), {
+    height: 170,
+    yLabel: 'sparsity %',
+    xLabel: 'layer',
+    xTicks: (n) => Array.from({ length: n }, (_, i) => i).filter((i) => n <= 32 || i % 5 === 0),
+    bars: layers.map(([layer, e]) => {
+      const sparsity = 100 * (1 - e.nonZero / e.total);
+      return { value: sparsity, tip: [`layer ${layer}`, `sparsity ${real(sparsity, 4)} %`, `${fmt(e.total - e.nonZero)} zeros of ${fmt(e.total)}`] };
+    }),
+  });
+  const kinds = [...new Set(layers.flatMap(([, e]) => [...e.modules.keys()]))];
+  lineChart($('#weights-magnitude'), {
+    height: 240,
+    xLabel: 'layer',
+    yLabel: 'mean |w|',
+    integerX: true,
+    includeZero: false,
+    series: kinds.map((kind, i) => ({
+      name: kind,
+      color: PALETTE[i % PALETTE.length],
+      points: layers.filter(([, e]) => e.modules.has(kind)).map(([layer, e]) => [layer, e.modules.get(kind)]),
+    })),
+  });
+}
+
+async function candidates(openNeuron) {
+  const threshold = +$('#cand-threshold').value;
+  const layer = $('#cand-layer').value;
+  const result = await api('pruning/candidates', {
+    params: { threshold, layer_index: layer, method: $('#cand-method').value, limit: SHOWN_CANDIDATES },
+  });
+  const rows = result.candidates.slice(0, SHOWN_CANDIDATES);
+  $('#cand-title').textContent = `Candidates at the ${result.threshold_percentile}th percentile: `
+    + `${fmt(result.total_candidates)} neurons${rows.length < result.total_candidates ? ` (first ${rows.length} shown)` : ''}`;
+  const header = el('tr', {}, ['layer', 'neuron', 'weight magnitude', 'rank', 'pruning score'].map((h) => el('th', {}, h)));
+  const body = rows.map((c) => el('tr', { class: 'clickable', onclick: () => openNeuron(c.layer_index, c.neuron_index) },
+    el('td', {}, c.layer_index), el('td', {}, c.neuron_index), el('td', {}, real(c.weight_magnitude)),
+    el('td', {}, c.weight_rank), el('td', {}, real(c.pruning_score, 3))));
+  $('#cand-table').replaceChildren(el('table', { id: 'cand-rows' }, el('thead', {}, header), el('tbody', {}, body)));
+}

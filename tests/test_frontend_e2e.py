@@ -1,0 +1,410 @@
+"""End-to-end tests of the browser frontend: headless Chromium against a live server on a tiny model.
+
+Every number the page renders is checked against the same request made directly to the API.
+Screenshots go to ``test-output/screenshots/``.
+
+Also runs as a script against a running server (e.g. the embedded model), which is how the
+screenshots in ``docs/screenshots/`` are made::
+
+    python tests/test_frontend_e2e.py --url http://127.0.0.1:5001 --out docs/screenshots
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from browser import INSTALL_HINT, find_chromium, live_server, start_chromium  # noqa: E402
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SCREENSHOTS = PROJECT_ROOT / "test-output" / "screenshots"
+PROMPT = "The capital of France is Paris. The quick brown fox jumps over the lazy dog."
+TIMEOUT = 60
+
+
+@dataclass
+class Page:
+    """The app in a browser, plus direct API calls to compare what it shows."""
+
+    driver: object
+    url: str
+    shots: Path
+    model: dict = field(default_factory=dict)
+    timeout: float = TIMEOUT
+
+    def api(self, path: str, body: dict | None = None) -> tuple[int, dict]:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(f"{self.url}/api/{path}", data=data, headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return response.status, json.load(response)
+        except urllib.error.HTTPError as err:
+            return err.code, json.load(err)
+
+    def ok(self, path: str, body: dict | None = None) -> dict:
+        status, data = self.api(path, body)
+        assert status < 300, (path, status, data)
+        return data
+
+    def open(self, hash_: str = "") -> None:
+        """Load the page afresh (a URL differing only in its fragment would not reload it)."""
+        self.driver.get("about:blank")
+        self.driver.get(f"{self.url}/#{hash_}")
+        self.wait_for("body[data-ready='true']")
+        self.driver.get_log("browser")  # start each view with an empty console
+
+    def go(self, hash_: str) -> None:
+        self.driver.execute_script("window.location.hash = arguments[0]", hash_)
+
+    def find(self, css: str):
+        from selenium.webdriver.common.by import By
+
+        return self.driver.find_element(By.CSS_SELECTOR, css)
+
+    def find_all(self, css: str) -> list:
+        from selenium.webdriver.common.by import By
+
+        return self.driver.find_elements(By.CSS_SELECTOR, css)
+
+    def wait_for(self, css: str, count: int = 1) -> list:
+        """Wait until at least ``count`` elements match; fail early on an error banner."""
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        def ready(_driver):
+            errors = [e.text for e in self.find_all("#errors .error")]
+            if errors and css != "#errors .error":
+                raise AssertionError(f"the page shows an API error: {errors}")
+            found = self.find_all(css)
+            return found if len(found) >= count else False
+
+        return WebDriverWait(self.driver, self.timeout).until(ready)
+
+    def wait_idle(self, view: str) -> None:
+        """Wait until the view's buttons are enabled again (its request finished)."""
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        WebDriverWait(self.driver, self.timeout).until(lambda _d: "busy" not in self.find(f"#view-{view}").get_attribute("class"))
+
+    def set_value(self, css: str, value: object) -> None:
+        """Set an input's value and fire ``input`` and ``change`` as a user edit would."""
+        self.driver.execute_script(
+            "const e = document.querySelector(arguments[0]); e.value = arguments[1];"
+            "e.dispatchEvent(new Event('input')); e.dispatchEvent(new Event('change'));",
+            css, str(value),
+        )
+
+    def wait_text(self, css: str, text: str) -> None:
+        """Wait until an element reads ``text``; robust to the page reloading meanwhile."""
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        script = "return document.querySelector(arguments[0])?.textContent ?? null"
+        WebDriverWait(self.driver, self.timeout).until(lambda d: d.execute_script(script, css) == text)
+
+    def fact(self, view: str, term: str) -> str:
+        return self.find(f"#view-{view} dd[data-fact='{term}']").text
+
+    def shot(self, name: str, max_height: int = 1600) -> Path:
+        """A screenshot of the whole page (up to ``max_height``) at the window's width, after
+        checking that the view fits that width (no horizontal scrolling at 1280 px)."""
+        overflow = self.driver.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"the {name} view is {overflow}px wider than the window"
+        self.shots.mkdir(parents=True, exist_ok=True)
+        path = self.shots / f"{name}.png"
+        width, height = self.driver.get_window_size()["width"], self.driver.get_window_size()["height"]
+        chrome, page = self.driver.execute_script(
+            "return [window.outerHeight - window.innerHeight, document.documentElement.scrollHeight]")
+        self.driver.set_window_size(width, min(max(page + chrome, height), max_height))
+        try:
+            self.driver.save_screenshot(str(path))
+        finally:
+            self.driver.set_window_size(width, height)
+        return path
+
+    def console_errors(self) -> list[str]:
+        return [entry["message"] for entry in self.driver.get_log("browser") if entry["level"] == "SEVERE"]
+
+    def run_activation(self, prompt: str = PROMPT, layer: int | None = None, top_k: int = 8) -> dict:
+        """Run a prompt in the activations view; returns the file slice the heatmap shows."""
+        layer = self.model["layers"] - 1 if layer is None else layer
+        self.go("activations")
+        self.set_value("#act-prompt", prompt)
+        self.set_value("#act-layer", layer)
+        self.set_value("#act-topk", top_k)
+        self.find("#act-run").click()
+        self.wait_for("#act-title:not(:empty)")
+        self.wait_idle("activations")
+        filename = re.search(r"\((.+)\)$", self.find("#act-title").text).group(1)
+        return self.ok(f"activations/{filename}?layer={layer}&top_k={top_k}") | {"filename": filename}
+
+
+def close(text: str, value: float) -> bool:
+    """Whether the number the page shows is ``value`` correctly rounded to the digits shown."""
+    shown = text.replace(",", "").split()[0].lower()
+    mantissa, _, exponent = shown.partition("e")
+    decimals = len(mantissa.partition(".")[2])
+    return abs(float(shown) - value) <= 0.5 * 10 ** (int(exponent or 0) - decimals) * (1 + 1e-9)
+
+
+# --- the tests (each also runs as part of the script) -------------------------------------------
+
+def test_model_bar_shows_model_memory_and_registry(page: Page):
+    listing = page.ok("models")
+    assert page.find("#model-name").text == listing["current_model"]
+    shape = page.find("#model-shape").text
+    assert f"{page.model['layers']} layers" in shape and f"d_mlp {page.model['d_mlp']}" in shape
+    options = {o.get_attribute("value"): o for o in page.find_all("#model-select option")}
+    assert set(options) == set(listing["models"])
+    for name, info in listing["models"].items():
+        assert info["availability"] in options[name].text
+        assert (options[name].get_attribute("disabled") is not None) == (info["availability"] == "unavailable")
+    assert re.search(r"model \d", page.find("#model-memory").text)
+
+
+def test_activation_heatmap_shows_the_file_values(page: Page):
+    data = page.run_activation()
+    layer = data["layers"][0]
+    cells = page.find_all("#act-heatmap rect.cell")
+    assert len(cells) == len(data["tokens"]) * len(layer["neurons"]) > 0
+    shown = {(int(c.get_attribute("data-row")), int(c.get_attribute("data-col"))): float(c.get_attribute("data-value")) for c in cells}
+    for j, neuron in enumerate(layer["neurons"]):
+        for i, value in enumerate(neuron["activations"]):
+            assert shown[i, j] == pytest.approx(value, rel=1e-6, abs=1e-9)
+    labels = [t.text for t in page.find_all("#act-heatmap text.col-label")]
+    assert labels == [str(n["neuron_index"]) for n in layer["neurons"]]
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    ActionChains(page.driver).move_to_element(cells[0]).perform()
+    tip = page.find("#tooltip").text
+    assert f"neuron {layer['layer_index']}:{layer['neurons'][0]['neuron_index']}" in tip and "activation" in tip
+    page.shot("activations")
+    assert page.console_errors() == []
+
+
+def test_neuron_view_examples_weights_and_ablation(page: Page):
+    data = page.run_activation()
+    layer, neuron = data["layers"][0]["layer_index"], data["layers"][0]["neurons"][0]["neuron_index"]
+    page.find("#act-heatmap text.col-label[data-col='0']").click()
+    assert page.driver.current_url.endswith(f"#neuron/{layer}/{neuron}")
+    page.wait_idle("neuron")
+
+    weights = page.ok(f"pruning/candidates?threshold=100&layer_index={layer}&limit={page.model['d_mlp']}")
+    row = next(c for c in weights["candidates"] if c["neuron_index"] == neuron)
+    assert close(page.fact("neuron", "weight magnitude"), row["weight_magnitude"])
+    assert page.fact("neuron", "rank in layer").startswith(f"{row['weight_rank']} of {page.model['d_mlp']}")
+
+    if page.find_all("#index-samples"):
+        page.find("#index-samples").click()
+        page.wait_idle("neuron")
+    examples = page.ok("queries/neuron", {"layer_index": layer, "neuron_index": neuron, "top_k": 20})["top_tokens"]
+    shown = page.wait_for("#neuron-examples li.example", count=len(examples))
+    assert len(shown) == len(examples) > 0
+    for item, example in zip(shown, examples):
+        assert close(item.find_element("css selector", ".example-value").get_attribute("textContent"), example["activation"])
+        assert item.find_element("css selector", "mark").get_attribute("textContent") == example["context_parts"]["token"]
+        assert item.find_element("css selector", ".example-context").get_attribute("textContent") == "".join(
+            example["context_parts"][part] for part in ("before", "token", "after"))
+    assert page.find_all("#neuron-histogram rect")
+    assert "tokens of" in page.find("#neuron-hist-caption").text
+
+    page.set_value("#neuron-prompt", PROMPT)
+    page.find("#neuron-ablate").click()
+    page.wait_for("#neuron-impact dd")
+    impact = page.ok("pruning/impact-analysis", {"layer_index": layer, "neuron_indices": [neuron], "input_text": PROMPT})
+    for term, key in [("impact score", "impact_score"), ("mean change", "mean_change"), ("max change", "max_change"),
+                      ("KL divergence", "kl_divergence"), ("loss delta", "loss_delta")]:
+        assert close(page.fact("neuron", term), impact[key]), term
+    assert page.fact("neuron", "safe to prune") == ("yes" if impact["safe_to_prune"] else "no")
+    page.shot("neuron")
+    assert page.console_errors() == []
+
+
+def test_api_errors_are_shown_to_the_user(page: Page):
+    bad_layer = page.model["layers"] + 5
+    status, error = page.api("queries/neuron", {"layer_index": bad_layer, "neuron_index": 0, "top_k": 20})
+    assert status == 400
+    page.go(f"neuron/{bad_layer}/0")
+    banners = page.wait_for("#errors .error")
+    assert any(error["details"] in b.text for b in banners)
+    assert error["details"] in page.find("#view-neuron [data-status]").text
+    page.shot("error")
+    page.find("#errors .error .close").click()
+
+
+def test_weights_view_charts_and_candidates_slider(page: Page):
+    page.go("weights")
+    page.wait_for("#weights-sparsity rect[data-index]", count=page.model["layers"])
+    page.wait_idle("weights")
+    analysis = page.ok("pruning/weight-analysis")
+    assert page.fact("weights", "parameters") == f"{analysis['total_parameters']:,}"
+    assert len(page.find_all("#weights-sparsity rect[data-index]")) == page.model["layers"]
+    assert page.find_all("#weights-magnitude circle.point")
+    for threshold in (10, 35):
+        page.set_value("#cand-threshold", threshold)
+        page.wait_idle("weights")
+        expected = page.ok(f"pruning/candidates?threshold={threshold}&method=magnitude&limit=200")
+        assert f"{expected['total_candidates']:,} neurons" in page.find("#cand-title").text
+        rows = page.find_all("#cand-rows tbody tr")
+        assert len(rows) == min(len(expected["candidates"]), 200)
+        first = rows[0].find_elements("css selector", "td")
+        assert [int(first[0].text), int(first[1].text)] == [expected["candidates"][0]["layer_index"], expected["candidates"][0]["neuron_index"]]
+    page.shot("weights")
+    assert page.console_errors() == []
+
+
+def test_pruning_view_importance_and_batch(page: Page):
+    page.go("pruning")
+    layer = 0
+    texts = [PROMPT, "Machine learning is fascinating."]
+    page.set_value("#imp-layer", layer)
+    page.set_value("#imp-texts", "\n".join(texts))
+    page.find("#imp-run").click()
+    page.wait_for("#imp-chart rect[data-index]", count=page.model["d_mlp"])
+    page.wait_idle("pruning")
+    importance = page.ok("pruning/neuron-importance", {"layer_index": layer, "input_texts": texts, "method": "ablation"})
+    bars = page.find_all("#imp-chart rect[data-index]")
+    assert len(bars) == importance["total_neurons"] == page.model["d_mlp"]
+    red = [b for b in bars if b.get_attribute("fill") == "#dc2626"]
+    assert len(red) == importance["critical_neurons"]
+    assert f"({importance['critical_neurons']:,} critical" in page.find("#imp-title").text
+
+    least = sorted(importance["importance_scores"], key=lambda s: s["impact_score"])[:16]
+    assert page.find("#batch-candidates").get_attribute("value") == ", ".join(f"{s['layer_index']}:{s['neuron_index']}" for s in least)
+    page.set_value("#batch-size", 8)
+    page.find("#batch-run").click()
+    page.wait_for("#batch-recommendations dd")
+    page.wait_idle("pruning")
+    batch = page.ok("pruning/batch-analysis", {
+        "pruning_candidates": [{"layer_index": s["layer_index"], "neuron_index": s["neuron_index"]} for s in least],
+        "input_texts": texts, "batch_size": 8,
+    })
+    rec = batch["recommendations"]
+    assert page.fact("pruning", "safe to prune") == str(rec["safe_to_prune"])
+    assert page.fact("pruning", "suggested batch size") == str(rec["suggested_batch_size"])
+    assert close(page.fact("pruning", f"impact of {batch['cumulative_impact']['count']} together"), batch["cumulative_impact"]["impact_score"])
+    assert len(page.find_all("#batch-chart circle.point")) == len(batch["individual_impacts"]) + len(batch["cumulative_curve"])
+    page.shot("pruning")
+    assert page.console_errors() == []
+
+
+def test_clusters_view(page: Page):
+    data = page.run_activation()
+    page.go("clusters")
+    page.set_value("#clu-file", data["filename"])
+    page.set_value("#clu-layer", data["layers"][0]["layer_index"])
+    page.set_value("#clu-k", 4)
+    page.find("#clu-run").click()
+    cards = page.wait_for("#clu-list article.cluster", count=4)
+    page.wait_idle("clusters")
+    assert len(cards) == 4
+    sizes = [int(re.search(r"· ([\d,]+) neurons", c.text).group(1).replace(",", "")) for c in cards]
+    assert sum(sizes) == page.model["d_mlp"]
+    assert all(len(c.find_elements("css selector", ".centroid-token")) == len(data["tokens"]) for c in cards)
+    assert page.find_all("#clu-list .top-tokens .chip.token")
+    page.shot("clusters")
+    assert page.console_errors() == []
+
+
+def test_api_key_is_asked_for_and_sent(browser_driver, models_dir, tmp_path):
+    from conftest import make_settings
+
+    from neuronscope import create_app
+
+    app = create_app(make_settings(tmp_path / "data", models_dir, "tiny-gpt2", api_key="sesame"))
+    app.extensions["neuronscope"].manager.ensure_loaded()
+    with live_server(app) as url:
+        browser_driver.get(f"{url}/")
+        page = Page(browser_driver, url, SCREENSHOTS)
+        banner = page.wait_for("#errors .error")[0]
+        assert "Unauthorized" in banner.text and "X-API-Key" in banner.text
+        assert page.find("#api-key-form").is_displayed()
+        page.find("#api-key").send_keys("sesame")
+        page.find("#api-key-form button").click()
+        page.wait_text("#model-name", "tiny-gpt2")
+        page.wait_for("body[data-ready='true']")
+        assert not page.find("#api-key-form").is_displayed()
+        browser_driver.execute_script("sessionStorage.clear()")
+
+
+def test_switching_model_from_the_bar(page: Page):
+    target = next(n for n, m in page.ok("models")["models"].items() if m["availability"] == "local" and not m["loaded"])
+    page.set_value("#model-select", target)
+    page.find("#model-switch-button").click()
+    page.wait_text("#model-name", target)
+    page.wait_for("body[data-ready='true']")
+    assert page.ok("models")["current_model"] == target
+    info = page.ok(f"models/{target}")
+    assert page.find("#act-layer").get_attribute("max") == str(info["layers"] - 1)
+    page.shot("model-switched")
+
+
+# --- fixtures ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def browser_driver(tmp_path_factory):
+    if find_chromium() is None:
+        pytest.skip(INSTALL_HINT)
+    driver = start_chromium(tmp_path_factory.mktemp("chromium-profile"))
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture(scope="module")
+def server_url(models_dir, tmp_path_factory):
+    from conftest import make_settings
+
+    from neuronscope import create_app
+
+    app = create_app(make_settings(tmp_path_factory.mktemp("e2e-data"), models_dir, "tiny-gpt2"))
+    app.extensions["neuronscope"].manager.ensure_loaded()
+    with live_server(app) as url:
+        yield url
+
+
+@pytest.fixture
+def page(browser_driver, server_url) -> Page:
+    current = Page(browser_driver, server_url, SCREENSHOTS)
+    current.model = model_shape(current)
+    current.open()
+    return current
+
+
+def model_shape(page: Page) -> dict:
+    listing = page.ok("models")
+    info = listing["models"][listing["current_model"]]
+    return {"name": listing["current_model"], "layers": info["layers"], "d_mlp": info["intermediate_size"]}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="Drive the frontend of a running server and save a screenshot of each view.")
+    parser.add_argument("--url", default="http://127.0.0.1:5001")
+    parser.add_argument("--out", type=Path, default=SCREENSHOTS)
+    parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for one analysis")
+    args = parser.parse_args()
+    driver = start_chromium(Path(tempfile.mkdtemp(prefix="neuronscope-chromium-")))
+    try:
+        page = Page(driver, args.url.rstrip("/"), args.out, timeout=args.timeout)
+        page.model = model_shape(page)
+        for test in (test_model_bar_shows_model_memory_and_registry, test_activation_heatmap_shows_the_file_values,
+                     test_neuron_view_examples_weights_and_ablation, test_weights_view_charts_and_candidates_slider,
+                     test_pruning_view_importance_and_batch, test_clusters_view):
+            page.open()
+            test(page)
+            print(f"ok  {test.__name__}")
+    finally:
+        driver.quit()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

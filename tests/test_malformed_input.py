@@ -1,0 +1,56 @@
+"""Malformed requests against every endpoint: always a 4xx JSON error, never a 5xx, server still healthy."""
+
+import pytest
+
+JSON = "application/json"
+BAD_BODIES = {
+    "empty body": (b"", JSON),
+    "form body": (b"layer_index=0&input_text=hi", "application/x-www-form-urlencoded"),
+    "plain text": (b'{"prompt": "hi"}', "text/plain"),
+    "truncated JSON": (b'{"prompt": "hi"', JSON),
+    "JSON array": (b'["prompt"]', JSON),
+    "JSON null": (b"null", JSON),
+    "JSON string": (b'"prompt"', JSON),
+    "JSON number": (b"42", JSON),
+    "invalid UTF-8": (b'{"prompt": "\xff\xfe"}', JSON),
+    "deeply nested": (b"[" * 100_000 + b"]" * 100_000, JSON),
+    "oversized": (b'{"prompt": "' + b"x" * 2_000_000 + b'"}', JSON),
+    "NaN literal alone": (b"NaN", JSON),
+}
+BAD_QUERIES = {
+    "/api/pruning/candidates": ["threshold=abc", "threshold=-5", "threshold=101", "threshold=nan", "limit=0",
+                                "layer_index=-1", "layer_index=1.5", "offset=-2", "method=unknown", "layer_index=99"],
+    "/api/pruning/weight-analysis": ["tolerance=-1", "tolerance=abc", "tolerance=inf"],
+}
+BAD_ACTIVATION_QUERIES = ["layer=x", "top_k=0", "top_k=abc", "layer=999", "layer=-1"]
+
+
+def post_routes(app) -> list[str]:
+    return sorted(r.rule for r in app.url_map.iter_rules() if r.rule.startswith("/api/") and "POST" in r.methods)
+
+
+def assert_client_error(response):
+    assert 400 <= response.status_code < 500, (response.status_code, response.get_data(as_text=True)[:300])
+    body = response.get_json()
+    assert set(body) == {"error", "details"}
+    assert "Traceback" not in body["details"]
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_BODIES))
+def test_every_post_endpoint_refuses_malformed_bodies(client, kind):
+    data, content_type = BAD_BODIES[kind]
+    routes = post_routes(client.application)
+    assert len(routes) >= 14
+    for route in routes:
+        assert_client_error(client.post(route, data=data, content_type=content_type))
+    assert client.get("/api/health").status_code == 200
+
+
+def test_get_endpoints_refuse_bad_query_values(client):
+    for route, queries in BAD_QUERIES.items():
+        for query in queries:
+            assert_client_error(client.get(f"{route}?{query}"))
+    activation = client.post("/api/activations/generate", json={"prompt": "Hello world"}).get_json()["filename"]
+    for query in BAD_ACTIVATION_QUERIES:
+        assert_client_error(client.get(f"/api/activations/{activation}?{query}"))
+    assert client.get("/api/health").status_code == 200
