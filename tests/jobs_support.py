@@ -85,7 +85,8 @@ def gated_operation(gate: Gate) -> LongOperation:
                 for step in range(gate.steps):
                     progress(step / gate.steps, f"step {step}")
                     gate.reached[step].set()
-                    gate.release[step].wait(timeout=20)
+                    if not gate.release[step].wait(timeout=20):
+                        raise RuntimeError(f"the test never released step {step}")
                     total += float(run(lm.model, ids).logits.sum())
                     gate.completed.append(step)
             return {"total": total, "steps": gate.steps}

@@ -27,6 +27,16 @@ LONG_CALLS = {
         {"pruning_candidates": [{"layer_index": 0, "neuron_index": n} for n in (3, 1, 4)], "input_texts": TEXTS, "batch_size": 2},
         {"pruning_candidates": [{"layer_index": 0, "neuron_index": n} for n in (3, 1, 5)], "input_texts": TEXTS, "batch_size": 2},
     ),
+    "pruning/evaluate": (
+        "POST", "/api/pruning/evaluate",
+        {"texts": TEXTS},
+        {"texts": TEXTS, "ablate": [{"layer_index": 0, "neuron_indices": [1, 2]}]},
+    ),
+    "pruning/plan": (
+        "POST", "/api/pruning/plan",
+        {"sparsity": 0.25, "method": "wanda", "texts": TEXTS},
+        {"sparsity": 0.5, "method": "wanda", "texts": TEXTS},
+    ),
 }
 
 
@@ -79,6 +89,13 @@ def test_repeat_hits_the_cache_and_a_changed_parameter_misses(make_app, endpoint
     ("pruning/neuron-importance", {"layer_index": 1, "input_texts": TEXTS, "method": "guess"}),
     ("pruning/batch-analysis", {"pruning_candidates": [{"layer_index": 0}], "input_texts": TEXTS}),
     ("pruning/weight-analysis", {"tolerance": -1}),
+    ("pruning/plan", {"sparsity": 0.99, "method": "magnitude"}),
+    ("pruning/plan", {"sparsity": 0.2, "method": "guess"}),
+    ("pruning/evaluate", {"ablate": [{"layer_index": 0, "neuron_indices": [-1]}]}),
+    ("pruning/evaluate", {"texts": TEXTS, "use_samples": True}),
+    ("pruning/apply", {"neurons": [{"layer_index": 0, "neuron_indices": [1]}], "output_name": "../escape"}),
+    ("pruning/apply", {"neurons": [{"layer_index": 0, "neuron_indices": [1]}], "output_name": "gpt2"}),
+    ("activations/corpus", {"texts": TEXTS, "use_samples": True}),
 ])
 def test_bad_bodies_are_refused_before_queueing(make_app, endpoint, body):
     client = make_app().test_client()
@@ -146,3 +163,33 @@ def test_corpus_indexing_as_a_job_builds_the_same_index(models_dir, tmp_path):
     query = {"layer_index": 1, "neuron_index": 5, "top_k": 5}
     answers = [client.post("/api/queries/neuron", json=query).get_json() for client in clients]
     assert answers[0] == answers[1] and answers[0]["count"] == 5
+
+
+def test_samples_are_part_of_the_cache_key(make_app):
+    client = make_app().test_client()
+    body = {"sparsity": 0.25, "method": "wanda", "use_samples": True}
+    first = client.post("/api/pruning/plan", json=body)
+    assert client.post("/api/pruning/plan", json=body).headers[CACHE_HEADER] == "hit"
+    assert client.post("/api/samples", json={"prompt": "A new calibration sample for the plan."}).status_code == 201
+    after = client.post("/api/pruning/plan", json=body)
+    assert after.headers[CACHE_HEADER] == "miss" and after.get_json()["calibration"] != first.get_json()["calibration"]
+
+
+def test_apply_as_a_job_saves_the_same_model_as_the_synchronous_call(make_app):
+    app = make_app("tiny-llama")
+    client = app.test_client()
+    neurons = [{"layer_index": 0, "neuron_indices": [1, 5, 9]}, {"layer_index": 1, "neuron_indices": [2]}]
+    submitted = client.post("/api/pruning/apply?async=true", json={"neurons": neurons, "output_name": "pruned-job", "texts": TEXTS})
+    assert submitted.status_code == 202
+    job = wait_for_status(client, submitted.get_json()["job_id"], {"done"})
+    synchronous = client.post("/api/pruning/apply", json={"neurons": neurons, "output_name": "pruned-sync", "texts": TEXTS})
+    assert synchronous.status_code == 201 and CACHE_HEADER not in synchronous.headers
+    named = {"output_name", "location", "switch_with", "files"}
+    assert {k: v for k, v in job["result"].items() if k not in named} == {
+        k: v for k, v in synchronous.get_json().items() if k not in named
+    }
+    models_dir = app.extensions["neuronscope"].settings.resolved_models_dir
+    saved = [(models_dir / name / "model.safetensors").read_bytes() for name in ("pruned-job", "pruned-sync")]
+    assert saved[0] == saved[1]
+    again = client.post("/api/pruning/apply?async=true", json={"neurons": neurons, "output_name": "pruned-job"})
+    assert wait_for_status(client, again.get_json()["job_id"], {"failed"})["error"]["status"] == 400

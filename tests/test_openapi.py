@@ -45,7 +45,8 @@ def fuzz_app(models_dir, tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("fuzz-data")
     fuzz_models = data_dir / "models"  # its own copy: fuzzed /api/pruning/apply calls save models here
     shutil.copytree(models_dir / "tiny-gpt2", fuzz_models / "tiny-gpt2")
-    settings = make_settings(data_dir, fuzz_models, rate_limit_per_minute=0)
+    # jobs fuzzed with ?async=true pile up behind each other: never refuse one for a full queue
+    settings = make_settings(data_dir, fuzz_models, rate_limit_per_minute=0, max_queued_jobs=100_000)
     return create_app(settings)
 
 

@@ -133,7 +133,7 @@ class CompressionService:
         progress: ProgressFn = no_progress,
     ) -> dict:
         """The neurons to remove for ``sparsity`` of the MLP neurons, chosen by ``method`` within ``scope``."""
-        _check_plan_request(sparsity, method, scope)
+        check_plan_request(sparsity, method, scope)
         with self.manager.use() as lm:
             calibration, sequences = None, []
             if method in CALIBRATED_METHODS:
@@ -190,7 +190,7 @@ class CompressionService:
         The served model is never modified: the neurons are removed from a deep copy, which is
         saved to ``<models dir>/<output_name>/`` through a staged folder and then dropped.
         """
-        self._check_output_name(output_name)
+        check_output_name(output_name)
         target = self.settings.resolved_models_dir / output_name
         with self.manager.use() as lm:
             removed = self._check_apply(lm, target, plan_model, neurons)
@@ -236,17 +236,20 @@ class CompressionService:
             raise BadRequest(f"the plan was made for {plan_model!r} but the loaded model is {lm.name!r}")
         return self._check_groups(lm, neurons, keep_one=True)
 
-    def _check_output_name(self, name: str) -> None:
-        if not registry.is_local_name(name):
-            raise BadRequest(
-                f"output_name {name!r} must be a plain folder name of at most {registry.MAX_NAME_CHARS} "
-                "characters: letters, digits, '_' and '-', with single dots between parts"
-            )
-        if name in registry.REGISTRY:
-            raise BadRequest(f"output_name {name!r} is the name of a registry model; choose another")
+
+def check_output_name(name: str) -> None:
+    """400 unless ``name`` can name a new local model (no model needed)."""
+    if not registry.is_local_name(name):
+        raise BadRequest(
+            f"output_name {name!r} must be a plain folder name of at most {registry.MAX_NAME_CHARS} "
+            "characters: letters, digits, '_' and '-', with single dots between parts"
+        )
+    if name in registry.REGISTRY:
+        raise BadRequest(f"output_name {name!r} is the name of a registry model; choose another")
 
 
-def _check_plan_request(sparsity: float, method: str, scope: str) -> None:
+def check_plan_request(sparsity: float, method: str, scope: str) -> None:
+    """400 unless ``sparsity``, ``method`` and ``scope`` make a valid plan request (no model needed)."""
     if not 0.0 <= sparsity <= MAX_SPARSITY:
         raise BadRequest(f"'sparsity' must be in [0, {MAX_SPARSITY}], got {sparsity}")
     if method not in METHODS:
