@@ -401,6 +401,11 @@ def test_api_key_is_asked_for_and_sent(browser_driver, models_dir, tmp_path):
         page.wait_text("#model-name", "tiny-gpt2")
         page.wait_for("body[data-ready='true']")
         assert not page.find("#api-key-form").is_displayed()
+        page.go("pruning")  # a job is followed by polling: an EventSource cannot send the key
+        page.set_value("#imp-texts", PROMPT)
+        page.find("#imp-run").click()
+        page.wait_for("#view-pruning [data-status] .ok")
+        assert page.find("#view-pruning [data-status] .progress").get_attribute("aria-valuenow") == "1"
         browser_driver.execute_script("sessionStorage.clear()")
 
 
