@@ -14,10 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shutil
 import sys
 import tempfile
 import urllib.error
 import urllib.request
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -297,6 +299,72 @@ def test_pruning_view_importance_and_batch(page: Page):
     assert page.console_errors() == []
 
 
+def newest_job(page: Page, endpoint: str) -> dict:
+    job = next(j for j in page.ok("jobs")["jobs"] if j["endpoint"] == endpoint)
+    return page.ok(f"jobs/{job['job_id']}")
+
+
+def test_pruning_view_runs_jobs_with_progress_then_plans_and_applies(page: Page, models_dir):
+    """Long runs go through the job system and the bar reaches 100 %; the plan and the pruned model
+    shown are the jobs' results, which agree with the plan and evaluation endpoints called directly."""
+    page.go("pruning")
+    page.set_value("#imp-layer", page.model["layers"] - 1)
+    page.set_value("#imp-texts", PROMPT)
+    page.find("#imp-run").click()
+    page.wait_for("#view-pruning [data-status] .ok")
+    page.wait_idle("pruning")
+    assert page.find("#view-pruning [data-status] .progress").get_attribute("aria-valuenow") == "1"
+    job = newest_job(page, "pruning/neuron-importance")
+    assert job["status"] == "done" and job["progress"] == 1
+    assert len(page.find_all("#imp-chart rect[data-index]")) == job["result"]["total_neurons"]
+
+    body = {"sparsity": 0.25, "method": "magnitude", "scope": "layer"}
+    page.set_value("#plan-sparsity", body["sparsity"])
+    page.set_value("#plan-method", body["method"])
+    page.find("#plan-run").click()
+    page.wait_for("#plan-facts dd")
+    page.wait_idle("pruning")
+    plan = page.ok("pruning/plan", body)
+    assert newest_job(page, "pruning/plan")["result"] == {k: v for k, v in plan.items() if k != "cached"}
+    assert page.fact("pruning", "removed neurons") == f"{plan['removed_neurons']:,} of {plan['total_neurons']:,}"
+    assert page.fact("pruning", "parameters after") == f"{plan['parameters']['after']:,}"
+    assert close(page.fact("pruning", "parameter reduction"), plan["parameters"]["reduction"])
+
+    name = f"e2e-pruned-{uuid.uuid4().hex[:8]}"
+    page.set_value("#apply-name", name)
+    page.find("#apply-run").click()
+    try:
+        page.wait_for("#apply-facts dd[data-fact='perplexity after']")
+        page.wait_idle("pruning")
+        applied = newest_job(page, "pruning/apply")["result"]
+    finally:
+        shutil.rmtree(models_dir / name, ignore_errors=True)
+    assert applied["output_name"] == name and applied["parameters"] == plan["parameters"]
+    assert page.fact("pruning", "parameters before") == f"{plan['parameters']['before']:,}"
+    assert page.fact("pruning", "parameters after") == f"{applied['parameters']['after']:,}"
+    assert page.fact("pruning", "file size").endswith(f"({applied['files']['total_bytes']:,} bytes)")
+    before = page.ok("pruning/evaluate", {})["perplexity"]
+    ablated = page.ok("pruning/evaluate", {"ablate": plan["neurons"]})["perplexity"]
+    assert close(page.fact("pruning", "perplexity before"), applied["perplexity_before"])
+    assert close(page.fact("pruning", "perplexity after"), applied["perplexity_after"])
+    assert applied["perplexity_before"] == pytest.approx(before, rel=1e-5)
+    assert applied["perplexity_after"] == pytest.approx(ablated, rel=1e-4)
+    page.shot("pruning-plan-apply")
+    assert page.console_errors() == []
+
+
+def test_a_failed_job_is_shown_as_an_api_error(page: Page):
+    page.go("pruning")
+    page.set_value("#imp-texts", PROMPT)
+    page.set_value("#batch-candidates", f"{page.model['layers'] + 5}:0")
+    page.find("#batch-run").click()
+    banner = page.wait_for("#errors .error")[0]
+    job = newest_job(page, "pruning/batch-analysis")
+    assert job["status"] == "failed"
+    assert job["error"]["error"] in banner.text and job["error"]["details"] in banner.text
+    assert job["job_id"] in banner.text and str(job["error"]["status"]) in banner.text
+
+
 def test_clusters_view(page: Page):
     data = page.run_activation()
     page.go("clusters")
@@ -333,6 +401,11 @@ def test_api_key_is_asked_for_and_sent(browser_driver, models_dir, tmp_path):
         page.wait_text("#model-name", "tiny-gpt2")
         page.wait_for("body[data-ready='true']")
         assert not page.find("#api-key-form").is_displayed()
+        page.go("pruning")  # a job is followed by polling: an EventSource cannot send the key
+        page.set_value("#imp-texts", PROMPT)
+        page.find("#imp-run").click()
+        page.wait_for("#view-pruning [data-status] .ok")
+        assert page.find("#view-pruning [data-status] .progress").get_attribute("aria-valuenow") == "1"
         browser_driver.execute_script("sessionStorage.clear()")
 
 

@@ -18,7 +18,10 @@ export function setApiKey(key) {
   sessionStorage.setItem(KEY_STORAGE, key);
 }
 
-export async function api(path, { method = 'GET', body, params } = {}) {
+// With `onProgress(fraction, step)` the call runs as a background job (`?async=true`, 202): its
+// progress is followed until it ends, and the job's result is returned (or its error thrown).
+export async function api(path, { method = 'GET', body, params, onProgress } = {}) {
+  if (onProgress) return runJob(path, { method, body, params }, onProgress);
   const query = params ? '?' + new URLSearchParams(dropEmpty(params)) : '';
   const request = `${method} /api/${path}${query}`;
   const init = { method, headers: { Accept: 'application/json' } };
@@ -53,4 +56,47 @@ async function parseJson(response, request) {
 
 function dropEmpty(params) {
   return Object.fromEntries(Object.entries(params).filter(([, v]) => v !== undefined && v !== null && v !== ''));
+}
+
+async function runJob(path, options, onProgress) {
+  const request = `${options.method} /api/${path}`;
+  const accepted = await api(path, { ...options, params: { ...options.params, async: 'true' } });
+  const job = await followJob(accepted.job_id, onProgress);
+  if (job.status === 'done') return job.result;
+  const error = job.error || { error: `Job ${job.status}`, details: job.step || '', status: 0 };
+  throw new ApiError(error.status, error.error, error.details, `${request} (job ${job.job_id})`);
+}
+
+// The job's final state. Server-Sent Events when the browser can send them (no API key: an
+// EventSource cannot set headers), polling `GET /api/jobs/{id}` otherwise or if the stream fails.
+function followJob(id, onProgress) {
+  const report = (job) => onProgress(job.progress ?? 0, job.step || job.status);
+  if (sessionStorage.getItem(KEY_STORAGE) || typeof EventSource === 'undefined') return pollJob(id, report);
+  return new Promise((resolve, reject) => {
+    const source = new EventSource(`api/jobs/${encodeURIComponent(id)}/events`);
+    source.onmessage = (event) => {
+      const job = JSON.parse(event.data);
+      report(job);
+      if (FINAL.has(job.status)) {
+        source.close();
+        resolve(job);
+      }
+    };
+    source.onerror = () => {
+      source.close();
+      pollJob(id, report).then(resolve, reject);
+    };
+  });
+}
+
+const FINAL = new Set(['done', 'failed', 'cancelled']);
+const POLL_MS = 300;
+
+async function pollJob(id, report) {
+  for (;;) {
+    const job = await api(`jobs/${encodeURIComponent(id)}`);
+    report(job);
+    if (FINAL.has(job.status)) return job;
+    await new Promise((resolve) => { setTimeout(resolve, POLL_MS); });
+  }
 }

@@ -15,20 +15,33 @@ export function showError(err, statusBox) {
   console.error(err);
 }
 
-// Run `work()` with the view's buttons disabled and a progress bar with elapsed time.
+// Run `work(progress)` with the view's buttons disabled and a progress bar with elapsed time.
+// `progress(fraction, step)` (a job's report) turns the bar from indeterminate into a real one.
 export async function busy(view, label, work) {
   const status = view.querySelector('[data-status]');
   const buttons = [...view.querySelectorAll('button')];
   const started = performance.now();
+  const elapsed = () => ((performance.now() - started) / 1000);
   const text = el('span', {}, `${label}…`);
-  const bar = el('div', { class: 'progress', role: 'progressbar', 'aria-label': label }, el('div', { class: 'progress-fill' }));
+  const fill = el('div', { class: 'progress-fill' });
+  const bar = el('div', { class: 'progress', role: 'progressbar', 'aria-label': label }, fill);
+  let step = '';
+  const progress = (fraction, what) => {
+    bar.classList.add('determinate');
+    bar.setAttribute('aria-valuemin', '0');
+    bar.setAttribute('aria-valuemax', '1');
+    bar.setAttribute('aria-valuenow', String(fraction));
+    fill.style.width = `${(100 * fraction).toFixed(1)}%`;
+    step = what ? ` ${Math.round(100 * fraction)} % · ${what}` : '';
+  };
   status.replaceChildren(bar, text);
-  const timer = setInterval(() => { text.textContent = `${label}… ${((performance.now() - started) / 1000).toFixed(0)} s`; }, 500);
+  const timer = setInterval(() => { text.textContent = `${label}… ${elapsed().toFixed(0)} s${step}`; }, 500);
   buttons.forEach((b) => { b.disabled = true; });
   view.classList.add('busy');
   try {
-    const result = await work();
-    status.replaceChildren(el('span', { class: 'ok' }, `${label}: done in ${((performance.now() - started) / 1000).toFixed(1)} s`));
+    const result = await work(progress);
+    const done = el('span', { class: 'ok' }, `${label}: done in ${elapsed().toFixed(1)} s`);
+    status.replaceChildren(...(bar.classList.contains('determinate') ? [bar, done] : [done]));
     return result;
   } catch (err) {
     showError(err, status);

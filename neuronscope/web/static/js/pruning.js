@@ -1,11 +1,13 @@
 // Pruning view: neuron importance of a layer as a sorted bar chart; batch analysis with its
-// cumulative-impact curve and recommendations.
+// cumulative-impact curve and recommendations; both run as jobs with a real progress bar.
+// The plan / apply panel is compression.js.
 
 import { api } from './api.js';
 import { $, el, fmt, facts, real } from './dom.js';
 import { busy } from './feedback.js';
 import { barChart, lineChart, PALETTE } from './charts.js';
 import { bindLayerInputs, state, texts } from './state.js';
+import { initCompression } from './compression.js';
 
 const view = () => $('#view-pruning');
 const THRESHOLDS = [{ value: 0.1, label: 'safe < 0.1' }, { value: 0.3, label: 'high ≥ 0.3' }];
@@ -15,23 +17,25 @@ export function initPruning(openNeuron) {
   bindLayerInputs($('#imp-layer'));
   $('#imp-form').addEventListener('submit', (event) => {
     event.preventDefault();
-    busy(view(), 'Ranking neurons', () => importance(openNeuron));
+    busy(view(), 'Ranking neurons', (onProgress) => importance(openNeuron, onProgress));
   });
   $('#batch-form').addEventListener('submit', (event) => {
     event.preventDefault();
     busy(view(), 'Analysing batch', batch);
   });
   $('#batch-fill').addEventListener('click', fillLeastImportant);
+  initCompression();
 }
 
 export function showPruning() {
   if (!$('#imp-texts').value) $('#imp-texts').value = [state.prompt, ...state.samples].filter(Boolean).slice(0, 3).join('\n');
 }
 
-async function importance(openNeuron) {
+async function importance(openNeuron, onProgress) {
   const layer = +$('#imp-layer').value;
   const result = await api('pruning/neuron-importance', {
     method: 'POST', body: { layer_index: layer, input_texts: texts($('#imp-texts')), method: $('#imp-method').value },
+    onProgress,
   });
   lastImportance = result;
   const sorted = [...result.importance_scores].sort((a, b) => b.impact_score - a.impact_score);
@@ -68,13 +72,13 @@ function parseCandidates(text) {
   });
 }
 
-async function batch() {
+async function batch(onProgress) {
   const body = {
     pruning_candidates: parseCandidates($('#batch-candidates').value),
     input_texts: texts($('#imp-texts')),
     batch_size: +$('#batch-size').value,
   };
-  const result = await api('pruning/batch-analysis', { method: 'POST', body });
+  const result = await api('pruning/batch-analysis', { method: 'POST', body, onProgress });
   const curve = (result.cumulative_curve || []).map((p) => [p.k, p.impact_score]);
   const individual = [...result.individual_impacts].sort((a, b) => a.impact_score - b.impact_score);
   lineChart($('#batch-chart'), {

@@ -1,0 +1,61 @@
+// Pruning for real (in the pruning view): perplexity of the loaded model, a plan for a sparsity
+// (which neurons go, how many parameters), and applying it to save a smaller model.
+
+import { api } from './api.js';
+import { $, bytes, facts, fmt, real } from './dom.js';
+import { busy } from './feedback.js';
+
+const view = () => $('#view-pruning');
+let lastPlan = null;
+
+export function initCompression() {
+  $('#eval-run').addEventListener('click', () => busy(view(), 'Evaluating perplexity', evaluate));
+  $('#plan-form').addEventListener('submit', (event) => {
+    event.preventDefault();
+    busy(view(), 'Planning', plan);
+  });
+  $('#apply-run').addEventListener('click', () => busy(view(), 'Applying plan', apply));
+}
+
+async function evaluate(onProgress) {
+  const result = await api('pruning/evaluate', { method: 'POST', body: {}, onProgress });
+  $('#apply-title').textContent = `Loaded model ${result.model_name}`;
+  facts($('#apply-facts'), [
+    ['perplexity', real(result.perplexity)],
+    ['mean loss (nats)', real(result.mean_loss)],
+    ['tokens', fmt(result.tokens)],
+    ['texts', `${fmt(result.texts)} (${result.text_source})`],
+  ]);
+}
+
+async function plan(onProgress) {
+  const body = { sparsity: +$('#plan-sparsity').value, method: $('#plan-method').value, scope: $('#plan-scope').value };
+  const result = await api('pruning/plan', { method: 'POST', body, onProgress });
+  lastPlan = result;
+  const p = result.parameters;
+  $('#plan-title').textContent = `Plan: ${result.method}, ${result.scope}, sparsity ${result.sparsity}`;
+  facts($('#plan-facts'), [
+    ['removed neurons', `${fmt(result.removed_neurons)} of ${fmt(result.total_neurons)}`],
+    ['achieved sparsity', real(result.achieved_sparsity)],
+    ['parameters before', fmt(p.before)],
+    ['parameters after', fmt(p.after)],
+    ['parameter reduction', real(p.reduction)],
+    ['removed per layer', result.layers.map((l) => `${l.layer_index}: ${l.removed}`).join(', ')],
+  ]);
+}
+
+async function apply(onProgress) {
+  if (!lastPlan) throw new Error('Make a plan first.');
+  const body = { plan: lastPlan, output_name: $('#apply-name').value.trim() };
+  const result = await api('pruning/apply', { method: 'POST', body, onProgress });
+  const p = result.parameters;
+  $('#apply-title').textContent = `Pruned model ${result.output_name}`;
+  facts($('#apply-facts'), [
+    ['removed neurons', fmt(result.removed_neurons)],
+    ['parameters before', fmt(p.before)],
+    ['parameters after', fmt(p.after)],
+    ['file size', `${bytes(result.files.total_bytes)} (${fmt(result.files.total_bytes)} bytes)`],
+    ['perplexity before', real(result.perplexity_before)],
+    ['perplexity after', real(result.perplexity_after)],
+  ]);
+}
