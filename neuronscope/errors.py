@@ -29,6 +29,16 @@ class BadRequest(NeuronScopeError):
     error = "Bad request"
 
 
+class Unauthorized(NeuronScopeError):
+    status = 401
+    error = "Unauthorized"
+
+
+class Forbidden(NeuronScopeError):
+    status = 403
+    error = "Forbidden"
+
+
 class NotFound(NeuronScopeError):
     status = 404
     error = "Not found"
@@ -54,6 +64,11 @@ class ModelUnavailable(NeuronScopeError):
 class UnsupportedArchitecture(NeuronScopeError):
     status = 400
     error = "Unsupported architecture"
+
+
+class TooManyRequests(NeuronScopeError):
+    status = 429
+    error = "Too many requests"
 
 
 class ServiceBusy(NeuronScopeError):

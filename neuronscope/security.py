@@ -10,26 +10,11 @@ from collections import defaultdict, deque
 from flask import Flask, request
 
 from neuronscope.config import Settings
-from neuronscope.errors import NeuronScopeError
+from neuronscope.errors import Forbidden, TooManyRequests, Unauthorized
 
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
 OPEN_PATHS = ("/api/health",)
 CHEAP_POSTS = ("/api/samples",)
-
-
-class Unauthorized(NeuronScopeError):
-    status = 401
-    error = "Unauthorized"
-
-
-class Forbidden(NeuronScopeError):
-    status = 403
-    error = "Forbidden"
-
-
-class TooManyRequests(NeuronScopeError):
-    status = 429
-    error = "Too many requests"
 
 
 def is_expensive(method: str, path: str) -> bool:
