@@ -10,9 +10,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from jobs_support import GATED, WEIGHT_NORMS, Calls, Gate, gated_operation, weight_norms_operation  # noqa: E402
 from tiny_models import save_tiny_models  # noqa: E402
 
 from neuronscope import create_app  # noqa: E402
+from neuronscope.api.long_running import LONG_OPERATIONS  # noqa: E402
 from neuronscope.config import EMBEDDED_MODEL_NAME, Settings  # noqa: E402
 from neuronscope.modeling.manager import ModelManager  # noqa: E402
 
@@ -91,3 +93,20 @@ def embedded_manager() -> ModelManager:
     manager = ModelManager(settings)
     manager.ensure_loaded()
     return manager
+
+
+@pytest.fixture
+def calls(monkeypatch) -> Calls:
+    """A test-only long operation (weight norms of a layer) registered for one test; counts its runs."""
+    calls = Calls()
+    monkeypatch.setitem(LONG_OPERATIONS, WEIGHT_NORMS, weight_norms_operation(calls))
+    return calls
+
+
+@pytest.fixture
+def gate(monkeypatch):
+    """A test-only long operation that waits at each step until the test opens the gate."""
+    gate = Gate()
+    monkeypatch.setitem(LONG_OPERATIONS, GATED, gated_operation(gate))
+    yield gate
+    gate.open_all()

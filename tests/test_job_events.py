@@ -13,10 +13,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from jobs_support import GATED, Gate, gated_operation
+from jobs_support import GATED
 from test_server import free_port
 
-from neuronscope.api.long_running import LONG_OPERATIONS
 
 ROOT = Path(__file__).parent.parent
 TEXTS = ["Hello world, this is a test.", "The quick brown fox jumps over the lazy dog.", "One two three four five."]
@@ -97,14 +96,6 @@ def test_events_of_an_unknown_job_are_404(live):
         urllib.request.urlopen(f"{live}/api/jobs/0123456789abcdef0123456789abcdef/events", timeout=10)
     assert info.value.code == 404
     info.value.close()
-
-
-@pytest.fixture
-def gate(monkeypatch):
-    gate = Gate()
-    monkeypatch.setitem(LONG_OPERATIONS, GATED, gated_operation(gate))
-    yield gate
-    gate.open_all()
 
 
 def stream(client, path: str, on_event) -> list[dict]:

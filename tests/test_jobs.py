@@ -7,29 +7,10 @@ import threading
 
 import numpy as np
 import pytest
-from jobs_support import (
-    GATED, WEIGHT_NORMS, Calls, Gate, add_test_views, gated_operation, numpy_norms, wait_for_status,
-    weight_norms_operation,
-)
+from jobs_support import GATED, WEIGHT_NORMS, add_test_views, numpy_norms, wait_for_status
 
 from neuronscope.analysis.hooks import hook_count
-from neuronscope.api.long_running import LONG_OPERATIONS
 from neuronscope.jobs.job import RUNNING, Job
-
-
-@pytest.fixture
-def calls(monkeypatch) -> Calls:
-    calls = Calls()
-    monkeypatch.setitem(LONG_OPERATIONS, WEIGHT_NORMS, weight_norms_operation(calls))
-    return calls
-
-
-@pytest.fixture
-def gate(monkeypatch):
-    gate = Gate()
-    monkeypatch.setitem(LONG_OPERATIONS, GATED, gated_operation(gate))
-    yield gate
-    gate.open_all()
 
 
 @pytest.fixture

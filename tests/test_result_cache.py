@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from jobs_support import WEIGHT_NORMS, Calls, add_test_views, wait_for_status, weight_norms_operation
+from jobs_support import WEIGHT_NORMS, add_test_views, wait_for_status
 
-from neuronscope.api.long_running import CACHE_HEADER, LONG_OPERATIONS
+from neuronscope.api.long_running import CACHE_HEADER
 from neuronscope.jobs.cache import ResultCache, cache_key
 from neuronscope.jobs.fingerprint import weights_fingerprint
 from neuronscope.modeling.manager import ModelManager
-
-
-@pytest.fixture
-def calls(monkeypatch) -> Calls:
-    calls = Calls()
-    monkeypatch.setitem(LONG_OPERATIONS, WEIGHT_NORMS, weight_norms_operation(calls))
-    return calls
 
 
 @pytest.fixture
