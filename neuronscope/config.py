@@ -42,7 +42,7 @@ class Settings:
     max_top_k: int = 1_000
     max_clusters: int = 256
     max_batch_size: int = 1_024
-    max_corpus_texts: int = 2_000
+    max_corpus_texts: int = 10_000
     index_depth: int = 50
     max_served_values: int = 5_000_000
     max_sample_chars: int = 2_000
@@ -59,6 +59,13 @@ class Settings:
     cache_entries: int = 256
     cache_bytes: int = 256_000_000
     cache_persist: bool = False
+    executor: str = "local"
+    ray_address: str | None = None
+    ray_workers: int = 0
+    ray_cpus_per_worker: int = 1
+    ray_temp_dir: Path | None = None
+    chunk_neurons: int = 256
+    chunk_texts: int = 256
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -70,6 +77,11 @@ class Settings:
     def model_cache_dir(self) -> Path:
         """Where converted models (e.g. the dequantised GGUF) are cached."""
         return self.data_dir / "model_cache"
+
+    @property
+    def resolved_ray_temp_dir(self) -> Path:
+        """Where a local Ray instance keeps its session files (sockets, logs, spilled objects)."""
+        return self.ray_temp_dir if self.ray_temp_dir is not None else self.data_dir / "ray"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
@@ -107,6 +119,13 @@ class Settings:
             "NEURONSCOPE_CACHE_ENTRIES": ("cache_entries", int),
             "NEURONSCOPE_CACHE_BYTES": ("cache_bytes", int),
             "NEURONSCOPE_CACHE_PERSIST": ("cache_persist", _env_bool),
+            "NEURONSCOPE_EXECUTOR": ("executor", str),
+            "RAY_ADDRESS": ("ray_address", str),
+            "NEURONSCOPE_RAY_WORKERS": ("ray_workers", int),
+            "NEURONSCOPE_RAY_CPUS_PER_WORKER": ("ray_cpus_per_worker", int),
+            "NEURONSCOPE_RAY_TEMP_DIR": ("ray_temp_dir", Path),
+            "NEURONSCOPE_CHUNK_NEURONS": ("chunk_neurons", int),
+            "NEURONSCOPE_CHUNK_TEXTS": ("chunk_texts", int),
         }
         for var, (name, parse) in readers.items():
             if env.get(var, "").strip():
@@ -128,8 +147,15 @@ class Settings:
             raise ValueError("NEURONSCOPE_MAX_QUEUED_JOBS and NEURONSCOPE_JOB_HISTORY must be >= 1")
         if self.cache_entries < 0 or self.cache_bytes < 0:
             raise ValueError("NEURONSCOPE_CACHE_ENTRIES and NEURONSCOPE_CACHE_BYTES must be >= 0 (0 disables the cache)")
+        if self.executor not in {"local", "ray"}:
+            raise ValueError(f"NEURONSCOPE_EXECUTOR must be local or ray, not {self.executor!r}")
+        if self.ray_workers < 0 or self.ray_cpus_per_worker < 1:
+            raise ValueError("NEURONSCOPE_RAY_WORKERS must be >= 0 (0 = automatic) and NEURONSCOPE_RAY_CPUS_PER_WORKER >= 1")
+        if self.chunk_neurons < 1 or self.chunk_texts < 1:
+            raise ValueError("NEURONSCOPE_CHUNK_NEURONS and NEURONSCOPE_CHUNK_TEXTS must be >= 1")
         models_dir = Path(self.models_dir).resolve() if self.models_dir is not None else None
-        return replace(self, data_dir=Path(self.data_dir).resolve(), models_dir=models_dir)
+        ray_temp_dir = Path(self.ray_temp_dir).resolve() if self.ray_temp_dir is not None else None
+        return replace(self, data_dir=Path(self.data_dir).resolve(), models_dir=models_dir, ray_temp_dir=ray_temp_dir)
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> "Settings":
         """A copy with the given fields replaced (unknown names are an error)."""

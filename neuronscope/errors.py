@@ -61,6 +61,13 @@ class ModelUnavailable(NeuronScopeError):
     error = "Model unavailable"
 
 
+class ExecutorUnavailable(NeuronScopeError):
+    """The configured executor (Ray) cannot be started or joined, or keeps losing its workers."""
+
+    status = 503
+    error = "Executor unavailable"
+
+
 class UnsupportedArchitecture(NeuronScopeError):
     status = 400
     error = "Unsupported architecture"

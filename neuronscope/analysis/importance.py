@@ -322,19 +322,26 @@ def neuron_importance(
     texts: Sequence[torch.Tensor],
     layer: int,
     *,
+    neurons: Sequence[int] | None = None,
     ablation: str = "zero",
     batch_tokens: int = BATCH_TOKENS,
     progress: ProgressFn = no_progress,
 ) -> LayerImportance:
-    """Every neuron of ``layer`` ablated on its own over ``texts``: exact impact and activation stats."""
+    """Each of ``neurons`` (default: every neuron) of ``layer`` ablated on its own over ``texts``:
+    exact impact and activation stats, every tensor ``[len(neurons)]`` in the order of ``neurons``.
+
+    A neuron's numbers do not depend on which other neurons are swept with it, so a layer can be
+    split into neuron ranges computed apart (on other workers) and concatenated.
+    """
+    neurons = list(range(adapter.d_mlp(layer)) if neurons is None else neurons)
     moments = activation_moments(adapter, texts, [layer])
-    ablations = [{layer: [n]} for n in range(adapter.d_mlp(layer))]
+    ablations = [{layer: [n]} for n in neurons]
     totals = ablation_sweep(
         adapter, texts, ablations, ablation=ablation, moments=moments, batch_tokens=batch_tokens, progress=progress
     )
     return LayerImportance(
-        activation_magnitude=moments[layer].mean_abs(),
-        activation_variance=moments[layer].variance(),
+        activation_magnitude=moments[layer].mean_abs()[neurons],
+        activation_variance=moments[layer].variance()[neurons],
         impact_score=totals.impact_scores(),
         mean_change=totals.abs_sum / totals.elements,
         max_change=totals.max_abs,

@@ -20,6 +20,8 @@ from neuronscope.services.pruning import ABLATION_KINDS, EXPORT_FILES, IMPORTANC
 
 bp = Blueprint("pruning", __name__)
 
+MAX_LAYERS = 1024
+
 
 @long_operation("pruning/weight-analysis", cacheable=True)
 def _weight_analysis(svc: Services, args: dict) -> tuple[dict, Work]:
@@ -59,7 +61,7 @@ def impact_analysis():
 @long_operation("pruning/neuron-importance", cacheable=True)
 def _neuron_importance(svc: Services, body: dict) -> tuple[dict, Work]:
     params = {
-        "layer": get_int(body, "layer_index", minimum=0),
+        "layers": _importance_layers(body),
         "texts": get_str_list(body, "input_texts", max_items=svc.settings.max_texts),
         "method": get_str(body, "method", "ablation", choices=IMPORTANCE_METHODS),
         "ablation": get_str(body, "ablation", "zero", choices=ABLATION_KINDS),
@@ -94,6 +96,19 @@ def batch_analysis():
 def export():
     kind = get_str(json_body(), "type", choices=tuple(EXPORT_FILES))
     return services().pruning.export(kind)
+
+
+def _importance_layers(body: dict) -> int | list[int] | str:
+    """Exactly one of ``layer_index`` (one layer) and ``layer_indices`` (a list, or ``"all"``)."""
+    if ("layer_index" in body) == ("layer_indices" in body):
+        raise BadRequest("give exactly one of 'layer_index' (one layer) and 'layer_indices' (a list, or \"all\")")
+    if "layer_index" in body:
+        return get_int(body, "layer_index", minimum=0)
+    if body["layer_indices"] == "all":
+        return "all"
+    if isinstance(body["layer_indices"], str):
+        raise BadRequest("'layer_indices' must be a list of layer indices or \"all\"")
+    return get_int_list(body, "layer_indices", max_items=MAX_LAYERS)
 
 
 def _candidate(item: object, i: int) -> tuple[int, int]:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from flask import current_app
 
 from neuronscope.config import Settings
+from neuronscope.executors import Executor, build_executor
 from neuronscope.modeling.manager import ModelManager
 from neuronscope.services.activations import ActivationService
 from neuronscope.services.clusters import ClusterService
@@ -26,6 +27,7 @@ from neuronscope.storage.index import ActivationIndex
 class Services:
     settings: Settings
     manager: ModelManager
+    executor: Executor
     models: ModelService
     samples: SampleService
     pruning: PruningService
@@ -40,14 +42,16 @@ def build_services(settings: Settings, manager: ModelManager) -> Services:
     """Wire every service over one model manager."""
     samples = SampleService(settings)
     index = ActivationIndex(settings.data_dir / "activation_index.sqlite3", settings.index_depth)
-    activations = ActivationService(settings, manager, index, samples)
+    executor = build_executor(settings)
+    activations = ActivationService(settings, manager, index, samples, executor)
     clusters = ClusterService(settings, activations.store)
     return Services(
         settings=settings,
         manager=manager,
+        executor=executor,
         models=ModelService(settings, manager),
         samples=samples,
-        pruning=PruningService(settings, manager, samples),
+        pruning=PruningService(settings, manager, samples, executor),
         activations=activations,
         clusters=clusters,
         queries=QueryService(settings, manager, index, clusters),

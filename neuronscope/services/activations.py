@@ -11,11 +11,13 @@ import numpy as np
 import torch
 
 from neuronscope.analysis.activations import layer_summary, neuron_activations
-from neuronscope.analysis.max_activating import max_activating, top_from_activations
+from neuronscope.analysis.max_activating import TopList, top_from_activations
 from neuronscope.analysis.progress import ProgressFn, no_progress
 from neuronscope.analysis.tokens import indexable_positions, padding_id, token_strings
 from neuronscope.config import Settings
 from neuronscope.errors import BadRequest, Conflict
+from neuronscope.executors import Executor, Sweep, SweepStats
+from neuronscope.executors.chunks import merge_tops, text_batches
 from neuronscope.modeling.manager import LoadedModel, ModelManager
 from neuronscope.services.samples import SampleService
 from neuronscope.services.timestamps import utc_now
@@ -34,8 +36,11 @@ def _rounded(values: np.ndarray) -> list[float]:
 
 
 class ActivationService:
-    def __init__(self, settings: Settings, manager: ModelManager, index: ActivationIndex, samples: SampleService):
+    def __init__(
+        self, settings: Settings, manager: ModelManager, index: ActivationIndex, samples: SampleService, executor: Executor
+    ):
         self.settings = settings
+        self.executor = executor
         self.manager = manager
         self.index = index
         self.samples = samples
@@ -89,6 +94,17 @@ class ActivationService:
         tops = top_from_activations(layers, indexable, self.index.depth)
         self.index.add(lm.name, [NewSource("file", name, token_ids, tokens)], tops)
         return True
+
+    def _top_positions(
+        self, lm: LoadedModel, sequences: list[list[int]], batch_size: int, progress: ProgressFn
+    ) -> tuple[list[TopList], SweepStats]:
+        """The top positions per neuron of every layer over ``sequences``, in chunks of
+        ``chunk_texts`` texts on the executor, merged."""
+        indexable = [indexable_positions(lm.tokenizer, ids) for ids in sequences]
+        chunks = text_batches(sequences, indexable, self.settings.chunk_texts)
+        shared = {"pad_id": padding_id(lm.tokenizer), "depth": self.index.depth, "batch_size": batch_size}
+        parts, stats = self.executor.run(lm, Sweep("corpus", shared, chunks), progress)
+        return merge_tops(parts, self.index.depth), stats
 
     def list_files(self) -> dict:
         files = self.store.list()
@@ -147,13 +163,9 @@ class ActivationService:
             fresh = {name: ids for name, ids in zip(names, encoded) if name not in known}
             sequences = list(fresh.values())
             started = time.perf_counter()
+            stats = None
             if sequences:
-                tops = max_activating(
-                    lm.model, lm.adapter, sequences,
-                    [indexable_positions(lm.tokenizer, ids) for ids in sequences],
-                    pad_id=padding_id(lm.tokenizer), depth=self.index.depth, batch_size=batch_size,
-                    progress=_logged(lambda f, step: progress(0.9 * f, step)),
-                )
+                tops, stats = self._top_positions(lm, sequences, batch_size, _logged(lambda f, step: progress(0.9 * f, step)))
                 sources = [NewSource("corpus", name, ids, token_strings(lm.tokenizer, ids)) for name, ids in fresh.items()]
                 self.index.add(lm.name, sources, tops)
             seconds = time.perf_counter() - started
@@ -170,6 +182,7 @@ class ActivationService:
                 "batch_size": batch_size,
                 "seconds": round(seconds, 4),
                 "tokens_per_second": round(tokens / seconds, 1) if tokens and seconds > 0 else None,
+                "executor": stats.as_dict() if stats else None,
                 "index": self.index.stats(lm.name),
             }
 

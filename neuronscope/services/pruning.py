@@ -17,19 +17,14 @@ import torch
 
 from neuronscope.analysis.ablation import ABLATIONS, HIGH_IMPACT, SAFE_IMPACT, activation_moments
 from neuronscope.analysis.forward import encode
-from neuronscope.analysis.importance import (
-    Ablation,
-    LayerImportance,
-    ablation_sweep,
-    attribution_importance,
-    critical_mask,
-    neuron_importance,
-)
+from neuronscope.analysis.importance import Ablation, LayerImportance, ablation_sweep, critical_mask
 from neuronscope.analysis.progress import ProgressFn, no_progress, scaled
 from neuronscope.analysis.scores import CALIBRATED_METHODS, SCORERS, rank_layer
 from neuronscope.analysis.weights import analyze_weights
 from neuronscope.config import Settings
 from neuronscope.errors import BadRequest
+from neuronscope.executors import Executor, Sweep, SweepStats
+from neuronscope.executors.chunks import merge_importance, neuron_ranges
 from neuronscope.modeling.manager import LoadedModel, ModelManager
 from neuronscope.services.samples import SampleService
 from neuronscope.services.validation import check_layer, check_neurons, encode_texts
@@ -48,10 +43,11 @@ def _model_key(lm: LoadedModel) -> tuple:
 
 
 class PruningService:
-    def __init__(self, settings: Settings, manager: ModelManager, samples: SampleService):
+    def __init__(self, settings: Settings, manager: ModelManager, samples: SampleService, executor: Executor):
         self.settings = settings
         self.manager = manager
         self.samples = samples
+        self.executor = executor
         self.exports = JsonFolder(settings.data_dir / "pruning", "pruning export")
         self._cache_owner: tuple | None = None
         self._weights: dict[float, dict] = {}
@@ -192,43 +188,68 @@ class PruningService:
 
     def neuron_importance(
         self,
-        layer: int,
+        layers: int | Sequence[int] | str,
         texts: Sequence[str],
         method: str = "ablation",
         ablation: str = "zero",
         critical_threshold: float | None = None,
         progress: ProgressFn = no_progress,
     ) -> dict:
-        """Every neuron of ``layer`` ablated on its own (``ablation``) or estimated (``attribution``)."""
+        """Every neuron of one layer (``layers`` an int) or of several (a list, or ``"all"``)
+        ablated on its own (``ablation``) or estimated (``attribution``).
+
+        The work is split into neuron ranges of ``chunk_neurons`` (a whole layer per chunk for
+        attribution) run on the configured executor; critical neurons are chosen per layer.
+        """
         with self.manager.use() as lm:
-            check_layer(lm, layer)
+            chosen = self._importance_layers(lm, layers)
             ids = encode_texts(lm, texts, self.settings.max_input_tokens)
-            if method == "ablation":
-                importance = neuron_importance(lm.adapter, ids, layer, ablation=ablation, progress=progress)
-            else:
-                importance = attribution_importance(lm.adapter, ids, layer, ablation=ablation, progress=progress)
-            critical = critical_mask(importance.impact_score, critical_threshold)
+            per_layer, stats = self._sweep_importance(lm, chosen, ids, method, ablation, progress)
+            critical = {n: critical_mask(per_layer[n].impact_score, critical_threshold) for n in chosen}
             result = {
-                "importance_scores": _importance_rows(layer, importance, critical),
-                "total_neurons": lm.adapter.d_mlp(layer),
-                "critical_neurons": int(critical.sum()),
-                "layer_index": layer,
+                "importance_scores": [row for n in chosen for row in _importance_rows(n, per_layer[n], critical[n])],
+                "total_neurons": sum(lm.adapter.d_mlp(n) for n in chosen),
+                "critical_neurons": sum(int(critical[n].sum()) for n in chosen),
+                **({"layer_index": layers} if isinstance(layers, int) else {"layer_indices": chosen}),
+                "layers": [
+                    {"layer_index": n, "total_neurons": lm.adapter.d_mlp(n), "critical_neurons": int(critical[n].sum())}
+                    for n in chosen
+                ],
                 "method": method,
                 "ablation": ablation,
                 "critical_rule": (
                     f"impact_score >= {critical_threshold}"
                     if critical_threshold is not None
-                    else "top quartile: the ceil(n/4) largest impact scores"
+                    else "top quartile of each layer: the ceil(n/4) largest impact scores"
                 ),
                 "tokens": sum(i.shape[1] for i in ids),
+                "executor": stats.as_dict(),
                 "model": lm.name,
             }
             request = {
-                "layer_index": layer, "input_texts": list(texts), "method": method,
+                **({"layer_index": layers} if isinstance(layers, int) else {"layer_indices": layers}),
+                "input_texts": list(texts), "method": method,
                 "ablation": ablation, "critical_threshold": critical_threshold,
             }
             self._remember("neuron-importance", lm.name, request, result)
             return result
+
+    @staticmethod
+    def _importance_layers(lm: LoadedModel, layers: int | Sequence[int] | str) -> list[int]:
+        """The layers asked for, checked against the model."""
+        if layers == "all":
+            return list(range(lm.adapter.n_layers))
+        return [check_layer(lm, n) for n in ([layers] if isinstance(layers, int) else layers)]
+
+    def _sweep_importance(
+        self, lm: LoadedModel, layers: list[int], ids: list[torch.Tensor], method: str, ablation: str, progress: ProgressFn
+    ) -> tuple[dict[int, LayerImportance], SweepStats]:
+        """Per-layer importance computed chunk by chunk on the executor."""
+        size = self.settings.chunk_neurons if method == "ablation" else max(lm.adapter.d_mlp(n) for n in layers)
+        ranges = neuron_ranges({n: lm.adapter.d_mlp(n) for n in layers}, size)
+        shared = {"texts": [i[0].tolist() for i in ids], "method": method, "ablation": ablation}
+        parts, stats = self.executor.run(lm, Sweep("importance", shared, ranges), progress)
+        return merge_importance(ranges, parts), stats
 
     def batch_analysis(
         self,

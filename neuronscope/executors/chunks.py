@@ -1,0 +1,70 @@
+"""Splitting analyses into chunks, and merging the chunks' results back into one answer."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from neuronscope.analysis.importance import LayerImportance
+from neuronscope.analysis.max_activating import TopList
+from neuronscope.executors.work import NeuronRange, TextBatch
+
+
+def neuron_ranges(layer_sizes: dict[int, int], size: int) -> list[NeuronRange]:
+    """Each layer of ``layer_sizes`` (layer -> d_mlp) cut into ranges of at most ``size`` neurons."""
+    return [
+        NeuronRange(layer, start, min(start + size, d_mlp))
+        for layer, d_mlp in layer_sizes.items()
+        for start in range(0, d_mlp, size)
+    ]
+
+
+def merge_importance(ranges: Sequence[NeuronRange], parts: Sequence[dict[str, np.ndarray]]) -> dict[int, LayerImportance]:
+    """Per layer, the importance fields of its ranges concatenated in neuron order."""
+    by_layer: dict[int, list[tuple[int, dict[str, np.ndarray]]]] = {}
+    for chunk, part in zip(ranges, parts):
+        by_layer.setdefault(chunk.layer, []).append((chunk.start, part))
+    merged = {}
+    for layer, pieces in by_layer.items():
+        pieces.sort(key=lambda piece: piece[0])
+        fields = pieces[0][1].keys()
+        merged[layer] = LayerImportance(
+            **{name: torch.from_numpy(np.concatenate([part[name] for _, part in pieces])) for name in fields}
+        )
+    return merged
+
+
+def text_batches(sequences: Sequence[Sequence[int]], indexable: Sequence[Sequence[bool]], size: int) -> list[TextBatch]:
+    """The corpus cut into batches of at most ``size`` texts of similar length (less padding)."""
+    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
+    return [
+        TextBatch(
+            indices=tuple(members),
+            sequences=tuple(tuple(sequences[i]) for i in members),
+            indexable=tuple(tuple(indexable[i]) for i in members),
+        )
+        for members in (order[start : start + size] for start in range(0, len(order), size))
+    ]
+
+
+def merge_tops(parts: Sequence[Sequence[TopList]], depth: int) -> list[TopList]:
+    """Per layer, the ``depth`` best positions of every neuron over all parts, best first.
+
+    ``parts``: one list of per-layer :class:`TopList` per chunk (sequence indices already global).
+    """
+    merged = []
+    for layer_parts in zip(*parts):
+        values = np.concatenate([top.values for top in layer_parts], axis=1)  # [d_mlp, sum k]
+        sequences = np.concatenate([top.sequences for top in layer_parts], axis=1)
+        positions = np.concatenate([top.positions for top in layer_parts], axis=1)
+        best = np.argsort(-values, axis=1, kind="stable")[:, :depth]  # [d_mlp, <=depth]
+        merged.append(
+            TopList(
+                values=np.take_along_axis(values, best, axis=1),
+                sequences=np.take_along_axis(sequences, best, axis=1),
+                positions=np.take_along_axis(positions, best, axis=1),
+            )
+        )
+    return merged
