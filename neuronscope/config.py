@@ -6,7 +6,9 @@ argument of :func:`neuronscope.create_app` override them.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
@@ -23,6 +25,62 @@ def _env_bool(value: str) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
+DEVICE_MAPS = ("auto", "balanced", "balanced_low_0", "sequential")
+"""accelerate's placement strategies accepted by ``NEURONSCOPE_DEVICE_MAP``."""
+_MEMORY_DEVICES = ("cpu", "disk", "mps")
+_SIZE_UNITS = {
+    "": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+    "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
+}
+
+
+def parse_size(value: int | str) -> int:
+    """Bytes in ``value``: an integer, or a number with a unit (``20GiB``, ``500MB``, ``64KiB``)."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a memory size")
+    if isinstance(value, int):
+        size = value
+    else:
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", str(value))
+        if match is None or match.group(2).lower() not in _SIZE_UNITS:
+            raise ValueError(f"{value!r} is not a memory size such as 20GiB, 500MB or a number of bytes")
+        size = int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
+    if size <= 0:
+        raise ValueError(f"memory size {value!r} must be positive")
+    return size
+
+
+def parse_max_memory(value: str | Mapping[str | int, int | str]) -> dict[int | str, int]:
+    """``NEURONSCOPE_MAX_MEMORY`` as accelerate's ``max_memory``: GPU index or cpu/disk/mps -> bytes.
+
+    Accepts a mapping, a JSON object (``{"0": "20GiB", "cpu": "30GiB"}``) or ``0=20GiB,cpu=30GiB``.
+    """
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("{"):
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"NEURONSCOPE_MAX_MEMORY is not valid JSON: {exc}") from exc
+        else:
+            pairs = [item.split("=", 1) for item in _env_list(text)]
+            if any(len(pair) != 2 for pair in pairs):
+                raise ValueError("NEURONSCOPE_MAX_MEMORY must look like 0=20GiB,cpu=30GiB or a JSON object")
+            value = {key.strip(): size.strip() for key, size in pairs}
+    if not isinstance(value, Mapping) or not value:
+        raise ValueError("NEURONSCOPE_MAX_MEMORY must name at least one device")
+    limits: dict[int | str, int] = {}
+    for key, size in value.items():
+        name = str(key).strip().lower()
+        if not (name.isdigit() or name in _MEMORY_DEVICES):
+            raise ValueError(f"NEURONSCOPE_MAX_MEMORY: {key!r} is not a GPU index or one of {', '.join(_MEMORY_DEVICES)}")
+        try:
+            limits[int(name) if name.isdigit() else name] = parse_size(size)
+        except ValueError as exc:
+            raise ValueError(f"NEURONSCOPE_MAX_MEMORY[{key!r}]: {exc}") from exc
+    return limits
+
+
 @dataclass(frozen=True)
 class Settings:
     """Server configuration. Paths are absolute once built through :meth:`from_env`."""
@@ -33,6 +91,8 @@ class Settings:
     models_dir: Path | None = None
     model: str = EMBEDDED_MODEL_NAME
     device: str = "auto"
+    device_map: str | None = None
+    max_memory: Mapping[int | str, int] | None = None
     offline: bool = False
     cors_origins: tuple[str, ...] = ("*",)
     max_request_bytes: int = 1_000_000
@@ -83,6 +143,11 @@ class Settings:
         """Where a local Ray instance keeps its session files (sockets, logs, spilled objects)."""
         return self.ray_temp_dir if self.ray_temp_dir is not None else self.data_dir / "ray"
 
+    @property
+    def offload_dir(self) -> Path:
+        """Where accelerate may write weights offloaded to disk (one folder per model)."""
+        return self.data_dir / "offload"
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
         """Build settings from ``env`` (default ``os.environ``), then apply ``overrides``."""
@@ -95,6 +160,8 @@ class Settings:
             "NEURONSCOPE_MODELS_DIR": ("models_dir", Path),
             "NEURONSCOPE_MODEL": ("model", str),
             "NEURONSCOPE_DEVICE": ("device", str),
+            "NEURONSCOPE_DEVICE_MAP": ("device_map", str),
+            "NEURONSCOPE_MAX_MEMORY": ("max_memory", parse_max_memory),
             "NEURONSCOPE_OFFLINE": ("offline", _env_bool),
             "NEURONSCOPE_CORS_ORIGINS": ("cors_origins", _env_list),
             "NEURONSCOPE_MAX_REQUEST_BYTES": ("max_request_bytes", int),
@@ -139,6 +206,12 @@ class Settings:
         """Absolute paths, validated values."""
         if self.device not in {"auto", "cpu", "cuda"} and not self.device.startswith("cuda:"):
             raise ValueError(f"NEURONSCOPE_DEVICE must be auto, cpu or cuda[:N], not {self.device!r}")
+        if self.device_map is not None and self.device_map not in DEVICE_MAPS:
+            raise ValueError(f"NEURONSCOPE_DEVICE_MAP must be one of {', '.join(DEVICE_MAPS)}, not {self.device_map!r}")
+        if self.device_map is not None and self.device != "auto":
+            raise ValueError("NEURONSCOPE_DEVICE_MAP places the model itself: leave NEURONSCOPE_DEVICE at auto")
+        if self.max_memory is not None and self.device_map is None:
+            raise ValueError("NEURONSCOPE_MAX_MEMORY needs NEURONSCOPE_DEVICE_MAP")
         if not 0 < self.port < 65536:
             raise ValueError(f"PORT must be in 1..65535, not {self.port}")
         if "*" in self.cors_origins and len(self.cors_origins) > 1:
@@ -155,7 +228,10 @@ class Settings:
             raise ValueError("NEURONSCOPE_CHUNK_NEURONS and NEURONSCOPE_CHUNK_TEXTS must be >= 1")
         models_dir = Path(self.models_dir).resolve() if self.models_dir is not None else None
         ray_temp_dir = Path(self.ray_temp_dir).resolve() if self.ray_temp_dir is not None else None
-        return replace(self, data_dir=Path(self.data_dir).resolve(), models_dir=models_dir, ray_temp_dir=ray_temp_dir)
+        max_memory = parse_max_memory(self.max_memory) if self.max_memory is not None else None
+        return replace(
+            self, data_dir=Path(self.data_dir).resolve(), models_dir=models_dir, ray_temp_dir=ray_temp_dir, max_memory=max_memory
+        )
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> "Settings":
         """A copy with the given fields replaced (unknown names are an error)."""

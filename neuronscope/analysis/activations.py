@@ -10,6 +10,7 @@ from torch import nn
 from neuronscope.analysis.forward import run
 from neuronscope.analysis.hooks import captured_activations
 from neuronscope.modeling.adapters import ArchitectureAdapter
+from neuronscope.modeling.placement import input_device
 
 
 def neuron_activations(model: nn.Module, adapter: ArchitectureAdapter, input_ids: torch.Tensor) -> list[torch.Tensor]:
@@ -61,7 +62,7 @@ def batched_activations(
 
     Returns, per sequence, ``{layer: [len(sequence), d_mlp(layer)]}`` (padding removed).
     """
-    device = next(model.parameters()).device
+    device = input_device(model)
     results: list[dict[int, torch.Tensor]] = []
     for start in range(0, len(sequences), batch_size):
         chunk = sequences[start : start + batch_size]

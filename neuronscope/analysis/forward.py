@@ -36,7 +36,3 @@ def run(model: nn.Module, input_ids: torch.Tensor) -> ForwardResult:
     out = model(input_ids=input_ids, output_hidden_states=True, use_cache=False)
     return ForwardResult(final_hidden=out.hidden_states[-1][0], logits=out.logits[0])
 
-
-def model_device(model: nn.Module) -> torch.device:
-    """The device of the model's first parameter."""
-    return next(model.parameters()).device

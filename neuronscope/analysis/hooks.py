@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from neuronscope.modeling.adapters import ArchitectureAdapter
+from neuronscope.modeling.placement import input_device
 
 
 _TAG = "_neuronscope_hook"
@@ -45,9 +46,13 @@ def forward_hook(module: nn.Module, hook: Callable) -> Iterator[None]:
 
 
 def _replace_neurons(neurons: torch.Tensor, values: torch.Tensor | None) -> Callable:
+    """The hook sees the activations where the previous module left them (with a device map,
+    accelerate moves them to the module's device only inside its forward), so the index and
+    values follow the activations' device."""
+
     def hook(_module: nn.Module, args: tuple) -> tuple:
         acts = args[0].clone()  # [..., d_mlp]
-        acts[..., neurons] = 0.0 if values is None else values.to(acts.dtype)
+        acts[..., neurons.to(acts.device)] = 0.0 if values is None else values.to(acts)
         return (acts, *args[1:])
 
     return hook
@@ -62,7 +67,7 @@ def ablated(
 ) -> Iterator[None]:
     """Within the block, neurons (layer, n) output 0, or ``values`` ``[len(neurons)]`` (mean ablation)."""
     module = adapter.mlp_output(layer)
-    index = torch.as_tensor(neurons, dtype=torch.long, device=module.weight.device)
+    index = torch.as_tensor(neurons, dtype=torch.long, device=input_device(adapter.model))
     with forward_pre_hook(module, _replace_neurons(index, values)):
         yield
 
@@ -83,12 +88,16 @@ def ablated_many(
 
 @contextmanager
 def captured_activations(adapter: ArchitectureAdapter, layers: Sequence[int]) -> Iterator[dict[int, list[torch.Tensor]]]:
-    """Record the neuron activations ``[batch, seq, d_mlp]`` of each layer, one entry per forward."""
+    """Record the neuron activations ``[batch, seq, d_mlp]`` of each layer, one entry per forward.
+
+    Records are on the model's input device, whichever device a device map gave each layer.
+    """
     records: dict[int, list[torch.Tensor]] = {layer: [] for layer in layers}
+    device = input_device(adapter.model)
 
     def recorder(layer: int) -> Callable:
         def hook(_module: nn.Module, args: tuple) -> None:
-            records[layer].append(args[0].detach())
+            records[layer].append(args[0].detach().to(device))
 
         return hook
 

@@ -37,6 +37,7 @@ from neuronscope.analysis.forward import run
 from neuronscope.analysis.hooks import forward_hook, forward_pre_hook
 from neuronscope.analysis.progress import ProgressFn, no_progress
 from neuronscope.modeling.adapters import ArchitectureAdapter
+from neuronscope.modeling.placement import input_device, unhooked
 
 Ablation = Mapping[int, Sequence[int]]
 """One ablation: layer -> the neuron indices ablated together (several layers allowed)."""
@@ -159,9 +160,12 @@ def mlp_output_is_additive(adapter: ArchitectureAdapter, clean: CleanText, layer
 
 
 def _masked(acts: torch.Tensor, keep: torch.Tensor, fill: torch.Tensor | None) -> torch.Tensor:
-    """``acts`` viewed as ``[rows, seq, d_mlp]`` (``[1, ...]`` broadcasts) times ``keep`` ``[rows, d_mlp]``, plus ``fill``."""
-    out = acts * keep.unsqueeze(1)
-    return out if fill is None else out + fill.unsqueeze(1)
+    """``acts`` viewed as ``[rows, seq, d_mlp]`` (``[1, ...]`` broadcasts) times ``keep`` ``[rows, d_mlp]``, plus ``fill``.
+
+    ``keep`` and ``fill`` move to the device of ``acts`` (with a device map, the layer's device).
+    """
+    out = acts * keep.to(acts.device).unsqueeze(1)
+    return out if fill is None else out + fill.to(acts.device).unsqueeze(1)
 
 
 @contextmanager
@@ -215,7 +219,7 @@ def ablated_final_hidden(
         for layer in range(begin, adapter.n_layers):
             args, kwargs = clean.block_input(layer)
             hidden = _call_block(blocks[layer], hidden, args, kwargs)
-    return adapter.final_norm()(hidden)
+    return adapter.final_norm()(hidden).to(clean.final_hidden.device)
 
 
 def _row_chunks(ablations: Sequence[Ablation], per_chunk: int) -> list[tuple[int, list[int]]]:
@@ -259,7 +263,7 @@ def _add_logit_metrics(
     step = max(1, LOGIT_TOKENS // final.shape[1])
     targets = next_token_targets(clean.ids)
     for i in range(0, final.shape[0], step):
-        logits = adapter.unembed()(final[i : i + step]).float()
+        logits = adapter.unembed()(final[i : i + step]).float().to(clean.log_probs.device)
         totals.add_logits(rows[i : i + step], *logit_change(clean.log_probs, logits, targets))
 
 
@@ -286,7 +290,7 @@ def ablation_sweep(
         moments = moments or activation_moments(adapter, texts, layers)
         means = {layer: moments[layer].mean() for layer in layers}
     totals = ImpactTotals(len(ablations), with_logits)
-    param = next(adapter.model.parameters())
+    device, dtype = input_device(adapter.model), next(adapter.model.parameters()).dtype
     starts = sorted({min(ablation_) for ablation_ in ablations})
     additive: dict[int, bool] = {}
     done, total_work = 0, len(texts) * len(ablations)
@@ -295,7 +299,7 @@ def ablation_sweep(
         additive = additive or {start: mlp_output_is_additive(adapter, clean, start) for start in starts}
         totals.add_text(clean.final_hidden, clean.log_probs, ids)
         for start, rows in _row_chunks(ablations, max(1, batch_tokens // ids.shape[1])):
-            keep, fill = _chunk_masks(adapter, ablations, rows, means, param.device, param.dtype)
+            keep, fill = _chunk_masks(adapter, ablations, rows, means, device, dtype)
             final = ablated_final_hidden(adapter, clean, start, keep, fill, additive[start])
             index = torch.as_tensor(rows)
             totals.add_hidden(index, hidden_change(clean.final_hidden, final))
@@ -367,15 +371,15 @@ def final_norm_push(adapter: ArchitectureAdapter, residual: torch.Tensor, direct
 
     One forward-mode JVP per direction, vmapped (O(seq * n * d_model), no Jacobian matrix).
     """
-    norm = adapter.final_norm()
     pushed = []
-    for i in range(0, residual.shape[0], JACOBIAN_TOKENS):
-        chunk = residual[i : i + JACOBIAN_TOKENS]
+    with unhooked(adapter.final_norm()) as norm:
+        for i in range(0, residual.shape[0], JACOBIAN_TOKENS):
+            chunk = residual[i : i + JACOBIAN_TOKENS]
 
-        def push(direction: torch.Tensor) -> torch.Tensor:
-            return torch.func.jvp(norm, (chunk,), (direction.expand_as(chunk),))[1]
+            def push(direction: torch.Tensor) -> torch.Tensor:
+                return torch.func.jvp(norm, (chunk,), (direction.expand_as(chunk),))[1]
 
-        pushed.append(torch.func.vmap(push)(directions).norm(dim=-1).T)  # [tokens, n]
+            pushed.append(torch.func.vmap(push)(directions).norm(dim=-1).T)  # [tokens, n]
     return torch.cat(pushed)
 
 

@@ -18,6 +18,7 @@ from neuronscope.analysis.activations import forward_padded, pad_right
 from neuronscope.analysis.hooks import forward_pre_hook
 from neuronscope.analysis.progress import ProgressFn, no_progress
 from neuronscope.modeling.adapters import ArchitectureAdapter
+from neuronscope.modeling.placement import input_device
 
 _POSITION_BITS = 32
 
@@ -48,9 +49,10 @@ class TopActivations:
         self.refs = torch.empty((d_mlp, 0), dtype=torch.long, device=device)  # [d_mlp, <=depth]
 
     def update(self, acts: torch.Tensor, refs: torch.Tensor) -> None:
-        """Merge ``acts`` ``[n, d_mlp]`` observed at the token references ``refs`` ``[n]``."""
+        """Merge ``acts`` ``[n, d_mlp]`` observed at the token references ``refs`` ``[n]`` (moved to this list's device)."""
         if acts.shape[0] == 0:
             return
+        acts = acts.to(self.values.device)
         batch = acts.T.float().topk(min(self.depth, acts.shape[0]), dim=1)  # [d_mlp, k]
         values = torch.cat([self.values, batch.values], dim=1)
         candidates = torch.cat([self.refs, refs[batch.indices]], dim=1)
@@ -84,7 +86,8 @@ def top_from_activations(layers: Sequence[torch.Tensor], indexable: torch.Tensor
 
 def _recorder(top: TopActivations, batch: dict) -> Callable:
     def hook(_module: nn.Module, args: tuple) -> None:
-        top.update(args[0][batch["keep"]], batch["refs"])
+        acts = args[0]
+        top.update(acts[batch["keep"].to(acts.device)], batch["refs"])
 
     return hook
 
@@ -105,7 +108,7 @@ def max_activating(
     Texts are grouped by length to keep padding small. Padding and positions whose ``indexable``
     flag is False never enter the lists. Returns one :class:`TopList` per layer.
     """
-    device = next(model.parameters()).device
+    device = input_device(model)
     tops = [TopActivations(adapter.d_mlp(layer), depth, device) for layer in range(adapter.n_layers)]
     order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]

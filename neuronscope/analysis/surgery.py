@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from neuronscope.analysis.progress import ProgressFn, no_progress
-from neuronscope.modeling.adapters import ArchitectureAdapter, adapter_for
+from neuronscope.modeling.adapters import ArchitectureAdapter, adapter_for, weight_in_out
 
 
 def kept_neurons(d_mlp: int, removed: Sequence[int]) -> torch.Tensor:
@@ -23,10 +23,10 @@ def parameters_per_neuron(adapter: ArchitectureAdapter, layer: int) -> int:
     """Parameters one neuron of ``layer`` owns: its row of each input projection (with its bias
     entry, where the projection has a bias) and its row of ``W_out`` (the output bias is shared)."""
     per_input = [
-        weight.shape[1] + (getattr(adapter.mlp_inputs(layer)[role], "bias", None) is not None)
-        for role, weight in adapter.w_in(layer).items()
+        weight_in_out(module).shape[0] + (getattr(module, "bias", None) is not None)
+        for module in adapter.mlp_inputs(layer).values()
     ]
-    return sum(per_input) + adapter.w_out(layer).shape[1]
+    return sum(per_input) + adapter.d_model
 
 
 def parameter_count(model: nn.Module) -> int:

@@ -19,6 +19,7 @@ from transformers.pytorch_utils import Conv1D
 
 from neuronscope.analysis.progress import ProgressFn, no_progress
 from neuronscope.modeling.adapters import ArchitectureAdapter
+from neuronscope.modeling.placement import resident
 
 WEIGHT_MODULES: tuple[type[nn.Module], ...] = (nn.Linear, Conv1D, nn.Embedding)
 CHUNK_ELEMENTS = 1 << 15
@@ -98,13 +99,13 @@ def analyze_weights(adapter: ArchitectureAdapter, tolerance: float = 0.0, progre
     A module row covers its own parameters (weight and bias). ``layer_index`` is the block
     holding the module, or ``None`` outside the blocks. A module whose weight is another
     module's (tied) gets ``tied_to`` naming the first. Totals cover every unique parameter of
-    the model (norms included).
+    the model (norms included). Weights a device map offloaded are read back one at a time.
     """
     model = adapter.model
-    unique = {id(p): p for p in model.parameters()}
+    unique = {id(p): name for name, p in model.named_parameters()}
     stats: dict[int, TensorStats] = {}
-    for i, (key, param) in enumerate(unique.items()):
-        stats[key] = tensor_stats(param, tolerance)
+    for i, (key, name) in enumerate(unique.items()):
+        stats[key] = tensor_stats(resident(model, name), tolerance)
         progress((i + 1) / len(unique), "weight statistics")
     block_of = block_index_of_modules(adapter)
     owner: dict[int, str] = {}

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from neuronscope.modeling.manager import LoadedModel
+from neuronscope.modeling.placement import resident_state
 
 # Elements sampled (evenly strided) from each tensor; ~25 ms for the embedded 135M-parameter model.
 SAMPLES_PER_TENSOR = 4096
@@ -26,7 +27,7 @@ def weights_fingerprint(model: nn.Module, tokenizer: object) -> str:
     digest = hashlib.blake2b(digest_size=16)
     digest.update(model.config.to_json_string(use_diff=False).encode("utf-8"))
     digest.update(f"{type(tokenizer).__name__}:{len(tokenizer)}".encode("utf-8"))
-    for name, tensor in model.state_dict().items():
+    for name, tensor in resident_state(model):
         flat = tensor.detach().reshape(-1)
         stride = max(1, flat.numel() // SAMPLES_PER_TENSOR)
         digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode("utf-8"))

@@ -14,6 +14,8 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import torch
+from accelerate import dispatch_model, infer_auto_device_map
+from accelerate.utils import get_balanced_memory, get_max_memory
 from safetensors.torch import load_file
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
@@ -100,21 +102,58 @@ def pick_device(setting: str) -> torch.device:
     return torch.device(setting)
 
 
-def _from_folder(folder: str | Path, **kwargs):
+def model_offload_dir(settings: Settings, name: str) -> Path:
+    """The folder (under the data dir) where accelerate may offload model ``name``'s weights to disk."""
+    return settings.offload_dir / name.replace("/", "--")
+
+
+def placement_options(settings: Settings, name: str) -> dict:
+    """``from_pretrained`` keywords spreading the model by ``settings.device_map`` (none without one).
+
+    The offload folder starts empty on every load: accelerate would otherwise reuse an
+    ``index.json`` left there by an earlier load of another checkpoint of the same name.
+    """
+    if settings.device_map is None:
+        return {}
+    folder = model_offload_dir(settings, name)
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    max_memory = dict(settings.max_memory) if settings.max_memory is not None else None
+    return {"device_map": settings.device_map, "max_memory": max_memory, "offload_folder": str(folder)}
+
+
+def _from_folder(folder: str | Path, placement: dict, **kwargs):
     model = AutoModelForCausalLM.from_pretrained(
-        folder, dtype=torch.float32, trust_remote_code=False, use_safetensors=True, **kwargs
+        folder, dtype=torch.float32, trust_remote_code=False, use_safetensors=True, **placement, **kwargs
     )
     tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False, **kwargs)
     return model, tokenizer
 
 
-def _from_local_folder(folder: Path):
+def _from_local_folder(folder: Path, placement: dict):
     """A local model folder; pruned models with unequal per-layer MLP sizes are rebuilt layer by layer."""
     config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
     sizes = recorded_mlp_sizes(config)
     if sizes is None:
-        return _from_folder(folder)
-    return _with_mlp_sizes(folder, config, sizes), AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+        return _from_folder(folder, placement)
+    model = _with_mlp_sizes(folder, config, sizes)
+    if placement:
+        _dispatch(model, **placement)
+    return model, AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+
+
+def _dispatch(model: PreTrainedModel, device_map: str, max_memory: dict | None, offload_folder: str) -> None:
+    """Spread a model built in CPU memory as ``from_pretrained(device_map=...)`` would (accelerate's
+    memory balancing and ``infer_auto_device_map``), offloading what does not fit to ``offload_folder``."""
+    no_split = model._no_split_modules
+    if device_map == "sequential":
+        memory = get_max_memory(max_memory)
+    else:
+        memory = get_balanced_memory(
+            model, max_memory=max_memory, no_split_module_classes=no_split, low_zero=device_map == "balanced_low_0"
+        )
+    placed = infer_auto_device_map(model, max_memory=memory, no_split_module_classes=no_split)
+    dispatch_model(model, device_map=placed, offload_dir=offload_folder)
 
 
 def _with_mlp_sizes(folder: Path, config, sizes: list[int]) -> PreTrainedModel:
@@ -164,19 +203,19 @@ def _convert_embedded(cache: Path) -> None:
     log.info("converted the embedded model in %.1f s, cached in %s", time.perf_counter() - started, cache)
 
 
-def _load_embedded(settings: Settings):
+def _load_embedded(settings: Settings, placement: dict):
     cache = settings.model_cache_dir / EMBEDDED_MODEL_NAME
     if not (cache / "model.safetensors").is_file():
         _convert_embedded(cache)
-    return _from_folder(cache)
+    return _from_folder(cache, placement)
 
 
-def _load_hub(source: ModelSource, settings: Settings):
+def _load_hub(source: ModelSource, settings: Settings, placement: dict):
     """Registry models that cannot be fetched are 503 (unavailable); unknown names are 404."""
     repo_id = source.location
     failure = ModelUnavailable if source.name in registry.REGISTRY else NotFound
     try:
-        return _from_folder(repo_id, local_files_only=True)
+        return _from_folder(repo_id, placement, local_files_only=True)
     except OSError:
         pass
     if settings.offline:
@@ -184,21 +223,23 @@ def _load_hub(source: ModelSource, settings: Settings):
     if not hub_reachable():
         raise failure(f"{repo_id!r} is not a local model, not in the Hugging Face cache, and the Hub cannot be reached")
     try:
-        return _from_folder(repo_id)
+        return _from_folder(repo_id, placement)
     except (OSError, ValueError) as exc:
         raise failure(f"could not load {repo_id!r} from the Hub: {exc}") from exc
 
 
 def load(source: ModelSource, settings: Settings, device: torch.device) -> tuple[PreTrainedModel, object]:
-    """Load ``source`` as float32 in eval mode on ``device``; check its architecture is supported."""
+    """Load ``source`` as float32 in eval mode on ``device``, or spread by ``settings.device_map``
+    (then ``device`` is not used); check its architecture is supported."""
+    placement = placement_options(settings, source.name)
     if source.kind == "embedded":
-        model, tokenizer = _load_embedded(settings)
+        model, tokenizer = _load_embedded(settings, placement)
     elif source.kind == "local":
         try:
-            model, tokenizer = _from_local_folder(Path(source.location))
+            model, tokenizer = _from_local_folder(Path(source.location), placement)
         except (OSError, ValueError) as exc:
             raise ModelUnavailable(f"could not load local model {source.name!r}: {exc}") from exc
     else:
-        model, tokenizer = _load_hub(source, settings)
+        model, tokenizer = _load_hub(source, settings, placement)
     adapter_class_for(model.config.model_type)
-    return model.to(device).eval(), tokenizer
+    return (model if placement else model.to(device)).eval(), tokenizer

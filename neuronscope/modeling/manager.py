@@ -15,7 +15,7 @@ from torch import nn
 
 from neuronscope.config import Settings
 from neuronscope.errors import ModelUnavailable, ServiceBusy
-from neuronscope.modeling import loading
+from neuronscope.modeling import loading, placement
 from neuronscope.modeling.adapters import ArchitectureAdapter, adapter_for
 
 log = logging.getLogger(__name__)
@@ -23,7 +23,11 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class LoadedModel:
-    """A loaded model with its tokenizer, adapter and provenance."""
+    """A loaded model with its tokenizer, adapter and provenance.
+
+    ``device`` is where input ids go (the input embedding's device); with a device map the
+    blocks may live on other devices, and accelerate moves activations between them.
+    """
 
     name: str
     source: loading.ModelSource
@@ -37,15 +41,18 @@ class LoadedModel:
     def config(self):
         return self.model.config
 
+    @property
+    def offloaded(self) -> bool:
+        """Whether a device map left some weights out of the model (on CPU or disk)."""
+        return placement.is_offloaded(self.model)
+
+    def placement(self) -> dict[str, int]:
+        """Bytes of parameters and buffers per device (``cpu``, ``cuda:N``, ``disk``)."""
+        return placement.bytes_by_device(self.model)
+
     def parameter_bytes(self) -> int:
-        """Bytes held by the model's parameters and buffers (shared tensors once)."""
-        seen: set[int] = set()
-        total = 0
-        for tensor in [*self.model.parameters(), *self.model.buffers()]:
-            if tensor.data_ptr() not in seen:
-                seen.add(tensor.data_ptr())
-                total += tensor.numel() * tensor.element_size()
-        return total
+        """Bytes of the model's parameters and buffers (shared tensors once), wherever they live."""
+        return sum(self.placement().values())
 
 
 class ModelManager:
@@ -76,15 +83,16 @@ class ModelManager:
     def _load(self, name: str) -> LoadedModel:
         source = loading.resolve(name, self.settings)
         device = loading.pick_device(self.settings.device)
+        where = f"device_map={self.settings.device_map}" if self.settings.device_map else str(device)
         started = time.perf_counter()
-        log.info("loading %s (%s) on %s", name, source.kind, device)
+        log.info("loading %s (%s) on %s", name, source.kind, where)
         self._loading = name
         try:
             model, tokenizer = loading.load(source, self.settings, device)
         finally:
             self._loading = None
-        log.info("loaded %s (%s) on %s in %.1f s", name, source.kind, device, time.perf_counter() - started)
-        return LoadedModel(name, source, model, tokenizer, adapter_for(model), device)
+        log.info("loaded %s (%s) on %s in %.1f s", name, source.kind, where, time.perf_counter() - started)
+        return LoadedModel(name, source, model, tokenizer, adapter_for(model), placement.input_device(model))
 
     def ensure_loaded(self) -> LoadedModel:
         """The current model, loading the configured default first if none is loaded."""

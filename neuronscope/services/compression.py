@@ -17,7 +17,7 @@ from neuronscope.analysis.scores import SCORERS
 from neuronscope.analysis.surgery import parameter_count, parameters_per_neuron, pruned_copy
 from neuronscope.analysis.taylor import taylor_scores
 from neuronscope.config import Settings
-from neuronscope.errors import BadRequest
+from neuronscope.errors import BadRequest, Conflict
 from neuronscope.modeling import registry
 from neuronscope.modeling.adapters import adapter_for
 from neuronscope.modeling.manager import LoadedModel, ModelManager, release_memory
@@ -229,7 +229,14 @@ class CompressionService:
     def _check_apply(
         self, lm: LoadedModel, target: Path, plan_model: str | None, neurons: Mapping[int, Sequence[int]]
     ) -> dict[int, list[int]]:
-        """The neurons to remove, checked: a free target, the plan's model loaded, each layer keeps one."""
+        """The neurons to remove, checked: a model held in memory, a free target, the plan's model
+        loaded, each layer keeps one."""
+        if lm.offloaded:
+            raise Conflict(
+                f"{lm.name!r} is spread by NEURONSCOPE_DEVICE_MAP with weights offloaded to CPU or disk; "
+                "removing neurons copies the whole model, so load it with enough NEURONSCOPE_MAX_MEMORY "
+                "for every weight to stay on a device"
+            )
         if os.path.lexists(target):
             raise BadRequest(f"a model named {target.name!r} already exists in the models directory")
         if plan_model is not None and plan_model != lm.name:

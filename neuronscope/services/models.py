@@ -82,6 +82,7 @@ class ModelService:
             "process_rss": psutil.Process(os.getpid()).memory_info().rss,
             "current_model": current.name if current else None,
             "device": str(current.device) if current else None,
+            "placement": current.placement() if current else {},
         }
         if torch.cuda.is_available():
             free, total = torch.cuda.mem_get_info()

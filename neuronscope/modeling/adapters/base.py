@@ -14,17 +14,26 @@ import torch
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
+from neuronscope.modeling.placement import resident
 
-def weight_in_out(module: nn.Module) -> torch.Tensor:
+
+def weight_in_out(module: nn.Module, weight: torch.Tensor | None = None) -> torch.Tensor:
     """The weight of a projection as ``[in_features, out_features]`` (a view, no copy).
 
-    ``nn.Linear`` stores ``[out, in]``; GPT-2's ``Conv1D`` stores ``[in, out]``.
+    ``nn.Linear`` stores ``[out, in]``; GPT-2's ``Conv1D`` stores ``[in, out]``. ``weight`` is
+    the module's own (``module.weight``, a ``meta`` placeholder when offloaded) unless given.
     """
+    weight = module.weight if weight is None else weight
     if isinstance(module, Conv1D):
-        return module.weight
+        return weight
     if isinstance(module, nn.Linear):
-        return module.weight.T
+        return weight.T
     raise TypeError(f"unsupported projection module {type(module).__name__}")
+
+
+def weight_values_in_out(module: nn.Module) -> torch.Tensor:
+    """:func:`weight_in_out` holding the real values, read back when a device map offloaded them."""
+    return weight_in_out(module, resident(module, "weight"))
 
 
 MLP_SIZES_KEY = "neuronscope_mlp_sizes"
@@ -84,19 +93,20 @@ class ArchitectureAdapter(ABC):
 
     @property
     def d_model(self) -> int:
-        return self.w_out(0).shape[1]
+        return weight_in_out(self.mlp_output(0)).shape[1]
 
     def d_mlp(self, layer: int) -> int:
         """Number of neurons in ``layer`` (may differ per layer once a model is pruned)."""
-        return self.w_out(layer).shape[0]
+        return weight_in_out(self.mlp_output(layer)).shape[0]
 
     def w_in(self, layer: int) -> dict[str, torch.Tensor]:
-        """Input projection weights, each ``[d_mlp, d_model]`` (views)."""
-        return {role: weight_in_out(module).T for role, module in self.mlp_inputs(layer).items()}
+        """Input projection weights, each ``[d_mlp, d_model]``: views of the model's weights, or
+        read-only copies of weights a device map offloaded to CPU or disk."""
+        return {role: weight_values_in_out(module).T for role, module in self.mlp_inputs(layer).items()}
 
     def w_out(self, layer: int) -> torch.Tensor:
-        """Output projection weight ``[d_mlp, d_model]`` (a view)."""
-        return weight_in_out(self.mlp_output(layer))
+        """Output projection weight ``[d_mlp, d_model]`` (a view, or a read-only copy when offloaded)."""
+        return weight_values_in_out(self.mlp_output(layer))
 
     def unembed(self) -> nn.Module:
         """The LM head (final hidden state -> logits)."""
