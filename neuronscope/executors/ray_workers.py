@@ -103,7 +103,9 @@ class RayExecutor:
         if ray.is_initialized():
             return
         runtime_env = {"py_modules": [str(PACKAGE_DIR)], "excludes": ["__pycache__"]}
-        options: dict[str, Any] = dict(runtime_env=runtime_env, include_dashboard=False, configure_logging=False)
+        options: dict[str, Any] = dict(
+            runtime_env=runtime_env, include_dashboard=False, configure_logging=False, log_to_driver=False
+        )
         if self.settings.ray_address is None:
             temp_dir = self.settings.resolved_ray_temp_dir
             temp_dir.mkdir(parents=True, exist_ok=True)
