@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 ray = pytest.importorskip("ray")
 
@@ -125,3 +126,19 @@ def test_cancelling_a_job_cancels_its_ray_tasks(ray_app, ray_services):
     assert final["status"] == "cancelled"
     stats = ray_services.executor.last_stats
     assert stats.cancelled_tasks >= 1 and stats.chunks_done < stats.chunks
+
+
+def test_workers_with_other_weights_than_the_server_are_refused(ray_app):
+    """The server's copy changed in memory (so its fingerprint differs from the files the actors
+    load): the pool is refused with 503, not used to compute wrong answers."""
+    services = ray_app.extensions["neuronscope"]
+    lm = services.manager.switch("tiny-neox")
+    with torch.no_grad():
+        for parameter in lm.model.parameters():
+            parameter.mul_(1.5)
+    response = ray_app.test_client().post(
+        "/api/pruning/neuron-importance", json={"layer_index": 0, "input_texts": TEXTS[:1]}
+    )
+    assert response.status_code == 503
+    assert "other weights" in response.get_json()["details"]
+    assert services.executor.workers == []

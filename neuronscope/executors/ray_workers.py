@@ -86,17 +86,90 @@ class Worker:
     ready: bool = False
 
 
+class WorkerPool:
+    """The actors holding one model: started together, checked, replaced one by one, stopped."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.workers: list[Worker] = []
+        self.identity: str | None = None
+
+    def _size(self) -> tuple[int, int]:
+        """(workers, GPUs per worker): the configured count, else one per GPU, else one per
+        ``ray_cpus_per_worker`` CPUs of the cluster."""
+        resources = ray.cluster_resources()
+        gpus = int(resources.get("GPU", 0))
+        if self.settings.ray_workers:
+            return self.settings.ray_workers, 1 if gpus >= self.settings.ray_workers else 0
+        if gpus:
+            return gpus, 1
+        return max(1, int(resources.get("CPU", 1)) // self.settings.ray_cpus_per_worker), 0
+
+    def _start_one(self, name: str) -> tuple[Worker, Any]:
+        """A new actor loading model ``name``, and the ref of its identity report (not ready yet)."""
+        _, gpus = self._size()
+        actor_class = ray.remote(NeuronWorker).options(
+            num_cpus=self.settings.ray_cpus_per_worker, num_gpus=gpus, max_restarts=0
+        )
+        worker_settings = self.settings.with_overrides({"device": "auto", "preload_model": False})
+        worker = Worker(actor_class.remote(worker_settings, name))
+        return worker, worker.actor.identity.remote()
+
+    def ensure(self, name: str, identity: str) -> None:
+        """Workers holding model ``name`` with weights ``identity``; (re)started when needed."""
+        if identity == self.identity and self.workers:
+            return
+        self.shutdown()
+        count, _ = self._size()
+        started = [self._start_one(name) for _ in range(count)]
+        try:
+            reported = ray.get([check for _, check in started], timeout=START_TIMEOUT_S)
+        except (RayActorError, GetTimeoutError, ray.exceptions.RayTaskError) as exc:
+            for worker, _ in started:
+                ray.kill(worker.actor)
+            raise ExecutorUnavailable(f"the Ray workers could not load {name!r}: {exc}") from exc
+        self.workers, self.identity = [worker for worker, _ in started], identity
+        for worker, report in zip(self.workers, reported):
+            self.accept(worker, report)
+        log.info("%d Ray workers hold %s", count, name)
+
+    def accept(self, worker: Worker, reported: str) -> None:
+        """Let ``worker`` take chunks once the weights it reports are the server's; else stop the pool (503)."""
+        if reported != self.identity:
+            self.shutdown()
+            raise ExecutorUnavailable(
+                "the Ray workers loaded other weights than the server's model (is the model folder shared "
+                "and unchanged on every node?)"
+            )
+        worker.ready = True
+
+    def replace(self, worker: Worker, name: str) -> tuple[Worker, Any]:
+        """Swap a dead ``worker`` for a new one; returns it and the ref of its identity report."""
+        self.workers.remove(worker)
+        replacement, check = self._start_one(name)
+        self.workers.append(replacement)
+        return replacement, check
+
+    def shutdown(self) -> None:
+        """Stop every worker (the model they hold is released)."""
+        for worker in self.workers:
+            ray.kill(worker.actor)
+        self.workers = []
+        self.identity = None
+
+
 class RayExecutor:
     name = "ray"
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.workers: list[Worker] = []
+        self.pool = WorkerPool(settings)
         self.last_stats: SweepStats | None = None
         self._identity = ModelIdentity()
-        self._pool_identity: str | None = None
 
-    # -- cluster and pool -------------------------------------------------------------------
+    @property
+    def workers(self) -> list[Worker]:
+        return self.pool.workers
 
     def _connect(self) -> None:
         """Join ``RAY_ADDRESS``'s cluster, or start a local Ray instance under the data dir."""
@@ -121,83 +194,30 @@ class RayExecutor:
             raise ExecutorUnavailable(f"could not start or join Ray: {exc}") from exc
         log.info("Ray ready: %s", ray.cluster_resources())
 
-    def _pool_size(self) -> tuple[int, int]:
-        """(workers, GPUs per worker): the configured count, else one per GPU, else one per ``cpus_per_worker`` CPUs."""
-        resources = ray.cluster_resources()
-        gpus = int(resources.get("GPU", 0))
-        if self.settings.ray_workers:
-            return self.settings.ray_workers, 1 if gpus >= self.settings.ray_workers else 0
-        if gpus:
-            return gpus, 1
-        return max(1, int(resources.get("CPU", 1)) // self.settings.ray_cpus_per_worker), 0
-
-    def _new_worker(self, lm: LoadedModel, gpus: int) -> tuple[Worker, Any]:
-        """A new actor loading ``lm``'s model, and the ref of its identity check."""
-        actor_class = ray.remote(NeuronWorker).options(
-            num_cpus=self.settings.ray_cpus_per_worker, num_gpus=gpus, max_restarts=0
-        )
-        worker_settings = self.settings.with_overrides({"device": "auto", "preload_model": False})
-        worker = Worker(actor_class.remote(worker_settings, lm.name))
-        return worker, worker.actor.identity.remote()
-
-    def _pool(self, lm: LoadedModel) -> list[Worker]:
-        """The pool for ``lm``'s model, (re)started when the loaded model changed."""
-        identity = self._identity.of(lm)
-        if identity == self._pool_identity and self.workers:
-            return self.workers
-        self.shutdown()
-        count, gpus = self._pool_size()
-        started = [self._new_worker(lm, gpus) for _ in range(count)]
-        try:
-            identities = ray.get([check for _, check in started], timeout=START_TIMEOUT_S)
-        except (RayActorError, GetTimeoutError, ray.exceptions.RayTaskError) as exc:
-            for worker, _ in started:
-                ray.kill(worker.actor)
-            raise ExecutorUnavailable(f"the Ray workers could not load {lm.name!r}: {exc}") from exc
-        self.workers = [worker for worker, _ in started]
-        self._pool_identity = identity
-        self._check_identities(identity, identities)
-        for worker in self.workers:
-            worker.ready = True
-        log.info("%d Ray workers hold %s", count, lm.name)
-        return self.workers
-
-    def _check_identities(self, expected: str, identities: list[str]) -> None:
-        if any(identity != expected for identity in identities):
-            self.shutdown()
-            raise ExecutorUnavailable(
-                "the Ray workers loaded other weights than the server's model (is the model folder shared "
-                "and unchanged on every node?)"
-            )
-
-    def shutdown(self) -> None:
-        """Stop every worker of the pool (the model they hold is released)."""
-        for worker in self.workers:
-            ray.kill(worker.actor)
-        self.workers = []
-        self._pool_identity = None
-
-    # -- running a sweep --------------------------------------------------------------------
-
     def run(self, lm: LoadedModel, sweep: Sweep, progress: ProgressFn) -> tuple[list, SweepStats]:
         """Results of ``sweep``'s chunks in order, computed on the pool's actors."""
         self._connect()
-        workers = self._pool(lm)
-        stats = SweepStats(self.name, workers=len(workers), chunks=len(sweep.chunks))
+        self.pool.ensure(lm.name, self._identity.of(lm))
+        stats = SweepStats(self.name, workers=len(self.pool.workers), chunks=len(sweep.chunks))
         self.last_stats = stats
-        run = _Run(self, lm, sweep, stats)
+        run = _Run(self.pool, lm.name, sweep, stats)
         try:
             return run.until_done(progress), stats
         finally:
             run.cancel_in_flight()
 
+    def shutdown(self) -> None:
+        """Stop the pool's workers (Ray itself stays up for the next pool)."""
+        if ray.is_initialized():
+            self.pool.shutdown()
+
 
 class _Run:
     """The state of one sweep on the pool: queued chunks, refs in flight, results."""
 
-    def __init__(self, executor: RayExecutor, lm: LoadedModel, sweep: Sweep, stats: SweepStats):
-        self.executor = executor
-        self.lm = lm
+    def __init__(self, pool: WorkerPool, model_name: str, sweep: Sweep, stats: SweepStats):
+        self.pool = pool
+        self.model_name = model_name
         self.sweep = sweep
         self.stats = stats
         self.shared = ray.put(dict(sweep.shared))
@@ -209,23 +229,23 @@ class _Run:
 
     def until_done(self, progress: ProgressFn) -> list:
         total = len(self.sweep.chunks)
-        progress(0.0, f"{total} chunks on {len(self.executor.workers)} Ray workers")
+        progress(0.0, f"{total} chunks on {len(self.pool.workers)} Ray workers")
         while self.queued or any(index is not None for _, index in self.in_flight.values()):
             self._hand_out()
             ready, _ = ray.wait(list(self.in_flight), num_returns=1, timeout=WAIT_S)
             for ref in ready:
                 self._settle(ref)
             done = self.stats.chunks_done
-            progress(done / total, f"{done}/{total} chunks done on {len(self.executor.workers)} Ray workers")
+            progress(done / total, f"{done}/{total} chunks done on {len(self.pool.workers)} Ray workers")
         return self.results
 
     def _hand_out(self) -> None:
         """Give queued chunks to ready workers, up to :data:`IN_FLIGHT_PER_WORKER` each."""
-        load = {id(worker): 0 for worker in self.executor.workers}
+        load = {id(worker): 0 for worker in self.pool.workers}
         for worker, index in self.in_flight.values():
-            if index is not None:
-                load[id(worker)] = load.get(id(worker), 0) + 1
-        for worker in self.executor.workers:
+            if index is not None and id(worker) in load:
+                load[id(worker)] += 1
+        for worker in self.pool.workers:
             while worker.ready and self.queued and load[id(worker)] < IN_FLIGHT_PER_WORKER:
                 index = self.queued.popleft()
                 self.attempts[index] += 1
@@ -234,6 +254,7 @@ class _Run:
                 load[id(worker)] += 1
 
     def _settle(self, ref: Any) -> None:
+        """Take one finished ref: a chunk's result, a replacement's identity report, or a lost worker."""
         worker, index = self.in_flight.pop(ref)
         try:
             value = ray.get(ref)
@@ -241,8 +262,7 @@ class _Run:
             self._worker_lost(worker, index, exc)
             return
         if index is None:
-            self.executor._check_identities(self.executor._pool_identity, [value])
-            worker.ready = True
+            self.pool.accept(worker, value)
             return
         self.results[index] = value
         self.stats.chunks_done += 1
@@ -255,14 +275,11 @@ class _Run:
             self.queued.appendleft(index)
             self.stats.retried_chunks += 1
             log.warning("a Ray worker died computing chunk %d; retrying it on another worker", index)
-        if worker in self.executor.workers:
-            self.executor.workers.remove(worker)
+        if worker in self.pool.workers:
             if self.replacements >= MAX_ATTEMPTS:
                 raise ExecutorUnavailable(f"{MAX_ATTEMPTS} Ray workers were lost during this sweep; the last: {exc}")
             self.replacements += 1
-            _, gpus = self.executor._pool_size()
-            replacement, check = self.executor._new_worker(self.lm, gpus)
-            self.executor.workers.append(replacement)
+            replacement, check = self.pool.replace(worker, self.model_name)
             self.in_flight[check] = (replacement, None)
 
     def cancel_in_flight(self) -> None:
