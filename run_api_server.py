@@ -44,9 +44,13 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.no_preload:
         overrides["preload_model"] = False
-    settings = Settings.from_env(**overrides)
-    app = create_app(settings)
     log = logging.getLogger("neuronscope")
+    try:
+        settings = Settings.from_env(**overrides)
+        app = create_app(settings)
+    except ValueError as exc:
+        log.error("bad configuration: %s", exc)
+        return 2
     if settings.preload_model:
         try:
             app.extensions["neuronscope"].manager.ensure_loaded()

@@ -68,3 +68,10 @@ def test_help_documents_options():
     assert out.returncode == 0
     for flag in ("--host", "--port", "--model", "--device", "--data-dir"):
         assert flag in out.stdout
+
+
+def test_bad_configuration_stops_the_server_with_a_message_not_a_traceback(tmp_path):
+    env = {**os.environ, "NEURONSCOPE_EXECUTOR": "dask", "NEURONSCOPE_DATA_DIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, str(ROOT / "run_api_server.py")], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 2
+    assert "NEURONSCOPE_EXECUTOR must be local or ray" in out.stderr and "Traceback" not in out.stderr

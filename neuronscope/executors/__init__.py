@@ -13,7 +13,9 @@ __all__ = ["Executor", "Sweep", "SweepStats", "build_executor"]
 def build_executor(settings: Settings) -> Executor:
     """The executor ``settings.executor`` names (Ray is imported only when it is chosen)."""
     if settings.executor == "ray":
-        from neuronscope.executors.ray_workers import RayExecutor
-
+        try:
+            from neuronscope.executors.ray_workers import RayExecutor
+        except ImportError as exc:
+            raise ValueError(f"NEURONSCOPE_EXECUTOR=ray needs Ray: pip install ray==2.58.0 ({exc})") from exc
         return RayExecutor(settings)
     return LocalExecutor()
