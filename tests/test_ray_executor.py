@@ -85,13 +85,13 @@ def test_a_killed_worker_has_its_chunks_retried(ray_services, make_app):
             killed.append(executor.workers[0].actor)
             ray.kill(killed[0])
 
-    result = ray_services.pruning.neuron_importance("all", TEXTS * 3, progress=kill_worker_zero)
+    result = ray_services.pruning.neuron_importance("all", TEXTS * 6, progress=kill_worker_zero)
     stats = result["executor"]
     assert killed and stats["retried_chunks"] >= 1 and stats["chunks_done"] == stats["chunks"]
     assert all(worker.actor is not killed[0] for worker in executor.workers) and len(executor.workers) == 2
     assert len(set(ray.get([worker.actor.pid.remote() for worker in executor.workers], timeout=60))) == 2
-    local = importance(make_app("tiny-llama", chunk_neurons=CHUNK_NEURONS).test_client(), layer_indices="all")
-    reference = local["importance_scores"]
+    local = make_app("tiny-llama", chunk_neurons=CHUNK_NEURONS).extensions["neuronscope"]
+    reference = local.pruning.neuron_importance("all", TEXTS * 6)["importance_scores"]
     assert_same_scores(result["importance_scores"], reference, atol=1e-6)
 
 
