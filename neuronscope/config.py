@@ -123,6 +123,7 @@ class Settings:
     ray_address: str | None = None
     ray_workers: int = 0
     ray_cpus_per_worker: int = 1
+    ray_gpus_per_worker: int = 1
     ray_temp_dir: Path | None = None
     chunk_neurons: int = 256
     chunk_texts: int = 256
@@ -190,6 +191,7 @@ class Settings:
             "RAY_ADDRESS": ("ray_address", str),
             "NEURONSCOPE_RAY_WORKERS": ("ray_workers", int),
             "NEURONSCOPE_RAY_CPUS_PER_WORKER": ("ray_cpus_per_worker", int),
+            "NEURONSCOPE_RAY_GPUS_PER_WORKER": ("ray_gpus_per_worker", int),
             "NEURONSCOPE_RAY_TEMP_DIR": ("ray_temp_dir", Path),
             "NEURONSCOPE_CHUNK_NEURONS": ("chunk_neurons", int),
             "NEURONSCOPE_CHUNK_TEXTS": ("chunk_texts", int),
@@ -222,8 +224,11 @@ class Settings:
             raise ValueError("NEURONSCOPE_CACHE_ENTRIES and NEURONSCOPE_CACHE_BYTES must be >= 0 (0 disables the cache)")
         if self.executor not in {"local", "ray"}:
             raise ValueError(f"NEURONSCOPE_EXECUTOR must be local or ray, not {self.executor!r}")
-        if self.ray_workers < 0 or self.ray_cpus_per_worker < 1:
-            raise ValueError("NEURONSCOPE_RAY_WORKERS must be >= 0 (0 = automatic) and NEURONSCOPE_RAY_CPUS_PER_WORKER >= 1")
+        if self.ray_workers < 0 or self.ray_cpus_per_worker < 1 or self.ray_gpus_per_worker < 1:
+            raise ValueError(
+                "NEURONSCOPE_RAY_WORKERS must be >= 0 (0 = automatic), NEURONSCOPE_RAY_CPUS_PER_WORKER and "
+                "NEURONSCOPE_RAY_GPUS_PER_WORKER >= 1"
+            )
         if self.chunk_neurons < 1 or self.chunk_texts < 1:
             raise ValueError("NEURONSCOPE_CHUNK_NEURONS and NEURONSCOPE_CHUNK_TEXTS must be >= 1")
         models_dir = Path(self.models_dir).resolve() if self.models_dir is not None else None

@@ -32,6 +32,7 @@ def test_environment_names_are_read(tmp_path: Path):
         "RAY_ADDRESS": "ray://head:10001",
         "NEURONSCOPE_RAY_WORKERS": "4",
         "NEURONSCOPE_RAY_CPUS_PER_WORKER": "2",
+        "NEURONSCOPE_RAY_GPUS_PER_WORKER": "2",
         "NEURONSCOPE_RAY_TEMP_DIR": "/tmp/nsray",
         "NEURONSCOPE_CHUNK_NEURONS": "128",
         "NEURONSCOPE_CHUNK_TEXTS": "64",
@@ -45,7 +46,7 @@ def test_environment_names_are_read(tmp_path: Path):
     assert (settings.executor, settings.ray_address, settings.ray_workers, settings.ray_cpus_per_worker) == (
         "ray", "ray://head:10001", 4, 2
     )
-    assert settings.resolved_ray_temp_dir == Path("/tmp/nsray")
+    assert settings.ray_gpus_per_worker == 2 and settings.resolved_ray_temp_dir == Path("/tmp/nsray")
     assert (settings.chunk_neurons, settings.chunk_texts) == (128, 64)
 
 
@@ -61,6 +62,7 @@ def test_overrides_beat_environment():
         {"NEURONSCOPE_EXECUTOR": "dask"},
         {"NEURONSCOPE_RAY_WORKERS": "-1"},
         {"NEURONSCOPE_RAY_CPUS_PER_WORKER": "0"},
+        {"NEURONSCOPE_RAY_GPUS_PER_WORKER": "0"},
         {"NEURONSCOPE_CHUNK_NEURONS": "0"},
         {"NEURONSCOPE_CHUNK_TEXTS": "0"},
     ],

@@ -142,3 +142,23 @@ def test_workers_with_other_weights_than_the_server_are_refused(ray_app):
     assert response.status_code == 503
     assert "other weights" in response.get_json()["details"]
     assert services.executor.workers == []
+
+
+@pytest.mark.parametrize(
+    "resources, overrides, expected",
+    [
+        ({"CPU": 32, "GPU": 8}, {}, (8, 1)),
+        ({"CPU": 32, "GPU": 8}, {"ray_gpus_per_worker": 2}, (4, 2)),
+        ({"CPU": 32, "GPU": 8}, {"ray_workers": 3}, (3, 1)),
+        ({"CPU": 32, "GPU": 2}, {"ray_workers": 3}, (3, 0)),
+        ({"CPU": 8}, {"ray_cpus_per_worker": 2}, (4, 0)),
+        ({"CPU": 1}, {"ray_cpus_per_worker": 2}, (1, 0)),
+    ],
+)
+def test_pool_size_follows_the_cluster(monkeypatch, tmp_path, resources, overrides, expected):
+    """One actor per GPU (or per GPUs-per-worker), else per CPUs-per-worker; GPUs only when enough."""
+    from neuronscope.executors.ray_workers import WorkerPool
+
+    monkeypatch.setattr(ray, "cluster_resources", lambda: resources)
+    pool = WorkerPool(make_settings(tmp_path, tmp_path, executor="ray", **overrides))
+    assert pool._size() == expected

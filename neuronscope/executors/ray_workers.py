@@ -95,14 +95,15 @@ class WorkerPool:
         self.identity: str | None = None
 
     def _size(self) -> tuple[int, int]:
-        """(workers, GPUs per worker): the configured count, else one per GPU, else one per
-        ``ray_cpus_per_worker`` CPUs of the cluster."""
+        """(workers, GPUs per worker): the configured count, else one per ``ray_gpus_per_worker``
+        GPUs of the cluster, else one per ``ray_cpus_per_worker`` CPUs; GPUs only when the cluster
+        has enough for every worker."""
         resources = ray.cluster_resources()
-        gpus = int(resources.get("GPU", 0))
+        gpus, per_worker = int(resources.get("GPU", 0)), self.settings.ray_gpus_per_worker
         if self.settings.ray_workers:
-            return self.settings.ray_workers, 1 if gpus >= self.settings.ray_workers else 0
-        if gpus:
-            return gpus, 1
+            return self.settings.ray_workers, per_worker if gpus >= self.settings.ray_workers * per_worker else 0
+        if gpus >= per_worker:
+            return gpus // per_worker, per_worker
         return max(1, int(resources.get("CPU", 1)) // self.settings.ray_cpus_per_worker), 0
 
     def _start_one(self, name: str) -> tuple[Worker, Any]:
