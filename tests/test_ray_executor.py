@@ -161,4 +161,4 @@ def test_pool_size_follows_the_cluster(monkeypatch, tmp_path, resources, overrid
 
     monkeypatch.setattr(ray, "cluster_resources", lambda: resources)
     pool = WorkerPool(make_settings(tmp_path, tmp_path, executor="ray", **overrides))
-    assert pool._size() == expected
+    assert pool.size() == expected

@@ -94,7 +94,7 @@ class WorkerPool:
         self.workers: list[Worker] = []
         self.identity: str | None = None
 
-    def _size(self) -> tuple[int, int]:
+    def size(self) -> tuple[int, int]:
         """(workers, GPUs per worker): the configured count, else one per ``ray_gpus_per_worker``
         GPUs of the cluster, else one per ``ray_cpus_per_worker`` CPUs; GPUs only when the cluster
         has enough for every worker."""
@@ -108,7 +108,7 @@ class WorkerPool:
 
     def _start_one(self, name: str) -> tuple[Worker, Any]:
         """A new actor loading model ``name``, and the ref of its identity report (not ready yet)."""
-        _, gpus = self._size()
+        _, gpus = self.size()
         actor_class = ray.remote(NeuronWorker).options(
             num_cpus=self.settings.ray_cpus_per_worker, num_gpus=gpus, max_restarts=0
         )
@@ -121,7 +121,7 @@ class WorkerPool:
         if identity == self.identity and self.workers:
             return
         self.shutdown()
-        count, _ = self._size()
+        count, _ = self.size()
         started = [self._start_one(name) for _ in range(count)]
         try:
             reported = ray.get([check for _, check in started], timeout=START_TIMEOUT_S)
