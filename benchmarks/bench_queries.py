@@ -62,8 +62,12 @@ def docstring_corpus(count: int) -> list[str]:
 
 
 def make_app(manager: ModelManager, root: Path):
-    """A fresh app (empty data dir, empty index) on the shared, already loaded manager."""
-    settings = manager.settings.with_overrides({"data_dir": Path(tempfile.mkdtemp(dir=root))})
+    """A fresh app (empty data dir, empty index) on the shared, already loaded manager.
+
+    The per-client rate limit is off: the benchmark sends its queries back to back.
+    """
+    overrides = {"data_dir": Path(tempfile.mkdtemp(dir=root)), "rate_limit_per_minute": 0}
+    settings = manager.settings.with_overrides(overrides)
     return create_app(settings, manager=manager)
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from neuronscope.analysis.activations import neuron_activations
-from neuronscope.analysis.max_activating import TopActivations, max_activating, token_refs
+from neuronscope.analysis.max_activating import TopActivations, length_batches, max_activating, token_refs
 from neuronscope.analysis.tokens import indexable_positions, token_strings
 from neuronscope.storage.index import ActivationIndex, NewSource
 
@@ -20,24 +20,69 @@ CORPUS = [*dict.fromkeys(TRAINING_CORPUS), "Paris", "A dog, a fox and a cat."]
 PROMPTS = ["Neurons fire on the word fox.", "Rome is the capital of Italy."]
 
 
-@pytest.mark.parametrize("chunk, depth, decimals", [(40, 7, None), (3, 10, None), (25, 50, None), (16, 5, 1)])
-def test_top_activations_equal_a_sort(chunk, depth, decimals):
-    """Running lists (dense while filling, sparse merges once full) equal a sort of everything."""
+@pytest.mark.parametrize(
+    "chunk, depth, decimals, order",
+    [
+        (40, 7, None, "random"),
+        (3, 10, None, "random"),
+        (25, 50, None, "random"),
+        (16, 5, 1, "random"),  # many ties
+        (6, 4, None, "ascending"),  # every activation beats the thresholds: kept aside, merged often
+        (6, 4, None, "descending"),  # none does once the lists are full
+        (5, 60, None, "random"),  # the lists never fill
+    ],
+)
+def test_top_activations_equal_a_sort(chunk, depth, decimals, order):
+    """Running lists (dense while filling, thresholded once full) equal a sort of everything."""
     rng = np.random.default_rng(chunk)
-    acts = rng.normal(size=(8, chunk, 16)).astype(np.float32)  # [chunks, tokens, neurons]
+    acts = rng.normal(size=(8 * chunk, 16)).astype(np.float32)  # [tokens, neurons]
     if decimals is not None:
-        acts = acts.round(decimals)  # many ties
+        acts = acts.round(decimals)
+    if order != "random":
+        acts = np.sort(acts, axis=0)[:: 1 if order == "ascending" else -1].copy()
+    acts = acts.reshape(8, chunk, 16)  # [chunks, tokens, neurons]
     top = TopActivations(16, depth=depth, device="cpu")
     for number in range(8):
         refs = token_refs(torch.full((chunk,), number), torch.arange(chunk))
         top.update(torch.from_numpy(acts[number]), refs)
     result = top.result()
     flat = acts.reshape(-1, 16)  # [chunk number * chunk + position, neurons]
+    kept = min(depth, len(flat))
     for neuron in range(16):
-        np.testing.assert_array_equal(result.values[neuron], -np.sort(-flat[:, neuron])[:depth])
+        np.testing.assert_array_equal(result.values[neuron], -np.sort(-flat[:, neuron])[:kept])
         rows = result.sequences[neuron] * chunk + result.positions[neuron]
-        assert len(set(rows.tolist())) == depth
+        assert len(set(rows.tolist())) == kept
         np.testing.assert_array_equal(flat[rows, neuron], result.values[neuron])
+
+
+def test_top_activations_of_uneven_batches_equal_a_sort():
+    """Batches of any size, empty ones included, in any order: the lists are a sort of everything."""
+    rng = np.random.default_rng(7)
+    sizes = [0, 3, 120, 1, 0, 17, 2, 64, 5]
+    acts = [rng.normal(size=(size, 32)).astype(np.float32) * rng.uniform(0.5, 2) for size in sizes]
+    top = TopActivations(32, depth=20, device="cpu")
+    for number, batch in enumerate(acts):
+        top.update(torch.from_numpy(batch), token_refs(torch.full((len(batch),), number), torch.arange(len(batch))))
+    result = top.result()
+    for neuron in range(32):
+        expected = -np.sort(-np.concatenate([batch[:, neuron] for batch in acts]))[:20]
+        np.testing.assert_array_equal(result.values[neuron], expected)
+        found = [acts[seq][pos, neuron] for seq, pos in zip(result.sequences[neuron], result.positions[neuron])]
+        np.testing.assert_array_equal(found, result.values[neuron])
+
+
+@pytest.mark.parametrize("batch_size, max_padding", [(1, 0.1), (4, 0.0), (4, 0.1), (32, 0.1), (32, 1e9)])
+def test_length_batches_cover_every_text_once_within_the_limits(batch_size, max_padding):
+    lengths = [int(n) for n in np.random.default_rng(batch_size).integers(1, 60, size=101)]
+    batches = length_batches(lengths, batch_size, max_padding)
+    assert sorted(i for batch in batches for i in batch) == list(range(len(lengths)))
+    assert [lengths[i] for batch in batches for i in batch] == sorted(lengths)
+    for batch in batches:
+        real = sum(lengths[i] for i in batch)
+        assert 1 <= len(batch) <= batch_size
+        assert len(batch) == 1 or len(batch) * max(lengths[i] for i in batch) <= (1 + max_padding) * real
+    if max_padding > 1e6:
+        assert [len(batch) for batch in batches[:-1]] == [batch_size] * (len(batches) - 1)
 
 
 def test_batched_indexing_equals_one_text_at_a_time(loaded):

@@ -21,6 +21,7 @@ from neuronscope.modeling.adapters import ArchitectureAdapter
 from neuronscope.modeling.placement import input_device
 
 _POSITION_BITS = 32
+MAX_PADDING = 0.1  # padded positions a batch may add, as a fraction of its real tokens
 
 
 def token_refs(sequence: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
@@ -41,32 +42,81 @@ class TopList:
 
 
 class TopActivations:
-    """The running top-``depth`` activations of every neuron of one layer, with their token references."""
+    """The running top-``depth`` activations of every neuron of one layer, with their token references.
+
+    While the lists fill, every batch is reduced to its own top ``depth`` and merged. Once they
+    are full, an activation can only enter a neuron's list if it beats the list's last value, so
+    a batch is only compared with those thresholds and the few activations above are kept aside,
+    one row per neuron; they are merged into the lists (raising the thresholds) once the rows
+    kept aside are ``depth`` wide, and before the result is read. Most activations are thus
+    compared once and never sorted.
+    """
 
     def __init__(self, d_mlp: int, depth: int, device: torch.device | str):
         self.depth = depth
-        self.values = torch.empty((d_mlp, 0), device=device)  # [d_mlp, <=depth]
+        self.values = torch.empty((d_mlp, 0), device=device)  # [d_mlp, <=depth], descending
         self.refs = torch.empty((d_mlp, 0), dtype=torch.long, device=device)  # [d_mlp, <=depth]
+        self.pending: list[tuple[torch.Tensor, torch.Tensor]] = []  # (values, refs) [d_mlp, width] each
+        self.pending_width = 0
 
     def update(self, acts: torch.Tensor, refs: torch.Tensor) -> None:
         """Merge ``acts`` ``[n, d_mlp]`` observed at the token references ``refs`` ``[n]`` (moved to this list's device)."""
         if acts.shape[0] == 0:
             return
-        acts = acts.to(self.values.device)
-        batch = acts.T.float().topk(min(self.depth, acts.shape[0]), dim=1)  # [d_mlp, k]
-        values = torch.cat([self.values, batch.values], dim=1)
-        candidates = torch.cat([self.refs, refs[batch.indices]], dim=1)
+        acts = acts.to(self.values.device).float()
+        if self.values.shape[1] < self.depth:
+            batch = acts.T.topk(min(self.depth, acts.shape[0]), dim=1)  # [d_mlp, k]
+            self._merge([batch.values], [refs[batch.indices]])
+            return
+        above = _above(acts, refs, self.values[:, -1])  # ([d_mlp, width], [d_mlp, width])
+        if above[0].shape[1]:
+            self.pending.append(above)
+            self.pending_width += above[0].shape[1]
+        if self.pending_width >= self.depth:
+            self._merge_pending()
+
+    def _merge_pending(self) -> None:
+        """Merge the rows kept aside into the lists and start a new set."""
+        values, refs = zip(*self.pending)
+        self.pending, self.pending_width = [], 0
+        self._merge(values, refs)
+
+    def _merge(self, values: Sequence[torch.Tensor], refs: Sequence[torch.Tensor]) -> None:
+        """Merge rows of candidates ``values`` with their ``refs`` (``[d_mlp, width]`` each) into the lists."""
+        values = torch.cat([self.values, *values], dim=1)
         best = values.topk(min(self.depth, values.shape[1]), dim=1)
         self.values = best.values
-        self.refs = candidates.gather(1, best.indices)
+        self.refs = torch.cat([self.refs, *refs], dim=1).gather(1, best.indices)
 
     def result(self) -> TopList:
+        if self.pending:
+            self._merge_pending()
         refs = self.refs.cpu().numpy()
         return TopList(
             values=self.values.cpu().numpy(),
             sequences=refs >> _POSITION_BITS,
             positions=refs & ((1 << _POSITION_BITS) - 1),
         )
+
+
+def _above(acts: torch.Tensor, refs: torch.Tensor, thresholds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per neuron, the activations above its threshold, packed to the left of a row.
+
+    ``acts``: ``[n, d_mlp]``, ``refs``: ``[n]``, ``thresholds``: ``[d_mlp]``. Returns values and
+    references ``[d_mlp, width]``, ``width`` the most any neuron has; the rest of a row is -inf
+    with reference 0, which never enters a full list (its values are finite).
+    """
+    n, d_mlp = acts.shape
+    above = (acts > thresholds).T.contiguous()  # [d_mlp, n]
+    flat = torch.nonzero(above.view(-1), as_tuple=True)[0]  # [c], neuron by neuron
+    neurons, tokens = flat // n, flat % n
+    counts = torch.bincount(neurons, minlength=d_mlp)  # [d_mlp]
+    slots = torch.arange(len(flat), device=acts.device) - (torch.cumsum(counts, dim=0) - counts)[neurons]
+    values = torch.full((d_mlp, int(counts.max()) if len(flat) else 0), float("-inf"), device=acts.device)
+    at = torch.zeros(values.shape, dtype=torch.long, device=acts.device)
+    values[neurons, slots] = acts.reshape(-1)[tokens * d_mlp + neurons]
+    at[neurons, slots] = refs[tokens]
+    return values, at
 
 
 def top_from_activations(layers: Sequence[torch.Tensor], indexable: torch.Tensor, depth: int) -> list[TopList]:
@@ -85,11 +135,32 @@ def top_from_activations(layers: Sequence[torch.Tensor], indexable: torch.Tensor
 
 
 def _recorder(top: TopActivations, batch: dict) -> Callable:
+    """A pre-hook passing the activations ``[batch * seq, d_mlp]`` at the batch's ``kept`` flat positions to ``top``."""
+
     def hook(_module: nn.Module, args: tuple) -> None:
-        acts = args[0]
-        top.update(acts[batch["keep"].to(acts.device)], batch["refs"])
+        acts = args[0].flatten(0, 1)
+        top.update(acts.index_select(0, batch["kept"].to(acts.device)), batch["refs"])
 
     return hook
+
+
+def length_batches(lengths: Sequence[int], batch_size: int, max_padding: float = MAX_PADDING) -> list[list[int]]:
+    """The indices of texts of ``lengths`` in batches of at most ``batch_size``, shortest texts first.
+
+    A batch also ends before a text that would make padding the batch to its longest text add
+    more than ``max_padding`` times its real tokens: padded positions cost as much as real ones.
+    """
+    batches: list[list[int]] = []
+    current: list[int] = []
+    real = 0
+    for i in sorted(range(len(lengths)), key=lengths.__getitem__):
+        padded = (len(current) + 1) * lengths[i]
+        if current and (len(current) == batch_size or padded > (1 + max_padding) * (real + lengths[i])):
+            batches.append(current)
+            current, real = [], 0
+        current.append(i)
+        real += lengths[i]
+    return batches + [current] if current else batches
 
 
 def max_activating(
@@ -105,13 +176,13 @@ def max_activating(
 ) -> list[TopList]:
     """Top-``depth`` (sequence, position) per neuron of every layer over ``sequences``, in padded batches.
 
-    Texts are grouped by length to keep padding small. Padding and positions whose ``indexable``
-    flag is False never enter the lists. Returns one :class:`TopList` per layer.
+    Texts are grouped by length, at most ``batch_size`` per batch and with at most
+    ``MAX_PADDING`` padding (see :func:`length_batches`). Padding and positions whose
+    ``indexable`` flag is False never enter the lists. Returns one :class:`TopList` per layer.
     """
     device = input_device(model)
     tops = [TopActivations(adapter.d_mlp(layer), depth, device) for layer in range(adapter.n_layers)]
-    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
-    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    batches = length_batches([len(seq) for seq in sequences], batch_size)
     total = sum(len(seq) for seq in sequences)
     done = 0
     progress(0.0, f"indexing {len(sequences)} texts ({total} tokens) in {len(batches)} batches")
@@ -123,9 +194,9 @@ def max_activating(
             ids, mask = pad_right([sequences[i] for i in members], pad_id, device)
             keep, _ = pad_right([indexable[i] for i in members], 0, device)
             keep = keep.bool() & mask
-            rows = torch.as_tensor(members, device=device)[:, None].expand_as(ids)
-            cols = torch.arange(ids.shape[1], device=device)[None, :].expand_as(ids)
-            batch.update(keep=keep, refs=token_refs(rows[keep], cols[keep]))
+            kept = torch.nonzero(keep.view(-1), as_tuple=True)[0]  # flat positions [n]
+            rows = torch.as_tensor(members, device=device)[kept // ids.shape[1]]
+            batch.update(kept=kept, refs=token_refs(rows, kept % ids.shape[1]))
             forward_padded(model, ids, mask)
             done += int(mask.sum())
             progress(done / total, f"indexed batch {number}/{len(batches)} ({done} of {total} tokens)")
