@@ -6,6 +6,7 @@ import pytest
 
 from neuronscope import create_app
 from neuronscope.analysis.importance import critical_mask, neuron_importance
+from neuronscope.services import pruning as pruning_service
 from neuronscope.services.validation import encode_texts
 
 from conftest import make_settings
@@ -100,3 +101,19 @@ def test_corpus_indexed_in_chunks_equals_one_chunk(models_dir, tmp_path):
         contents.append(index_contents(svc.activations.index, "tiny-llama", sizes))
     assert_same_index(*contents)
     assert [s["chunks"] for s in stats] == [3, 1]
+
+
+def test_the_export_history_holds_a_bounded_number_of_rows(make_app, monkeypatch):
+    """Whole-model sweeps are large: the oldest analyses are dropped once the rows pass the limit."""
+    monkeypatch.setattr(pruning_service, "HISTORY_ROWS", 300)
+    app = make_app("tiny-gpt2")
+    client = app.test_client()
+    history = app.extensions["neuronscope"].pruning._history
+    importance(client, layer_index=0)  # 128 rows
+    client.post("/api/pruning/impact-analysis", json={"layer_index": 0, "neuron_indices": [1], "input_text": "Hello"})
+    importance(client, layer_index=1)  # 256 rows in all: both kept
+    assert [entry["analysis"] for entry in history] == ["neuron-importance", "impact-analysis", "neuron-importance"]
+    importance(client, layer_indices="all")  # 256 rows on its own: everything older goes
+    assert [entry["request"].get("layer_indices") for entry in history] == ["all"]
+    exported = client.post("/api/pruning/export", json={"type": "impact"}).get_json()
+    assert exported["count"] == 1

@@ -3,7 +3,8 @@
 Every analysis holds the model (``manager.use()``) from validation to the last number, so a
 switch never happens under it. Weight analyses and neuron scores are cached per loaded model;
 the impact / importance / batch results run since start are kept (the last
-:data:`HISTORY_LIMIT`) for ``export {"type": "impact"}``.
+:data:`HISTORY_LIMIT`, holding at most :data:`HISTORY_ROWS` per-neuron rows in all, so a few
+whole-model sweeps cannot fill the memory) for ``export {"type": "impact"}``.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ IMPORTANCE_METHODS = ("ablation", "attribution")
 ABLATION_KINDS = ABLATIONS
 EXPORT_FILES = {"weight": "weight_analysis.json", "impact": "impact_analysis.json"}
 HISTORY_LIMIT = 100
+HISTORY_ROWS = 200_000
 DEFAULT_THRESHOLD = 10.0
 
 
@@ -86,9 +88,12 @@ class PruningService:
         return self._scores[key]
 
     def _remember(self, analysis: str, model: str, request: dict, result: dict) -> None:
+        """Keep a result for the impact export, dropping the oldest beyond the entry and row limits."""
         entry = {"analysis": analysis, "model": model, "created_at": time.time(), "request": request, "result": result}
         with self._history_lock:
             self._history.append(entry)
+            while len(self._history) > 1 and sum(_rows(e["result"]) for e in self._history) > HISTORY_ROWS:
+                self._history.popleft()
 
     # -- endpoints -----------------------------------------------------------------------
 
@@ -326,6 +331,11 @@ class PruningService:
         path = self.exports.write(EXPORT_FILES[kind], data)
         noun = "Weight analysis" if kind == "weight" else f"Impact analyses ({count})"
         return {"message": f"{noun} exported successfully", "file_path": str(path), "type": kind, "count": count}
+
+
+def _rows(result: dict) -> int:
+    """Per-neuron rows held by an analysis result."""
+    return len(result.get("importance_scores", ())) + len(result.get("individual_impacts", ()))
 
 
 def _group(neurons: Sequence[tuple[int, int]]) -> Ablation:
