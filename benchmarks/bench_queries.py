@@ -35,7 +35,7 @@ from neuronscope import create_app  # noqa: E402
 from neuronscope.analysis.activations import forward_padded, pad_right  # noqa: E402
 from neuronscope.analysis.max_activating import length_batches  # noqa: E402
 from neuronscope.analysis.tokens import padding_id  # noqa: E402
-from neuronscope.config import Settings  # noqa: E402
+from bench_setup import add_model_arguments, scratch_settings  # noqa: E402
 from neuronscope.modeling.manager import ModelManager  # noqa: E402
 
 MODULES = (
@@ -102,10 +102,7 @@ def p95_ms(samples: list[float]) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="smollm2-135m-instruct")
-    parser.add_argument("--models-dir", type=Path, help="folder of local models (for tiny test models)")
-    parser.add_argument("--model-cache", type=Path, default=Path("/tmp/ns-embedded-data/model_cache"),
-                        help="converted-model cache to reuse (created when missing)")
+    add_model_arguments(parser)
     parser.add_argument("--texts", type=int, default=1000, help="texts indexed before timing queries")
     parser.add_argument("--speed-texts", type=int, default=200, help="texts indexed per throughput run")
     parser.add_argument("--batch-size", type=int, default=32)
@@ -116,11 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
-    root = Path(tempfile.mkdtemp(prefix="ns-bench-"))
-    args.model_cache.mkdir(parents=True, exist_ok=True)
-    settings = Settings.from_env(data_dir=root / "base", models_dir=args.models_dir, model=args.model, offline=True)
-    (root / "base").mkdir()
-    (root / "base" / "model_cache").symlink_to(args.model_cache, target_is_directory=True)
+    settings = scratch_settings(args)
+    root = settings.data_dir
     manager = ModelManager(settings)
     lm = manager.ensure_loaded()
     texts = docstring_corpus(max(args.texts, args.speed_texts))
@@ -167,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  {'one text per forward (batch_size=1)':<40} {one:>10.1f} tokens/s")
     print(f"  {f'batched (batch_size={args.batch_size})':<40} {batched:>10.1f} tokens/s")
     print(f"  {'speed-up':<40} {batched / one:>10.2f} x")
-    print(f"  forward passes alone (no hooks, no index), the ceiling of that speed-up:")
+    print("  forward passes alone (no hooks, no index), the ceiling of that speed-up:")
     print(f"  {'one text per forward':<40} {forward_one:>10.1f} tokens/s")
     print(f"  {f'batched (batch_size={args.batch_size})':<40} {forward_batched:>10.1f} tokens/s")
     print(f"  {'speed-up':<40} {forward_batched / forward_one:>10.2f} x")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -32,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from neuronscope import create_app  # noqa: E402
 from neuronscope.analysis.importance import neuron_importance  # noqa: E402
 from neuronscope.config import Settings  # noqa: E402
+from bench_setup import add_model_arguments, scratch_settings  # noqa: E402
 from neuronscope.modeling.manager import LoadedModel, ModelManager  # noqa: E402
 from neuronscope.services.validation import encode_texts  # noqa: E402
 
@@ -81,21 +81,14 @@ def run_config(config: str, base: Settings, manager: ModelManager, layers: list[
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="smollm2-135m-instruct")
-    parser.add_argument("--models-dir", type=Path, help="folder of local models (for tiny test models)")
-    parser.add_argument("--model-cache", type=Path, default=Path("/tmp/ns-embedded-data/model_cache"),
-                        help="converted-model cache to reuse (created when missing)")
+    add_model_arguments(parser)
     parser.add_argument("--layers", nargs="*", type=int, help="layers to sweep (default: all)")
     parser.add_argument("--text", default=TEXT)
     parser.add_argument("--chunk-neurons", type=int, default=256)
     parser.add_argument("--configs", nargs="+", default=["local-1", "local-2", "ray-1", "ray-2"])
     args = parser.parse_args(argv)
 
-    root = Path(tempfile.mkdtemp(prefix="nsb-"))  # short: Ray's socket paths live under it
-    args.model_cache.mkdir(parents=True, exist_ok=True)
-    (root / "model_cache").symlink_to(args.model_cache, target_is_directory=True)
-    base = Settings.from_env(data_dir=root, models_dir=args.models_dir, model=args.model, offline=True,
-                             chunk_neurons=args.chunk_neurons)
+    base = scratch_settings(args, chunk_neurons=args.chunk_neurons)
     manager = ModelManager(base)
     lm = manager.ensure_loaded()
     layers = args.layers if args.layers else list(range(lm.adapter.n_layers))
