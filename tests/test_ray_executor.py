@@ -9,16 +9,15 @@ import time
 from pathlib import Path
 
 import pytest
+import ray
 import torch
 
-ray = pytest.importorskip("ray")
+from neuronscope import create_app
+from neuronscope.jobs.job import JobCancelled
 
-from neuronscope import create_app  # noqa: E402
-from neuronscope.jobs.job import JobCancelled  # noqa: E402
-
-from conftest import make_settings  # noqa: E402
-from jobs_support import wait_for_status  # noqa: E402
-from sweep_support import TEXTS, assert_same_index, assert_same_scores, index_contents  # noqa: E402
+from conftest import make_settings
+from jobs_support import wait_for_status
+from sweep_support import TEXTS, assert_same_index, assert_same_scores, index_contents
 
 CHUNK_NEURONS = 4
 

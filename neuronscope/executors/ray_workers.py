@@ -27,7 +27,7 @@ from neuronscope.config import Settings
 from neuronscope.errors import ExecutorUnavailable
 from neuronscope.executors.base import Sweep, SweepStats
 from neuronscope.executors.work import run_chunk
-from neuronscope.jobs.fingerprint import ModelIdentity, weights_fingerprint
+from neuronscope.jobs.fingerprint import ModelIdentity, model_identity
 from neuronscope.modeling.manager import LoadedModel, ModelManager
 
 log = logging.getLogger(__name__)
@@ -62,17 +62,14 @@ class NeuronWorker:
     def __init__(self, settings: Settings, name: str):
         torch.set_num_threads(settings.ray_cpus_per_worker)
         self.lm = ModelManager(settings).switch(name)
-        self.chunks_done = 0
 
     def identity(self) -> str:
         """``name:fingerprint`` of the loaded weights (the server checks it matches its own model)."""
-        return f"{self.lm.name}:{weights_fingerprint(self.lm.model, self.lm.tokenizer)}"
+        return model_identity(self.lm)
 
     def run(self, kind: str, shared: dict, chunk: Any) -> Any:
         """One chunk; stops at the next progress step once Ray cancels it."""
-        result = run_chunk(self.lm, kind, shared, chunk, _stop_if_cancelled)
-        self.chunks_done += 1
-        return result
+        return run_chunk(self.lm, kind, shared, chunk, _stop_if_cancelled)
 
     def pid(self) -> int:
         return os.getpid()

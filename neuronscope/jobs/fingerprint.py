@@ -35,6 +35,11 @@ def weights_fingerprint(model: nn.Module, tokenizer: object) -> str:
     return digest.hexdigest()
 
 
+def model_identity(lm: LoadedModel) -> str:
+    """``name:fingerprint`` of a loaded model (computes the fingerprint)."""
+    return f"{lm.name}:{weights_fingerprint(lm.model, lm.tokenizer)}"
+
+
 class ModelIdentity:
     """``name:fingerprint`` of a loaded model, computed once per loaded model."""
 
@@ -54,7 +59,7 @@ class ModelIdentity:
         """The identity of ``lm``, computing its fingerprint on first use (hold the model lock)."""
         identity = self.known(lm)
         if identity is None:
-            identity = f"{lm.name}:{weights_fingerprint(lm.model, lm.tokenizer)}"
+            identity = model_identity(lm)
             with self._lock:
                 self._model, self._identity = weakref.ref(lm), identity
         return identity
