@@ -173,6 +173,7 @@ class RayExecutor:
         """Join ``RAY_ADDRESS``'s cluster, or start a local Ray instance under the data dir."""
         if ray.is_initialized():
             return
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # a self-hosted server does not report usage
         runtime_env = {"py_modules": [str(PACKAGE_DIR)], "excludes": ["__pycache__"]}
         options: dict[str, Any] = dict(
             runtime_env=runtime_env, include_dashboard=False, configure_logging=False, log_to_driver=False
