@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from jobs_support import GATED, WEIGHT_NORMS, Calls, Gate, gated_operation, weight_norms_operation  # noqa: E402
-from tiny_models import save_tiny_models  # noqa: E402
-
-from neuronscope import create_app  # noqa: E402
-from neuronscope.api.long_running import LONG_OPERATIONS  # noqa: E402
-from neuronscope.config import EMBEDDED_MODEL_NAME, Settings  # noqa: E402
-from neuronscope.modeling.manager import ModelManager  # noqa: E402
+from neuronscope import create_app
+from neuronscope.api.long_running import LONG_OPERATIONS
+from neuronscope.config import EMBEDDED_MODEL_NAME, Settings
+from neuronscope.modeling.manager import ModelManager
+from tests.support.jobs_support import GATED, WEIGHT_NORMS, Calls, Gate, gated_operation, weight_norms_operation
+from tests.support.settings import make_settings
+from tests.support.tiny_models import save_tiny_models
 
 
 @pytest.fixture(autouse=True)
@@ -33,10 +30,6 @@ def models_dir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("models")
     save_tiny_models(folder)
     return folder
-
-
-def make_settings(data_dir: Path, models_dir: Path, model: str = "tiny-gpt2", **overrides) -> Settings:
-    return Settings.from_env(data_dir=data_dir, models_dir=models_dir, model=model, offline=True, **overrides)
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from pruning_reference import activations, outputs, reference_metrics, zeroed_copy
+from tests.support.pruning_reference import activations, outputs, reference_metrics, zeroed_copy
 from scipy.stats import spearmanr
 
 from neuronscope.analysis.forward import encode, run

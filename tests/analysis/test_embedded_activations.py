@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import make_settings
+from tests.support.settings import make_settings
 
 from neuronscope import create_app
 from neuronscope.analysis.forward import encode
 
-SHARED_CACHE = Path(os.environ.get("NEURONSCOPE_TEST_MODEL_CACHE", Path(__file__).parent.parent / "data" / "model_cache"))
+SHARED_CACHE = Path(os.environ.get("NEURONSCOPE_TEST_MODEL_CACHE", Path(__file__).parents[2] / "data" / "model_cache"))
 
 
 @pytest.mark.slow

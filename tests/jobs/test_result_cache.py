@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from jobs_support import WEIGHT_NORMS, add_test_views, wait_for_status
+from tests.support.jobs_support import WEIGHT_NORMS, add_test_views, wait_for_status
 
 from neuronscope.api.long_running import CACHE_HEADER
 from neuronscope.jobs.cache import ResultCache, cache_key
@@ -137,7 +137,7 @@ def test_key_ignores_parameter_order_and_tells_models_apart():
 
 
 def test_fingerprint_is_stable_per_weights_and_sees_changes(models_dir, tmp_path):
-    from conftest import make_settings
+    from tests.support.settings import make_settings
 
     loaded = [ModelManager(make_settings(tmp_path / f"d{i}", models_dir, "tiny-llama")).ensure_loaded() for i in range(2)]
     other = ModelManager(make_settings(tmp_path / "d2", models_dir, "tiny-neox")).ensure_loaded()

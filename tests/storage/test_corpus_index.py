@@ -13,8 +13,8 @@ from neuronscope.analysis.max_activating import TopActivations, length_batches, 
 from neuronscope.analysis.tokens import indexable_positions, token_strings
 from neuronscope.storage.index import ActivationIndex, NewSource
 
-from activation_helpers import projection_hooks
-from tiny_models import CORPUS as TRAINING_CORPUS
+from tests.support.activation_helpers import projection_hooks
+from tests.support.tiny_models import CORPUS as TRAINING_CORPUS
 
 CORPUS = [*dict.fromkeys(TRAINING_CORPUS), "Paris", "A dog, a fox and a cat."]
 PROMPTS = ["Neurons fire on the word fox.", "Rome is the capital of Italy."]

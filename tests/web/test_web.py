@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
-STATIC = Path(__file__).resolve().parent.parent / "neuronscope" / "web" / "static"
+STATIC = Path(__file__).resolve().parents[2] / "neuronscope" / "web" / "static"
 SVG_NAMESPACE = "http://www.w3.org/2000/svg"
 
 

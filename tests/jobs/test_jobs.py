@@ -7,7 +7,7 @@ import threading
 
 import numpy as np
 import pytest
-from jobs_support import GATED, WEIGHT_NORMS, add_test_views, numpy_norms, wait_for_status
+from tests.support.jobs_support import GATED, WEIGHT_NORMS, add_test_views, numpy_norms, wait_for_status
 
 from neuronscope.analysis.hooks import hook_count
 from neuronscope.jobs.job import RUNNING, Job

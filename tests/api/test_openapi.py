@@ -38,7 +38,7 @@ def test_spec_is_served(client):
 
 @pytest.fixture(scope="module")
 def fuzz_app(models_dir, tmp_path_factory):
-    from conftest import make_settings
+    from tests.support.settings import make_settings
 
     from neuronscope import create_app
 

@@ -6,7 +6,7 @@ import json
 import threading
 
 import pytest
-from jobs_support import wait_for_status
+from tests.support.jobs_support import wait_for_status
 
 from neuronscope.analysis.hooks import hook_count
 from neuronscope.api.long_running import CACHE_HEADER
@@ -145,7 +145,7 @@ def test_cancelling_a_running_neuron_importance_job_leaves_no_hook(make_app, mon
 
 
 def test_corpus_indexing_as_a_job_builds_the_same_index(models_dir, tmp_path):
-    from conftest import make_settings
+    from tests.support.settings import make_settings
 
     from neuronscope import create_app
 

@@ -14,8 +14,8 @@ import shutil
 
 import pytest
 import torch
-from conftest import make_settings
-from pruning_reference import zeroed_copy
+from tests.support.settings import make_settings
+from tests.support.pruning_reference import zeroed_copy
 
 from neuronscope import create_app
 from neuronscope.analysis.forward import encode, run

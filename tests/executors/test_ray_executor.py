@@ -15,9 +15,9 @@ import torch
 from neuronscope import create_app
 from neuronscope.jobs.job import JobCancelled
 
-from conftest import make_settings
-from jobs_support import wait_for_status
-from sweep_support import TEXTS, assert_same_index, assert_same_scores, index_contents
+from tests.support.settings import make_settings
+from tests.support.jobs_support import wait_for_status
+from tests.support.sweep_support import TEXTS, assert_same_index, assert_same_scores, index_contents
 
 CHUNK_NEURONS = 4
 

@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 import pytest
-from pruning_reference import outputs, reference_metrics, zeroed_copy
+from tests.support.pruning_reference import outputs, reference_metrics, zeroed_copy
 
 from neuronscope.analysis.forward import encode, run
 from neuronscope.analysis.hooks import ablated, hook_count

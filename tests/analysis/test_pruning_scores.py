@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from pruning_reference import activations
+from tests.support.pruning_reference import activations
 
 from neuronscope.analysis.forward import encode
 from neuronscope.analysis.scores import SCORERS, rank_layer

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from conftest import make_settings
+from tests.support.settings import make_settings
 
 from neuronscope import create_app
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from pruning_reference import (
+from tests.support.pruning_reference import (
     activations,
     outputs,
     reference_metrics,
@@ -103,7 +103,7 @@ def test_failure_mid_sweep_leaves_no_hook_and_model_unchanged(loaded):
 
 def _post_norm_opt():
     """A tiny OPT that normalises after the residual add (like OPT-350m): its MLP output is not additive."""
-    from tiny_models import build_tokenizer, tiny_configs
+    from tests.support.tiny_models import build_tokenizer, tiny_configs
     from transformers import AutoModelForCausalLM
 
     from neuronscope.modeling.adapters import adapter_for

@@ -14,7 +14,7 @@ from neuronscope.analysis.cluster_ranking import NeuronList, rank_cluster_positi
 from neuronscope.analysis.clustering import cluster_neurons
 from neuronscope.analysis.tokens import indexable_positions
 
-from activation_helpers import projection_hooks
+from tests.support.activation_helpers import projection_hooks
 
 PROMPT = "The capital of France is Paris, and the quick brown fox jumps over the lazy dog."
 

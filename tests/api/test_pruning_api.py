@@ -8,7 +8,7 @@ import os
 import threading
 
 import pytest
-from pruning_reference import outputs, reference_metrics, zeroed_copy
+from tests.support.pruning_reference import outputs, reference_metrics, zeroed_copy
 
 from neuronscope.analysis.forward import encode
 from neuronscope.analysis.hooks import hook_count

@@ -3,20 +3,15 @@
 Every number the page renders is checked against the same request made directly to the API.
 Screenshots go to ``test-output/screenshots/``.
 
-Also runs as a script against a running server (e.g. the embedded model), which is how the
-screenshots in ``docs/screenshots/`` are made::
-
-    python tests/test_frontend_e2e.py --url http://127.0.0.1:5001 --out docs/screenshots
+``python -m scripts.screenshots`` runs the view tests against a running server (e.g. the embedded
+model), which is how the screenshots in ``docs/screenshots/`` are made.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import shutil
-import sys
-import tempfile
 import urllib.error
 import urllib.request
 import uuid
@@ -25,11 +20,9 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
+from tests.support.browser import INSTALL_HINT, find_chromium, live_server, start_chromium
 
-from browser import INSTALL_HINT, find_chromium, live_server, start_chromium  # noqa: E402
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = PROJECT_ROOT / "test-output" / "screenshots"
 PROMPT = "The capital of France is Paris. The quick brown fox jumps over the lazy dog."
 TIMEOUT = 60
@@ -384,7 +377,7 @@ def test_clusters_view(page: Page):
 
 
 def test_api_key_is_asked_for_and_sent(browser_driver, models_dir, tmp_path):
-    from conftest import make_settings
+    from tests.support.settings import make_settings
 
     from neuronscope import create_app
 
@@ -434,7 +427,7 @@ def browser_driver(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server_url(models_dir, tmp_path_factory):
-    from conftest import make_settings
+    from tests.support.settings import make_settings
 
     from neuronscope import create_app
 
@@ -456,28 +449,3 @@ def model_shape(page: Page) -> dict:
     listing = page.ok("models")
     info = listing["models"][listing["current_model"]]
     return {"name": listing["current_model"], "layers": info["layers"], "d_mlp": info["intermediate_size"]}
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description="Drive the frontend of a running server and save a screenshot of each view.")
-    parser.add_argument("--url", default="http://127.0.0.1:5001")
-    parser.add_argument("--out", type=Path, default=SCREENSHOTS)
-    parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for one analysis")
-    args = parser.parse_args()
-    driver = start_chromium(Path(tempfile.mkdtemp(prefix="neuronscope-chromium-")))
-    try:
-        page = Page(driver, args.url.rstrip("/"), args.out, timeout=args.timeout)
-        page.model = model_shape(page)
-        for test in (test_model_bar_shows_model_memory_and_registry, test_activation_heatmap_shows_the_file_values,
-                     test_neuron_view_examples_weights_and_ablation, test_weights_view_charts_and_candidates_slider,
-                     test_pruning_view_importance_and_batch, test_clusters_view):
-            page.open()
-            test(page)
-            print(f"ok  {test.__name__}")
-    finally:
-        driver.quit()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -13,11 +13,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from jobs_support import GATED
+from tests.support.jobs_support import GATED
 from test_server import free_port
 
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 TEXTS = ["Hello world, this is a test.", "The quick brown fox jumps over the lazy dog.", "One two three four five."]
 
 

@@ -11,7 +11,7 @@ from neuronscope.analysis.activations import batched_activations, neuron_activat
 from neuronscope.analysis.forward import encode
 from neuronscope.analysis.tokens import context_snippet, token_strings
 
-from activation_helpers import projection_hooks
+from tests.support.activation_helpers import projection_hooks
 
 TEXTS = [
     "Hello world, this is a test for pruning analysis.",

@@ -3,7 +3,7 @@
 import threading
 import time
 
-from conftest import make_settings
+from tests.support.settings import make_settings
 
 from neuronscope.modeling.manager import ModelManager
 

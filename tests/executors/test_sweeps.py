@@ -9,8 +9,8 @@ from neuronscope.analysis.importance import critical_mask, neuron_importance
 from neuronscope.services import pruning as pruning_service
 from neuronscope.services.validation import encode_texts
 
-from conftest import make_settings
-from sweep_support import TEXTS, assert_same_index, assert_same_scores, index_contents
+from tests.support.settings import make_settings
+from tests.support.sweep_support import TEXTS, assert_same_index, assert_same_scores, index_contents
 
 
 def importance(client, **body):
