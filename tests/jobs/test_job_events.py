@@ -13,8 +13,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
 from tests.support.jobs_support import GATED
-from test_server import free_port
+from tests.support.ports import free_port
 
 
 ROOT = Path(__file__).parents[2]
