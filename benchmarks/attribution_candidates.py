@@ -26,22 +26,19 @@ import argparse
 import os
 import sys
 import time
-from pathlib import Path
 
 import torch
 from scipy.stats import spearmanr
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from neuronscope.analysis.forward import encode  # noqa: E402
-from neuronscope.analysis.importance import (  # noqa: E402
+from neuronscope.analysis.forward import encode
+from neuronscope.analysis.importance import (
     attribution_importance,
     final_norm_push,
     forward_with_grad,
     neuron_importance,
 )
-from neuronscope.config import Settings  # noqa: E402
-from neuronscope.modeling.manager import ModelManager  # noqa: E402
+from neuronscope.config import Settings
+from neuronscope.modeling.manager import ModelManager
 
 DEFAULT_TEXTS = ["Hello world", "The quick brown fox jumps over the lazy dog", "Machine learning is fascinating"]
 

@@ -14,17 +14,13 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from neuronscope import create_app  # noqa: E402
-from neuronscope.config import EMBEDDED_MODEL_NAME, PROJECT_ROOT, Settings  # noqa: E402
-from neuronscope.jobs.fingerprint import weights_fingerprint  # noqa: E402
+from neuronscope import create_app
+from neuronscope.config import EMBEDDED_MODEL_NAME, PROJECT_ROOT, Settings
+from neuronscope.jobs.fingerprint import weights_fingerprint
 
 TEXTS = [
     "Hello world, this is a test for pruning analysis.",

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,16 +22,14 @@ import torch
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from neuronscope.analysis.evaluation import padded_batches  # noqa: E402
-from neuronscope.analysis.pruning_plan import select_neurons  # noqa: E402
-from neuronscope.analysis.surgery import parameter_count, pruned_copy  # noqa: E402
-from neuronscope.config import EMBEDDED_MODEL_NAME, Settings  # noqa: E402
-from neuronscope.modeling.manager import ModelManager  # noqa: E402
-from neuronscope.resources.texts import builtin_texts  # noqa: E402
-from neuronscope.services.compression import METHODS, CompressionService  # noqa: E402
-from neuronscope.services.samples import SampleService  # noqa: E402
+from neuronscope.analysis.evaluation import padded_batches
+from neuronscope.analysis.pruning_plan import select_neurons
+from neuronscope.analysis.surgery import parameter_count, pruned_copy
+from neuronscope.config import EMBEDDED_MODEL_NAME, Settings
+from neuronscope.modeling.manager import ModelManager
+from neuronscope.resources.texts import builtin_texts
+from neuronscope.services.compression import METHODS, CompressionService
+from neuronscope.services.samples import SampleService
 
 SPARSITIES = (0.1, 0.2, 0.3)
 

@@ -22,7 +22,6 @@ import os
 import statistics
 import sys
 import time
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -30,11 +29,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import AutoModelForCausalLM, GPT2Config
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from neuronscope.analysis.forward import encode, run  # noqa: E402
-from neuronscope.analysis.hooks import ablated  # noqa: E402
-from neuronscope.analysis.importance import (  # noqa: E402
+from neuronscope.analysis.forward import encode, run
+from neuronscope.analysis.hooks import ablated
+from neuronscope.analysis.importance import (
     ablated_final_hidden,
     ablation_sweep,
     attribution_importance,
@@ -42,10 +39,10 @@ from neuronscope.analysis.importance import (  # noqa: E402
     mlp_output_is_additive,
     neuron_importance,
 )
-from neuronscope.analysis.weights import WEIGHT_MODULES, analyze_weights  # noqa: E402
-from neuronscope.config import Settings  # noqa: E402
-from neuronscope.modeling.adapters import adapter_for  # noqa: E402
-from neuronscope.modeling.manager import ModelManager  # noqa: E402
+from neuronscope.analysis.weights import WEIGHT_MODULES, analyze_weights
+from neuronscope.config import Settings
+from neuronscope.modeling.adapters import adapter_for
+from neuronscope.modeling.manager import ModelManager
 
 TEXTS = ["Hello world", "The quick brown fox jumps over the lazy dog", "Machine learning is fascinating"]
 IMPACT_TEXT = "Hello world, this is a test for pruning analysis."

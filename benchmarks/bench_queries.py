@@ -29,14 +29,12 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from neuronscope import create_app  # noqa: E402
-from neuronscope.analysis.activations import forward_padded, pad_right  # noqa: E402
-from neuronscope.analysis.max_activating import length_batches  # noqa: E402
-from neuronscope.analysis.tokens import padding_id  # noqa: E402
-from bench_setup import add_model_arguments, scratch_settings  # noqa: E402
-from neuronscope.modeling.manager import ModelManager  # noqa: E402
+from neuronscope import create_app
+from neuronscope.analysis.activations import forward_padded, pad_right
+from neuronscope.analysis.max_activating import length_batches
+from neuronscope.analysis.tokens import padding_id
+from bench_setup import add_model_arguments, scratch_settings
+from neuronscope.modeling.manager import ModelManager
 
 MODULES = (
     "os json collections itertools functools pathlib re string textwrap datetime random statistics math shutil "

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from neuronscope.config import Settings  # noqa: E402
+from neuronscope.config import Settings
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:

@@ -20,20 +20,17 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from neuronscope import create_app  # noqa: E402
-from neuronscope.analysis.importance import neuron_importance  # noqa: E402
-from neuronscope.config import Settings  # noqa: E402
-from bench_setup import add_model_arguments, scratch_settings  # noqa: E402
-from neuronscope.modeling.manager import LoadedModel, ModelManager  # noqa: E402
-from neuronscope.services.validation import encode_texts  # noqa: E402
+from neuronscope import create_app
+from neuronscope.analysis.importance import neuron_importance
+from neuronscope.config import Settings
+from bench_setup import add_model_arguments, scratch_settings
+from neuronscope.modeling.manager import LoadedModel, ModelManager
+from neuronscope.services.validation import encode_texts
 
 TEXT = "The quick brown fox jumps over the lazy dog near the river bank."
 FLOP_SAMPLE_NEURONS = 8
