@@ -25,11 +25,6 @@ def encode(tokenizer, text: str, device: torch.device | str = "cpu") -> torch.Te
     return tokenizer(text, return_tensors="pt")["input_ids"].to(device)
 
 
-def count_tokens(tokenizer, text: str) -> int:
-    """Number of tokens :func:`encode` produces for ``text``."""
-    return len(tokenizer(text)["input_ids"])
-
-
 @torch.no_grad()
 def run(model: nn.Module, input_ids: torch.Tensor) -> ForwardResult:
     """One forward pass of ``input_ids`` ``[1, seq]`` (no padding, no cache)."""

@@ -12,7 +12,7 @@ def health():
     return {
         "status": "healthy",
         "message": "NeuronScope API server is running",
-        "model": current.name if current else None,
+        "model_name": current.name if current else None,
         "model_ready": current is not None,
         "loading_model": manager.loading_name,
     }

@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any, Callable
 
 from neuronscope.analysis.progress import ProgressFn
+from neuronscope.timestamps import utc_now
 
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
 FINISHED = frozenset({DONE, FAILED, CANCELLED})
@@ -35,12 +35,6 @@ class Outcome:
 
 
 Task = Callable[[ProgressFn], Outcome]
-
-
-def _iso(timestamp: float | None) -> str | None:
-    if timestamp is None:
-        return None
-    return datetime.fromtimestamp(timestamp, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass
@@ -92,10 +86,10 @@ class Job:
             "progress": round(self.progress, 4),
             "step": self.step,
             "eta_seconds": self.eta_seconds(),
-            "created_at": _iso(self.created_at),
-            "started_at": _iso(self.started_at),
-            "finished_at": _iso(self.finished_at),
-            "model": self.model,
+            "created_at": utc_now(self.created_at),
+            "started_at": None if self.started_at is None else utc_now(self.started_at),
+            "finished_at": None if self.finished_at is None else utc_now(self.finished_at),
+            "model_name": self.model,
             "cached": self.cached,
             "cancel_requested": self.cancel_requested,
         }

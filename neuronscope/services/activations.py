@@ -20,7 +20,7 @@ from neuronscope.executors import Executor, Sweep, SweepStats
 from neuronscope.executors.chunks import merge_tops, text_batches
 from neuronscope.modeling.manager import LoadedModel, ModelManager
 from neuronscope.services.samples import SampleService
-from neuronscope.services.timestamps import utc_now
+from neuronscope.timestamps import utc_now
 from neuronscope.services.validation import encode_texts
 from neuronscope.storage.activation_files import ActivationStore
 from neuronscope.storage.index import ActivationIndex, NewSource

@@ -10,7 +10,7 @@ import sklearn
 from neuronscope.analysis.clustering import N_INIT, SEED, cluster_neurons
 from neuronscope.config import Settings
 from neuronscope.errors import BadRequest, NotFound
-from neuronscope.services.timestamps import utc_now
+from neuronscope.timestamps import utc_now
 from neuronscope.storage.activation_files import ActivationStore
 from neuronscope.storage.files import JsonFolder
 

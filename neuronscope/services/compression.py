@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -26,6 +25,7 @@ from neuronscope.services.samples import SampleService
 from neuronscope.services.validation import check_layer, check_neurons, encode_texts
 from neuronscope.storage.files import atomic_write_json
 from neuronscope.storage.folders import staged_folder
+from neuronscope.timestamps import utc_now
 
 METHODS = (*SCORERS, "taylor", "random")
 CALIBRATED_METHODS = frozenset({*CALIBRATED_SCORERS, "taylor"})
@@ -301,7 +301,7 @@ def _record(source_model: str, plan: Mapping | None, removed: Mapping[int, list[
         summary = {key: plan[key] for key in PLAN_FIELDS if isinstance(plan.get(key), (str, int, float))}
     return {
         "source_model": source_model,
-        "created_at": time.time(),
+        "created_at": utc_now(),
         "plan": summary,
         "removed": [{"layer_index": layer, "neuron_indices": idx} for layer, idx in removed.items()],
         "mlp_sizes": sizes,

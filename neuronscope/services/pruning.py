@@ -10,7 +10,6 @@ whole-model sweeps cannot fill the memory) for ``export {"type": "impact"}``.
 from __future__ import annotations
 
 import threading
-import time
 from collections import deque
 from typing import Any, Sequence
 
@@ -30,6 +29,7 @@ from neuronscope.modeling.manager import LoadedModel, ModelManager
 from neuronscope.services.samples import SampleService
 from neuronscope.services.validation import check_layer, check_neurons, encode_texts
 from neuronscope.storage.files import JsonFolder
+from neuronscope.timestamps import utc_now
 
 SCORE_METHODS = tuple(SCORERS)
 IMPORTANCE_METHODS = ("ablation", "attribution")
@@ -89,7 +89,7 @@ class PruningService:
 
     def _remember(self, analysis: str, model: str, request: dict, result: dict) -> None:
         """Keep a result for the impact export, dropping the oldest beyond the entry and row limits."""
-        entry = {"analysis": analysis, "model": model, "created_at": time.time(), "request": request, "result": result}
+        entry = {"analysis": analysis, "model_name": model, "created_at": utc_now(), "request": request, "result": result}
         with self._history_lock:
             self._history.append(entry)
             while len(self._history) > 1 and sum(_rows(e["result"]) for e in self._history) > HISTORY_ROWS:
@@ -100,7 +100,7 @@ class PruningService:
     def weight_analysis(self, tolerance: float = 0.0, progress: ProgressFn = no_progress) -> dict:
         """Weight statistics of the loaded model (cached per model and tolerance)."""
         with self.manager.use() as lm:
-            return {**self._weight_report(lm, tolerance, progress), "model": lm.name}
+            return {**self._weight_report(lm, tolerance, progress), "model_name": lm.name}
 
     def candidates(
         self,
@@ -161,7 +161,7 @@ class PruningService:
             "limit": limit,
             "layers": summaries,
             "calibration_texts": len(self._calibration_texts()) if method in CALIBRATED_METHODS else 0,
-            "model": lm.name,
+            "model_name": lm.name,
         }
 
     def impact_analysis(
@@ -185,7 +185,7 @@ class PruningService:
                 "layer_index": layer,
                 "ablation": ablation,
                 "tokens": ids[0].shape[1],
-                "model": lm.name,
+                "model_name": lm.name,
             }
             request = {"layer_index": layer, "neuron_indices": list(neurons), "input_text": text, "ablation": ablation}
             self._remember("impact-analysis", lm.name, request, result)
@@ -229,7 +229,7 @@ class PruningService:
                 ),
                 "tokens": sum(i.shape[1] for i in ids),
                 "executor": stats.as_dict(),
-                "model": lm.name,
+                "model_name": lm.name,
             }
             request = {
                 **({"layer_index": layers} if isinstance(layers, int) else {"layer_indices": layers}),
@@ -293,7 +293,7 @@ class PruningService:
                 "batch_size": batch_size,
                 "ablation": ablation,
                 "tokens": sum(i.shape[1] for i in ids),
-                "model": lm.name,
+                "model_name": lm.name,
             }
             request = {
                 "pruning_candidates": [{"layer_index": layer, "neuron_index": n} for layer, n in candidates],
@@ -317,8 +317,8 @@ class PruningService:
             with self.manager.use() as lm:
                 data = {
                     "type": kind,
-                    "model": lm.name,
-                    "created_at": time.time(),
+                    "model_name": lm.name,
+                    "created_at": utc_now(),
                     "weight_analysis": self._weight_report(lm, 0.0, no_progress),
                     "candidates": self._candidates(lm, DEFAULT_THRESHOLD, "magnitude", None, None, 0, no_progress),
                 }
@@ -326,11 +326,12 @@ class PruningService:
         else:
             with self._history_lock:
                 analyses = list(self._history)
-            data = {"type": kind, "created_at": time.time(), "count": len(analyses), "analyses": analyses}
+            data = {"type": kind, "created_at": utc_now(), "count": len(analyses), "analyses": analyses}
             count = len(analyses)
         path = self.exports.write(EXPORT_FILES[kind], data)
         noun = "Weight analysis" if kind == "weight" else f"Impact analyses ({count})"
-        return {"message": f"{noun} exported successfully", "file_path": str(path), "type": kind, "count": count}
+        file_path = path.relative_to(self.settings.data_dir).as_posix()
+        return {"message": f"{noun} exported successfully", "file_path": file_path, "type": kind, "count": count}
 
 
 def _rows(result: dict) -> int:

@@ -13,7 +13,7 @@ from neuronscope.config import Settings
 from neuronscope.errors import BadRequest, Conflict
 from neuronscope.modeling.manager import LoadedModel, ModelManager
 from neuronscope.services.clusters import ClusterService
-from neuronscope.services.timestamps import utc_now
+from neuronscope.timestamps import utc_now
 from neuronscope.services.validation import check_layer, check_neurons
 from neuronscope.storage.files import JsonFolder
 from neuronscope.storage.index import ActivationIndex, StoredSource
