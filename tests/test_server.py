@@ -46,7 +46,7 @@ def server(models_dir, tmp_path):
 
 def test_server_serves_with_model_preloaded_on_localhost(server):
     status, headers, body = get_json(server + "/api/health")
-    assert status == 200 and body["model"] == "tiny-llama" and body["model_ready"] is True
+    assert status == 200 and body["model_name"] == "tiny-llama" and body["model_ready"] is True
     assert headers["Server"] == "NeuronScope"
     assert server.startswith("http://127.0.0.1:")
 

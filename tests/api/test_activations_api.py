@@ -112,7 +112,7 @@ def test_model_name_switches_first(make_app):
     client = make_app(model="tiny-gpt2").test_client()
     body = generate(client, model_name="tiny-llama")
     assert body["model_name"] == "tiny-llama"
-    assert client.get("/api/health").json["model"] == "tiny-llama"
+    assert client.get("/api/health").json["model_name"] == "tiny-llama"
     assert generate(client, model_name="tiny-llama")["filename"] == body["filename"]
 
 
@@ -122,7 +122,7 @@ def test_unloadable_model_name_fails_and_keeps_the_model(make_app, model_name, s
     generate(client)
     response = client.post("/api/activations/generate", json={"prompt": PROMPT, "model_name": model_name})
     assert response.status_code == status and set(response.json) == {"error", "details"}
-    assert client.get("/api/health").json["model"] == "tiny-gpt2"
+    assert client.get("/api/health").json["model_name"] == "tiny-gpt2"
     assert client.get("/api/activations/files").json["count"] == 1
 
 

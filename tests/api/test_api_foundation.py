@@ -24,10 +24,10 @@ def assert_json_error(response, status):
 def test_health_reports_model_state(client):
     body = client.get("/api/health").get_json()
     assert body["status"] == "healthy" and body["message"] == "NeuronScope API server is running"
-    assert body["model_ready"] is False and body["model"] is None
+    assert body["model_ready"] is False and body["model_name"] is None
     client.post("/api/models/switch", json={"model_name": "tiny-llama"})
     body = client.get("/api/health").get_json()
-    assert body["model_ready"] is True and body["model"] == "tiny-llama"
+    assert body["model_ready"] is True and body["model_name"] == "tiny-llama"
 
 
 def test_models_list_has_documented_fields_and_availability(client):
@@ -78,7 +78,7 @@ def test_failed_switch_keeps_the_previous_model_serving(client, name, status):
     client.post("/api/models/switch", json={"model_name": "tiny-gpt2"})
     response = client.post("/api/models/switch", json={"model_name": name})
     assert_json_error(response, status)
-    assert client.get("/api/health").get_json()["model"] == "tiny-gpt2"
+    assert client.get("/api/health").get_json()["model_name"] == "tiny-gpt2"
     assert client.get("/api/models/memory").get_json()["current_model"] == "tiny-gpt2"
 
 

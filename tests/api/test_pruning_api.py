@@ -219,12 +219,12 @@ def test_exports_are_written_atomically_under_the_data_dir(app):
     client.post(IMPORTANCE, json={"layer_index": 1, "input_texts": ["Hello world"]})
     client.post(BATCH, json={"pruning_candidates": [{"layer_index": 0, "neuron_index": 2}], "input_texts": ["Hi"]})
     exported = client.post(EXPORT, json={"type": "impact"}).get_json()
-    assert exported["file_path"] == str(folder / "impact_analysis.json")
+    assert exported["file_path"] == "pruning/impact_analysis.json"
     saved = json.loads((folder / "impact_analysis.json").read_text())
     assert [a["analysis"] for a in saved["analyses"]] == ["impact-analysis", "neuron-importance", "batch-analysis"]
     assert saved["analyses"][0]["request"]["neuron_indices"] == [1]
     weight = client.post(EXPORT, json={"type": "weight"}).get_json()
-    assert weight["file_path"] == str(folder / "weight_analysis.json")
+    assert weight["file_path"] == "pruning/weight_analysis.json"
     saved = json.loads((folder / "weight_analysis.json").read_text())
     live = client.get("/api/pruning/weight-analysis").get_json()
     assert saved["weight_analysis"]["total_parameters"] == live["total_parameters"]
@@ -245,7 +245,7 @@ def test_weight_analysis_is_cached_per_model(app, monkeypatch):
     assert len(calls) == 2
     assert client.post("/api/models/switch", json={"model_name": "tiny-llama"}).status_code == 200
     other = client.get("/api/pruning/weight-analysis").get_json()
-    assert len(calls) == 3 and other["model"] == "tiny-llama" and other["total_parameters"] != first["total_parameters"]
+    assert len(calls) == 3 and other["model_name"] == "tiny-llama" and other["total_parameters"] != first["total_parameters"]
 
 
 def test_analyses_hold_the_model_for_their_whole_run(make_app):

@@ -39,7 +39,7 @@ def test_job_result_equals_synchronous_result(jobs_app, calls):
     sync = client.post(f"/api/{WEIGHT_NORMS}", json=body)
     assert sync.status_code == 200 and calls.count == 2
     assert job["result"] == sync.get_json()
-    assert job["progress"] == 1.0 and job["eta_seconds"] == 0.0 and job["model"] == "tiny-gpt2"
+    assert job["progress"] == 1.0 and job["eta_seconds"] == 0.0 and job["model_name"] == "tiny-gpt2"
     assert job["params"] == body and job["endpoint"] == WEIGHT_NORMS
     assert job["created_at"] <= job["started_at"] <= job["finished_at"]
     for layer in (0, 1):
@@ -171,11 +171,11 @@ def test_model_switch_waits_for_the_running_job(jobs_app, gate):
         body=app.test_client().post("/api/models/switch", json={"model_name": "tiny-llama"}).get_json()))
     switcher.start()
     switcher.join(timeout=0.5)
-    assert switcher.is_alive() and client.get("/api/health").get_json()["model"] == "tiny-gpt2"
+    assert switcher.is_alive() and client.get("/api/health").get_json()["model_name"] == "tiny-gpt2"
     gate.open_all()
     job = wait_for_status(client, job_id, {"done"})
     switcher.join(timeout=30)
-    assert job["model"] == "tiny-gpt2" and switched["body"]["current_model"] == "tiny-llama"
+    assert job["model_name"] == "tiny-gpt2" and switched["body"]["current_model"] == "tiny-llama"
 
 
 def test_finished_jobs_are_written_and_read_back_after_leaving_memory(jobs_app, calls):

@@ -66,7 +66,7 @@ def test_job_result_equals_the_synchronous_result_with_progress_to_one(make_app,
     assert progress == sorted(progress) and progress[-1] == 1.0 and views[-1]["status"] == "done"
     synchronous = call(client, method, path, body)
     assert synchronous.status_code == 200 and views[-1]["result"] == synchronous.get_json()
-    assert views[-1]["model"] == model_name
+    assert views[-1]["model_name"] == model_name
     via_jobs = client.post("/api/jobs", json={"endpoint": endpoint, "body": body})
     assert wait_for_status(client, via_jobs.get_json()["job_id"], {"done"})["result"] == synchronous.get_json()
     assert hook_count(app.extensions["neuronscope"].manager.ensure_loaded().model) == 0

@@ -73,10 +73,10 @@ def test_concurrent_results_equal_serial_results_across_a_switch(live):
         thread.join()
 
     assert errors == []
-    models_seen = {result["model"] for result in results.values()}
+    models_seen = {result["model_name"] for result in results.values()}
     assert models_seen == set(MODELS)
     for key, result in results.items():
-        assert result == reference[(result["model"], key)]
+        assert result == reference[(result["model_name"], key)]
     manager = app.extensions["neuronscope"].manager
     assert manager.current_name == MODELS[1]
     assert hook_count(manager.peek().model) == 0
