@@ -194,8 +194,8 @@ class JobRunner:
                 job.report(1.0, step)
             job.error = error
             self._finish(job, status, step)
+            log.info("job %s %s after %.1f s", job.job_id, status, job.finished_at - (job.started_at or job.created_at))
             self._changed.notify_all()
-        log.info("job %s %s after %.1f s", job.job_id, status, job.finished_at - (job.started_at or job.created_at))
 
     def _finish(self, job: Job, status: str, step: str) -> None:
         """Mark ``job`` finished, let go of its task and write its file (caller holds the lock,
