@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
+from neuronscope.analysis.ablation import HIGH_IMPACT, SAFE_IMPACT
+from neuronscope.api.spec import openapi_document
+
 STATIC = Path(__file__).resolve().parents[2] / "neuronscope" / "web" / "static"
 SVG_NAMESPACE = "http://www.w3.org/2000/svg"
 
@@ -78,3 +81,72 @@ def test_unknown_static_file_is_a_json_404_and_the_api_is_unchanged(client):
     assert missing.status_code == 404 and set(missing.get_json()) == {"error", "details"}
     assert client.get("/api/health").get_json()["status"] == "healthy"
     assert "Content-Security-Policy" not in client.get("/api/health").headers
+
+
+def js_option_lists(module: Path) -> dict[str, list]:
+    """``export const NAME = [...]`` lists of ``{ value: ... }`` in a module (``...OTHER`` spread
+    included), and its numeric constants."""
+    text = module.read_text()
+    lists: dict[str, list] = {}
+    for name, body in re.findall(r"^export const (\w+) = \[\n(.*?)\n\];$", text, flags=re.M | re.S):
+        values = []
+        for spread, value in re.findall(r"\.\.\.(\w+)|value: '([\w-]+)'", body):
+            values += lists[spread] if spread else [value]
+        lists[name] = values
+    numbers = {name: float(value) for name, value in re.findall(r"^export const (\w+) = ([\d.]+);$", text, flags=re.M)}
+    return {**lists, **numbers}
+
+
+def spec_enum(path: str, method: str, field: str) -> list[str]:
+    """The enum of ``field`` (a query parameter or a body property) of an operation in the served spec."""
+    document = openapi_document()
+
+    def resolve(node):
+        while isinstance(node, dict) and "$ref" in node:
+            target = document
+            for part in node["$ref"].lstrip("#/").split("/"):
+                target = target[part]
+            node = target
+        return node
+
+    def find(schema):
+        schema = resolve(schema)
+        if field in schema.get("properties", {}):
+            return resolve(schema["properties"][field])
+        for key in ("allOf", "oneOf", "anyOf"):
+            for part in schema.get(key, []):
+                if (found := find(part)) is not None:
+                    return found
+        return None
+
+    operation = document["paths"][path][method]
+    for parameter in map(resolve, operation.get("parameters", [])):
+        if parameter["name"] == field:
+            return [v for v in resolve(parameter["schema"])["enum"] if v is not None]
+    found = find(operation["requestBody"]["content"]["application/json"]["schema"])
+    return [v for v in found["enum"] if v is not None]
+
+
+def test_the_pages_method_lists_and_impact_guides_are_the_servers():
+    options = js_option_lists(STATIC / "js" / "options.js")
+    assert options["SCORE_METHODS"] == spec_enum("/api/pruning/candidates", "get", "method")
+    assert options["PLAN_METHODS"] == spec_enum("/api/pruning/plan", "post", "method")
+    assert options["PLAN_SCOPES"] == spec_enum("/api/pruning/plan", "post", "scope")
+    assert options["IMPORTANCE_METHODS"] == spec_enum("/api/pruning/neuron-importance", "post", "method")
+    assert (options["SAFE_IMPACT"], options["HIGH_IMPACT"]) == (SAFE_IMPACT, HIGH_IMPACT)
+
+
+def test_views_query_only_inside_their_own_root():
+    """Each view module looks up elements through ``scope(id)`` and only finds its own."""
+    page = (STATIC / "index.html").read_text()
+    roots = {}
+    for module in static_files(".js"):
+        if found := re.search(r"scope\('([\w-]+)'\)", module.read_text()):
+            roots[module.name] = found.group(1)
+    assert {"activations.js", "neuron.js", "weights.js", "pruning.js", "clusters.js"} <= set(roots)
+    for name, root in roots.items():
+        opening = re.search(rf'<(section|header) id="{root}"', page)
+        closing = page.index(f"</{opening.group(1)}>", opening.end())
+        inside = set(re.findall(r'id="([\w-]+)"', page[opening.end():closing]))
+        wanted = set(re.findall(r"\$\('#([\w-]+)", (STATIC / "js" / name).read_text()))
+        assert wanted <= inside, f"{name} looks for {wanted - inside} outside #{root}"

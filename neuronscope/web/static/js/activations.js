@@ -1,12 +1,12 @@
 // Activations view: run a prompt, show a token × neuron heatmap of a layer's top-k neurons.
 
 import { api } from './api.js';
-import { $, el, real, setOptions } from './dom.js';
+import { el, real, scope, setOptions } from './dom.js';
 import { busy, showError } from './feedback.js';
 import { heatmap } from './charts.js';
-import { bindLayerInputs, state } from './state.js';
+import { bindLayerInputs, setActivationFiles, setPrompt, state } from './state.js';
 
-const view = () => $('#view-activations');
+const { root, $ } = scope('view-activations');
 
 export function initActivations(openNeuron) {
   bindLayerInputs($('#act-layer'));
@@ -15,15 +15,15 @@ export function initActivations(openNeuron) {
   });
   $('#act-form').addEventListener('submit', (event) => {
     event.preventDefault();
-    busy(view(), 'Capturing activations', () => generate(openNeuron));
+    busy(root, 'Capturing activations', () => generate(openNeuron));
   });
-  $('#act-save-sample').addEventListener('click', () => busy(view(), 'Saving sample', saveSample));
+  $('#act-save-sample').addEventListener('click', () => busy(root, 'Saving sample', saveSample));
   $('#act-files').addEventListener('change', (event) => {
-    if (event.target.value) busy(view(), 'Loading file', () => openFile(event.target.value, openNeuron));
+    if (event.target.value) busy(root, 'Loading file', () => openFile(event.target.value, openNeuron));
   });
   for (const input of [$('#act-layer'), $('#act-topk'), $('#act-scale')]) {
     input.addEventListener('change', () => {
-      if (state.activationFile) busy(view(), 'Loading layer', () => openFile(state.activationFile, openNeuron));
+      if (state.activationFile) busy(root, 'Loading layer', () => openFile(state.activationFile, openNeuron));
     });
   }
   loadSamples();
@@ -44,7 +44,7 @@ export async function refreshFiles() {
   try {
     const { files } = await api('activations/files');
     setOptions($('#act-files'), files.map((f) => ({ value: f, label: f, selected: f === state.activationFile })), true);
-    setOptions($('#clu-file'), files.map((f) => ({ value: f, label: f, selected: f === state.activationFile })));
+    setActivationFiles(files);
   } catch (err) {
     showError(err);
   }
@@ -53,8 +53,7 @@ export async function refreshFiles() {
 async function generate(openNeuron) {
   const prompt = $('#act-prompt').value.trim();
   const result = await api('activations/generate', { method: 'POST', body: { prompt } });
-  state.prompt = prompt;
-  $('#neuron-prompt').value = prompt;
+  setPrompt(prompt, true);
   await openFile(result.filename, openNeuron);
   await refreshFiles();
 }
@@ -70,8 +69,7 @@ async function openFile(filename, openNeuron) {
   const topK = +$('#act-topk').value;
   const data = await api(`activations/${encodeURIComponent(filename)}`, { params: { layer, top_k: topK } });
   state.activationFile = filename;
-  state.prompt = data.prompt;
-  if (!$('#neuron-prompt').value) $('#neuron-prompt').value = data.prompt;
+  setPrompt(data.prompt, false);
   const slice = data.layers.find((l) => l.layer_index === layer);
   if (!slice) throw new Error(`the file ${filename} has no layer ${layer}`);
   $('#act-title').textContent = `Layer ${layer}: ${slice.neurons.length} neurons × ${data.tokens.length} tokens (${filename})`;

@@ -2,19 +2,22 @@
 // neurons, centroid over the file's tokens and its top tokens from the index.
 
 import { api } from './api.js';
-import { $, el, fmt, facts, real } from './dom.js';
+import { el, facts, fmt, real, scope, setOptions } from './dom.js';
 import { busy, settled } from './feedback.js';
 import { diverging, showTip, hideTip } from './charts.js';
-import { bindLayerInputs } from './state.js';
+import { bindLayerInputs, onFilesChange, state } from './state.js';
 
-const view = () => $('#view-clusters');
+const { root, $ } = scope('view-clusters');
 const TOP_TOKENS = 8;
 
 export function initClusters(openNeuron) {
   bindLayerInputs($('#clu-layer'));
+  onFilesChange((files) => {
+    setOptions($('#clu-file'), files.map((f) => ({ value: f, label: f, selected: f === state.activationFile })));
+  });
   $('#clu-form').addEventListener('submit', (event) => {
     event.preventDefault();
-    busy(view(), 'Clustering', () => cluster(openNeuron));
+    busy(root, 'Clustering', () => cluster(openNeuron));
   });
 }
 

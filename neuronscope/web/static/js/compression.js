@@ -2,19 +2,22 @@
 // (which neurons go, how many parameters), and applying it to save a smaller model.
 
 import { api } from './api.js';
-import { $, bytes, facts, fmt, real } from './dom.js';
+import { bytes, facts, fmt, real, scope, setOptions } from './dom.js';
 import { busy } from './feedback.js';
+import { PLAN_METHODS, PLAN_SCOPES } from './options.js';
 
-const view = () => $('#view-pruning');
+const { root, $ } = scope('view-pruning');
 let lastPlan = null;
 
 export function initCompression() {
-  $('#eval-run').addEventListener('click', () => busy(view(), 'Evaluating perplexity', evaluate));
+  setOptions($('#plan-method'), PLAN_METHODS);
+  setOptions($('#plan-scope'), PLAN_SCOPES);
+  $('#eval-run').addEventListener('click', () => busy(root, 'Evaluating perplexity', evaluate));
   $('#plan-form').addEventListener('submit', (event) => {
     event.preventDefault();
-    busy(view(), 'Planning', plan);
+    busy(root, 'Planning', plan);
   });
-  $('#apply-run').addEventListener('click', () => busy(view(), 'Applying plan', apply));
+  $('#apply-run').addEventListener('click', () => busy(root, 'Applying plan', apply));
 }
 
 async function evaluate(onProgress) {

@@ -2,6 +2,12 @@
 
 export const $ = (selector, root = document) => root.querySelector(selector);
 
+// One part of the page (a view, the model bar): its root element and `$`, which looks only inside it.
+export function scope(id) {
+  const root = document.getElementById(id);
+  return { root, $: (selector) => root.querySelector(selector) };
+}
+
 export function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
   for (const [key, value] of Object.entries(attrs)) {

@@ -1,9 +1,11 @@
 // The model bar: current model, its shape and memory, and switching from the registry.
 
 import { api, setApiKey } from './api.js';
-import { $, bytes, el, setOptions } from './dom.js';
+import { bytes, el, scope, setOptions } from './dom.js';
 import { busy, showError } from './feedback.js';
 import { setModel } from './state.js';
+
+const { root, $ } = scope('model-bar');
 
 export async function initModelBar() {
   $('#model-switch').addEventListener('submit', (event) => {
@@ -56,9 +58,8 @@ async function refreshMemory() {
 }
 
 async function switchModel(name) {
-  const bar = $('#model-bar');
   $('#model-name').textContent = `loading ${name}…`;
-  const done = await busy(bar, `Switching to ${name}`, () => api('models/switch', { method: 'POST', body: { model_name: name } }));
+  const done = await busy(root, `Switching to ${name}`, () => api('models/switch', { method: 'POST', body: { model_name: name } }));
   // Every view shows results of the old model: start afresh. A failed switch keeps the page (and its error).
   if (done) window.location.reload();
   else await refresh();

@@ -2,23 +2,27 @@
 // activation files, weight magnitude and rank, and an ablation on a prompt with its impact metrics.
 
 import { api } from './api.js';
-import { $, el, fmt, facts, real } from './dom.js';
+import { el, facts, fmt, real, scope } from './dom.js';
 import { busy, settled } from './feedback.js';
 import { histogram } from './charts.js';
-import { bindLayerInputs, state } from './state.js';
+import { IMPACT_CLASS } from './options.js';
+import { bindLayerInputs, onPromptChange, state } from './state.js';
 
-const view = () => $('#view-neuron');
+const { root, $ } = scope('view-neuron');
 const TOP_EXAMPLES = 20;
 const HISTOGRAM_FILES = 12;
 const layerCache = new Map(); // "file|layer" -> activation file slice
 
 export function initNeuron(navigate) {
   bindLayerInputs($('#neuron-layer'));
+  onPromptChange((prompt, replace) => {
+    if (replace || !$('#neuron-prompt').value) $('#neuron-prompt').value = prompt;
+  });
   $('#neuron-form').addEventListener('submit', (event) => {
     event.preventDefault();
     navigate(`neuron/${$('#neuron-layer').value}/${$('#neuron-index').value}`);
   });
-  $('#neuron-ablate').addEventListener('click', () => busy(view(), 'Ablating', ablate));
+  $('#neuron-ablate').addEventListener('click', () => busy(root, 'Ablating', ablate));
 }
 
 export function showNeuron(layer, neuron) {
@@ -30,7 +34,7 @@ export function showNeuron(layer, neuron) {
     $(id).replaceChildren();
   }
   if (!$('#neuron-prompt').value) $('#neuron-prompt').value = state.prompt;
-  busy(view(), `Loading neuron ${layer}:${neuron}`,
+  busy(root, `Loading neuron ${layer}:${neuron}`,
     () => settled([examples(layer, neuron), weights(layer, neuron), activationHistogram(layer, neuron)]));
 }
 
@@ -69,7 +73,7 @@ function context({ context_parts: parts }) {
 }
 
 function indexSamples(layer, neuron) {
-  busy(view(), 'Indexing the sample prompts', async () => {
+  busy(root, 'Indexing the sample prompts', async () => {
     await api('activations/corpus', { method: 'POST', body: { use_samples: true } });
     await examples(layer, neuron);
   });
@@ -124,16 +128,11 @@ async function ablate() {
     method: 'POST', body: { layer_index: layer, neuron_indices: [neuron], input_text: text },
   });
   facts($('#neuron-impact'), [
-    ['impact score', `${real(result.impact_score)} (${result.impact_level})`, severity(result.impact_score)],
+    ['impact score', `${real(result.impact_score)} (${result.impact_level})`, IMPACT_CLASS[result.impact_level]],
     ['mean change', real(result.mean_change)],
     ['max change', real(result.max_change)],
     ['KL divergence', real(result.kl_divergence)],
     ['loss delta', real(result.loss_delta)],
     ['safe to prune', fmt(result.safe_to_prune), result.safe_to_prune ? 'good' : 'bad'],
   ]);
-}
-
-function severity(impact) {
-  if (impact < 0.1) return 'good';
-  return impact < 0.3 ? 'warn' : 'bad';
 }

@@ -3,25 +3,26 @@
 // The plan / apply panel is compression.js.
 
 import { api } from './api.js';
-import { $, el, fmt, facts, real } from './dom.js';
+import { el, facts, fmt, real, scope, setOptions } from './dom.js';
 import { busy } from './feedback.js';
 import { barChart, lineChart, PALETTE } from './charts.js';
 import { bindLayerInputs, state, texts } from './state.js';
 import { initCompression } from './compression.js';
+import { IMPACT_GUIDES, IMPORTANCE_METHODS } from './options.js';
 
-const view = () => $('#view-pruning');
-const THRESHOLDS = [{ value: 0.1, label: 'safe < 0.1' }, { value: 0.3, label: 'high ≥ 0.3' }];
+const { root, $ } = scope('view-pruning');
 let lastImportance = null;
 
 export function initPruning(openNeuron) {
   bindLayerInputs($('#imp-layer'));
+  setOptions($('#imp-method'), IMPORTANCE_METHODS);
   $('#imp-form').addEventListener('submit', (event) => {
     event.preventDefault();
-    busy(view(), 'Ranking neurons', (onProgress) => importance(openNeuron, onProgress));
+    busy(root, 'Ranking neurons', (onProgress) => importance(openNeuron, onProgress));
   });
   $('#batch-form').addEventListener('submit', (event) => {
     event.preventDefault();
-    busy(view(), 'Analysing batch', batch);
+    busy(root, 'Analysing batch', batch);
   });
   $('#batch-fill').addEventListener('click', fillLeastImportant);
   initCompression();
@@ -46,7 +47,7 @@ async function importance(openNeuron, onProgress) {
     height: 220,
     yLabel: 'impact score',
     xLabel: 'neurons, most important first',
-    thresholds: THRESHOLDS,
+    thresholds: IMPACT_GUIDES,
     bars: sorted.map((s) => ({
       value: s.impact_score,
       color: s.is_critical ? PALETTE[1] : PALETTE[0],
@@ -86,7 +87,7 @@ async function batch(onProgress) {
     xLabel: 'k lowest-impact neurons ablated',
     yLabel: 'impact score',
     integerX: true,
-    thresholds: THRESHOLDS,
+    thresholds: IMPACT_GUIDES,
     series: [
       { name: 'ablated together (cumulative)', color: PALETTE[1], points: curve },
       { name: 'k-th neuron alone', color: PALETTE[0], points: individual.map((s, i) => [i + 1, s.impact_score]) },

@@ -1,21 +1,48 @@
 // The page's shared state: the loaded model's shape and the current prompt / activation file.
 
-const listeners = new Set();
+// The views never touch each other's elements: they share through this state and its events.
+
+const listeners = { model: new Set(), prompt: new Set(), files: new Set() };
 
 export const state = {
   model: null, // {name, layers, d_mlp}
   prompt: '',
   activationFile: null,
+  activationFiles: [],
   samples: [],
 };
 
+function notify(kind, ...args) {
+  for (const listener of listeners[kind]) listener(...args);
+}
+
 export function onModelChange(listener) {
-  listeners.add(listener);
+  listeners.model.add(listener);
 }
 
 export function setModel(model) {
   state.model = model;
-  for (const listener of listeners) listener(model);
+  notify('model', model);
+}
+
+// `listener(prompt, replace)`: a prompt was run (`replace`: it replaces prompts typed elsewhere) or opened.
+export function onPromptChange(listener) {
+  listeners.prompt.add(listener);
+}
+
+export function setPrompt(prompt, replace) {
+  state.prompt = prompt;
+  notify('prompt', prompt, replace);
+}
+
+// `listener(files)`: the saved activation files changed.
+export function onFilesChange(listener) {
+  listeners.files.add(listener);
+}
+
+export function setActivationFiles(files) {
+  state.activationFiles = files;
+  notify('files', files);
 }
 
 // Keep number inputs for layers and neurons within the loaded model's shape.

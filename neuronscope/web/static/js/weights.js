@@ -1,19 +1,21 @@
 // Weights view: per-layer sparsity and magnitude from weight-analysis; candidates with a threshold slider.
 
 import { api } from './api.js';
-import { $, el, fmt, facts, real, setOptions } from './dom.js';
+import { el, facts, fmt, real, scope, setOptions } from './dom.js';
 import { busy } from './feedback.js';
 import { barChart, lineChart, PALETTE } from './charts.js';
+import { SCORE_METHODS } from './options.js';
 import { onModelChange } from './state.js';
 
-const view = () => $('#view-weights');
+const { root, $ } = scope('view-weights');
 const SHOWN_CANDIDATES = 200;
 
 export function initWeights(openNeuron) {
-  $('#weights-run').addEventListener('click', () => busy(view(), 'Analysing weights', analyse));
+  setOptions($('#cand-method'), SCORE_METHODS);
+  $('#weights-run').addEventListener('click', () => busy(root, 'Analysing weights', analyse));
   const slider = $('#cand-threshold');
   slider.addEventListener('input', () => { $('#cand-threshold-value').textContent = slider.value; });
-  const reload = () => busy(view(), 'Finding candidates', () => candidates(openNeuron));
+  const reload = () => busy(root, 'Finding candidates', () => candidates(openNeuron));
   for (const input of [slider, $('#cand-layer'), $('#cand-method')]) input.addEventListener('change', reload);
   onModelChange((model) => {
     setOptions($('#cand-layer'), [{ value: '', label: 'all layers' },
@@ -23,7 +25,7 @@ export function initWeights(openNeuron) {
 
 export function showWeights(openNeuron) {
   if (!$('#weights-sparsity').childElementCount) {
-    busy(view(), 'Analysing weights', async () => {
+    busy(root, 'Analysing weights', async () => {
       await analyse();
       await candidates(openNeuron);
     });
