@@ -1,5 +1,4 @@
 // The page's shared state: the loaded model's shape and the current prompt / activation file.
-
 // The views never touch each other's elements: they share through this state and its events.
 
 const listeners = { model: new Set(), prompt: new Set(), files: new Set() };
@@ -8,7 +7,6 @@ export const state = {
   model: null, // {name, layers, d_mlp}
   prompt: '',
   activationFile: null,
-  activationFiles: [],
   samples: [],
 };
 
@@ -41,7 +39,6 @@ export function onFilesChange(listener) {
 }
 
 export function setActivationFiles(files) {
-  state.activationFiles = files;
   notify('files', files);
 }
 
