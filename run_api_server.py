@@ -31,6 +31,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+WAITRESS_MARGIN = 4
+"""waitress's own size limits are this many times the app's, so the app (which answers in JSON)
+refuses oversized headers and bodies first; only beyond waitress's limit does waitress answer."""
+
+
+def waitress_options(settings: Settings) -> dict:
+    """Keywords for ``waitress.serve``: address, threads and size limits above the app's own."""
+    return {
+        "host": settings.host,
+        "port": settings.port,
+        "threads": settings.threads,
+        "ident": "NeuronScope",
+        "max_request_body_size": WAITRESS_MARGIN * settings.max_request_bytes,
+        "max_request_header_size": WAITRESS_MARGIN * settings.max_header_bytes,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -58,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             log.error("could not load %s: %s", settings.model, exc.details)
             return 1
     log.info("serving on http://%s:%d/api/", settings.host, settings.port)
-    serve(app, host=settings.host, port=settings.port, threads=settings.threads, ident="NeuronScope")
+    serve(app, **waitress_options(settings))
     return 0
 
 

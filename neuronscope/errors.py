@@ -54,6 +54,18 @@ class UnsupportedMediaType(NeuronScopeError):
     error = "Unsupported media type"
 
 
+class HeadersTooLarge(NeuronScopeError):
+    status = 431
+    error = "Request header fields too large"
+
+
+class InsufficientStorage(NeuronScopeError):
+    """A write would exceed the server's storage quota (saved models, bytes under data/)."""
+
+    status = 507
+    error = "Insufficient storage"
+
+
 class ModelUnavailable(NeuronScopeError):
     """The requested model cannot be loaded (offline, missing files, unsupported)."""
 
