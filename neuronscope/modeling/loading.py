@@ -24,6 +24,7 @@ from neuronscope.errors import BadRequest, ModelUnavailable, NotFound
 from neuronscope.modeling import registry
 from neuronscope.modeling.adapters import adapter_class_for
 from neuronscope.modeling.adapters.base import recorded_mlp_sizes
+from neuronscope.storage.files import TEMP_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +212,7 @@ def _convert_embedded(cache: Path) -> None:
     model.hf_quantizer = None
     del model.config.quantization_config
     cache.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=cache.parent))
+    staging = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=cache.parent))
     try:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
