@@ -25,7 +25,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model", help="model to load at start-up (env NEURONSCOPE_MODEL, default the embedded SmolLM2)")
     parser.add_argument("--device", help="auto, cpu or cuda (env NEURONSCOPE_DEVICE, default auto)")
     parser.add_argument("--data-dir", help="where every file is written (env NEURONSCOPE_DATA_DIR, default data/)")
-    parser.add_argument("--threads", type=int, help="WSGI worker threads (env NEURONSCOPE_THREADS, default 8)")
+    parser.add_argument("--threads", type=int, help="WSGI worker threads (env NEURONSCOPE_THREADS, default 16)")
     parser.add_argument("--no-preload", action="store_true", help="load the model on the first request instead of at start-up")
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     return parser.parse_args(argv)

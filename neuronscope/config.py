@@ -121,7 +121,7 @@ class Settings:
     max_served_values: int = setting(5_000_000, "NEURONSCOPE_MAX_SERVED_VALUES", int, "activation values per response")
     max_sample_chars: int = setting(2_000, "NEURONSCOPE_MAX_SAMPLE_CHARS", int, "characters per sample")
     torch_threads: int = setting(0, "NEURONSCOPE_TORCH_THREADS", int, "torch intra-op threads")
-    threads: int = setting(8, "NEURONSCOPE_THREADS", int, "waitress worker threads")
+    threads: int = setting(16, "NEURONSCOPE_THREADS", int, "waitress worker threads")
     preload_model: bool = setting(True, "NEURONSCOPE_PRELOAD", _env_bool, "load the model at start-up")
     api_key: str | None = setting(None, "NEURONSCOPE_API_KEY", str, "X-API-Key required when set")
     rate_limit_per_minute: int = setting(120, "NEURONSCOPE_RATE_LIMIT", int, "requests a minute per client and route")
