@@ -8,10 +8,13 @@ the flags below override them.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 
-from waitress import serve
+from waitress.channel import HTTPChannel
+from waitress.server import BaseWSGIServer, create_server
+from waitress.task import ErrorTask
 
 from neuronscope import create_app
 from neuronscope.config import Settings
@@ -32,8 +35,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 WAITRESS_MARGIN = 4
-"""waitress's own size limits are this many times the app's, so the app (which answers in JSON)
-refuses oversized headers and bodies first; only beyond waitress's limit does waitress answer."""
+"""waitress's own size limits are this many times the app's, so the app refuses oversized headers
+and bodies first (in JSON); beyond waitress's limit (which bounds what it buffers) waitress refuses
+them itself, also in JSON (:class:`JsonErrorTask`)."""
+
+
+class JsonErrorTask(ErrorTask):
+    """waitress's own refusals (a body or headers over its limits, a malformed request line) in the
+    app's error shape ``{"error", "details"}`` instead of plain text."""
+
+    def execute(self) -> None:
+        error = self.request.error
+        body = json.dumps({"error": error.reason, "details": str(error.body)}).encode("utf-8")
+        self.status = f"{error.code} {error.reason}"
+        self.response_headers.append(("Content-Type", "application/json"))
+        self.set_close_on_finish()
+        self.content_length = len(body)
+        self.write(body)
+
+
+class JsonErrorChannel(HTTPChannel):
+    error_task_class = JsonErrorTask
 
 
 def waitress_options(settings: Settings) -> dict:
@@ -46,6 +68,17 @@ def waitress_options(settings: Settings) -> dict:
         "max_request_body_size": WAITRESS_MARGIN * settings.max_request_bytes,
         "max_request_header_size": WAITRESS_MARGIN * settings.max_header_bytes,
     }
+
+
+def make_server(app, settings: Settings, **overrides):
+    """A waitress server for ``app`` with :func:`waitress_options` (``overrides`` win) whose own
+    error answers are JSON."""
+    server = create_server(app, **{**waitress_options(settings), **overrides})
+    listeners = [server, *getattr(server, "map", {}).values()]
+    for listener in listeners:
+        if isinstance(listener, BaseWSGIServer):
+            listener.channel_class = JsonErrorChannel
+    return server
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,7 +108,9 @@ def main(argv: list[str] | None = None) -> int:
             log.error("could not load %s: %s", settings.model, exc.details)
             return 1
     log.info("serving on http://%s:%d/api/", settings.host, settings.port)
-    serve(app, **waitress_options(settings))
+    server = make_server(app, settings)
+    server.print_listen("waitress serving on http://{}:{}")
+    server.run()
     return 0
 
 
