@@ -54,6 +54,23 @@ RAW_BODIES = [  # whole bodies, not valid JSON objects
     b'{"prompt": "\xed\xa0\x80"}', b"\xff\xfe\x00", b"[1, 2, 3]", b'"just a string"', b"null", b"{",
     b'{"a": NaN}', b"{}", b'{"x": ' + b"[" * 5000 + b"]" * 5000 + b"}", b"{" + b'"k": 1, ' * 10 + b'"k": 2}',
 ]
+TEXT = "Hello world, the quick brown fox."
+VALID_BODIES = {  # a valid body per POST operation: the malformed ones replace one field at a time
+    "/api/samples": {"prompt": TEXT},
+    "/api/pruning/impact-analysis": {"layer_index": 0, "neuron_indices": [0, 1], "input_text": TEXT, "ablation": "zero"},
+    "/api/pruning/neuron-importance": {"layer_index": 0, "input_texts": [TEXT], "critical_threshold": 0.1},
+    "/api/pruning/batch-analysis": {"pruning_candidates": [{"layer_index": 0, "neuron_index": 0}], "input_texts": [TEXT],
+                                    "batch_size": 4},
+    "/api/pruning/export": {"type": "weight"},
+    "/api/activations/generate": {"prompt": TEXT},
+    "/api/activations/corpus": {"texts": [TEXT], "batch_size": 4},
+    "/api/queries/neuron": {"layer_index": 0, "neuron_index": 0, "top_k": 5},
+    "/api/pruning/evaluate": {"texts": [TEXT], "ablate": [{"layer_index": 0, "neuron_indices": [0]}]},
+    "/api/pruning/plan": {"sparsity": 0.1, "method": "magnitude", "scope": "layer", "seed": 0, "texts": [TEXT]},
+    "/api/pruning/apply": {"output_name": "abuse-out", "neurons": [{"layer_index": 0, "neuron_indices": [0]}],
+                           "evaluate": True, "texts": [TEXT]},
+    "/api/jobs": {"endpoint": "pruning/neuron-importance", "body": {"layer_index": 0, "input_texts": [TEXT]}},
+}
 PATH_VALUES = ["%ED%A0%80", HUGE, "..%2F..%2Fetc%2Fpasswd", "NaN", "x" * 300, "%00", "a.json", "%2e%2e"]
 QUERY_VALUES = ["%ED%A0%80", HUGE, "1e400", "NaN", "-Infinity", "%00", "[]", "x" * 3000]
 
@@ -118,9 +135,13 @@ def malformed(method: str, path: str, fields: list[str], n: int):
     for value in QUERY_VALUES:
         variants.append((f"{concrete}?top_k={value}&threshold={value}&layer_index={value}&method={value}", None, {}))
     if method in ("POST", "DELETE"):
+        base = VALID_BODIES.get(path, {})
+        for field in base:
+            rest = json.dumps({k: v for k, v in base.items() if k != field})[1:-1]
+            for value in HOSTILE_VALUES:
+                variants.append((concrete, f'{{{rest}{", " if rest else ""}"{field}": {value}}}'.encode(), {}))
         for i, value in enumerate(HOSTILE_VALUES):
             variants.append((concrete, f'{{"{fields[i % len(fields)]}": {value}}}'.encode(), {}))
-            variants.append((concrete, ("{" + ", ".join(f'"{f}": {value}' for f in fields) + "}").encode(), {}))
         variants += [(concrete, body, {}) for body in RAW_BODIES]
         variants.append((concrete, b'{"pad": "' + b"a" * 1_200_000 + b'"}', {}))
         variants.append((concrete, b'{"x": 1}', {"Content-Type": "text/plain"}))
@@ -149,6 +170,15 @@ def failed_jobs_with_500(port: int) -> int:
     return sum(1 for job in details if job.get("error", {}).get("status", 0) >= 500)
 
 
+def aftermath(port: int) -> dict[str, int]:
+    """Statuses of requests that read what the attack may have stored (samples)."""
+    checks = [("POST", "/api/pruning/evaluate", b'{"use_samples": true}'),
+              ("GET", "/api/pruning/candidates?method=wanda", None),
+              ("GET", "/api/pruning/candidates?method=activation", None),
+              ("POST", "/api/activations/corpus", b'{"use_samples": true}')]
+    return {f"{method} {path}": request(port, method, path, body)[0] for method, path, body in checks}
+
+
 def poll_health(port: int, stop: threading.Event, latencies: list[float]) -> None:
     while not stop.is_set():
         started = time.perf_counter()
@@ -168,17 +198,21 @@ def open_stream(port: int, job_id: str) -> tuple[socket.socket, int]:
 
 
 def attack_streams(port: int, n_streams: int, texts: list[str]) -> dict:
-    """Queue jobs, open ``n_streams`` streams on the last one (dropping half), poll health meanwhile."""
-    body = json.dumps({"layer_indices": "all", "input_texts": texts}).encode()
+    """Queue a corpus indexing and 15 analyses behind it, open ``n_streams`` streams on the last job
+    (dropping every other one at once), and poll /api/health until that job ends."""
+    corpus = [f"{texts[0]} Sentence number {i} of the hostile corpus." for i in range(10_000)]
+    submissions = [("/api/activations/corpus?async=true", {"texts": corpus})]
+    submissions += [("/api/pruning/neuron-importance?async=true", {"layer_indices": "all", "input_texts": texts})] * 15
     job_ids = []
-    for _ in range(16):
-        status, answer = request(port, "POST", "/api/pruning/neuron-importance?async=true", body)
+    for path, body in submissions:
+        status, answer = request(port, "POST", path, json.dumps(body).encode())
         if status == 202:
             job_ids.append(json.loads(answer)["job_id"])
     latencies: list[float] = []
     stop = threading.Event()
     poller = threading.Thread(target=poll_health, args=(port, stop, latencies))
     poller.start()
+    started = time.perf_counter()
     statuses, socks = Counter(), []
     for i in range(n_streams):
         sock, status = open_stream(port, job_ids[-1])
@@ -190,13 +224,13 @@ def attack_streams(port: int, n_streams: int, texts: list[str]) -> dict:
         if json.loads(answer)["status"] in ("done", "failed", "cancelled"):
             break
         time.sleep(0.5)
-    time.sleep(1.0)
+    window = time.perf_counter() - started
     stop.set()
     poller.join()
     for sock in socks:
         sock.close()
     latencies.sort()
-    return {"jobs": len(job_ids), "stream_answers": dict(statuses), "health_polls": len(latencies),
+    return {"jobs": len(job_ids), "stream_answers": dict(statuses), "window_s": window, "health_polls": len(latencies),
             "health_max_s": latencies[-1], "health_p99_s": latencies[int(0.99 * (len(latencies) - 1))],
             "health_median_s": statistics.median(latencies)}
 
@@ -241,6 +275,7 @@ def main() -> None:
         for what, n in sorted(failures.items()):
             print(f"  {n:4d} x {what}")
         print(f"jobs failed with a 500 inside: {failed_jobs_with_500(port)}")
+        print("after the attack (stored samples must not break later requests):", json.dumps(aftermath(port)))
         texts = ["The quick brown fox jumps over the lazy dog."] * 8
         streams = attack_streams(port, args.streams, texts)
         print("streams:", json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in streams.items()}))
