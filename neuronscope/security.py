@@ -56,8 +56,8 @@ class RateLimiter:
         """Record one hit; raise 429 with ``Retry-After`` when over the limit."""
         now = time.monotonic()
         with self._lock:
-            hits = self._hits.pop((client, route), None) or deque()
-            self._hits[(client, route)] = hits
+            hits = self._hits.setdefault((client, route), deque())
+            self._hits.move_to_end((client, route))
             while len(self._hits) > self.max_keys:
                 self._hits.popitem(last=False)
             while hits and now - hits[0] >= 60.0:

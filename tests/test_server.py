@@ -87,29 +87,23 @@ def test_bad_configuration_stops_the_server_with_a_message_not_a_traceback(tmp_p
         ("headers beyond waitress", {"headers": {f"X-H{i}": "h" * 8_000 for i in range(12)}}),
     ],
 )
-def test_oversized_requests_get_json_from_the_app_not_waitress_text(make_app, what, payload):
+def test_oversized_requests_get_json_from_the_app_not_waitress_text(make_app, run_waitress, what, payload):
     """The app's limits sit below waitress's, so oversized bodies and headers are refused in JSON."""
     import http.client
-    import threading
 
     from run_api_server import make_server, waitress_options
 
     app = make_app(max_request_bytes=100_000, max_header_bytes=16_384)
-    options = waitress_options(app.extensions["neuronscope"].settings)
+    settings = app.extensions["neuronscope"].settings
+    options = waitress_options(settings)
     assert options["max_request_body_size"] > 100_000 and options["max_request_header_size"] > 16_384
-    server = make_server(app, app.extensions["neuronscope"].settings, host="127.0.0.1", port=0)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        conn = http.client.HTTPConnection("127.0.0.1", server.effective_port, timeout=10)
-        method = "POST" if "body" in payload else "GET"
-        headers = {"Content-Type": "application/json", **payload.get("headers", {})}
-        conn.request(method, payload.get("path", "/api/samples"), body=payload.get("body"), headers=headers)
-        response = conn.getresponse()
-        assert response.status in (400, 413, 431)
-        assert response.getheader("Content-Type").startswith("application/json")
-        assert set(json.loads(response.read())) == {"error", "details"}
-        conn.close()
-    finally:
-        server.close()
-        thread.join(timeout=5)
+    host, port = run_waitress(make_server(app, settings, host="127.0.0.1", port=0)).split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    method = "POST" if "body" in payload else "GET"
+    headers = {"Content-Type": "application/json", **payload.get("headers", {})}
+    conn.request(method, payload.get("path", "/api/samples"), body=payload.get("body"), headers=headers)
+    response = conn.getresponse()
+    assert response.status in (400, 413, 431)
+    assert response.getheader("Content-Type").startswith("application/json")
+    assert set(json.loads(response.read())) == {"error", "details"}
+    conn.close()

@@ -8,7 +8,6 @@ import json
 import socket
 import threading
 import time
-from contextlib import contextmanager
 
 import pytest
 from waitress.server import create_server
@@ -16,16 +15,10 @@ from waitress.server import create_server
 from neuronscope.jobs.job import Outcome
 
 
-@contextmanager
-def served(app, threads: int):
-    server = create_server(app, host="127.0.0.1", port=0, threads=threads)
-    runner = threading.Thread(target=server.run, daemon=True)
-    runner.start()
-    try:
-        yield f"127.0.0.1:{server.effective_port}"
-    finally:
-        server.close()
-        runner.join(timeout=5)
+@pytest.fixture
+def served(run_waitress):
+    """``served(app, threads)``: the address of ``app`` on a waitress server with ``threads`` threads."""
+    return lambda app, threads: run_waitress(create_server(app, host="127.0.0.1", port=0, threads=threads))
 
 
 def held_job(app) -> tuple[str, threading.Event]:
@@ -89,55 +82,55 @@ def wait_until(condition, seconds: float = 15.0) -> bool:
 
 
 @pytest.mark.parametrize("threads,extra", [(4, 6), (6, 10)])
-def test_streams_beyond_the_limit_get_503_and_health_keeps_answering(make_app, threads, extra):
+def test_streams_beyond_the_limit_get_503_and_health_keeps_answering(make_app, served, threads, extra):
     app = make_app(threads=threads, max_event_streams=100, event_heartbeat_seconds=0.2)
     limit = app.extensions["neuronscope"].settings.event_stream_limit
     assert limit == threads - 2
     job_id, release = held_job(app)
-    with served(app, threads) as address:
-        streams = [open_stream(address, job_id) for _ in range(limit)]
-        assert [status_of(s) for s in streams] == [200] * limit
-        refused = [open_stream(address, job_id) for _ in range(extra)]
-        bodies = [read_until_closed(s) for s in refused]
-        assert all(" 503 " in b.split("\r\n")[0] and '"error"' in b and "Retry-After" in b for b in bodies)
-        for _ in range(5):
-            assert http_get(address, "/api/health")[0] == 200
-        assert http_get(address, f"/api/jobs/{job_id}")[1]["status"] == "running"
-        release.set()
-        for sock in streams:
-            assert '"status": "done"' in read_until_closed(sock)
-            sock.close()
+    address = served(app, threads)
+    streams = [open_stream(address, job_id) for _ in range(limit)]
+    assert [status_of(s) for s in streams] == [200] * limit
+    refused = [open_stream(address, job_id) for _ in range(extra)]
+    bodies = [read_until_closed(s) for s in refused]
+    assert all(" 503 " in b.split("\r\n")[0] and '"error"' in b and "Retry-After" in b for b in bodies)
+    for _ in range(5):
+        assert http_get(address, "/api/health")[0] == 200
+    assert http_get(address, f"/api/jobs/{job_id}")[1]["status"] == "running"
+    release.set()
+    for sock in streams:
+        assert '"status": "done"' in read_until_closed(sock)
+        sock.close()
     assert wait_until(lambda: app.extensions["neuronscope"].long_runs.streams.open_count == 0)
 
 
-def test_a_client_that_goes_away_frees_its_slot(make_app):
+def test_a_client_that_goes_away_frees_its_slot(make_app, served):
     app = make_app(threads=3, event_heartbeat_seconds=0.1)
     streams = app.extensions["neuronscope"].long_runs.streams
     assert streams.limit == 1
     job_id, release = held_job(app)
     try:
-        with served(app, 3) as address:
-            for _ in range(3):  # each time: take the only slot, vanish, and the slot comes back
-                sock = open_stream(address, job_id)
-                assert status_of(sock) == 200
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-                sock.close()
-                assert wait_until(lambda: streams.open_count == 0)
-                assert http_get(address, "/api/health")[0] == 200
+        address = served(app, 3)
+        for _ in range(3):  # each time: take the only slot, vanish, and the slot comes back
+            sock = open_stream(address, job_id)
+            assert status_of(sock) == 200
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            sock.close()
+            assert wait_until(lambda: streams.open_count == 0)
+            assert http_get(address, "/api/health")[0] == 200
     finally:
         release.set()
 
 
-def test_a_stream_ends_after_its_lifetime(make_app):
+def test_a_stream_ends_after_its_lifetime(make_app, served):
     app = make_app(threads=4, event_stream_seconds=0.5, event_heartbeat_seconds=0.1)
     job_id, release = held_job(app)
     try:
-        with served(app, 4) as address:
-            sock = open_stream(address, job_id)
-            body = read_until_closed(sock)
-            sock.close()
-            assert "stream lifetime reached" in body and '"status": "running"' in body
-            assert ": keep-alive" in body
+        address = served(app, 4)
+        sock = open_stream(address, job_id)
+        body = read_until_closed(sock)
+        sock.close()
+        assert "stream lifetime reached" in body and '"status": "running"' in body
+        assert ": keep-alive" in body
     finally:
         release.set()
     assert app.extensions["neuronscope"].long_runs.streams.open_count == 0
