@@ -17,12 +17,16 @@ from waitress.server import BaseWSGIServer, create_server
 from waitress.task import ErrorTask
 
 from neuronscope import create_app
-from neuronscope.config import Settings
+from neuronscope.config import Settings, settings_help
 from neuronscope.errors import NeuronScopeError
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Run the NeuronScope API server.")
+    parser = argparse.ArgumentParser(
+        description="Run the NeuronScope API server.",
+        epilog="settings (environment variables; README.md explains each):\n" + settings_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--host", help="address to bind (env HOST, default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (env PORT, default 5001)")
     parser.add_argument("--model", help="model to load at start-up (env NEURONSCOPE_MODEL, default the embedded SmolLM2)")

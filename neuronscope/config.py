@@ -240,3 +240,13 @@ class Settings:
         if unknown:
             raise ValueError(f"unknown settings: {sorted(unknown)}")
         return replace(self, **overrides).normalised()
+
+
+def settings_help() -> str:
+    """One line per setting: its environment variable(s), default and help (for ``--help``)."""
+    lines = []
+    for spec in fields(Settings):
+        if spec.metadata.get("env"):
+            default = spec.default if spec.default not in (None, ()) else "unset"
+            lines.append(f"  {' / '.join(spec.metadata['env'])} (default {default}): {spec.metadata['help']}")
+    return "\n".join(lines)

@@ -68,6 +68,13 @@ def test_help_documents_options():
     assert out.returncode == 0
     for flag in ("--host", "--port", "--model", "--device", "--data-dir"):
         assert flag in out.stdout
+    from dataclasses import fields
+
+    from neuronscope.config import Settings
+
+    for spec in fields(Settings):
+        for var in spec.metadata.get("env", ()):
+            assert var in out.stdout
 
 
 def test_bad_configuration_stops_the_server_with_a_message_not_a_traceback(tmp_path):
