@@ -1,6 +1,7 @@
 """Settings for NeuronScope, read from the environment in one place.
 
-Every knob has an environment variable; ``run_api_server.py`` flags and the ``config``
+Every knob is declared once, as a :class:`Settings` field built by :func:`setting` (default,
+environment variable, parser and help together); ``run_api_server.py`` flags and the ``config``
 argument of :func:`neuronscope.create_app` override them.
 """
 
