@@ -9,8 +9,8 @@
 3. ``--flood`` requests to unique unknown paths (GET, POST, HEAD) while the server's RSS is sampled.
 
 Prints requests tried, 5xx count (by operation), max/p99 health latency and RSS growth. Loopback
-only, every loop bounded. The rate limiter is switched off (``NEURONSCOPE_RATE_LIMIT=0``) so every
-request reaches the handlers. Not part of ``make test``.
+only, every loop bounded. The rate limit is set out of reach (``NEURONSCOPE_RATE_LIMIT=10^9``) so every
+request reaches the handlers while the limiter still keeps its per-route windows. Not part of ``make test``.
 
 Model: the embedded SmolLM2 by default; for speed on small machines, tiny test models:
 
@@ -83,7 +83,7 @@ def free_port() -> int:
 
 def start_server(args: argparse.Namespace, data_dir: Path, port: int) -> subprocess.Popen:
     env = {**os.environ, "HOST": HOST, "PORT": str(port), "NEURONSCOPE_DATA_DIR": str(data_dir),
-           "NEURONSCOPE_MODEL": args.model, "NEURONSCOPE_OFFLINE": "1", "NEURONSCOPE_RATE_LIMIT": "0",
+           "NEURONSCOPE_MODEL": args.model, "NEURONSCOPE_OFFLINE": "1", "NEURONSCOPE_RATE_LIMIT": "1000000000",
            "NEURONSCOPE_TORCH_THREADS": "1"}
     if args.models_dir:
         env["NEURONSCOPE_MODELS_DIR"] = str(args.models_dir)
