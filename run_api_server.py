@@ -8,27 +8,81 @@ the flags below override them.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 
-from waitress import serve
+from waitress.channel import HTTPChannel
+from waitress.server import BaseWSGIServer, create_server
+from waitress.task import ErrorTask
 
 from neuronscope import create_app
-from neuronscope.config import Settings
+from neuronscope.config import Settings, settings_help
 from neuronscope.errors import NeuronScopeError
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Run the NeuronScope API server.")
+    parser = argparse.ArgumentParser(
+        description="Run the NeuronScope API server.",
+        epilog="settings (environment variables; README.md explains each):\n" + settings_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--host", help="address to bind (env HOST, default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (env PORT, default 5001)")
     parser.add_argument("--model", help="model to load at start-up (env NEURONSCOPE_MODEL, default the embedded SmolLM2)")
     parser.add_argument("--device", help="auto, cpu or cuda (env NEURONSCOPE_DEVICE, default auto)")
     parser.add_argument("--data-dir", help="where every file is written (env NEURONSCOPE_DATA_DIR, default data/)")
-    parser.add_argument("--threads", type=int, help="WSGI worker threads (env NEURONSCOPE_THREADS, default 8)")
+    parser.add_argument("--threads", type=int, help="WSGI worker threads (env NEURONSCOPE_THREADS, default 16)")
     parser.add_argument("--no-preload", action="store_true", help="load the model on the first request instead of at start-up")
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     return parser.parse_args(argv)
+
+
+WAITRESS_MARGIN = 4
+"""waitress's own size limits are this many times the app's, so the app refuses oversized headers
+and bodies first (in JSON); beyond waitress's limit (which bounds what it buffers) waitress refuses
+them itself, also in JSON (:class:`JsonErrorTask`)."""
+
+
+class JsonErrorTask(ErrorTask):
+    """waitress's own refusals (a body or headers over its limits, a malformed request line) in the
+    app's error shape ``{"error", "details"}`` instead of plain text."""
+
+    def execute(self) -> None:
+        error = self.request.error
+        body = json.dumps({"error": error.reason, "details": str(error.body)}).encode("utf-8")
+        self.status = f"{error.code} {error.reason}"
+        self.response_headers.append(("Content-Type", "application/json"))
+        self.set_close_on_finish()
+        self.content_length = len(body)
+        self.write(body)
+
+
+class JsonErrorChannel(HTTPChannel):
+    error_task_class = JsonErrorTask
+
+
+def waitress_options(settings: Settings) -> dict:
+    """Keywords for ``waitress.serve``: address, threads and size limits above the app's own."""
+    return {
+        "host": settings.host,
+        "port": settings.port,
+        "threads": settings.threads,
+        "ident": "NeuronScope",
+        "max_request_body_size": WAITRESS_MARGIN * settings.max_request_bytes,
+        "max_request_header_size": WAITRESS_MARGIN * settings.max_header_bytes,
+    }
+
+
+def make_server(app, settings: Settings, **overrides):
+    """A waitress server for ``app`` with :func:`waitress_options` (``overrides`` win) whose own
+    error answers are JSON."""
+    server = create_server(app, **{**waitress_options(settings), **overrides})
+    listeners = [server, *getattr(server, "map", {}).values()]
+    for listener in listeners:
+        if isinstance(listener, BaseWSGIServer):
+            listener.channel_class = JsonErrorChannel
+    return server
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,7 +112,9 @@ def main(argv: list[str] | None = None) -> int:
             log.error("could not load %s: %s", settings.model, exc.details)
             return 1
     log.info("serving on http://%s:%d/api/", settings.host, settings.port)
-    serve(app, host=settings.host, port=settings.port, threads=settings.threads, ident="NeuronScope")
+    server = make_server(app, settings)
+    server.print_listen("waitress serving on http://{}:{}")
+    server.run()
     return 0
 
 

@@ -1,6 +1,7 @@
 """Settings for NeuronScope, read from the environment in one place.
 
-Every knob has an environment variable; ``run_api_server.py`` flags and the ``config``
+Every knob is declared once, as a :class:`Settings` field built by :func:`setting` (default,
+environment variable, parser and help together); ``run_api_server.py`` flags and the ``config``
 argument of :func:`neuronscope.create_app` override them.
 """
 
@@ -11,7 +12,7 @@ import os
 import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 EMBEDDED_MODEL_NAME = "smollm2-135m-instruct"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -50,6 +51,11 @@ def parse_size(value: int | str) -> int:
     return size
 
 
+def _env_bytes(value: str) -> int:
+    """A byte count with an optional unit; ``0`` (no limit) allowed."""
+    return 0 if value.strip() == "0" else parse_size(value)
+
+
 def parse_max_memory(value: str | Mapping[str | int, int | str]) -> dict[int | str, int]:
     """``NEURONSCOPE_MAX_MEMORY`` as accelerate's ``max_memory``: GPU index or cpu/disk/mps -> bytes.
 
@@ -81,53 +87,68 @@ def parse_max_memory(value: str | Mapping[str | int, int | str]) -> dict[int | s
     return limits
 
 
+def setting(default: Any, env: str | tuple[str, ...], parse: Callable[[str], Any], help: str) -> Any:
+    """Declare one setting: its default, environment variable(s) (the first one set wins),
+    the parser of the variable's text, and the help line the README's table shows."""
+    names = (env,) if isinstance(env, str) else env
+    return field(default=default, metadata={"env": names, "parse": parse, "help": help})
+
+
 @dataclass(frozen=True)
 class Settings:
-    """Server configuration. Paths are absolute once built through :meth:`from_env`."""
+    """Server configuration, one declaration per setting. Paths are absolute once built through
+    :meth:`from_env`."""
 
-    host: str = "127.0.0.1"
-    port: int = 5001
-    data_dir: Path = PROJECT_ROOT / "data"
-    models_dir: Path | None = None
-    model: str = EMBEDDED_MODEL_NAME
-    device: str = "auto"
-    device_map: str | None = None
-    max_memory: Mapping[int | str, int] | None = None
-    offline: bool = False
-    cors_origins: tuple[str, ...] = ("*",)
-    max_request_bytes: int = 1_000_000
-    max_input_tokens: int = 512
-    max_texts: int = 64
-    max_neurons_per_request: int = 16_384
-    max_top_k: int = 1_000
-    max_clusters: int = 256
-    max_batch_size: int = 1_024
-    max_corpus_texts: int = 10_000
-    index_depth: int = 50
-    max_served_values: int = 5_000_000
-    max_sample_chars: int = 2_000
-    torch_threads: int = 0
-    threads: int = 8
-    preload_model: bool = True
-    api_key: str | None = None
-    rate_limit_per_minute: int = 120
-    allowed_hosts: tuple[str, ...] = ()
-    max_queued: int = 8
-    queue_timeout: float = 300.0
-    max_queued_jobs: int = 16
-    job_history: int = 200
-    cache_entries: int = 256
-    cache_bytes: int = 256_000_000
-    cache_persist: bool = False
-    executor: str = "local"
-    ray_address: str | None = None
-    ray_workers: int = 0
-    ray_cpus_per_worker: int = 1
-    ray_gpus_per_worker: int = 1
-    ray_temp_dir: Path | None = None
-    chunk_neurons: int = 256
-    chunk_texts: int = 256
+    host: str = setting("127.0.0.1", "HOST", str, "address to bind; never `0.0.0.0` unless you ask")
+    port: int = setting(5001, "PORT", int, "port")
+    data_dir: Path = setting(PROJECT_ROOT / "data", "NEURONSCOPE_DATA_DIR", Path, "every file the server writes")
+    models_dir: Path | None = setting(None, "NEURONSCOPE_MODELS_DIR", Path, "local model folders")
+    model: str = setting(EMBEDDED_MODEL_NAME, "NEURONSCOPE_MODEL", str, "model loaded at start-up")
+    device: str = setting("auto", "NEURONSCOPE_DEVICE", str, "auto, cpu, cuda or cuda:N")
+    device_map: str | None = setting(None, "NEURONSCOPE_DEVICE_MAP", str, "spread the model with accelerate")
+    max_memory: Mapping[int | str, int] | None = setting(None, "NEURONSCOPE_MAX_MEMORY", parse_max_memory, "memory per device")
+    offline: bool = setting(False, ("NEURONSCOPE_OFFLINE", "HF_HUB_OFFLINE"), _env_bool, "never try the Hub")
+    cors_origins: tuple[str, ...] = setting((), "NEURONSCOPE_CORS_ORIGINS", _env_list, "foreign origins allowed by CORS")
+    max_request_bytes: int = setting(1_000_000, "NEURONSCOPE_MAX_REQUEST_BYTES", parse_size, "larger bodies get 413")
+    max_header_bytes: int = setting(32_768, "NEURONSCOPE_MAX_HEADER_BYTES", parse_size, "larger request headers get 431")
+    max_input_tokens: int = setting(512, "NEURONSCOPE_MAX_INPUT_TOKENS", int, "tokens per text")
+    max_texts: int = setting(64, "NEURONSCOPE_MAX_TEXTS", int, "texts per request")
+    max_neurons_per_request: int = setting(16_384, "NEURONSCOPE_MAX_NEURONS", int, "neuron indices per request")
+    max_top_k: int = setting(1_000, "NEURONSCOPE_MAX_TOP_K", int, "bound of top_k")
+    max_clusters: int = setting(256, "NEURONSCOPE_MAX_CLUSTERS", int, "bound of n_clusters")
+    max_batch_size: int = setting(1_024, "NEURONSCOPE_MAX_BATCH_SIZE", int, "bound of batch_size")
+    max_corpus_texts: int = setting(10_000, "NEURONSCOPE_MAX_CORPUS_TEXTS", int, "texts per corpus")
+    index_depth: int = setting(50, "NEURONSCOPE_INDEX_DEPTH", int, "top activations kept per neuron in the index")
+    max_served_values: int = setting(5_000_000, "NEURONSCOPE_MAX_SERVED_VALUES", int, "activation values per response")
+    max_sample_chars: int = setting(2_000, "NEURONSCOPE_MAX_SAMPLE_CHARS", int, "characters per sample")
+    torch_threads: int = setting(0, "NEURONSCOPE_TORCH_THREADS", int, "torch intra-op threads")
+    threads: int = setting(16, "NEURONSCOPE_THREADS", int, "waitress worker threads")
+    preload_model: bool = setting(True, "NEURONSCOPE_PRELOAD", _env_bool, "load the model at start-up")
+    api_key: str | None = setting(None, "NEURONSCOPE_API_KEY", str, "X-API-Key required when set")
+    rate_limit_per_minute: int = setting(120, "NEURONSCOPE_RATE_LIMIT", int, "requests a minute per client and route")
+    allowed_hosts: tuple[str, ...] = setting((), "NEURONSCOPE_ALLOWED_HOSTS", _env_list, "extra Host-header names")
+    max_queued: int = setting(8, "NEURONSCOPE_MAX_QUEUED", int, "requests allowed to wait for the model")
+    queue_timeout: float = setting(300.0, "NEURONSCOPE_QUEUE_TIMEOUT", float, "seconds a request waits for the model")
+    max_queued_jobs: int = setting(16, "NEURONSCOPE_MAX_QUEUED_JOBS", int, "background jobs allowed to wait")
+    job_history: int = setting(200, "NEURONSCOPE_JOB_HISTORY", int, "finished jobs kept in memory")
+    max_event_streams: int = setting(4, "NEURONSCOPE_MAX_EVENT_STREAMS", int, "open job event streams")
+    event_stream_seconds: float = setting(1_800.0, "NEURONSCOPE_EVENT_STREAM_SECONDS", float, "lifetime of one event stream")
+    event_heartbeat_seconds: float = setting(10.0, "NEURONSCOPE_EVENT_HEARTBEAT_SECONDS", float, "keep-alive interval of event streams")
+    max_saved_models: int = setting(20, "NEURONSCOPE_MAX_SAVED_MODELS", int, "models saved by apply")
+    max_data_bytes: int = setting(50 * 10**9, "NEURONSCOPE_MAX_DATA_BYTES", _env_bytes, "bytes under the data directory")
+    cache_entries: int = setting(256, "NEURONSCOPE_CACHE_ENTRIES", int, "result-cache entries")
+    cache_bytes: int = setting(256_000_000, "NEURONSCOPE_CACHE_BYTES", int, "result-cache bytes")
+    cache_persist: bool = setting(False, "NEURONSCOPE_CACHE_PERSIST", _env_bool, "keep cached results across restarts")
+    executor: str = setting("local", "NEURONSCOPE_EXECUTOR", str, "local or ray")
+    ray_address: str | None = setting(None, "RAY_ADDRESS", str, "the Ray cluster to join")
+    ray_workers: int = setting(0, "NEURONSCOPE_RAY_WORKERS", int, "Ray actors (0 = automatic)")
+    ray_cpus_per_worker: int = setting(1, "NEURONSCOPE_RAY_CPUS_PER_WORKER", int, "CPUs per Ray actor")
+    ray_gpus_per_worker: int = setting(1, "NEURONSCOPE_RAY_GPUS_PER_WORKER", int, "GPUs per Ray actor")
+    ray_temp_dir: Path | None = setting(None, "NEURONSCOPE_RAY_TEMP_DIR", Path, "a local Ray instance's session files")
+    chunk_neurons: int = setting(256, "NEURONSCOPE_CHUNK_NEURONS", int, "neurons per importance chunk")
+    chunk_texts: int = setting(256, "NEURONSCOPE_CHUNK_TEXTS", int, "texts per indexing chunk")
     extra: Mapping[str, Any] = field(default_factory=dict)
+    """Free-form values for tests and embedders; not read from the environment."""
 
     @property
     def resolved_models_dir(self) -> Path:
@@ -149,58 +170,26 @@ class Settings:
         """Where accelerate may write weights offloaded to disk (one folder per model)."""
         return self.data_dir / "offload"
 
+    @property
+    def event_stream_limit(self) -> int:
+        """Event streams allowed at once: ``max_event_streams``, but always two worker threads
+        fewer than ``threads``, so streams can never hold every thread."""
+        return max(0, min(self.max_event_streams, self.threads - 2))
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
         """Build settings from ``env`` (default ``os.environ``), then apply ``overrides``."""
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
-        readers = {
-            "HOST": ("host", str),
-            "PORT": ("port", int),
-            "NEURONSCOPE_DATA_DIR": ("data_dir", Path),
-            "NEURONSCOPE_MODELS_DIR": ("models_dir", Path),
-            "NEURONSCOPE_MODEL": ("model", str),
-            "NEURONSCOPE_DEVICE": ("device", str),
-            "NEURONSCOPE_DEVICE_MAP": ("device_map", str),
-            "NEURONSCOPE_MAX_MEMORY": ("max_memory", parse_max_memory),
-            "NEURONSCOPE_OFFLINE": ("offline", _env_bool),
-            "NEURONSCOPE_CORS_ORIGINS": ("cors_origins", _env_list),
-            "NEURONSCOPE_MAX_REQUEST_BYTES": ("max_request_bytes", int),
-            "NEURONSCOPE_MAX_INPUT_TOKENS": ("max_input_tokens", int),
-            "NEURONSCOPE_MAX_TEXTS": ("max_texts", int),
-            "NEURONSCOPE_MAX_NEURONS": ("max_neurons_per_request", int),
-            "NEURONSCOPE_MAX_TOP_K": ("max_top_k", int),
-            "NEURONSCOPE_MAX_CLUSTERS": ("max_clusters", int),
-            "NEURONSCOPE_MAX_BATCH_SIZE": ("max_batch_size", int),
-            "NEURONSCOPE_MAX_CORPUS_TEXTS": ("max_corpus_texts", int),
-            "NEURONSCOPE_INDEX_DEPTH": ("index_depth", int),
-            "NEURONSCOPE_MAX_SERVED_VALUES": ("max_served_values", int),
-            "NEURONSCOPE_TORCH_THREADS": ("torch_threads", int),
-            "NEURONSCOPE_THREADS": ("threads", int),
-            "NEURONSCOPE_API_KEY": ("api_key", str),
-            "NEURONSCOPE_RATE_LIMIT": ("rate_limit_per_minute", int),
-            "NEURONSCOPE_ALLOWED_HOSTS": ("allowed_hosts", _env_list),
-            "NEURONSCOPE_MAX_QUEUED": ("max_queued", int),
-            "NEURONSCOPE_QUEUE_TIMEOUT": ("queue_timeout", float),
-            "NEURONSCOPE_MAX_QUEUED_JOBS": ("max_queued_jobs", int),
-            "NEURONSCOPE_JOB_HISTORY": ("job_history", int),
-            "NEURONSCOPE_CACHE_ENTRIES": ("cache_entries", int),
-            "NEURONSCOPE_CACHE_BYTES": ("cache_bytes", int),
-            "NEURONSCOPE_CACHE_PERSIST": ("cache_persist", _env_bool),
-            "NEURONSCOPE_EXECUTOR": ("executor", str),
-            "RAY_ADDRESS": ("ray_address", str),
-            "NEURONSCOPE_RAY_WORKERS": ("ray_workers", int),
-            "NEURONSCOPE_RAY_CPUS_PER_WORKER": ("ray_cpus_per_worker", int),
-            "NEURONSCOPE_RAY_GPUS_PER_WORKER": ("ray_gpus_per_worker", int),
-            "NEURONSCOPE_RAY_TEMP_DIR": ("ray_temp_dir", Path),
-            "NEURONSCOPE_CHUNK_NEURONS": ("chunk_neurons", int),
-            "NEURONSCOPE_CHUNK_TEXTS": ("chunk_texts", int),
-        }
-        for var, (name, parse) in readers.items():
-            if env.get(var, "").strip():
-                values[name] = parse(env[var].strip())
-        if "offline" not in values and _env_bool(env.get("HF_HUB_OFFLINE", "0")):
-            values["offline"] = True
+        for spec in fields(cls):
+            for var in spec.metadata.get("env", ()):
+                text = env.get(var, "").strip()
+                if text:
+                    try:
+                        values[spec.name] = spec.metadata["parse"](text)
+                    except ValueError as exc:
+                        raise ValueError(f"{var}: {exc}") from exc
+                    break
         values.update(overrides)
         return cls(**values).normalised()
 
@@ -218,6 +207,13 @@ class Settings:
             raise ValueError(f"PORT must be in 1..65535, not {self.port}")
         if "*" in self.cors_origins and len(self.cors_origins) > 1:
             raise ValueError("NEURONSCOPE_CORS_ORIGINS: '*' cannot be combined with other origins")
+        if self.max_event_streams < 0 or self.event_stream_seconds <= 0 or self.event_heartbeat_seconds <= 0:
+            raise ValueError(
+                "NEURONSCOPE_MAX_EVENT_STREAMS must be >= 0, NEURONSCOPE_EVENT_STREAM_SECONDS and "
+                "NEURONSCOPE_EVENT_HEARTBEAT_SECONDS > 0"
+            )
+        if self.max_saved_models < 0 or self.max_data_bytes < 0:
+            raise ValueError("NEURONSCOPE_MAX_SAVED_MODELS and NEURONSCOPE_MAX_DATA_BYTES must be >= 0 (0 = no limit)")
         if self.max_queued_jobs < 1 or self.job_history < 1:
             raise ValueError("NEURONSCOPE_MAX_QUEUED_JOBS and NEURONSCOPE_JOB_HISTORY must be >= 1")
         if self.cache_entries < 0 or self.cache_bytes < 0:
@@ -245,3 +241,13 @@ class Settings:
         if unknown:
             raise ValueError(f"unknown settings: {sorted(unknown)}")
         return replace(self, **overrides).normalised()
+
+
+def settings_help() -> str:
+    """One line per setting: its environment variable(s), default and help (for ``--help``)."""
+    lines = []
+    for spec in fields(Settings):
+        if spec.metadata.get("env"):
+            default = spec.default if spec.default not in (None, ()) else "unset"
+            lines.append(f"  {' / '.join(spec.metadata['env'])} (default {default}): {spec.metadata['help']}")
+    return "\n".join(lines)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 
 from flask import Flask, jsonify
@@ -54,6 +55,18 @@ class UnsupportedMediaType(NeuronScopeError):
     error = "Unsupported media type"
 
 
+class HeadersTooLarge(NeuronScopeError):
+    status = 431
+    error = "Request header fields too large"
+
+
+class InsufficientStorage(NeuronScopeError):
+    """A write would exceed the server's storage quota (saved models, bytes under data/)."""
+
+    status = 507
+    error = "Insufficient storage"
+
+
 class ModelUnavailable(NeuronScopeError):
     """The requested model cannot be loaded (offline, missing files, unsupported)."""
 
@@ -83,6 +96,9 @@ class ServiceBusy(NeuronScopeError):
     error = "Server busy"
 
 
+_DISK_FULL = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
+
+
 def error_response(status: int, error: str, details: str, headers: dict | None = None):
     response = jsonify({"error": error, "details": details})
     response.status_code = status
@@ -107,5 +123,8 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
+        if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
+            log.error("a write failed: %s", exc)
+            return error_response(507, InsufficientStorage.error, "the server's disk is full; nothing was changed")
         log.exception("unhandled error")
         return error_response(500, "Internal server error", "The server failed to handle the request; see its log.")

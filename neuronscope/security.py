@@ -1,24 +1,34 @@
-"""Request guards run before every view: API key, Host header, rate limits of expensive routes."""
+"""Request guards run before every view: header size, Host header, API key, rate limits of expensive routes."""
 
 from __future__ import annotations
 
 import hmac
 import threading
 import time
-from collections import defaultdict, deque
+from collections import OrderedDict, deque
 
 from flask import Flask, request
 
 from neuronscope.config import Settings
-from neuronscope.errors import Forbidden, TooManyRequests, Unauthorized
+from neuronscope.errors import Forbidden, HeadersTooLarge, TooManyRequests, Unauthorized
 
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
 OPEN_PATHS = ("/api/health",)
 CHEAP_POSTS = ("/api/samples",)
+UNKNOWN_ROUTE = "<no route>"
+"""The one rate-limit key of every path that matches no route (so unique paths add no keys)."""
+MAX_TRACKED_KEYS = 10_000
+"""(client, route) pairs the rate limiter remembers; the least recently seen are forgotten first."""
+
+
+def counted_method(method: str) -> str:
+    """``HEAD`` runs the ``GET`` view, so it is counted as ``GET``."""
+    return "GET" if method == "HEAD" else method
 
 
 def is_expensive(method: str, path: str) -> bool:
     """Analyses and model loads: every API POST but samples, and the GET pruning analyses."""
+    method = counted_method(method)
     if not path.startswith("/api/"):
         return False
     if method == "POST":
@@ -27,18 +37,29 @@ def is_expensive(method: str, path: str) -> bool:
 
 
 class RateLimiter:
-    """Sliding one-minute window per (client, route), shared by the app's threads."""
+    """Sliding one-minute window per (client, route template), shared by the app's threads.
 
-    def __init__(self, per_minute: int):
+    At most ``max_keys`` windows are kept (least recently used dropped first), so the memory
+    stays bounded whatever paths and clients arrive.
+    """
+
+    def __init__(self, per_minute: int, max_keys: int = MAX_TRACKED_KEYS):
         self.per_minute = per_minute
-        self._hits: dict[tuple[str, str], deque[float]] = defaultdict(deque)
+        self.max_keys = max_keys
+        self._hits: OrderedDict[tuple[str, str], deque[float]] = OrderedDict()
         self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._hits)
 
     def check(self, client: str, route: str) -> None:
         """Record one hit; raise 429 with ``Retry-After`` when over the limit."""
         now = time.monotonic()
         with self._lock:
-            hits = self._hits[(client, route)]
+            hits = self._hits.setdefault((client, route), deque())
+            self._hits.move_to_end((client, route))
+            while len(self._hits) > self.max_keys:
+                self._hits.popitem(last=False)
             while hits and now - hits[0] >= 60.0:
                 hits.popleft()
             if len(hits) >= self.per_minute:
@@ -64,13 +85,27 @@ def allowed_hosts(settings: Settings) -> tuple[str, ...] | None:
     return tuple(h.lower() for h in (*base, *settings.allowed_hosts))
 
 
+def header_bytes(environ: dict) -> int:
+    """Bytes of the request line's path and query and of every header (name and value)."""
+    size = len(environ.get("PATH_INFO", "")) + len(environ.get("QUERY_STRING", ""))
+    return size + sum(len(key) + len(str(value)) for key, value in environ.items() if key.startswith("HTTP_"))
+
+
+def rate_key(method: str, rule: object | None) -> str:
+    """``"GET /api/models/<model_name:model_name>"``: the method and the route template, never the raw path."""
+    return f"{counted_method(method)} {rule if rule is not None else UNKNOWN_ROUTE}"
+
+
 def install_guards(app: Flask, settings: Settings) -> None:
     """Register the guards as ``before_request`` hooks on ``app``."""
     hosts = allowed_hosts(settings)
     limiter = RateLimiter(settings.rate_limit_per_minute) if settings.rate_limit_per_minute > 0 else None
+    app.extensions["neuronscope_rate_limiter"] = limiter
 
     @app.before_request
     def _guard() -> None:
+        if header_bytes(request.environ) > settings.max_header_bytes:
+            raise HeadersTooLarge(f"the request line and headers exceed {settings.max_header_bytes} bytes")
         if request.method == "OPTIONS":
             return
         if hosts is not None and _host_name(request.host.lower()) not in hosts:
@@ -83,4 +118,4 @@ def install_guards(app: Flask, settings: Settings) -> None:
             if not hmac.compare_digest(given.encode(), settings.api_key.encode()):
                 raise Unauthorized("send the API key in the 'X-API-Key' header")
         if limiter is not None and is_expensive(request.method, request.path):
-            limiter.check(request.remote_addr or "?", f"{request.method} {request.url_rule or request.path}")
+            limiter.check(request.remote_addr or "?", rate_key(request.method, request.url_rule))

@@ -103,3 +103,29 @@ def gate(monkeypatch):
     monkeypatch.setitem(LONG_OPERATIONS, GATED, gated_operation(gate))
     yield gate
     gate.open_all()
+
+
+@pytest.fixture
+def run_waitress():
+    """``run_waitress(server)``: runs a waitress server (``create_server(..., port=0)``) on a thread
+    until the test ends; returns its ``host:port``."""
+    import threading
+
+    running = []
+
+    def start(server) -> str:
+        def loop():
+            try:
+                server.run()
+            except OSError:  # the socket was closed from the test thread at teardown
+                pass
+
+        thread = threading.Thread(target=loop, daemon=True)
+        thread.start()
+        running.append((server, thread))
+        return f"127.0.0.1:{server.effective_port}"
+
+    yield start
+    for server, thread in running:
+        server.close()
+        thread.join(timeout=5)

@@ -130,3 +130,69 @@ def test_symlinked_model_folder_is_not_loaded(make_app, models_dir, tmp_path):
     app = make_app(models_dir=linked)
     response = app.test_client().post("/api/models/switch", json={"model_name": "outside-model"})
     assert response.status_code == 404
+
+
+CORS_PROBES = [
+    ("GET", "/api/health", None),
+    ("POST", "/api/samples", {"prompt": "from a foreign page"}),
+    ("POST", "/api/models/switch", {"model_name": "tiny-gpt2"}),
+    ("DELETE", "/api/cache", None),
+]
+
+
+@pytest.mark.parametrize("origin", ["https://evil.example", "http://127.0.0.1:5001", "null", "http://localhost:3000"])
+@pytest.mark.parametrize("method,path,body", CORS_PROBES)
+def test_by_default_no_origin_gets_cors_headers(client, origin, method, path, body):
+    response = client.open(path, method=method, json=body, headers={"Origin": origin})
+    assert not any(h.lower().startswith("access-control-") for h in response.headers.keys())
+    preflight = client.options(path, headers={"Origin": origin, "Access-Control-Request-Method": method})
+    assert not any(h.lower().startswith("access-control-") for h in preflight.headers.keys())
+
+
+def test_listed_origins_and_only_those_get_cors_headers(make_app):
+    client = make_app(cors_origins=("http://localhost:3000",)).test_client()
+    allowed = client.post("/api/samples", json={"prompt": "x"}, headers={"Origin": "http://localhost:3000"})
+    assert allowed.headers["Access-Control-Allow-Origin"] == "http://localhost:3000"
+    for origin in ("https://evil.example", "http://localhost:3001", "http://localhost:3000.evil.example"):
+        response = client.get("/api/health", headers={"Origin": origin})
+        assert "Access-Control-Allow-Origin" not in response.headers
+
+
+def test_rate_limiter_keys_are_route_templates_and_bounded(make_app):
+    app = make_app(rate_limit_per_minute=1_000)
+    client = app.test_client()
+    limiter = app.extensions["neuronscope_rate_limiter"]
+    for i in range(300):
+        client.post(f"/api/unknown-{i}", json={})
+        client.post(f"/api/pruning/nothing/{i}", json={})
+        client.get(f"/api/pruning/candidates-{i}")
+        client.head(f"/api/pruning/x{i}")
+    assert len(limiter) <= 3  # one key per method for all unmatched paths of one client
+
+
+def test_rate_limiter_forgets_least_recently_used_keys():
+    from neuronscope.security import RateLimiter
+
+    limiter = RateLimiter(per_minute=5, max_keys=100)
+    for client in range(1_000):
+        limiter.check(f"10.0.{client // 256}.{client % 256}", "POST /api/x")
+    assert len(limiter) == 100
+
+
+@pytest.mark.parametrize("method", ["HEAD", "GET"])
+def test_head_is_counted_as_get(make_app, method):
+    client = make_app(rate_limit_per_minute=2).test_client()
+    path = "/api/pruning/candidates?method=magnitude&top_k=1"
+    first = [client.open(path, method=m).status_code for m in ("GET", method)]
+    assert 429 not in first
+    assert client.open(path, method="HEAD" if method == "GET" else "GET").status_code == 429
+
+
+@pytest.mark.parametrize("header", ["X-Big", "Accept-Language", "User-Agent"])
+def test_oversized_headers_get_a_json_431(make_app, header):
+    client = make_app(max_header_bytes=4096).test_client()
+    response = client.get("/api/health", headers={header: "a" * 5000})
+    assert response.status_code == 431 and set(response.get_json()) == {"error", "details"}
+    long_query = client.get("/api/samples?" + "q=" + "b" * 5000)
+    assert long_query.status_code == 431 and long_query.is_json
+    assert client.get("/api/health", headers={header: "a" * 1000}).status_code == 200

@@ -63,6 +63,13 @@ def test_help_documents_options():
     assert out.returncode == 0
     for flag in ("--host", "--port", "--model", "--device", "--data-dir"):
         assert flag in out.stdout
+    from dataclasses import fields
+
+    from neuronscope.config import Settings
+
+    for spec in fields(Settings):
+        for var in spec.metadata.get("env", ()):
+            assert var in out.stdout
 
 
 def test_bad_configuration_stops_the_server_with_a_message_not_a_traceback(tmp_path):
@@ -70,3 +77,35 @@ def test_bad_configuration_stops_the_server_with_a_message_not_a_traceback(tmp_p
     out = subprocess.run([sys.executable, str(ROOT / "run_api_server.py")], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 2
     assert "NEURONSCOPE_EXECUTOR must be local or ray" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize(
+    "what,payload",
+    [
+        ("body", {"body": b'{"prompt": "' + b"a" * 300_000 + b'"}'}),
+        ("header", {"headers": {"X-Padding": "p" * 40_000}}),
+        ("query", {"path": "/api/samples?x=" + "q" * 40_000}),
+        ("body beyond waitress", {"body": b"[" + b"1," * 300_000 + b"1]"}),
+        ("headers beyond waitress", {"headers": {f"X-H{i}": "h" * 8_000 for i in range(12)}}),
+    ],
+)
+def test_oversized_requests_get_json_from_the_app_not_waitress_text(make_app, run_waitress, what, payload):
+    """The app's limits sit below waitress's, so oversized bodies and headers are refused in JSON."""
+    import http.client
+
+    from run_api_server import make_server, waitress_options
+
+    app = make_app(max_request_bytes=100_000, max_header_bytes=16_384)
+    settings = app.extensions["neuronscope"].settings
+    options = waitress_options(settings)
+    assert options["max_request_body_size"] > 100_000 and options["max_request_header_size"] > 16_384
+    host, port = run_waitress(make_server(app, settings, host="127.0.0.1", port=0)).split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    method = "POST" if "body" in payload else "GET"
+    headers = {"Content-Type": "application/json", **payload.get("headers", {})}
+    conn.request(method, payload.get("path", "/api/samples"), body=payload.get("body"), headers=headers)
+    response = conn.getresponse()
+    assert response.status in (400, 413, 431)
+    assert response.getheader("Content-Type").startswith("application/json")
+    assert set(json.loads(response.read())) == {"error", "details"}
+    conn.close()

@@ -10,7 +10,7 @@ from flask import Blueprint, Response
 from neuronscope.api.long_running import accepted, prepare_call
 from neuronscope.api.params import get_str, json_body, query_args
 from neuronscope.errors import BadRequest
-from neuronscope.jobs.job import CANCELLED, DONE, FAILED, QUEUED, RUNNING
+from neuronscope.jobs.job import CANCELLED, DONE, FAILED, FINISHED, QUEUED, RUNNING
 from neuronscope.services import services
 
 bp = Blueprint("jobs", __name__)
@@ -47,10 +47,14 @@ def cancel_job(job_id: str):
 
 @bp.get("/jobs/<job_id>/events")
 def job_events(job_id: str):
-    runner = services().long_runs.jobs
+    svc = services()
+    runner = svc.long_runs.jobs
     runner.describe(job_id)  # 404 now, before the stream starts
+    views = runner.follow(
+        job_id, heartbeat_s=svc.settings.event_heartbeat_seconds, lifetime_s=svc.settings.event_stream_seconds
+    )
     return Response(
-        _server_sent_events(runner.follow(job_id)),
+        svc.long_runs.streams.open(_server_sent_events(views)),
         mimetype="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -67,6 +71,14 @@ def clear_cache():
 
 
 def _server_sent_events(views: Iterator[dict | None]) -> Iterator[str]:
-    """One ``data:`` event per job view (``None`` becomes a keep-alive comment)."""
+    """One ``data:`` event per job view (``None`` becomes a keep-alive comment, whose write also
+    finds a client that went away); a comment says when the stream ends before the job does."""
+    finished = False
     for view in views:
-        yield ": keep-alive\n\n" if view is None else f"data: {json.dumps(view)}\n\n"
+        if view is None:
+            yield ": keep-alive\n\n"
+            continue
+        finished = view["status"] in FINISHED
+        yield f"data: {json.dumps(view)}\n\n"
+    if not finished:
+        yield ": stream lifetime reached; reconnect to follow the job\n\n"

@@ -25,3 +25,8 @@ def switch():
 @bp.get("/models/<model_name:model_name>")
 def model_info(model_name: str):
     return services().models.model_info(model_name)
+
+
+@bp.delete("/models/<model_name:model_name>")
+def delete_model(model_name: str):
+    return services().models.delete(model_name)

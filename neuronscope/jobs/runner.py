@@ -105,13 +105,20 @@ class JobRunner:
             job = self._jobs.get(job_id)
             return (job.describe(), job.version) if job is not None else None
 
-    def follow(self, job_id: str, *, heartbeat_s: float = 15.0, min_interval_s: float = 0.1) -> Iterator[dict | None]:
+    def follow(
+        self, job_id: str, *, heartbeat_s: float = 15.0, lifetime_s: float | None = None, min_interval_s: float = 0.1
+    ) -> Iterator[dict | None]:
         """Yield the job's view on every change (at most every ``min_interval_s``), ``None``
-        after ``heartbeat_s`` without one, and stop after the view of its final state.
+        after ``heartbeat_s`` without one, and stop after the view of its final state, or once
+        ``lifetime_s`` has passed.
         """
+        deadline = None if lifetime_s is None else time.monotonic() + lifetime_s
         version: int | None = None
         while True:
-            change = self.wait_for_change(job_id, version, timeout=heartbeat_s)
+            wait = heartbeat_s if deadline is None else min(heartbeat_s, deadline - time.monotonic())
+            if wait <= 0:
+                return
+            change = self.wait_for_change(job_id, version, timeout=wait)
             if change is None:
                 yield self.describe(job_id)
                 return

@@ -24,6 +24,7 @@ from neuronscope.errors import BadRequest, ModelUnavailable, NotFound
 from neuronscope.modeling import registry
 from neuronscope.modeling.adapters import adapter_class_for
 from neuronscope.modeling.adapters.base import recorded_mlp_sizes
+from neuronscope.storage.files import TEMP_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +66,31 @@ def resolve(name: str, settings: Settings) -> ModelSource:
     return ModelSource(name, "hub", entry.repo_id if entry else name)
 
 
-def in_hub_cache(repo_id: str) -> bool:
-    """Whether the Hub cache holds a config for ``repo_id``."""
+HUB_FILES = ("*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken")
+"""What a Hub download fetches: configs, safetensors weights and tokenizer files."""
+
+
+def cached_snapshot(repo_id: str) -> Path | None:
+    """The Hugging Face cache's snapshot folder of ``repo_id`` (absolute), or ``None`` when not cached."""
     from huggingface_hub import try_to_load_from_cache
 
-    return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    try:
+        config = try_to_load_from_cache(repo_id, "config.json")
+    except ValueError:
+        return None
+    return Path(config).parent if isinstance(config, str) else None
+
+
+def in_hub_cache(repo_id: str) -> bool:
+    """Whether the Hub cache holds a config for ``repo_id``."""
+    return cached_snapshot(repo_id) is not None
+
+
+def downloaded_snapshot(repo_id: str) -> Path:
+    """Download ``repo_id``'s model files from the Hub into its cache; the snapshot folder."""
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(repo_id, allow_patterns=list(HUB_FILES)))
 
 
 def hub_reachable(timeout: float = 2.0) -> bool:
@@ -191,7 +212,7 @@ def _convert_embedded(cache: Path) -> None:
     model.hf_quantizer = None
     del model.config.quantization_config
     cache.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=cache.parent))
+    staging = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=cache.parent))
     try:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
@@ -211,19 +232,23 @@ def _load_embedded(settings: Settings, placement: dict):
 
 
 def _load_hub(source: ModelSource, settings: Settings, placement: dict):
-    """Registry models that cannot be fetched are 503 (unavailable); unknown names are 404."""
+    """A Hub id, loaded from its snapshot folder in the Hugging Face cache (downloaded first when
+    online), never from a path relative to the working directory. Registry models that cannot be
+    fetched are 503 (unavailable); unknown names are 404."""
     repo_id = source.location
     failure = ModelUnavailable if source.name in registry.REGISTRY else NotFound
-    try:
-        return _from_folder(repo_id, placement, local_files_only=True)
-    except OSError:
-        pass
+    snapshot = cached_snapshot(repo_id)
+    if snapshot is not None:
+        try:
+            return _from_folder(snapshot, placement, local_files_only=True)
+        except OSError:
+            pass
     if settings.offline:
         raise failure(f"{repo_id!r} is not a local model, not in the Hugging Face cache, and the server is offline")
     if not hub_reachable():
         raise failure(f"{repo_id!r} is not a local model, not in the Hugging Face cache, and the Hub cannot be reached")
     try:
-        return _from_folder(repo_id, placement)
+        return _from_folder(downloaded_snapshot(repo_id), placement)
     except (OSError, ValueError) as exc:
         raise failure(f"could not load {repo_id!r} from the Hub: {exc}") from exc
 

@@ -1,13 +1,17 @@
 """Known models for ``GET /api/models``: the embedded model, GPT-2, LLaMA-family, Pythia, OPT.
 
-Besides the registry, a model may be named by a Hub-style id (``org/name``) or by the name of
-a folder in the configured models directory (pruned models are saved there).
+Besides the registry, a model may be named by a Hub-style id (``org/name``, looked up in the
+Hugging Face cache or on the Hub) or by the name of a folder directly in the configured models
+directory (pruned models are saved there). A model name is never a path: it never resolves
+against the server's working directory and never follows a symlink.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -91,12 +95,24 @@ def is_local_name(name: object) -> bool:
     return isinstance(name, str) and len(name) <= MAX_NAME_CHARS and bool(_LOCAL_NAME.fullmatch(name))
 
 
+def _is_real(path: Path, kind: int) -> bool:
+    """Whether ``path`` exists as ``kind`` (``stat.S_IFDIR``/``S_IFREG``) itself, not through a symlink."""
+    try:
+        return stat.S_IFMT(os.lstat(path).st_mode) == kind
+    except OSError:
+        return False
+
+
 def local_model_dir(models_dir: Path, name: str) -> Path | None:
-    """The folder of local model ``name`` under ``models_dir`` if it holds a model, else ``None``."""
-    if not is_local_name(name):
+    """The folder of local model ``name`` directly in ``models_dir`` if it holds a model, else ``None``.
+
+    The folder and its ``config.json`` must be real (no symlinks); ``models_dir`` is absolute
+    (settings resolve it), so the server's working directory plays no part.
+    """
+    if not is_local_name(name) or not models_dir.is_absolute():
         return None
     folder = models_dir / name
-    if folder.is_symlink() or not (folder / "config.json").is_file():
+    if not _is_real(folder, stat.S_IFDIR) or not _is_real(folder / "config.json", stat.S_IFREG):
         return None
     return folder
 

@@ -25,6 +25,7 @@ from neuronscope.services.samples import SampleService
 from neuronscope.services.validation import check_layer, check_neurons, encode_texts
 from neuronscope.storage.files import atomic_write_json
 from neuronscope.storage.folders import staged_folder
+from neuronscope.storage.quota import StorageQuota
 from neuronscope.timestamps import utc_now
 
 METHODS = (*SCORERS, "taylor", "random")
@@ -39,6 +40,7 @@ class CompressionService:
         self.settings = settings
         self.manager = manager
         self.samples = samples
+        self.quota = StorageQuota(settings, PRUNING_RECORD)
 
     # -- texts ---------------------------------------------------------------------------------
 
@@ -194,6 +196,7 @@ class CompressionService:
         target = self.settings.resolved_models_dir / output_name
         with self.manager.use() as lm:
             removed = self._check_apply(lm, target, plan_model, neurons)
+            self.quota.check_room_for_model(lm.parameter_bytes())
             sequences, source = self.sequences(lm, texts, use_samples, "evaluation") if evaluate else ([], None)
             before = self.loss(lm, lm.model, sequences, scaled(progress, 0.0, 0.4)) if evaluate else None
             pruned = pruned_copy(lm.model, removed)

@@ -12,6 +12,7 @@ from neuronscope.jobs.fingerprint import ModelIdentity
 from neuronscope.jobs.job import Job, Outcome
 from neuronscope.jobs.progress_log import logged_progress
 from neuronscope.jobs.runner import JobRunner
+from neuronscope.jobs.streams import EventStreams
 from neuronscope.modeling.manager import LoadedModel, ModelManager
 from neuronscope.storage.files import JsonFolder
 
@@ -45,6 +46,7 @@ class LongRunService:
             settings.cache_bytes,
             settings.data_dir / "cache" if settings.cache_persist else None,
         )
+        self.streams = EventStreams(settings.event_stream_limit)
         self.jobs = JobRunner(
             JsonFolder(settings.data_dir / "jobs", "job"),
             max_queued=settings.max_queued_jobs,

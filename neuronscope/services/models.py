@@ -8,9 +8,12 @@ import psutil
 import torch
 
 from neuronscope.config import EMBEDDED_MODEL_NAME, Settings
-from neuronscope.errors import BadRequest, NotFound
+from neuronscope.errors import BadRequest, Conflict, NotFound
 from neuronscope.modeling import loading, registry
 from neuronscope.modeling.manager import LoadedModel, ModelManager
+from neuronscope.services.compression import PRUNING_RECORD
+from neuronscope.storage.folders import remove_folder
+from neuronscope.storage.quota import StorageQuota, tree_bytes
 
 
 class ModelService:
@@ -21,9 +24,9 @@ class ModelService:
     def _entry(self, name: str) -> registry.ModelEntry | None:
         return registry.local_entry(self.settings.resolved_models_dir, name) or registry.REGISTRY.get(name)
 
-    def _describe(self, entry: registry.ModelEntry) -> dict:
+    def _describe(self, entry: registry.ModelEntry, current: LoadedModel | None) -> dict:
+        """``entry``'s facts, with live ones and ``loaded`` taken from ``current`` (one snapshot)."""
         source = loading.resolve(entry.name, self.settings)
-        current = self.manager.peek()
         info = entry.describe()
         if current is not None and current.name == entry.name:
             info.update(_live_facts(current))
@@ -36,7 +39,8 @@ class ModelService:
         return info
 
     def list_models(self) -> dict:
-        """``{"models": {name: info}, "current_model": name}`` for the registry and local models."""
+        """``{"models": {name: info}, "current_model": name}`` for the registry and local models,
+        built from one snapshot of the current model (a switch in between cannot make it contradict itself)."""
         names = [*registry.REGISTRY, *registry.local_models(self.settings.resolved_models_dir)]
         current = self.manager.peek()
         if current is not None and current.name not in names:
@@ -44,8 +48,9 @@ class ModelService:
         models = {}
         for name in names:
             entry = self._entry(name) or _entry_for_loaded(current)
-            models[name] = self._describe(entry)
-        return {"models": models, "current_model": self.manager.current_name, "default_model": self.settings.model}
+            models[name] = self._describe(entry, current)
+        current_name = current.name if current is not None else None
+        return {"models": models, "current_model": current_name, "default_model": self.settings.model}
 
     def model_info(self, name: str) -> dict:
         """Details of one model known to the registry, the models folder, or currently loaded."""
@@ -57,7 +62,7 @@ class ModelService:
             entry = _entry_for_loaded(current)
         if entry is None:
             raise NotFound(f"unknown model {name!r}; GET /api/models lists the known ones")
-        return self._describe(entry)
+        return self._describe(entry, current)
 
     def switch(self, name: str) -> dict:
         """Load ``name`` (registry, local folder or Hub id) and make it the current model."""
@@ -66,9 +71,27 @@ class ModelService:
         return {
             "message": f"Successfully switched to {name}",
             "current_model": loaded.name,
-            "model_info": self._describe(entry),
+            "model_info": self._describe(entry, loaded),
             "memory_usage": self.memory(),
         }
+
+    def delete(self, name: str) -> dict:
+        """Delete a model the server saved (``apply``); never the loaded one, never a registry model,
+        never a folder someone else put in the models directory (409 for those)."""
+        if not registry.is_valid_name(name):
+            raise BadRequest(f"{name!r} is not a model name")
+        if name in registry.REGISTRY:
+            raise Conflict(f"{name!r} is a registry model, not a model the server saved")
+        folder = registry.local_model_dir(self.settings.resolved_models_dir, name)
+        if folder is None:
+            raise NotFound(f"no saved model {name!r}; GET /api/models lists the local ones")
+        if name not in StorageQuota(self.settings, PRUNING_RECORD).saved_models():
+            raise Conflict(f"{name!r} was not saved by NeuronScope (it has no {PRUNING_RECORD}); remove it by hand")
+        if name in (self.manager.current_name, self.manager.loading_name):
+            raise Conflict(f"{name!r} is the loaded model; switch to another model first")
+        freed = tree_bytes(folder)
+        remove_folder(folder)
+        return {"deleted": name, "freed_bytes": freed}
 
     def memory(self) -> dict:
         """System, process, model and GPU memory in bytes."""

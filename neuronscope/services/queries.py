@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from typing import Mapping
 
 import numpy as np
@@ -20,6 +22,9 @@ from neuronscope.storage.index import ActivationIndex, StoredSource
 from neuronscope.storage.names import slugify
 
 RESCORE_BATCH = 32
+
+
+log = logging.getLogger(__name__)
 
 
 def _nothing_indexed(model: str) -> str:
@@ -141,8 +146,12 @@ class QueryService:
         result = {**result, "count": len(result["top_tokens"]), "created_at": utc_now()}
         if result["index"]["sources"] == 0:
             result["message"] = _nothing_indexed(result["model_name"])
-        self.files.write(name, result)
-        return {"filename": name, **result}
+        try:
+            self.files.write(name, result)
+        except OSError:
+            log.exception("could not save the query file %s; answering without it", name)
+            return {**result, "saved": False}
+        return {"filename": name, "saved": True, **result}
 
     def list_files(self) -> dict:
         files = self.files.list()

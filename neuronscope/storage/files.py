@@ -13,6 +13,8 @@ from neuronscope.errors import BadRequest, NotFound
 
 _PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 TEMP_PREFIX = ".tmp-"
+TEMP_NAME = re.compile(r"\.tmp-[a-z0-9_]{8}")
+"""The exact names our atomic writers give temporaries: ``TEMP_PREFIX`` and ``tempfile``'s 8 characters."""
 
 
 def atomic_write_bytes(path: Path, payload: bytes) -> None:

@@ -1,10 +1,12 @@
-"""Whole folders written atomically: staged under a temporary name, synced, then renamed into place."""
+"""Whole folders written and removed atomically: staged under a temporary name, synced, then renamed
+into place; removed by a rename to a temporary name first, so they vanish at once."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import tempfile
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -43,3 +45,13 @@ def staged_folder(target: Path) -> Iterator[Path]:
         _fsync(target.parent)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def remove_folder(folder: Path) -> None:
+    """Remove ``folder`` (a real folder, not a symlink) so that it disappears in one step: it is
+    renamed to a temporary name beside it, then deleted. A crash in between leaves only a
+    temporary that the start-up clean-up removes."""
+    doomed = folder.parent / f"{TEMP_PREFIX}{uuid.uuid4().hex[:8]}"
+    os.rename(folder, doomed)
+    _fsync(folder.parent)
+    shutil.rmtree(doomed, ignore_errors=True)

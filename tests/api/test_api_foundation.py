@@ -148,7 +148,8 @@ def test_unexpected_exception_is_a_json_500_without_internals(app):
     assert "secret" not in response.get_data(as_text=True)
 
 
-def test_cors_allows_any_origin_without_credentials(client):
+def test_cors_opened_to_any_origin_never_allows_credentials(make_app):
+    client = make_app(cors_origins=("*",)).test_client()
     response = client.get("/api/health", headers={"Origin": "http://frontend.example"})
     assert response.headers["Access-Control-Allow-Origin"] == "*"
     assert "Access-Control-Allow-Credentials" not in response.headers

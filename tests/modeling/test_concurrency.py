@@ -31,13 +31,9 @@ def post(base: str, path: str, body: dict) -> tuple[int, dict]:
 
 
 @pytest.fixture
-def live(make_app):
+def live(make_app, run_waitress):
     app = make_app(rate_limit_per_minute=0, max_queued=64, cache_entries=0)  # compute every request
-    server = create_server(app, host="127.0.0.1", port=0, threads=8)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    yield app, f"http://127.0.0.1:{server.effective_port}"
-    server.close()
+    return app, "http://" + run_waitress(create_server(app, host="127.0.0.1", port=0, threads=8))
 
 
 def test_concurrent_results_equal_serial_results_across_a_switch(live):
