@@ -34,12 +34,12 @@ from scipy.stats import spearmanr
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from neuronscope.analysis.forward import encode  # noqa: E402
-from neuronscope.analysis.importance import (  # noqa: E402
+from neuronscope.analysis.attribution import (  # noqa: E402
     attribution_importance,
     final_norm_push,
     forward_with_grad,
-    neuron_importance,
 )
+from neuronscope.analysis.importance import neuron_importance  # noqa: E402
 from neuronscope.config import Settings  # noqa: E402
 from neuronscope.modeling.manager import ModelManager  # noqa: E402
 

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from neuronscope import create_app  # noqa: E402
 from neuronscope.config import EMBEDDED_MODEL_NAME, PROJECT_ROOT, Settings  # noqa: E402
-from neuronscope.jobs.fingerprint import weights_fingerprint  # noqa: E402
+from neuronscope.modeling.fingerprint import weights_fingerprint  # noqa: E402
 
 TEXTS = [
     "Hello world, this is a test for pruning analysis.",

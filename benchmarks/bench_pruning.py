@@ -34,14 +34,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from neuronscope.analysis.forward import encode, run  # noqa: E402
 from neuronscope.analysis.hooks import ablated  # noqa: E402
-from neuronscope.analysis.importance import (  # noqa: E402
+from neuronscope.analysis.ablation_engine import (  # noqa: E402
     ablated_final_hidden,
     ablation_sweep,
-    attribution_importance,
     clean_run,
     mlp_output_is_additive,
-    neuron_importance,
 )
+from neuronscope.analysis.attribution import attribution_importance  # noqa: E402
+from neuronscope.analysis.importance import neuron_importance  # noqa: E402
 from neuronscope.analysis.weights import WEIGHT_MODULES, analyze_weights  # noqa: E402
 from neuronscope.config import Settings  # noqa: E402
 from neuronscope.modeling.adapters import adapter_for  # noqa: E402

@@ -12,7 +12,8 @@ from scipy.stats import spearmanr
 
 from neuronscope.analysis.forward import encode, run
 from neuronscope.analysis.hooks import ablated, hook_count
-from neuronscope.analysis.importance import attribution_importance, critical_mask, neuron_importance
+from neuronscope.analysis.attribution import attribution_importance
+from neuronscope.analysis.importance import critical_mask, neuron_importance
 
 TEXTS = ["Hello world", "The quick brown fox jumps over the lazy dog.", "Machine learning is fascinating"]
 

@@ -12,7 +12,8 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 
-from neuronscope.analysis.importance import attribution_importance, neuron_importance
+from neuronscope.analysis.attribution import attribution_importance
+from neuronscope.analysis.importance import neuron_importance
 from neuronscope.analysis.max_activating import TopList, max_activating
 from neuronscope.analysis.progress import ProgressFn
 from neuronscope.modeling.manager import LoadedModel
