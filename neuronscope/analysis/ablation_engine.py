@@ -17,9 +17,10 @@ otherwise (e.g. a norm after the residual add) block ``L`` runs batched too.
 
 from __future__ import annotations
 
+import time
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Mapping, Sequence
+from typing import Callable, Iterator, Mapping, MutableMapping, Sequence
 
 import torch
 from torch import nn
@@ -36,7 +37,12 @@ Ablation = Mapping[int, Sequence[int]]
 """One ablation: layer -> the neuron indices ablated together (several layers allowed)."""
 
 BATCH_TOKENS = 4096
-"""Default rows x tokens per downstream batch."""
+"""Rows x tokens per downstream batch when no tuning store is given."""
+ROW_TRIALS = (32, 64, 128, 256)
+"""Rows per batch tried (in this order, on real work) before a tuned sweep settles on the fastest."""
+SPARSE_SHARE = 8
+"""The start layer's output change is read from the ablated rows of ``W_out`` (the rank-k form)
+while no row ablates more than ``d_mlp / SPARSE_SHARE`` of its neurons; else the projection runs."""
 LOGIT_TOKENS = 256
 """Rows x tokens per LM-head call (bounds the ``[tokens, vocab]`` logits in memory)."""
 
@@ -192,8 +198,7 @@ def ablated_final_hidden(
     """
     if additive:
         record = clean.mlp[start]
-        acts = _masked(record.acts, keep[start], fill[start] if fill else None)  # [rows, seq, d_mlp]
-        hidden = record.block_out + (adapter.mlp_output(start)(acts) - record.out)
+        hidden = record.block_out + _output_change(adapter, start, record, keep[start], fill[start] if fill else None)
         begin = start + 1
     else:
         hidden = clean.hidden_input(start).expand(keep[start].shape[0], -1, -1)
@@ -206,16 +211,84 @@ def ablated_final_hidden(
     return adapter.final_norm()(hidden).to(clean.final_hidden.device)
 
 
-def _row_chunks(ablations: Sequence[Ablation], per_chunk: int) -> list[tuple[int, list[int]]]:
-    """``(start layer, row indices)`` chunks of at most ``per_chunk`` rows sharing a start layer."""
+def _output_change(
+    adapter: ArchitectureAdapter, layer: int, record: MlpRecord, keep: torch.Tensor, fill: torch.Tensor | None
+) -> torch.Tensor:
+    """``W_out(a') - W_out(a)`` ``[rows, seq, d_model]`` at ``layer``, ``a'`` the masked activations.
+
+    When each row ablates at most ``k`` neurons (few), this is ``sum_j (a'_j - a_j) W_out[j]`` over
+    the ablated ``j`` only (the rank-k form; rank 1 for one neuron): ``rows x seq x k x d_model``
+    multiply-adds instead of the projection's ``rows x seq x d_mlp x d_model``. The bias cancels.
+    """
+    acts = record.acts  # [1, seq, d_mlp]
+    keep = keep.to(acts.device)
+    ablated = keep == 0  # [rows, d_mlp]
+    k = int(ablated.sum(dim=1).max())
+    if k * SPARSE_SHARE > keep.shape[1]:
+        masked = _masked(acts, keep, fill)  # [rows, seq, d_mlp]
+        return adapter.mlp_output(layer)(masked) - record.out
+    index = torch.topk(ablated.to(acts.dtype), k, dim=1).indices  # [rows, k]; a non-ablated pick changes nothing
+    change = (keep.gather(1, index) - 1.0).unsqueeze(-1) * acts[0].T[index]  # [rows, k, seq]
+    if fill is not None:
+        change = change + fill.to(acts.device).gather(1, index).unsqueeze(-1)
+    w_out = adapter.w_out(layer).to(acts.device)  # [d_mlp, d_model]
+    return change.transpose(1, 2) @ w_out[index]  # [rows, seq, k] @ [rows, k, d_model]
+
+
+def _starts(ablations: Sequence[Ablation]) -> dict[int, list[int]]:
+    """Row indices of ``ablations`` by start layer (their first ablated layer), in layer order."""
     by_start: dict[int, list[int]] = {}
     for row, ablation in enumerate(ablations):
         by_start.setdefault(min(ablation), []).append(row)
-    return [
-        (start, rows[i : i + per_chunk])
-        for start, rows in sorted(by_start.items())
-        for i in range(0, len(rows), per_chunk)
-    ]
+    return dict(sorted(by_start.items()))
+
+
+@dataclass
+class RowTuning:
+    """Rows per batch for one shape of work (blocks to run, tokens), chosen by measurement.
+
+    The first batches try each of :data:`ROW_TRIALS` in turn (their results count like any
+    other), then every batch uses the size with the least time per row. Kept in a tuning store
+    (the loaded model's memo), so a model tunes each shape once.
+    """
+
+    seconds_per_row: dict[int, float] = field(default_factory=dict)
+
+    def rows(self) -> int:
+        untried = [size for size in ROW_TRIALS if size not in self.seconds_per_row]
+        return untried[0] if untried else min(self.seconds_per_row, key=self.seconds_per_row.__getitem__)
+
+    def record(self, size: int, rows: int, seconds: float) -> None:
+        """Count a batch of ``rows`` run with ``size`` asked (a short last batch says nothing)."""
+        if rows == size and size not in self.seconds_per_row:
+            self.seconds_per_row[size] = seconds / rows
+
+
+class _Batches:
+    """Rows per batch: fixed (``batch_tokens // seq``) or tuned through a store shared across sweeps."""
+
+    def __init__(self, adapter: ArchitectureAdapter, batch_tokens: int, tuning: MutableMapping | None):
+        self.n_layers, self.batch_tokens, self.tuning = adapter.n_layers, batch_tokens, tuning
+
+    def plan(self, start: int, seq: int) -> RowTuning | None:
+        if self.tuning is None:
+            return None
+        key = (self.n_layers - start, seq)
+        if key not in self.tuning:
+            self.tuning[key] = RowTuning()
+        return self.tuning[key]
+
+    def chunks(self, start: int, rows: list[int], seq: int) -> Iterator[list[int]]:
+        """``rows`` in batches; a tuned plan times each batch from its hand-out to the next request."""
+        plan, i = self.plan(start, seq), 0
+        while i < len(rows):
+            size = plan.rows() if plan else max(1, self.batch_tokens // seq)
+            chunk = rows[i : i + size]
+            began = time.perf_counter()
+            yield chunk
+            if plan:
+                plan.record(size, len(chunk), time.perf_counter() - began)
+            i += size
 
 
 def _chunk_masks(
@@ -261,12 +334,15 @@ def ablation_sweep(
     with_logits: bool = False,
     moments: Mapping[int, ActivationMoments] | None = None,
     batch_tokens: int = BATCH_TOKENS,
+    tuning: MutableMapping | None = None,
     progress: ProgressFn = no_progress,
 ) -> ImpactTotals:
     """Impact metrics of every ablation over ``texts`` (``[1, seq]`` ids each), exactly, batched.
 
     ``ablation`` is ``zero`` or ``mean``; mean ablation uses ``moments`` of every ablated layer
-    (computed here when not given). Returns the pooled sums; ``.results()`` gives the metrics.
+    (computed here when not given). Batches hold ``batch_tokens`` rows x tokens, or, given a
+    ``tuning`` store (e.g. the loaded model's memo), the measured best rows per batch for each
+    shape (:class:`RowTuning`). Returns the pooled sums; ``.results()`` gives the metrics.
     """
     layers = sorted({layer for ablation_ in ablations for layer in ablation_})
     means = None
@@ -275,14 +351,16 @@ def ablation_sweep(
         means = {layer: moments[layer].mean() for layer in layers}
     totals = ImpactTotals(len(ablations), with_logits)
     device, dtype = input_device(adapter.model), next(adapter.model.parameters()).dtype
-    starts = sorted({min(ablation_) for ablation_ in ablations})
+    by_start = _starts(ablations)
+    starts = list(by_start)
+    batches = _Batches(adapter, batch_tokens, tuning)
     additive: dict[int, bool] = {}
     done, total_work = 0, len(texts) * len(ablations)
     for t, ids in enumerate(texts):
         clean = clean_run(adapter, ids, layers[0], with_logits, mlp_layers=starts)
         additive = additive or {start: mlp_output_is_additive(adapter, clean, start) for start in starts}
         totals.add_text(clean.final_hidden, clean.log_probs, ids)
-        for start, rows in _row_chunks(ablations, max(1, batch_tokens // ids.shape[1])):
+        for start, rows in ((start, chunk) for start in starts for chunk in batches.chunks(start, by_start[start], ids.shape[1])):
             keep, fill = _chunk_masks(adapter, ablations, rows, means, device, dtype)
             final = ablated_final_hidden(adapter, clean, start, keep, fill, additive[start])
             index = torch.as_tensor(rows)

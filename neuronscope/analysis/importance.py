@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import MutableMapping, Sequence
 
 import torch
 
@@ -33,19 +33,22 @@ def neuron_importance(
     neurons: Sequence[int] | None = None,
     ablation: str = "zero",
     batch_tokens: int = BATCH_TOKENS,
+    tuning: MutableMapping | None = None,
     progress: ProgressFn = no_progress,
 ) -> LayerImportance:
     """Each of ``neurons`` (default: every neuron) of ``layer`` ablated on its own over ``texts``:
     exact impact and activation stats, every tensor ``[len(neurons)]`` in the order of ``neurons``.
 
     A neuron's numbers do not depend on which other neurons are swept with it, so a layer can be
-    split into neuron ranges computed apart (on other workers) and concatenated.
+    split into neuron ranges computed apart (on other workers) and concatenated. ``tuning``: a
+    store for the measured rows per batch (see :func:`~neuronscope.analysis.ablation_engine.ablation_sweep`).
     """
     neurons = list(range(adapter.d_mlp(layer)) if neurons is None else neurons)
     moments = activation_moments(adapter, texts, [layer])
     ablations = [{layer: [n]} for n in neurons]
     totals = ablation_sweep(
-        adapter, texts, ablations, ablation=ablation, moments=moments, batch_tokens=batch_tokens, progress=progress
+        adapter, texts, ablations, ablation=ablation, moments=moments, batch_tokens=batch_tokens, tuning=tuning,
+        progress=progress,
     )
     return LayerImportance(
         activation_magnitude=moments[layer].mean_abs()[neurons],

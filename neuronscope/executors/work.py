@@ -52,7 +52,10 @@ def importance_chunk(lm: LoadedModel, shared: Mapping[str, Any], chunk: NeuronRa
     texts = _as_inputs(shared["texts"], lm.device)
     if shared["method"] == "ablation":
         neurons = range(chunk.start, chunk.stop)
-        result = neuron_importance(lm.adapter, texts, chunk.layer, neurons=neurons, ablation=shared["ablation"], progress=progress)
+        tuning = lm.memo.get(("batch-rows",), dict)  # measured rows per batch, per shape, for this model
+        result = neuron_importance(
+            lm.adapter, texts, chunk.layer, neurons=neurons, ablation=shared["ablation"], tuning=tuning, progress=progress
+        )
     else:
         result = attribution_importance(lm.adapter, texts, chunk.layer, ablation=shared["ablation"], progress=progress)
     fields = vars(result)
