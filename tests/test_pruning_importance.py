@@ -51,11 +51,12 @@ def test_batched_importance_equals_loop(loaded, layer):
     for batch_tokens in (40, 4096):  # several chunks per text, and one chunk per text
         got = neuron_importance(loaded.adapter, texts, layer, batch_tokens=batch_tokens)
         np.testing.assert_allclose(got.impact_score.numpy()[neurons], expected, rtol=1e-5, atol=1e-7)
-    tuning: dict = {}
-    for _ in range(3):  # every trial size of the tuning, then the size it settled on
-        tuned = neuron_importance(loaded.adapter, texts, layer, tuning=tuning)
+    store: dict = {}
+    for _ in range(3):  # every trial size of the tuning, then the size it settled on; shared clean runs
+        tuned = neuron_importance(loaded.adapter, texts, layer, store=store)
         np.testing.assert_allclose(tuned.impact_score.numpy()[neurons], expected, rtol=1e-5, atol=1e-7)
-    tried = {size for plan in tuning.values() for size in plan.seconds_per_row}
+        np.testing.assert_allclose(tuned.activation_variance.numpy(), got.activation_variance.numpy(), rtol=1e-6)
+    tried = {size for plan in store.values() if isinstance(plan, RowTuning) for size in plan.seconds_per_row}
     assert tried == {size for size in ROW_TRIALS if size <= loaded.adapter.d_mlp(layer)}
     acts = activations(loaded.model, loaded.adapter.mlp_output(layer), texts)
     np.testing.assert_allclose(got.activation_magnitude.numpy(), np.abs(acts).mean(axis=0), rtol=1e-6)

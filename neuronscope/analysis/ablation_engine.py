@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Mapping, MutableMapping, Sequence
+from typing import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 
 import torch
 from torch import nn
@@ -40,6 +40,8 @@ BATCH_TOKENS = 4096
 """Rows x tokens per downstream batch when no tuning store is given."""
 ROW_TRIALS = (32, 64, 128, 256)
 """Rows per batch tried (in this order, on real work) before a tuned sweep settles on the fastest."""
+KEEP_CLEAN_TOKENS = 512
+"""Tokens of texts whose clean runs a sweep may keep in its store for the next sweep."""
 SPARSE_SHARE = 8
 """The start layer's output change is read from the ablated rows of ``W_out`` (the rank-k form)
 while no row ablates more than ``d_mlp / SPARSE_SHARE`` of its neurons; else the projection runs."""
@@ -122,6 +124,38 @@ def clean_run(
     }
     log_probs = torch.log_softmax(result.logits.float(), dim=-1) if with_logits else None
     return CleanText(ids, first, records, result.final_hidden, log_probs, mlp)
+
+
+def clean_runs(
+    adapter: ArchitectureAdapter,
+    texts: Sequence[torch.Tensor],
+    first: int,
+    with_logits: bool = False,
+    mlp_layers: Sequence[int] = (),
+    store: MutableMapping | None = None,
+) -> Iterable[CleanText]:
+    """Every text's :func:`clean_run`, one at a time.
+
+    With a ``store`` (the loaded model's memo dict) and at most :data:`KEEP_CLEAN_TOKENS` tokens in
+    all, the runs are kept there (the last set only) and reused: the chunks of one layer's sweep
+    then share one clean run per text instead of repeating it.
+    """
+    key = (tuple(tuple(ids[0].tolist()) for ids in texts), first, with_logits, tuple(mlp_layers))
+    if store is None or sum(ids.shape[1] for ids in texts) > KEEP_CLEAN_TOKENS:
+        return (clean_run(adapter, ids, first, with_logits, mlp_layers) for ids in texts)
+    kept = store.get("clean")
+    if kept is None or kept[0] != key:
+        kept = store["clean"] = (key, [clean_run(adapter, ids, first, with_logits, mlp_layers) for ids in texts])
+    return kept[1]
+
+
+def clean_moments(cleans: Iterable[CleanText], layers: Sequence[int]) -> dict[int, ActivationMoments]:
+    """The activation moments of ``layers`` from clean runs that recorded them (no forward pass)."""
+    moments = {layer: ActivationMoments() for layer in layers}
+    for clean in cleans:
+        for layer in layers:
+            moments[layer].add(clean.mlp[layer].acts[0])
+    return moments
 
 
 def _call_block(block: nn.Module, hidden: torch.Tensor, args: tuple, kwargs: dict) -> torch.Tensor:
@@ -267,16 +301,16 @@ class RowTuning:
 class _Batches:
     """Rows per batch: fixed (``batch_tokens // seq``) or tuned through a store shared across sweeps."""
 
-    def __init__(self, adapter: ArchitectureAdapter, batch_tokens: int, tuning: MutableMapping | None):
-        self.n_layers, self.batch_tokens, self.tuning = adapter.n_layers, batch_tokens, tuning
+    def __init__(self, adapter: ArchitectureAdapter, batch_tokens: int, store: MutableMapping | None):
+        self.n_layers, self.batch_tokens, self.store = adapter.n_layers, batch_tokens, store
 
     def plan(self, start: int, seq: int) -> RowTuning | None:
-        if self.tuning is None:
+        if self.store is None:
             return None
-        key = (self.n_layers - start, seq)
-        if key not in self.tuning:
-            self.tuning[key] = RowTuning()
-        return self.tuning[key]
+        key = ("rows", self.n_layers - start, seq)
+        if key not in self.store:
+            self.store[key] = RowTuning()
+        return self.store[key]
 
     def chunks(self, start: int, rows: list[int], seq: int) -> Iterator[list[int]]:
         """``rows`` in batches; a tuned plan times each batch from its hand-out to the next request."""
@@ -334,15 +368,16 @@ def ablation_sweep(
     with_logits: bool = False,
     moments: Mapping[int, ActivationMoments] | None = None,
     batch_tokens: int = BATCH_TOKENS,
-    tuning: MutableMapping | None = None,
+    store: MutableMapping | None = None,
     progress: ProgressFn = no_progress,
 ) -> ImpactTotals:
     """Impact metrics of every ablation over ``texts`` (``[1, seq]`` ids each), exactly, batched.
 
     ``ablation`` is ``zero`` or ``mean``; mean ablation uses ``moments`` of every ablated layer
-    (computed here when not given). Batches hold ``batch_tokens`` rows x tokens, or, given a
-    ``tuning`` store (e.g. the loaded model's memo), the measured best rows per batch for each
-    shape (:class:`RowTuning`). Returns the pooled sums; ``.results()`` gives the metrics.
+    (computed here when not given). Batches hold ``batch_tokens`` rows x tokens; given a ``store``
+    (a dict kept with the loaded model, e.g. in its memo), they hold the measured best rows per
+    batch for each shape (:class:`RowTuning`) and the clean runs are shared with the next sweep
+    on the same texts (:func:`clean_runs`). Returns the pooled sums; ``.results()`` gives the metrics.
     """
     layers = sorted({layer for ablation_ in ablations for layer in ablation_})
     means = None
@@ -353,11 +388,11 @@ def ablation_sweep(
     device, dtype = input_device(adapter.model), next(adapter.model.parameters()).dtype
     by_start = _starts(ablations)
     starts = list(by_start)
-    batches = _Batches(adapter, batch_tokens, tuning)
+    batches = _Batches(adapter, batch_tokens, store)
     additive: dict[int, bool] = {}
     done, total_work = 0, len(texts) * len(ablations)
-    for t, ids in enumerate(texts):
-        clean = clean_run(adapter, ids, layers[0], with_logits, mlp_layers=starts)
+    cleans = clean_runs(adapter, texts, layers[0], with_logits, layers, store)
+    for t, (ids, clean) in enumerate(zip(texts, cleans)):
         additive = additive or {start: mlp_output_is_additive(adapter, clean, start) for start in starts}
         totals.add_text(clean.final_hidden, clean.log_probs, ids)
         for start, rows in ((start, chunk) for start in starts for chunk in batches.chunks(start, by_start[start], ids.shape[1])):

@@ -8,8 +8,7 @@ from typing import MutableMapping, Sequence
 
 import torch
 
-from neuronscope.analysis.ablation_engine import BATCH_TOKENS, ablation_sweep
-from neuronscope.analysis.moments import activation_moments
+from neuronscope.analysis.ablation_engine import BATCH_TOKENS, ablation_sweep, clean_moments, clean_runs
 from neuronscope.analysis.progress import ProgressFn, no_progress
 from neuronscope.modeling.adapters import ArchitectureAdapter
 
@@ -33,21 +32,24 @@ def neuron_importance(
     neurons: Sequence[int] | None = None,
     ablation: str = "zero",
     batch_tokens: int = BATCH_TOKENS,
-    tuning: MutableMapping | None = None,
+    store: MutableMapping | None = None,
     progress: ProgressFn = no_progress,
 ) -> LayerImportance:
     """Each of ``neurons`` (default: every neuron) of ``layer`` ablated on its own over ``texts``:
     exact impact and activation stats, every tensor ``[len(neurons)]`` in the order of ``neurons``.
 
     A neuron's numbers do not depend on which other neurons are swept with it, so a layer can be
-    split into neuron ranges computed apart (on other workers) and concatenated. ``tuning``: a
-    store for the measured rows per batch (see :func:`~neuronscope.analysis.ablation_engine.ablation_sweep`).
+    split into neuron ranges computed apart (on other workers) and concatenated. ``store``: a
+    dict kept with the model for tuned batch sizes and shared clean runs (see
+    :func:`~neuronscope.analysis.ablation_engine.ablation_sweep`); the activation statistics are
+    read from the clean runs.
     """
     neurons = list(range(adapter.d_mlp(layer)) if neurons is None else neurons)
-    moments = activation_moments(adapter, texts, [layer])
+    store = {} if store is None else store
+    moments = clean_moments(clean_runs(adapter, texts, layer, False, [layer], store), [layer])
     ablations = [{layer: [n]} for n in neurons]
     totals = ablation_sweep(
-        adapter, texts, ablations, ablation=ablation, moments=moments, batch_tokens=batch_tokens, tuning=tuning,
+        adapter, texts, ablations, ablation=ablation, moments=moments, batch_tokens=batch_tokens, store=store,
         progress=progress,
     )
     return LayerImportance(

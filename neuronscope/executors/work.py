@@ -52,9 +52,9 @@ def importance_chunk(lm: LoadedModel, shared: Mapping[str, Any], chunk: NeuronRa
     texts = _as_inputs(shared["texts"], lm.device)
     if shared["method"] == "ablation":
         neurons = range(chunk.start, chunk.stop)
-        tuning = lm.memo.get(("batch-rows",), dict)  # measured rows per batch, per shape, for this model
+        store = lm.memo.get(("ablation-engine",), dict)  # tuned batch sizes, the last clean runs
         result = neuron_importance(
-            lm.adapter, texts, chunk.layer, neurons=neurons, ablation=shared["ablation"], tuning=tuning, progress=progress
+            lm.adapter, texts, chunk.layer, neurons=neurons, ablation=shared["ablation"], store=store, progress=progress
         )
     else:
         result = attribution_importance(lm.adapter, texts, chunk.layer, ablation=shared["ablation"], progress=progress)
