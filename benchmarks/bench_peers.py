@@ -29,7 +29,6 @@ import argparse
 import statistics
 import sys
 import time
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -71,24 +70,41 @@ def neuronscope_sweep(service: PruningService, lm: LoadedModel, texts: list[torc
     return per_layer[layer].impact_score.numpy()
 
 
+def transformer_lens_config(config) -> dict:
+    """TransformerLens config fields for a GPT-2 or LLaMA-style transformers config (TransformerLens'
+    own mapping, built from the loaded model's config: no hub look-up)."""
+    if config.model_type == "gpt2":
+        return dict(
+            n_layers=config.n_layer, d_model=config.n_embd, n_ctx=config.n_positions, d_head=config.n_embd // config.n_head,
+            n_heads=config.n_head, d_mlp=4 * config.n_embd, d_vocab=config.vocab_size, act_fn="gelu_new",
+            normalization_type="LN", eps=config.layer_norm_epsilon, original_architecture="GPT2LMHeadModel",
+        )
+    heads, kv_heads = config.num_attention_heads, config.num_key_value_heads
+    rope = getattr(config, "rope_parameters", None) or {}
+    return dict(
+        n_layers=config.num_hidden_layers, d_model=config.hidden_size, n_ctx=config.max_position_embeddings,
+        d_head=config.hidden_size // heads, n_heads=heads, n_key_value_heads=kv_heads if kv_heads != heads else None,
+        d_mlp=config.intermediate_size, d_vocab=config.vocab_size, act_fn=config.hidden_act, normalization_type="RMS",
+        eps=config.rms_norm_eps, positional_embedding_type="rotary", rotary_adjacent_pairs=False,
+        rotary_dim=config.hidden_size // heads, rotary_base=rope.get("rope_theta", getattr(config, "rope_theta", 10000.0)),
+        final_rms=True, gated_mlp=True, original_architecture="LlamaForCausalLM",
+    )
+
+
 def transformer_lens_model(lm: LoadedModel):
-    """The same weights as a TransformerLens ``HookedTransformer`` (None with the reason when it cannot be built)."""
+    """The same weights as a TransformerLens ``HookedTransformer``, or ``None`` and the reason it cannot be built."""
     try:
         from transformer_lens import HookedTransformer, HookedTransformerConfig
-        from transformer_lens.pretrained.weight_conversions import convert_gpt2_weights
+        from transformer_lens.pretrained.weight_conversions import convert_gpt2_weights, convert_llama_weights
     except ImportError as exc:
         return None, f"TransformerLens is not importable ({exc}); install benchmarks/requirements-peers.txt"
-    if lm.config.model_type != "gpt2":
-        return None, "this script converts GPT-2 weights only; for LLaMA-style models TransformerLens needs the hub config"
-    c = lm.config
-    cfg = HookedTransformerConfig(
-        n_layers=c.n_layer, d_model=c.n_embd, n_ctx=c.n_positions, d_head=c.n_embd // c.n_head, n_heads=c.n_head,
-        d_mlp=4 * c.n_embd, d_vocab=c.vocab_size, act_fn="gelu_new", normalization_type="LN", eps=c.layer_norm_epsilon,
-        default_prepend_bos=False, device="cpu",
-    )
+    convert = {"gpt2": convert_gpt2_weights, "llama": convert_llama_weights}.get(lm.config.model_type)
+    if convert is None:
+        return None, f"no TransformerLens weight conversion here for {lm.config.model_type!r}"
+    cfg = HookedTransformerConfig(**transformer_lens_config(lm.config), default_prepend_bos=False, device="cpu")
     model = HookedTransformer(cfg)
     model.load_and_process_state_dict(
-        convert_gpt2_weights(lm.model, cfg), fold_ln=False, center_writing_weights=False, center_unembed=False,
+        convert(lm.model, cfg), fold_ln=False, center_writing_weights=False, center_unembed=False,
         fold_value_biases=False, refactor_factored_attn_matrices=False,
     )
     return model.eval(), None
