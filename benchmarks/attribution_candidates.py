@@ -31,12 +31,12 @@ import torch
 from scipy.stats import spearmanr
 
 from neuronscope.analysis.forward import encode
-from neuronscope.analysis.importance import (
+from neuronscope.analysis.attribution import (
     attribution_importance,
     final_norm_push,
     forward_with_grad,
-    neuron_importance,
 )
+from neuronscope.analysis.importance import neuron_importance
 from neuronscope.config import Settings
 from neuronscope.modeling.manager import ModelManager
 

@@ -20,7 +20,7 @@ import torch
 
 from neuronscope import create_app
 from neuronscope.config import EMBEDDED_MODEL_NAME, PROJECT_ROOT, Settings
-from neuronscope.jobs.fingerprint import weights_fingerprint
+from neuronscope.modeling.fingerprint import weights_fingerprint
 
 TEXTS = [
     "Hello world, this is a test for pruning analysis.",

@@ -24,11 +24,12 @@ from transformers.pytorch_utils import Conv1D
 
 from neuronscope.analysis.evaluation import padded_batches
 from neuronscope.analysis.pruning_plan import select_neurons
+from neuronscope.analysis.scores import SCORE_METHODS, SCORERS
 from neuronscope.analysis.surgery import parameter_count, pruned_copy
 from neuronscope.config import EMBEDDED_MODEL_NAME, Settings
 from neuronscope.modeling.manager import ModelManager
 from neuronscope.resources.texts import builtin_texts
-from neuronscope.services.compression import METHODS, CompressionService
+from neuronscope.services.compression import CompressionService
 from neuronscope.services.samples import SampleService
 
 SPARSITIES = (0.1, 0.2, 0.3)
@@ -68,7 +69,7 @@ def main() -> None:
     parser.add_argument("--eval-texts", type=int, default=12, help="first N texts of the built-in evaluation set")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     parser.add_argument("--rounds", type=int, default=9, help="alternating forward timings per sparsity")
-    parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated scoring methods")
+    parser.add_argument("--methods", default=",".join(SCORE_METHODS), help="comma-separated scoring methods")
     parser.add_argument("--data-dir", default=None, help="data directory (default: NEURONSCOPE_DATA_DIR or data/)")
     args = parser.parse_args()
     if args.threads:
@@ -82,12 +83,12 @@ def main() -> None:
     with manager.use() as lm:
         full = lm.model
         evaluation = [lm.tokenizer(t, return_tensors="pt")["input_ids"][0] for t in builtin_texts("evaluation")[: args.eval_texts]]
-        calibration, _ = service.sequences(lm, None, False, "calibration")
+        calibration, _ = service.calibration(lm, None, False)
         print(f"model {lm.name}: {lm.adapter.n_layers} layers x {lm.adapter.d_mlp(0)} MLP neurons, "
               f"{parameter_count(full):,} parameters; torch threads {torch.get_num_threads()}")
         print(f"evaluation: first {len(evaluation)} built-in evaluation texts, "
               f"{sum(len(s) - 1 for s in evaluation)} predicted tokens; "
-              f"calibration: built-in calibration set, {len(calibration)} texts, {sum(len(s) for s in calibration)} tokens")
+              f"calibration: built-in calibration set, {len(calibration.sequences)} pieces, {calibration.tokens} tokens")
         baseline = service.loss(lm, full, evaluation).perplexity
         print(f"full model perplexity {baseline:.3f}  ({time.perf_counter() - started:.0f} s)\n")
 
@@ -95,7 +96,7 @@ def main() -> None:
         plans: dict[float, dict[int, list[int]]] = {}
         for method in [m.strip() for m in args.methods.split(",") if m.strip()]:
             t0 = time.perf_counter()
-            scores = service.neuron_scores(lm, method, calibration, seed=0)
+            scores = SCORERS[method](lm.adapter, calibration)
             score_s = time.perf_counter() - t0
             table[method] = {}
             for sparsity in SPARSITIES:

@@ -31,14 +31,14 @@ from transformers import AutoModelForCausalLM, GPT2Config
 
 from neuronscope.analysis.forward import encode, run
 from neuronscope.analysis.hooks import ablated
-from neuronscope.analysis.importance import (
+from neuronscope.analysis.ablation_engine import (
     ablated_final_hidden,
     ablation_sweep,
-    attribution_importance,
     clean_run,
     mlp_output_is_additive,
-    neuron_importance,
 )
+from neuronscope.analysis.attribution import attribution_importance
+from neuronscope.analysis.importance import neuron_importance
 from neuronscope.analysis.weights import WEIGHT_MODULES, analyze_weights
 from neuronscope.config import Settings
 from neuronscope.modeling.adapters import adapter_for

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from contextlib import ExitStack, contextmanager
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 import torch
 from torch import nn
@@ -45,17 +45,52 @@ def forward_hook(module: nn.Module, hook: Callable) -> Iterator[None]:
         handle.remove()
 
 
-def _replace_neurons(neurons: torch.Tensor, values: torch.Tensor | None) -> Callable:
-    """The hook sees the activations where the previous module left them (with a device map,
-    accelerate moves them to the module's device only inside its forward), so the index and
-    values follow the activations' device."""
+ActivationHook = Callable[[int, torch.Tensor], Optional[torch.Tensor]]
+"""``hook(layer, acts)`` on a layer's neuron activations ``[..., d_mlp]`` (the input of its MLP
+output projection); a returned tensor replaces them, ``None`` leaves them."""
 
-    def hook(_module: nn.Module, args: tuple) -> tuple:
-        acts = args[0].clone()  # [..., d_mlp]
-        acts[..., neurons.to(acts.device)] = 0.0 if values is None else values.to(acts)
-        return (acts, *args[1:])
 
-    return hook
+@contextmanager
+def activation_hooks(adapter: ArchitectureAdapter, layers: Sequence[int], hook: ActivationHook) -> Iterator[None]:
+    """Within the block, ``hook`` sees (and may replace) the activations of each of ``layers`` at every forward.
+
+    The one place where NeuronScope hooks the MLP output projections. With a device map the
+    activations arrive where the previous module left them (accelerate moves them to the
+    projection's device only inside its forward), so hooks follow ``acts.device``.
+    """
+
+    def pre_hook(layer: int) -> Callable:
+        def call(_module: nn.Module, args: tuple) -> tuple | None:
+            replaced = hook(layer, args[0])
+            return None if replaced is None else (replaced, *args[1:])
+
+        return call
+
+    with ExitStack() as stack:
+        for layer in layers:
+            stack.enter_context(forward_pre_hook(adapter.mlp_output(layer), pre_hook(layer)))
+        yield
+
+
+@contextmanager
+def ablated_many(
+    adapter: ArchitectureAdapter,
+    neurons_by_layer: dict[int, Sequence[int]],
+    values_by_layer: dict[int, torch.Tensor] | None = None,
+) -> Iterator[None]:
+    """Within the block, neurons (layer, n) of every layer output 0, or ``values_by_layer[layer]`` ``[len(neurons)]`` (mean ablation)."""
+    device = input_device(adapter.model)
+    index = {layer: torch.as_tensor(neurons, dtype=torch.long, device=device) for layer, neurons in neurons_by_layer.items()}
+    values = values_by_layer or {}
+
+    def replace(layer: int, acts: torch.Tensor) -> torch.Tensor:
+        acts = acts.clone()  # [..., d_mlp]
+        fill = values.get(layer)
+        acts[..., index[layer].to(acts.device)] = 0.0 if fill is None else fill.to(acts)
+        return acts
+
+    with activation_hooks(adapter, list(index), replace):
+        yield
 
 
 @contextmanager
@@ -66,23 +101,7 @@ def ablated(
     values: torch.Tensor | None = None,
 ) -> Iterator[None]:
     """Within the block, neurons (layer, n) output 0, or ``values`` ``[len(neurons)]`` (mean ablation)."""
-    module = adapter.mlp_output(layer)
-    index = torch.as_tensor(neurons, dtype=torch.long, device=input_device(adapter.model))
-    with forward_pre_hook(module, _replace_neurons(index, values)):
-        yield
-
-
-@contextmanager
-def ablated_many(
-    adapter: ArchitectureAdapter,
-    neurons_by_layer: dict[int, Sequence[int]],
-    values_by_layer: dict[int, torch.Tensor] | None = None,
-) -> Iterator[None]:
-    """Ablate neurons in several layers at once (see :func:`ablated`)."""
-    with ExitStack() as stack:
-        for layer, neurons in neurons_by_layer.items():
-            values = (values_by_layer or {}).get(layer)
-            stack.enter_context(ablated(adapter, layer, neurons, values))
+    with ablated_many(adapter, {layer: neurons}, None if values is None else {layer: values}):
         yield
 
 
@@ -95,15 +114,10 @@ def captured_activations(adapter: ArchitectureAdapter, layers: Sequence[int]) ->
     records: dict[int, list[torch.Tensor]] = {layer: [] for layer in layers}
     device = input_device(adapter.model)
 
-    def recorder(layer: int) -> Callable:
-        def hook(_module: nn.Module, args: tuple) -> None:
-            records[layer].append(args[0].detach().to(device))
+    def record(layer: int, acts: torch.Tensor) -> None:
+        records[layer].append(acts.detach().to(device))
 
-        return hook
-
-    with ExitStack() as stack:
-        for layer in layers:
-            stack.enter_context(forward_pre_hook(adapter.mlp_output(layer), recorder(layer)))
+    with activation_hooks(adapter, layers, record):
         yield records
 
 

@@ -1,313 +1,16 @@
-"""Exact ablation sweeps, batched, and the per-neuron importance of a layer.
-
-Each text's clean run is done once; forward pre-hooks (with kwargs) record the inputs of every
-block from the first ablated layer on. An ablation is one row of a batch that re-runs only the
-blocks from its first ablated layer ``L`` (the prefix up to ``L`` is shared), starting from the
-recorded input of block ``L`` repeated along the batch; a pre-hook on each ablated layer's MLP
-output projection multiplies its input by a per-row keep-mask (each row ablates its own neurons)
-and, for mean ablation, adds the per-row fill. Then the adapter's final norm, and the LM head
-only when the logit metrics (KL, loss) are wanted.
-
-Block ``L`` itself is the same for every row up to its MLP output projection. When the block's
-output moves exactly with that projection's output (a residual add; probed numerically on the
-clean run, so nothing here depends on the architecture), each row's block output is
-``clean block output + W_out(masked a) - W_out(a)`` and only the blocks after ``L`` run batched;
-otherwise (e.g. a norm after the residual add) block ``L`` runs batched too.
-"""
+"""Per-neuron importance of a layer (each neuron ablated on its own, exactly) and the critical-neuron rule."""
 
 from __future__ import annotations
 
 import math
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
-from typing import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import MutableMapping, Sequence
 
 import torch
-from torch import nn
 
-from neuronscope.analysis.ablation import (
-    ActivationMoments,
-    ImpactTotals,
-    activation_moments,
-    hidden_change,
-    logit_change,
-    next_token_targets,
-)
-from neuronscope.analysis.forward import run
-from neuronscope.analysis.hooks import forward_hook, forward_pre_hook
+from neuronscope.analysis.ablation_engine import BATCH_TOKENS, ablation_sweep, clean_moments, clean_runs
 from neuronscope.analysis.progress import ProgressFn, no_progress
 from neuronscope.modeling.adapters import ArchitectureAdapter
-from neuronscope.modeling.placement import input_device, unhooked
-
-Ablation = Mapping[int, Sequence[int]]
-"""One ablation: layer -> the neuron indices ablated together (several layers allowed)."""
-
-BATCH_TOKENS = 4096
-"""Default rows x tokens per downstream batch."""
-LOGIT_TOKENS = 256
-"""Rows x tokens per LM-head call (bounds the ``[tokens, vocab]`` logits in memory)."""
-JACOBIAN_TOKENS = 16
-"""Tokens per final-norm JVP batch of the attribution estimate."""
-ATTRIBUTION_PROBES = 32
-"""Random projections of the attribution estimate (its rank agreement grows with more)."""
-
-
-@dataclass(frozen=True)
-class MlpRecord:
-    """Block ``L``'s clean MLP output projection: its input ``acts`` ``[1, seq, d_mlp]``, its
-    output ``out`` ``[1, seq, d_model]``, and the block's output ``block_out`` ``[1, seq, d_model]``."""
-
-    acts: torch.Tensor
-    out: torch.Tensor
-    block_out: torch.Tensor
-
-
-@dataclass
-class CleanText:
-    """One text's clean run.
-
-    ``block_inputs[i]`` = ``(args, kwargs)`` of block ``first + i``; ``final_hidden`` ``[seq, d_model]``;
-    ``log_probs`` ``[seq, vocab]`` or ``None``; ``mlp`` the :class:`MlpRecord` of the requested layers.
-    """
-
-    ids: torch.Tensor
-    first: int
-    block_inputs: list[tuple[tuple, dict]]
-    final_hidden: torch.Tensor
-    log_probs: torch.Tensor | None
-    mlp: dict[int, MlpRecord] = field(default_factory=dict)
-
-    def block_input(self, layer: int) -> tuple[tuple, dict]:
-        return self.block_inputs[layer - self.first]
-
-    def hidden_input(self, layer: int) -> torch.Tensor:
-        """The input hidden state ``[1, seq, d_model]`` of block ``layer``."""
-        args, kwargs = self.block_input(layer)
-        return args[0] if args else kwargs["hidden_states"]
-
-
-def _block_output(output: torch.Tensor | tuple) -> torch.Tensor:
-    return output[0] if isinstance(output, tuple) else output
-
-
-def _recorder(store: dict, key: int, pick: Callable[[tuple, object], object]) -> Callable:
-    def hook(_module: nn.Module, args: tuple, output: object) -> None:
-        store[key] = pick(args, output)
-
-    return hook
-
-
-@torch.no_grad()
-def clean_run(
-    adapter: ArchitectureAdapter,
-    ids: torch.Tensor,
-    first: int,
-    with_logits: bool = False,
-    mlp_layers: Sequence[int] = (),
-) -> CleanText:
-    """Run ``ids`` ``[1, seq]`` once, recording the inputs of blocks ``first..`` and the MLP outputs of ``mlp_layers``."""
-    records: list[tuple[tuple, dict]] = []
-    mlp_io: dict[int, tuple] = {}
-    block_out: dict[int, torch.Tensor] = {}
-
-    def record(_module: nn.Module, args: tuple, kwargs: dict) -> None:
-        records.append((args, kwargs))
-
-    with ExitStack() as stack:
-        for block in adapter.blocks()[first:]:
-            stack.enter_context(forward_pre_hook(block, record, with_kwargs=True))
-        for layer in mlp_layers:
-            stack.enter_context(forward_hook(adapter.mlp_output(layer), _recorder(mlp_io, layer, lambda a, o: (a[0], o))))
-            stack.enter_context(forward_hook(adapter.blocks()[layer], _recorder(block_out, layer, lambda a, o: _block_output(o))))
-        result = run(adapter.model, ids)
-    seq = ids.shape[1]
-    mlp = {
-        layer: MlpRecord(mlp_io[layer][0].reshape(1, seq, -1), mlp_io[layer][1].reshape(1, seq, -1), block_out[layer])
-        for layer in mlp_layers
-    }
-    log_probs = torch.log_softmax(result.logits.float(), dim=-1) if with_logits else None
-    return CleanText(ids, first, records, result.final_hidden, log_probs, mlp)
-
-
-def _call_block(block: nn.Module, hidden: torch.Tensor, args: tuple, kwargs: dict) -> torch.Tensor:
-    """Run ``block`` on ``hidden`` with the recorded other inputs; blocks may return a tensor or a tuple."""
-    if args:
-        out = block(hidden, *args[1:], **kwargs)
-    else:
-        out = block(**{**kwargs, "hidden_states": hidden})
-    return _block_output(out)
-
-
-@torch.no_grad()
-def mlp_output_is_additive(adapter: ArchitectureAdapter, clean: CleanText, layer: int) -> bool:
-    """Whether block ``layer``'s output moves exactly with its MLP output (a residual add).
-
-    Probed on the clean run (``clean.mlp[layer]`` needed): shift the projection's output by a
-    random vector and check that the block's output shifts by the same vector.
-    """
-    record = clean.mlp[layer]
-    generator = torch.Generator(device=record.out.device).manual_seed(0)
-    delta = torch.randn(record.out.shape, generator=generator, device=record.out.device, dtype=record.out.dtype)
-    delta = delta * record.out.std().clamp_min(1e-3)
-
-    def shift(_module: nn.Module, _args: tuple, output: torch.Tensor) -> torch.Tensor:
-        return output + delta.reshape(output.shape)
-
-    with forward_hook(adapter.mlp_output(layer), shift):
-        probed = _call_block(adapter.blocks()[layer], clean.hidden_input(layer), *clean.block_input(layer))
-    expected = record.block_out + delta
-    return bool((probed - expected).abs().max() <= 1e-4 * expected.abs().max())
-
-
-def _masked(acts: torch.Tensor, keep: torch.Tensor, fill: torch.Tensor | None) -> torch.Tensor:
-    """``acts`` viewed as ``[rows, seq, d_mlp]`` (``[1, ...]`` broadcasts) times ``keep`` ``[rows, d_mlp]``, plus ``fill``.
-
-    ``keep`` and ``fill`` move to the device of ``acts`` (with a device map, the layer's device).
-    """
-    out = acts * keep.to(acts.device).unsqueeze(1)
-    return out if fill is None else out + fill.to(acts.device).unsqueeze(1)
-
-
-@contextmanager
-def row_masks(
-    adapter: ArchitectureAdapter, keep: Mapping[int, torch.Tensor], fill: Mapping[int, torch.Tensor] | None = None
-) -> Iterator[None]:
-    """Per-row ablation: layer L's activations ``[rows, seq, d_mlp]`` become ``a * keep[L] (+ fill[L])``.
-
-    ``keep[L]`` and ``fill[L]`` are ``[rows, d_mlp]``. Projections fed ``[rows * seq, d_mlp]``
-    (OPT flattens the batch) are handled by viewing them row-major as ``[rows, seq, d_mlp]``.
-    """
-
-    def masker(layer: int):
-        def hook(_module: nn.Module, args: tuple) -> tuple:
-            mask = keep[layer]
-            acts = _masked(args[0].reshape(mask.shape[0], -1, mask.shape[1]), mask, fill[layer] if fill else None)
-            return (acts.reshape(args[0].shape), *args[1:])
-
-        return hook
-
-    with ExitStack() as stack:
-        for layer in keep:
-            stack.enter_context(forward_pre_hook(adapter.mlp_output(layer), masker(layer)))
-        yield
-
-
-@torch.no_grad()
-def ablated_final_hidden(
-    adapter: ArchitectureAdapter,
-    clean: CleanText,
-    start: int,
-    keep: Mapping[int, torch.Tensor],
-    fill: Mapping[int, torch.Tensor] | None = None,
-    additive: bool = False,
-) -> torch.Tensor:
-    """Final hidden states ``[rows, seq, d_model]`` of a chunk of ablations that all start at layer ``start``.
-
-    ``keep``/``fill`` as in :func:`row_masks`. With ``additive`` (see :func:`mlp_output_is_additive`;
-    needs ``clean.mlp[start]``) block ``start`` is not re-run: only its output projection is.
-    """
-    if additive:
-        record = clean.mlp[start]
-        acts = _masked(record.acts, keep[start], fill[start] if fill else None)  # [rows, seq, d_mlp]
-        hidden = record.block_out + (adapter.mlp_output(start)(acts) - record.out)
-        begin = start + 1
-    else:
-        hidden = clean.hidden_input(start).expand(keep[start].shape[0], -1, -1)
-        begin = start
-    blocks = adapter.blocks()
-    with row_masks(adapter, {layer: mask for layer, mask in keep.items() if layer >= begin}, fill):
-        for layer in range(begin, adapter.n_layers):
-            args, kwargs = clean.block_input(layer)
-            hidden = _call_block(blocks[layer], hidden, args, kwargs)
-    return adapter.final_norm()(hidden).to(clean.final_hidden.device)
-
-
-def _row_chunks(ablations: Sequence[Ablation], per_chunk: int) -> list[tuple[int, list[int]]]:
-    """``(start layer, row indices)`` chunks of at most ``per_chunk`` rows sharing a start layer."""
-    by_start: dict[int, list[int]] = {}
-    for row, ablation in enumerate(ablations):
-        by_start.setdefault(min(ablation), []).append(row)
-    return [
-        (start, rows[i : i + per_chunk])
-        for start, rows in sorted(by_start.items())
-        for i in range(0, len(rows), per_chunk)
-    ]
-
-
-def _chunk_masks(
-    adapter: ArchitectureAdapter,
-    ablations: Sequence[Ablation],
-    rows: list[int],
-    means: Mapping[int, torch.Tensor] | None,
-    device: torch.device,
-    dtype: torch.dtype,
-) -> tuple[dict[int, torch.Tensor], dict[int, torch.Tensor] | None]:
-    """Keep-masks (and mean fills) ``[len(rows), d_mlp]`` per layer for one chunk of ablations."""
-    keep: dict[int, torch.Tensor] = {}
-    for r, row in enumerate(rows):
-        for layer, neurons in ablations[row].items():
-            if layer not in keep:
-                keep[layer] = torch.ones(len(rows), adapter.d_mlp(layer), device=device, dtype=dtype)
-            keep[layer][r, list(neurons)] = 0.0
-    if means is None:
-        return keep, None
-    fill = {layer: (1.0 - mask) * means[layer].to(device, dtype) for layer, mask in keep.items()}
-    return keep, fill
-
-
-@torch.no_grad()
-def _add_logit_metrics(
-    adapter: ArchitectureAdapter, totals: ImpactTotals, rows: torch.Tensor, clean: CleanText, final: torch.Tensor
-) -> None:
-    """KL and cross-entropy of ``final`` ``[rows, seq, d_model]`` against the clean run, in bounded pieces."""
-    step = max(1, LOGIT_TOKENS // final.shape[1])
-    targets = next_token_targets(clean.ids)
-    for i in range(0, final.shape[0], step):
-        logits = adapter.unembed()(final[i : i + step]).float().to(clean.log_probs.device)
-        totals.add_logits(rows[i : i + step], *logit_change(clean.log_probs, logits, targets))
-
-
-@torch.no_grad()
-def ablation_sweep(
-    adapter: ArchitectureAdapter,
-    texts: Sequence[torch.Tensor],
-    ablations: Sequence[Ablation],
-    *,
-    ablation: str = "zero",
-    with_logits: bool = False,
-    moments: Mapping[int, ActivationMoments] | None = None,
-    batch_tokens: int = BATCH_TOKENS,
-    progress: ProgressFn = no_progress,
-) -> ImpactTotals:
-    """Impact metrics of every ablation over ``texts`` (``[1, seq]`` ids each), exactly, batched.
-
-    ``ablation`` is ``zero`` or ``mean``; mean ablation uses ``moments`` of every ablated layer
-    (computed here when not given). Returns the pooled sums; ``.results()`` gives the metrics.
-    """
-    layers = sorted({layer for ablation_ in ablations for layer in ablation_})
-    means = None
-    if ablation == "mean":
-        moments = moments or activation_moments(adapter, texts, layers)
-        means = {layer: moments[layer].mean() for layer in layers}
-    totals = ImpactTotals(len(ablations), with_logits)
-    device, dtype = input_device(adapter.model), next(adapter.model.parameters()).dtype
-    starts = sorted({min(ablation_) for ablation_ in ablations})
-    additive: dict[int, bool] = {}
-    done, total_work = 0, len(texts) * len(ablations)
-    for t, ids in enumerate(texts):
-        clean = clean_run(adapter, ids, layers[0], with_logits, mlp_layers=starts)
-        additive = additive or {start: mlp_output_is_additive(adapter, clean, start) for start in starts}
-        totals.add_text(clean.final_hidden, clean.log_probs, ids)
-        for start, rows in _row_chunks(ablations, max(1, batch_tokens // ids.shape[1])):
-            keep, fill = _chunk_masks(adapter, ablations, rows, means, device, dtype)
-            final = ablated_final_hidden(adapter, clean, start, keep, fill, additive[start])
-            index = torch.as_tensor(rows)
-            totals.add_hidden(index, hidden_change(clean.final_hidden, final))
-            if with_logits:
-                _add_logit_metrics(adapter, totals, index, clean, final)
-            done += len(rows)
-            progress(done / total_work, f"text {t + 1}/{len(texts)}: {done}/{total_work} ablations")
-    return totals
 
 
 @dataclass(frozen=True)
@@ -329,19 +32,25 @@ def neuron_importance(
     neurons: Sequence[int] | None = None,
     ablation: str = "zero",
     batch_tokens: int = BATCH_TOKENS,
+    store: MutableMapping | None = None,
     progress: ProgressFn = no_progress,
 ) -> LayerImportance:
     """Each of ``neurons`` (default: every neuron) of ``layer`` ablated on its own over ``texts``:
     exact impact and activation stats, every tensor ``[len(neurons)]`` in the order of ``neurons``.
 
     A neuron's numbers do not depend on which other neurons are swept with it, so a layer can be
-    split into neuron ranges computed apart (on other workers) and concatenated.
+    split into neuron ranges computed apart (on other workers) and concatenated. ``store``: a
+    dict kept with the model for tuned batch sizes and shared clean runs (see
+    :func:`~neuronscope.analysis.ablation_engine.ablation_sweep`); the activation statistics are
+    read from the clean runs.
     """
     neurons = list(range(adapter.d_mlp(layer)) if neurons is None else neurons)
-    moments = activation_moments(adapter, texts, [layer])
+    store = {} if store is None else store
+    moments = clean_moments(clean_runs(adapter, texts, layer, False, [layer], store), [layer])
     ablations = [{layer: [n]} for n in neurons]
     totals = ablation_sweep(
-        adapter, texts, ablations, ablation=ablation, moments=moments, batch_tokens=batch_tokens, progress=progress
+        adapter, texts, ablations, ablation=ablation, moments=moments, batch_tokens=batch_tokens, store=store,
+        progress=progress,
     )
     return LayerImportance(
         activation_magnitude=moments[layer].mean_abs()[neurons],
@@ -363,105 +72,3 @@ def critical_mask(impact: torch.Tensor, threshold: float | None = None) -> torch
     mask = torch.zeros(impact.numel(), dtype=torch.bool)
     mask[top] = True
     return mask
-
-
-@torch.no_grad()
-def final_norm_push(adapter: ArchitectureAdapter, residual: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
-    """``||J_t v_n||`` ``[seq, n]``: the final norm's Jacobian at each ``residual`` ``[seq, d_model]`` applied to ``directions`` ``[n, d_model]``.
-
-    One forward-mode JVP per direction, vmapped (O(seq * n * d_model), no Jacobian matrix).
-    """
-    pushed = []
-    with unhooked(adapter.final_norm()) as norm:
-        for i in range(0, residual.shape[0], JACOBIAN_TOKENS):
-            chunk = residual[i : i + JACOBIAN_TOKENS]
-
-            def push(direction: torch.Tensor) -> torch.Tensor:
-                return torch.func.jvp(norm, (chunk,), (direction.expand_as(chunk),))[1]
-
-            pushed.append(torch.func.vmap(push)(directions).norm(dim=-1).T)  # [tokens, n]
-    return torch.cat(pushed)
-
-
-@dataclass(frozen=True)
-class GradRun:
-    """A forward with layer L's activations ``acts`` ``[1, seq, d_mlp]`` as a grad leaf."""
-
-    acts: torch.Tensor
-    last_block: torch.Tensor
-    final_hidden: torch.Tensor
-
-
-def forward_with_grad(adapter: ArchitectureAdapter, layer: int, ids: torch.Tensor) -> GradRun:
-    """Forward ``ids`` ``[1, seq]`` with grad, making layer ``layer``'s activations a leaf."""
-    leaf: list[torch.Tensor] = []
-    last: list[torch.Tensor] = []
-
-    def make_leaf(_module: nn.Module, args: tuple) -> tuple:
-        leaf.append(args[0].detach().requires_grad_(True))
-        return (leaf[0], *args[1:])
-
-    with torch.enable_grad(), forward_pre_hook(adapter.mlp_output(layer), make_leaf), forward_hook(
-        adapter.blocks()[-1], lambda _m, _a, out: last.append(_block_output(out))
-    ):
-        out = adapter.model(input_ids=ids, output_hidden_states=True, use_cache=False)
-    return GradRun(leaf[0], last[0][0], out.hidden_states[-1][0])
-
-
-def attribution_importance(
-    adapter: ArchitectureAdapter,
-    texts: Sequence[torch.Tensor],
-    layer: int,
-    *,
-    ablation: str = "zero",
-    probes: int = ATTRIBUTION_PROBES,
-    seed: int = 0,
-    progress: ProgressFn = no_progress,
-) -> LayerImportance:
-    """A one forward + one backward estimate of every neuron's ``impact_score`` in ``layer``.
-
-    With ``da_n,t`` the ablation's change of the activation (``-a`` for zero, ``mean - a`` for
-    mean ablation) and ``r_n,t`` the first-order ``||dh_t|| / ||h_t||``:
-
-    - direct path, per token: ``d_n,t = |da_n,t| * ||J_t W_out,n|| / ||h_t||``, ``J_t`` the final
-      norm's Jacobian at the last block's output (the change written straight to the residual
-      stream, ignoring how later blocks react);
-    - whole model, RMS over tokens: ``R_n ~= sqrt(mean_t r_n,t^2)`` from ``probes`` Gaussian
-      random projections of the normalised final states (Johnson-Lindenstrauss), all
-      back-propagated in one batched backward pass;
-    - estimate: ``impact_n ~= mean_t d_n,t * R_n / sqrt(mean_t d_n,t^2)``: the token profile of
-      the direct path, scaled to the whole model's first-order effect.
-
-    Deterministic for a given ``seed``. docs/pruning.md gives its rank agreement with exact
-    ablation (``benchmarks/attribution_candidates.py``).
-    """
-    moments = activation_moments(adapter, texts, [layer]) if ablation == "mean" else None
-    stats = ActivationMoments()
-    d_mlp = adapter.d_mlp(layer)
-    direct_sum, direct_square, total_square = (torch.zeros(d_mlp, dtype=torch.float64) for _ in range(3))
-    w_out = adapter.w_out(layer).detach()
-    generator = None
-    for i, ids in enumerate(texts):
-        traced = forward_with_grad(adapter, layer, ids)
-        generator = generator or torch.Generator(device=ids.device).manual_seed(seed)
-        a = traced.acts.detach()[0]  # [seq, d_mlp]
-        stats.add(a)
-        change = (moments[layer].mean().to(a) - a) if moments else -a
-        h_norm = traced.final_hidden.detach().norm(dim=-1, keepdim=True).clamp_min(1e-12)  # [seq, 1]
-        direct = change.abs() * final_norm_push(adapter, traced.last_block.detach(), w_out) / h_norm
-        u = torch.randn(probes, *traced.final_hidden.shape, generator=generator, device=ids.device)
-        with torch.enable_grad():
-            (grads,) = torch.autograd.grad(traced.final_hidden / h_norm, traced.acts, u, is_grads_batched=True)
-        sketch = (grads[:, 0] * change).sum(dim=1)  # [probes, d_mlp]
-        direct_sum += direct.sum(dim=0).double().cpu()
-        direct_square += direct.square().sum(dim=0).double().cpu()
-        total_square += sketch.square().mean(dim=0).double().cpu()
-        progress((i + 1) / len(texts), f"attribution: text {i + 1}/{len(texts)}")
-    tokens = stats.count
-    direct_rms = (direct_square / tokens).sqrt()
-    scale = torch.where(direct_rms > 0, (total_square / tokens).sqrt() / direct_rms, torch.zeros_like(direct_rms))
-    return LayerImportance(
-        activation_magnitude=stats.mean_abs(),
-        activation_variance=stats.variance(),
-        impact_score=direct_sum / tokens * scale,
-    )

@@ -6,7 +6,6 @@ texts indexed together and its position in that text's token ids.
 
 from __future__ import annotations
 
-from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -15,7 +14,7 @@ import torch
 from torch import nn
 
 from neuronscope.analysis.activations import forward_padded, pad_right
-from neuronscope.analysis.hooks import forward_pre_hook
+from neuronscope.analysis.hooks import activation_hooks
 from neuronscope.analysis.progress import ProgressFn, no_progress
 from neuronscope.modeling.adapters import ArchitectureAdapter
 from neuronscope.modeling.placement import input_device
@@ -134,12 +133,12 @@ def top_from_activations(layers: Sequence[torch.Tensor], indexable: torch.Tensor
     return results
 
 
-def _recorder(top: TopActivations, batch: dict) -> Callable:
-    """A pre-hook passing the activations ``[batch * seq, d_mlp]`` at the batch's ``kept`` flat positions to ``top``."""
+def _recorder(tops: Sequence[TopActivations], batch: dict) -> Callable[[int, torch.Tensor], None]:
+    """An activation hook passing a layer's activations ``[batch * seq, d_mlp]`` at the batch's ``kept`` flat positions to its ``tops`` entry."""
 
-    def hook(_module: nn.Module, args: tuple) -> None:
-        acts = args[0].flatten(0, 1)
-        top.update(acts.index_select(0, batch["kept"].to(acts.device)), batch["refs"])
+    def hook(layer: int, acts: torch.Tensor) -> None:
+        acts = acts.flatten(0, 1)
+        tops[layer].update(acts.index_select(0, batch["kept"].to(acts.device)), batch["refs"])
 
     return hook
 
@@ -187,9 +186,7 @@ def max_activating(
     done = 0
     progress(0.0, f"indexing {len(sequences)} texts ({total} tokens) in {len(batches)} batches")
     batch: dict = {}
-    with ExitStack() as stack:
-        for layer, top in enumerate(tops):
-            stack.enter_context(forward_pre_hook(adapter.mlp_output(layer), _recorder(top, batch)))
+    with activation_hooks(adapter, range(len(tops)), _recorder(tops, batch)):
         for number, members in enumerate(batches, start=1):
             ids, mask = pad_right([sequences[i] for i in members], pad_id, device)
             keep, _ = pad_right([indexable[i] for i in members], 0, device)

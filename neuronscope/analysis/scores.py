@@ -1,8 +1,9 @@
-"""Per-neuron pruning scores, kept apart from applying them (as Torch-Pruning's importance does).
+"""The registry of per-neuron pruning scores, kept apart from applying them (Torch-Pruning's importance idea).
 
-A scorer maps a model (through its adapter) and calibration token ids to one score tensor
-``[d_mlp]`` per layer; a lower score means a less important neuron. :data:`SCORERS` keys the
-scorers by method name so any caller (candidates, pruning plans) picks one by name.
+Every scorer takes the same inputs (the model's adapter, one :class:`Calibration` value, a
+progress callback) and returns ``{layer: scores [d_mlp]}`` for every layer; a lower score means a
+less important neuron. :data:`SCORERS` keys them by method name and is the one list of method
+names: services pick a scorer by name, the API's choices are :data:`SCORE_METHODS`.
 
 A neuron's weights are row ``n`` of every MLP input projection and row ``n`` of ``W_out``,
 all in ``[d_mlp, d_model]`` orientation; biases are excluded.
@@ -12,17 +13,21 @@ from __future__ import annotations
 
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from typing import Callable, Hashable, Iterator, Mapping, Sequence
+from typing import Callable, Hashable, Iterator, Mapping
 
 import torch
 from torch import nn
 
+from neuronscope.analysis.calibration import Calibration
 from neuronscope.analysis.forward import run
-from neuronscope.analysis.hooks import forward_pre_hook
+from neuronscope.analysis.hooks import activation_hooks, forward_pre_hook
 from neuronscope.analysis.progress import ProgressFn, no_progress
+from neuronscope.analysis.pruning_plan import random_scores
+from neuronscope.analysis.taylor import taylor_scores
 from neuronscope.modeling.adapters import ArchitectureAdapter
 
-ScoreFn = Callable[[ArchitectureAdapter, Sequence[torch.Tensor], ProgressFn], list[torch.Tensor]]
+
+ScoreFn = Callable[[ArchitectureAdapter, Calibration, ProgressFn], dict[int, torch.Tensor]]
 
 
 def neuron_weight_rows(adapter: ArchitectureAdapter, layer: int) -> list[torch.Tensor]:
@@ -32,61 +37,87 @@ def neuron_weight_rows(adapter: ArchitectureAdapter, layer: int) -> list[torch.T
 
 @torch.no_grad()
 def magnitude_scores(
-    adapter: ArchitectureAdapter, calibration: Sequence[torch.Tensor] = (), progress: ProgressFn = no_progress
-) -> list[torch.Tensor]:
+    adapter: ArchitectureAdapter, calibration: Calibration = Calibration(), progress: ProgressFn = no_progress
+) -> dict[int, torch.Tensor]:
     """Mean ``|w|`` over each neuron's weights, per layer ``[d_mlp]`` (``calibration`` unused)."""
-    scores = []
+    scores = {}
     for layer in range(adapter.n_layers):
         rows = neuron_weight_rows(adapter, layer)
         total = sum(w.abs().sum(dim=1) for w in rows)
-        scores.append(total / sum(w.shape[1] for w in rows))
+        scores[layer] = total / sum(w.shape[1] for w in rows)
         progress((layer + 1) / adapter.n_layers, f"layer {layer} weights")
     return scores
 
 
 @torch.no_grad()
-def wanda_scores(
-    adapter: ArchitectureAdapter, calibration: Sequence[torch.Tensor], progress: ProgressFn = no_progress
-) -> list[torch.Tensor]:
+def wanda_scores(adapter: ArchitectureAdapter, calibration: Calibration, progress: ProgressFn = no_progress) -> dict[int, torch.Tensor]:
     """Wanda for whole neurons: mean over the neuron's weights of ``|w| * ||x||``, per layer ``[d_mlp]``.
 
     ``||x||`` is the L2 norm over every calibration token of the input feature the weight reads:
     a ``d_model`` feature of the MLP input for ``W_in`` rows, the neuron's own activation for
     its ``W_out`` row (Sun et al. 2023, |W| * ||X||, averaged per structural group).
     """
-    inputs = {
-        (layer, role): module for layer in range(adapter.n_layers) for role, module in adapter.mlp_inputs(layer).items()
-    }
-    outputs = {(layer, "out"): adapter.mlp_output(layer) for layer in range(adapter.n_layers)}
-    with summed_inputs({**inputs, **outputs}, _square_sum) as sums:
+    layers = range(adapter.n_layers)
+    inputs = {(layer, role): module for layer in layers for role, module in adapter.mlp_inputs(layer).items()}
+    with summed_inputs(inputs, _square_sum) as sums, summed_activations(adapter, _square_sum) as act_sums:
         _run_all(adapter.model, calibration, progress)
-    scores = []
-    for layer in range(adapter.n_layers):
+    scores = {}
+    for layer in layers:
         w_in = adapter.w_in(layer)
         total = sum(w.abs() @ sums[(layer, role)].sqrt().to(w.dtype) for role, w in w_in.items())
         w_out = adapter.w_out(layer)
-        total = total + w_out.abs().sum(dim=1) * sums[(layer, "out")].sqrt().to(w_out.dtype)
-        scores.append(total / (w_out.shape[1] * (len(w_in) + 1)))
+        total = total + w_out.abs().sum(dim=1) * act_sums[layer].sqrt().to(w_out.dtype)
+        scores[layer] = total / (w_out.shape[1] * (len(w_in) + 1))
     return scores
 
 
 @torch.no_grad()
 def activation_scores(
-    adapter: ArchitectureAdapter, calibration: Sequence[torch.Tensor], progress: ProgressFn = no_progress
-) -> list[torch.Tensor]:
+    adapter: ArchitectureAdapter, calibration: Calibration, progress: ProgressFn = no_progress
+) -> dict[int, torch.Tensor]:
     """Mean ``|a_n|`` over every calibration token, per layer ``[d_mlp]``."""
-    outputs = {layer: adapter.mlp_output(layer) for layer in range(adapter.n_layers)}
-    with summed_inputs(outputs, _abs_sum) as sums:
+    with summed_activations(adapter, _abs_sum) as sums:
         tokens = _run_all(adapter.model, calibration, progress)
-    return [sums[layer].float() / tokens for layer in range(adapter.n_layers)]
+    return {layer: sums[layer].float() / tokens for layer in range(adapter.n_layers)}
 
 
-SCORERS: Mapping[str, ScoreFn] = {
-    "magnitude": magnitude_scores,
-    "wanda": wanda_scores,
-    "activation": activation_scores,
+def seeded_random_scores(
+    adapter: ArchitectureAdapter, calibration: Calibration = Calibration(), progress: ProgressFn = no_progress
+) -> dict[int, torch.Tensor]:
+    """The random baseline: uniform scores ``[d_mlp]`` per layer, seeded by ``calibration.seed``."""
+    return random_scores({layer: adapter.d_mlp(layer) for layer in range(adapter.n_layers)}, calibration.seed)
+
+
+@dataclass(frozen=True)
+class Scorer:
+    """A scoring method: ``score(adapter, calibration, progress) -> {layer: [d_mlp]}``.
+
+    ``calibrated``: reads ``calibration.sequences`` (else they are ignored); ``seeded``: reads
+    ``calibration.seed``.
+    """
+
+    score: ScoreFn
+    calibrated: bool
+    seeded: bool = False
+
+    def __call__(self, adapter: ArchitectureAdapter, calibration: Calibration, progress: ProgressFn = no_progress) -> dict[int, torch.Tensor]:
+        return self.score(adapter, calibration, progress)
+
+    def key(self, calibration: Calibration) -> tuple:
+        """What the scores depend on besides the model: the calibration ids, the seed, or nothing."""
+        return (calibration.digest() if self.calibrated else None, calibration.seed if self.seeded else None)
+
+
+SCORERS: Mapping[str, Scorer] = {
+    "magnitude": Scorer(magnitude_scores, calibrated=False),
+    "wanda": Scorer(wanda_scores, calibrated=True),
+    "activation": Scorer(activation_scores, calibrated=True),
+    "taylor": Scorer(taylor_scores, calibrated=True),
+    "random": Scorer(seeded_random_scores, calibrated=False, seeded=True),
 }
-CALIBRATED_METHODS = frozenset({"wanda", "activation"})
+SCORE_METHODS = tuple(SCORERS)
+"""Every scoring method's name, in the order the API lists them."""
+CALIBRATED_METHODS = frozenset(name for name, scorer in SCORERS.items() if scorer.calibrated)
 
 
 def _square_sum(x: torch.Tensor) -> torch.Tensor:
@@ -118,14 +149,28 @@ def summed_inputs(
         yield sums
 
 
-def _run_all(model: nn.Module, calibration: Sequence[torch.Tensor], progress: ProgressFn) -> int:
-    """Forward every ``[1, seq]`` id tensor; returns the number of tokens seen."""
-    tokens = 0
-    for i, ids in enumerate(calibration):
-        run(model, ids)
-        tokens += ids.shape[1]
-        progress((i + 1) / len(calibration), f"calibration text {i + 1}/{len(calibration)}")
-    return tokens
+@contextmanager
+def summed_activations(
+    adapter: ArchitectureAdapter, reduce: Callable[[torch.Tensor], torch.Tensor]
+) -> Iterator[dict[int, torch.Tensor]]:
+    """Sum ``reduce(a)`` over every forward, ``a`` = each layer's activations as ``[tokens, d_mlp]``."""
+    sums: dict[int, torch.Tensor] = {}
+
+    def accumulate(layer: int, acts: torch.Tensor) -> None:
+        value = reduce(acts.detach().reshape(-1, acts.shape[-1]))
+        sums[layer] = sums[layer] + value if layer in sums else value
+
+    with activation_hooks(adapter, range(adapter.n_layers), accumulate):
+        yield sums
+
+
+def _run_all(model: nn.Module, calibration: Calibration, progress: ProgressFn) -> int:
+    """Forward every calibration sequence; returns the number of tokens seen."""
+    count = len(calibration.sequences)
+    for i, seq in enumerate(calibration.sequences):
+        run(model, seq[None])
+        progress((i + 1) / count, f"calibration text {i + 1}/{count}")
+    return calibration.tokens
 
 
 @dataclass(frozen=True)

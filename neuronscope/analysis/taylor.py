@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-from contextlib import ExitStack
-from typing import Sequence
-
 import torch
 from torch import nn
 
+from neuronscope.analysis.calibration import Calibration
 from neuronscope.analysis.evaluation import padded_batches, token_losses
-from neuronscope.analysis.hooks import forward_hook, forward_pre_hook
+from neuronscope.analysis.hooks import activation_hooks, forward_hook
 from neuronscope.analysis.progress import ProgressFn, no_progress
 from neuronscope.modeling.adapters import ArchitectureAdapter
 
 DEFAULT_TAYLOR_BATCH_TOKENS = 512
-
-
-def _recorder(records: dict[int, torch.Tensor], layer: int):
-    def hook(_module: nn.Module, args: tuple) -> None:
-        records[layer] = args[0]  # [batch, seq, d_mlp], still in the autograd graph
-
-    return hook
 
 
 def _differentiable_embeddings(_module: nn.Module, _args: tuple, output: torch.Tensor) -> torch.Tensor | None:
@@ -29,28 +20,27 @@ def _differentiable_embeddings(_module: nn.Module, _args: tuple, output: torch.T
 
 
 def taylor_scores(
-    model: nn.Module,
     adapter: ArchitectureAdapter,
-    sequences: Sequence[torch.Tensor],
+    calibration: Calibration,
+    progress: ProgressFn = no_progress,
     *,
     batch_tokens: int = DEFAULT_TAYLOR_BATCH_TOKENS,
-    pad_id: int = 0,
-    progress: ProgressFn = no_progress,
 ) -> dict[int, torch.Tensor]:
     """Per layer ``[d_mlp]``: mean over real tokens t of ``|a_t,n · ∂L/∂a_t,n|``.
 
-    ``L`` is the summed next-token cross-entropy of each batch of the 1-D id ``sequences``.
-    Gradients are taken with :func:`torch.autograd.grad`, so no ``.grad`` of the model is touched.
+    ``L`` is the summed next-token cross-entropy of each batch of the calibration sequences
+    (right-padded with ``calibration.pad_id``). Gradients are taken with
+    :func:`torch.autograd.grad`, so no ``.grad`` of the model is touched.
     """
+    model, sequences = adapter.model, calibration.sequences
     layers = list(range(adapter.n_layers))
     totals = {layer: torch.zeros(adapter.d_mlp(layer), dtype=torch.float64) for layer in layers}
     tokens, done = 0, 0
-    for batch in padded_batches(sequences, batch_tokens=batch_tokens, pad_id=pad_id):
-        records: dict[int, torch.Tensor] = {}
-        with ExitStack() as stack, torch.enable_grad():
-            stack.enter_context(forward_hook(model.get_input_embeddings(), _differentiable_embeddings))
-            for layer in layers:
-                stack.enter_context(forward_pre_hook(adapter.mlp_output(layer), _recorder(records, layer)))
+    for batch in padded_batches(sequences, batch_tokens=batch_tokens, pad_id=calibration.pad_id):
+        records: dict[int, torch.Tensor] = {}  # [batch, seq, d_mlp] each, still in the autograd graph
+        with torch.enable_grad(), forward_hook(model.get_input_embeddings(), _differentiable_embeddings), activation_hooks(
+            adapter, layers, records.__setitem__
+        ):
             logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False).logits
         with torch.enable_grad():
             losses, _ = token_losses(logits, batch)

@@ -27,7 +27,6 @@ from neuronscope.config import Settings
 from neuronscope.errors import ExecutorUnavailable
 from neuronscope.executors.base import Sweep, SweepStats
 from neuronscope.executors.work import run_chunk
-from neuronscope.jobs.fingerprint import ModelIdentity, model_identity
 from neuronscope.modeling.manager import LoadedModel, ModelManager
 
 log = logging.getLogger(__name__)
@@ -65,7 +64,7 @@ class NeuronWorker:
 
     def identity(self) -> str:
         """``name:fingerprint`` of the loaded weights (the server checks it matches its own model)."""
-        return model_identity(self.lm)
+        return self.lm.identity()
 
     def run(self, kind: str, shared: dict, chunk: Any) -> Any:
         """One chunk; stops at the next progress step once Ray cancels it."""
@@ -163,7 +162,6 @@ class RayExecutor:
         self.settings = settings
         self.pool = WorkerPool(settings)
         self.last_stats: SweepStats | None = None
-        self._identity = ModelIdentity()
 
     @property
     def workers(self) -> list[Worker]:
@@ -196,7 +194,7 @@ class RayExecutor:
     def run(self, lm: LoadedModel, sweep: Sweep, progress: ProgressFn) -> tuple[list, SweepStats]:
         """Results of ``sweep``'s chunks in order, computed on the pool's actors."""
         self._connect()
-        self.pool.ensure(lm.name, self._identity.of(lm))
+        self.pool.ensure(lm.name, lm.identity())
         stats = SweepStats(self.name, workers=len(self.pool.workers), chunks=len(sweep.chunks))
         self.last_stats = stats
         run = _Run(self.pool, lm.name, sweep, stats)

@@ -12,7 +12,8 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 
-from neuronscope.analysis.importance import attribution_importance, neuron_importance
+from neuronscope.analysis.attribution import attribution_importance
+from neuronscope.analysis.importance import neuron_importance
 from neuronscope.analysis.max_activating import TopList, max_activating
 from neuronscope.analysis.progress import ProgressFn
 from neuronscope.modeling.manager import LoadedModel
@@ -51,7 +52,10 @@ def importance_chunk(lm: LoadedModel, shared: Mapping[str, Any], chunk: NeuronRa
     texts = _as_inputs(shared["texts"], lm.device)
     if shared["method"] == "ablation":
         neurons = range(chunk.start, chunk.stop)
-        result = neuron_importance(lm.adapter, texts, chunk.layer, neurons=neurons, ablation=shared["ablation"], progress=progress)
+        store = lm.memo.get(("ablation-engine",), dict)  # tuned batch sizes, the last clean runs
+        result = neuron_importance(
+            lm.adapter, texts, chunk.layer, neurons=neurons, ablation=shared["ablation"], store=store, progress=progress
+        )
     else:
         result = attribution_importance(lm.adapter, texts, chunk.layer, ablation=shared["ablation"], progress=progress)
     fields = vars(result)

@@ -17,16 +17,20 @@ from neuronscope.config import Settings
 from neuronscope.errors import ModelUnavailable, ServiceBusy
 from neuronscope.modeling import loading, placement
 from neuronscope.modeling.adapters import ArchitectureAdapter, adapter_for
+from neuronscope.modeling.fingerprint import weights_fingerprint
+from neuronscope.modeling.memo import ModelMemo
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class LoadedModel:
-    """A loaded model with its tokenizer, adapter and provenance.
+    """A loaded model with its tokenizer, adapter and provenance, and what is derived from it.
 
     ``device`` is where input ids go (the input embedding's device); with a device map the
-    blocks may live on other devices, and accelerate moves activations between them.
+    blocks may live on other devices, and accelerate moves activations between them. ``memo``
+    keeps values computed from this model (scores, statistics, tuned batch sizes): they die with
+    it, so a switch or a reload can never serve another model's numbers.
     """
 
     name: str
@@ -36,6 +40,19 @@ class LoadedModel:
     adapter: ArchitectureAdapter
     device: torch.device
     loaded_at: float = field(default_factory=time.time)
+    memo: ModelMemo = field(default_factory=ModelMemo, repr=False, compare=False)
+    _identity: str | None = field(default=None, init=False, repr=False, compare=False)
+
+    def identity(self) -> str:
+        """``name:fingerprint`` of the weights (the result cache's and the Ray workers' key), computed once."""
+        if self._identity is None:
+            self._identity = f"{self.name}:{weights_fingerprint(self.model, self.tokenizer)}"
+        return self._identity
+
+    @property
+    def known_identity(self) -> str | None:
+        """The identity if it was computed already (never computes)."""
+        return self._identity
 
     @property
     def config(self):

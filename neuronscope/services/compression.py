@@ -10,17 +10,17 @@ import torch
 
 from neuronscope.analysis.evaluation import LossReport, next_token_loss
 from neuronscope.analysis.progress import ProgressFn, no_progress, scaled
-from neuronscope.analysis.pruning_plan import SCOPES, random_scores, select_neurons
-from neuronscope.analysis.scores import CALIBRATED_METHODS as CALIBRATED_SCORERS
-from neuronscope.analysis.scores import SCORERS
+from neuronscope.analysis.calibration import Calibration
+from neuronscope.analysis.pruning_plan import SCOPES, select_neurons
+from neuronscope.analysis.scores import CALIBRATED_METHODS, SCORE_METHODS, SCORERS
 from neuronscope.analysis.surgery import parameter_count, parameters_per_neuron, pruned_copy
-from neuronscope.analysis.taylor import taylor_scores
 from neuronscope.config import Settings
 from neuronscope.errors import BadRequest, Conflict
 from neuronscope.modeling import registry
 from neuronscope.modeling.adapters import adapter_for
 from neuronscope.modeling.manager import LoadedModel, ModelManager, release_memory
 from neuronscope.resources.texts import builtin_texts
+from neuronscope.services.calibration import calibration, neuron_scores, pad_id, token_limit, token_pieces
 from neuronscope.services.samples import SampleService
 from neuronscope.services.validation import check_layer, check_neurons, encode_texts
 from neuronscope.storage.files import atomic_write_json
@@ -28,8 +28,7 @@ from neuronscope.storage.folders import staged_folder
 from neuronscope.storage.quota import StorageQuota
 from neuronscope.timestamps import utc_now
 
-METHODS = (*SCORERS, "taylor", "random")
-CALIBRATED_METHODS = frozenset({*CALIBRATED_SCORERS, "taylor"})
+METHODS = SCORE_METHODS
 MAX_SPARSITY = 0.95
 PRUNING_RECORD = "neuronscope_pruning.json"
 PLAN_FIELDS = ("method", "scope", "sparsity", "seed")
@@ -44,34 +43,47 @@ class CompressionService:
 
     # -- texts ---------------------------------------------------------------------------------
 
+    def _texts(self, texts: Sequence[str] | None, use_samples: bool, builtin: str) -> tuple[list[str] | None, str]:
+        """The given texts, the stored samples, or ``None`` for the built-in set ``builtin``; and their source name."""
+        if texts is not None and use_samples:
+            raise BadRequest("give either 'texts' or 'use_samples', not both")
+        if texts is not None:
+            return list(texts), "texts"
+        if use_samples:
+            return self.samples.list()[: self.settings.max_texts], "samples"
+        return None, f"builtin:{builtin}"
+
     def sequences(
         self, lm: LoadedModel, texts: Sequence[str] | None, use_samples: bool, builtin: str
     ) -> tuple[list[torch.Tensor], str]:
-        """1-D token id sequences and where the texts came from (``texts``, ``samples``, ``builtin``).
+        """1-D token id sequences to evaluate on and where the texts came from (``texts``, ``samples``, ``builtin``).
 
-        Given texts must fit the token limit (400 otherwise); built-in texts are cut into chunks
-        that fit it, so short-context models can use them too.
+        Given texts and samples must fit the token limit (400 otherwise); built-in texts are cut
+        into pieces that fit it, so short-context models can use them too.
         """
-        if texts is not None and use_samples:
-            raise BadRequest("give either 'texts' or 'use_samples', not both")
-        limit = _token_limit(lm, self.settings.max_input_tokens)
-        if texts is not None or use_samples:
-            chosen = list(texts) if texts is not None else self.samples.list()[: self.settings.max_texts]
+        chosen, source = self._texts(texts, use_samples, builtin)
+        limit = token_limit(lm, self.settings.max_input_tokens)
+        if chosen is not None:
             sequences = [ids[0] for ids in encode_texts(lm, chosen, limit)]
-            source = "texts" if texts is not None else "samples"
         else:
-            sequences = [chunk for text in builtin_texts(builtin) for chunk in _chunks(lm, text, limit)]
-            source = f"builtin:{builtin}"
+            sequences = [piece for text in builtin_texts(builtin) for piece in token_pieces(lm, text, limit) if len(piece) >= 2]
         if sum(len(seq) - 1 for seq in sequences) < 1:
             raise BadRequest("the texts are too short: at least one text needs two tokens")
         return sequences, source
+
+    def calibration(
+        self, lm: LoadedModel, texts: Sequence[str] | None, use_samples: bool, seed: int = 0
+    ) -> tuple[Calibration, str]:
+        """The calibration of a plan (the rule of ``services/calibration.py``) and its texts' source."""
+        chosen, source = self._texts(texts, use_samples, "calibration")
+        return calibration(lm, builtin_texts("calibration") if chosen is None else chosen, self.settings.max_input_tokens, seed), source
 
     def loss(
         self, lm: LoadedModel, model, sequences, progress: ProgressFn = no_progress, ablate=None
     ) -> LossReport:
         """Next-token loss of ``model`` (the loaded one or a pruned copy) with ``lm``'s tokenizer and adapter."""
         return next_token_loss(
-            model, sequences, adapter=lm.adapter, ablate=ablate, pad_id=_pad_id(lm), progress=progress
+            model, sequences, adapter=lm.adapter, ablate=ablate, pad_id=pad_id(lm), progress=progress
         )
 
     # -- neurons -------------------------------------------------------------------------------
@@ -137,15 +149,11 @@ class CompressionService:
         """The neurons to remove for ``sparsity`` of the MLP neurons, chosen by ``method`` within ``scope``."""
         check_plan_request(sparsity, method, scope)
         with self.manager.use() as lm:
-            calibration, sequences = None, []
+            inputs, described = Calibration(seed=seed), None
             if method in CALIBRATED_METHODS:
-                sequences, source = self.sequences(lm, texts, use_samples, "calibration")
-                calibration = {
-                    "text_source": source,
-                    "texts": len(sequences),
-                    "tokens": sum(len(seq) for seq in sequences),
-                }
-            scores = self.neuron_scores(lm, method, sequences, seed, scaled(progress, 0.0, 0.95))
+                inputs, source = self.calibration(lm, texts, use_samples, seed)
+                described = {"text_source": source, "texts": len(inputs.sequences), "tokens": inputs.tokens}
+            scores = neuron_scores(lm, method, inputs, scaled(progress, 0.0, 0.95))
             removed = select_neurons(scores, sparsity, scope)
             total = sum(lm.adapter.d_mlp(layer) for layer in range(lm.adapter.n_layers))
             count = sum(len(neurons) for neurons in removed.values())
@@ -155,8 +163,8 @@ class CompressionService:
                 "method": method,
                 "scope": scope,
                 "sparsity": sparsity,
-                "seed": seed if method == "random" else None,
-                "calibration": calibration,
+                "seed": seed if SCORERS[method].seeded else None,
+                "calibration": described,
                 "total_neurons": total,
                 "removed_neurons": count,
                 "achieved_sparsity": count / total,
@@ -164,16 +172,6 @@ class CompressionService:
                 "parameters": self._parameter_change(lm, removed),
                 "neurons": [{"layer_index": layer, "neuron_indices": neurons} for layer, neurons in removed.items()],
             }
-
-    def neuron_scores(
-        self, lm: LoadedModel, method: str, sequences, seed: int = 0, progress: ProgressFn = no_progress
-    ) -> dict[int, torch.Tensor]:
-        """Per-layer neuron scores ``[d_mlp]`` by ``method`` (higher = more important); the caller holds the model."""
-        if method == "taylor":
-            return taylor_scores(lm.model, lm.adapter, sequences, pad_id=_pad_id(lm), progress=progress)
-        if method == "random":
-            return random_scores({layer: lm.adapter.d_mlp(layer) for layer in range(lm.adapter.n_layers)}, seed)
-        return dict(enumerate(SCORERS[method](lm.adapter, [seq[None] for seq in sequences], progress)))
 
     def apply(
         self,
@@ -266,25 +264,6 @@ def check_plan_request(sparsity: float, method: str, scope: str) -> None:
         raise BadRequest(f"'method' must be one of {', '.join(METHODS)}; got {method!r}")
     if scope not in SCOPES:
         raise BadRequest(f"'scope' must be one of {', '.join(SCOPES)}; got {scope!r}")
-
-
-def _token_limit(lm: LoadedModel, max_input_tokens: int) -> int:
-    """Tokens per text: the configured limit, or the model's context when that is shorter."""
-    context = getattr(lm.config, "max_position_embeddings", None)
-    return min(max_input_tokens, context) if isinstance(context, int) and context > 0 else max_input_tokens
-
-
-def _chunks(lm: LoadedModel, text: str, limit: int) -> list[torch.Tensor]:
-    """``text``'s token ids cut into consecutive pieces ``[<= limit]`` of at least two tokens."""
-    ids = lm.tokenizer(text, return_tensors="pt")["input_ids"][0].to(lm.device)
-    return [piece for piece in torch.split(ids, limit) if len(piece) >= 2]
-
-
-def _pad_id(lm: LoadedModel) -> int:
-    for token_id in (lm.tokenizer.pad_token_id, lm.tokenizer.eos_token_id):
-        if token_id is not None:
-            return int(token_id)
-    return 0
 
 
 def _mlp_sizes(model) -> list[int]:

@@ -8,7 +8,6 @@ from typing import Callable
 from neuronscope.analysis.progress import ProgressFn
 from neuronscope.config import Settings
 from neuronscope.jobs.cache import ResultCache, cache_key
-from neuronscope.jobs.fingerprint import ModelIdentity
 from neuronscope.jobs.job import Job, Outcome
 from neuronscope.jobs.progress_log import logged_progress
 from neuronscope.jobs.runner import JobRunner
@@ -40,7 +39,6 @@ class LongRunService:
 
     def __init__(self, settings: Settings, manager: ModelManager):
         self.manager = manager
-        self.identity = ModelIdentity()
         self.cache = ResultCache(
             settings.cache_entries,
             settings.cache_bytes,
@@ -60,11 +58,11 @@ class LongRunService:
         takes the lock, so the model cannot change between computing the key and the result.
         """
         current = self.manager.peek()
-        hit = self._cached(call, current, self.identity.known(current))
+        hit = self._cached(call, current, current.known_identity if current else None)
         if hit is not None:
             return hit
         with self.manager.use() as lm:
-            identity = self.identity.of(lm) if call.cacheable else None
+            identity = lm.identity() if call.cacheable else None
             hit = self._cached(call, lm, identity)
             if hit is not None:
                 return hit

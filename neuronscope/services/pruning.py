@@ -1,7 +1,8 @@
 """Pruning analysis: validation against the loaded model, orchestration, caches and exports.
 
 Every analysis holds the model (``manager.use()``) from validation to the last number, so a
-switch never happens under it. Weight analyses and neuron scores are cached per loaded model;
+switch never happens under it. Weight analyses and neuron scores are memoized on the loaded
+model (``LoadedModel.memo``, gone with it);
 the impact / importance / batch results run since start are kept (the last
 :data:`HISTORY_LIMIT`, holding at most :data:`HISTORY_ROWS` per-neuron rows in all, so a few
 whole-model sweeps cannot fill the memory) for ``export {"type": "impact"}``.
@@ -15,33 +16,31 @@ from typing import Any, Sequence
 
 import torch
 
-from neuronscope.analysis.ablation import ABLATIONS, HIGH_IMPACT, SAFE_IMPACT, activation_moments
-from neuronscope.analysis.forward import encode
-from neuronscope.analysis.importance import Ablation, LayerImportance, ablation_sweep, critical_mask
+from neuronscope.analysis.ablation_engine import Ablation, ablation_sweep
+from neuronscope.analysis.calibration import Calibration
+from neuronscope.analysis.impact import ABLATIONS, HIGH_IMPACT, SAFE_IMPACT
+from neuronscope.analysis.importance import LayerImportance, critical_mask
+from neuronscope.analysis.moments import activation_moments
 from neuronscope.analysis.progress import ProgressFn, no_progress, scaled
-from neuronscope.analysis.scores import CALIBRATED_METHODS, SCORERS, rank_layer
+from neuronscope.analysis.scores import CALIBRATED_METHODS, SCORE_METHODS, rank_layer  # noqa: F401 - SCORE_METHODS: the API's choices
 from neuronscope.analysis.weights import analyze_weights
 from neuronscope.config import Settings
 from neuronscope.errors import BadRequest
 from neuronscope.executors import Executor, Sweep, SweepStats
 from neuronscope.executors.chunks import merge_importance, neuron_ranges
 from neuronscope.modeling.manager import LoadedModel, ModelManager
+from neuronscope.services.calibration import calibration, neuron_scores
 from neuronscope.services.samples import SampleService
 from neuronscope.services.validation import check_layer, check_neurons, encode_texts
 from neuronscope.storage.files import JsonFolder
 from neuronscope.timestamps import utc_now
 
-SCORE_METHODS = tuple(SCORERS)
 IMPORTANCE_METHODS = ("ablation", "attribution")
 ABLATION_KINDS = ABLATIONS
 EXPORT_FILES = {"weight": "weight_analysis.json", "impact": "impact_analysis.json"}
 HISTORY_LIMIT = 100
 HISTORY_ROWS = 200_000
 DEFAULT_THRESHOLD = 10.0
-
-
-def _model_key(lm: LoadedModel) -> tuple:
-    return lm.name, lm.loaded_at, id(lm.model)
 
 
 class PruningService:
@@ -51,41 +50,23 @@ class PruningService:
         self.samples = samples
         self.executor = executor
         self.exports = JsonFolder(settings.data_dir / "pruning", "pruning export")
-        self._cache_owner: tuple | None = None
-        self._weights: dict[float, dict] = {}
-        self._scores: dict[tuple, list[torch.Tensor]] = {}
         self._history: deque[dict] = deque(maxlen=HISTORY_LIMIT)
         self._history_lock = threading.Lock()
 
-    # -- caches (only touched while the model is held) ------------------------------------
-
-    def _own_caches(self, lm: LoadedModel) -> None:
-        """Drop the caches when they belong to another (or a reloaded) model."""
-        if self._cache_owner != _model_key(lm):
-            self._cache_owner = _model_key(lm)
-            self._weights.clear()
-            self._scores.clear()
+    # -- memoized on the loaded model (only touched while the model is held) -------------
 
     def _weight_report(self, lm: LoadedModel, tolerance: float, progress: ProgressFn) -> dict:
-        self._own_caches(lm)
-        if tolerance not in self._weights:
-            self._weights[tolerance] = analyze_weights(lm.adapter, tolerance, progress)
-        return self._weights[tolerance]
+        return lm.memo.get(("weight-analysis", tolerance), lambda: analyze_weights(lm.adapter, tolerance, progress))
 
-    def _calibration_texts(self) -> tuple[str, ...]:
-        return tuple(self.samples.list()[: self.settings.max_texts])
+    def _calibration_texts(self) -> list[str]:
+        return self.samples.list()[: self.settings.max_texts]
 
-    def _neuron_scores(self, lm: LoadedModel, method: str, progress: ProgressFn) -> list[torch.Tensor]:
-        """Per-layer scores ``[d_mlp]`` by ``method``; calibrated methods use the stored samples."""
-        self._own_caches(lm)
-        texts = self._calibration_texts() if method in CALIBRATED_METHODS else ()
-        key = (method, texts)
-        if key not in self._scores:
-            max_tokens = self.settings.max_input_tokens
-            calibration = [ids[:, :max_tokens] for ids in (encode(lm.tokenizer, t, lm.device) for t in texts)]
-            calibration = [ids for ids in calibration if ids.shape[1] > 0]
-            self._scores[key] = SCORERS[method](lm.adapter, calibration, progress)
-        return self._scores[key]
+    def _neuron_scores(self, lm: LoadedModel, method: str, progress: ProgressFn) -> dict[int, torch.Tensor]:
+        """Per-layer scores ``[d_mlp]`` by ``method``; calibrated methods read the stored samples."""
+        inputs = Calibration()
+        if method in CALIBRATED_METHODS:
+            inputs = calibration(lm, self._calibration_texts(), self.settings.max_input_tokens)
+        return neuron_scores(lm, method, inputs, progress)
 
     def _remember(self, analysis: str, model: str, request: dict, result: dict) -> None:
         """Keep a result for the impact export, dropping the oldest beyond the entry and row limits."""

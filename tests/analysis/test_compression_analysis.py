@@ -9,6 +9,7 @@ from neuronscope.analysis.evaluation import next_token_loss, padded_batches
 from neuronscope.analysis.hooks import ablated_many, forward_pre_hook, hook_count
 from neuronscope.analysis.pruning_plan import random_scores, select_global, select_per_layer
 from neuronscope.analysis.surgery import parameter_count, parameters_per_neuron, pruned_copy
+from neuronscope.analysis.calibration import Calibration
 from neuronscope.analysis.taylor import taylor_scores
 from neuronscope.modeling.adapters import adapter_for
 
@@ -147,7 +148,7 @@ def leaf_taylor(model, adapter, sequences):
 def test_taylor_scores_equal_a_leaf_gradient_reference(loaded):
     model, adapter = loaded.model, loaded.adapter
     sequences = sequences_of(loaded)
-    scores = taylor_scores(model, adapter, sequences, batch_tokens=48)
+    scores = taylor_scores(adapter, Calibration(tuple(sequences)), batch_tokens=48)
     expected = leaf_taylor(model, adapter, sequences)
     for layer in expected:
         torch.testing.assert_close(scores[layer], expected[layer], rtol=1e-4, atol=1e-7)
@@ -159,12 +160,12 @@ def test_taylor_scores_equal_a_leaf_gradient_reference(loaded):
 def test_taylor_works_without_parameter_gradients(loaded):
     model, adapter = loaded.model, loaded.adapter
     sequences = sequences_of(loaded)[:2]
-    reference = taylor_scores(model, adapter, sequences)
+    reference = taylor_scores(adapter, Calibration(tuple(sequences)))
     flags = [p.requires_grad for p in model.parameters()]
     try:
         for p in model.parameters():
             p.requires_grad_(False)
-        frozen = taylor_scores(model, adapter, sequences)
+        frozen = taylor_scores(adapter, Calibration(tuple(sequences)))
     finally:
         for p, flag in zip(model.parameters(), flags):
             p.requires_grad_(flag)

@@ -13,10 +13,11 @@ from tests.support.pruning_reference import (
     zeroed_copy,
 )
 
-from neuronscope.analysis.ablation import activation_moments, impact_level
+from neuronscope.analysis.impact import impact_level
+from neuronscope.analysis.moments import activation_moments
 from neuronscope.analysis.forward import encode
 from neuronscope.analysis.hooks import hook_count
-from neuronscope.analysis.importance import ablation_sweep, clean_run, mlp_output_is_additive
+from neuronscope.analysis.ablation_engine import ablation_sweep, clean_run, mlp_output_is_additive
 
 TEXTS = ["Hello world, this is a test for pruning analysis.", "The capital of France is Paris.", "One"]
 KEYS = ("impact_score", "mean_change", "max_change", "kl_divergence", "loss_delta")

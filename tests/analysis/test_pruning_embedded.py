@@ -13,7 +13,7 @@ from tests.support.pruning_reference import outputs, reference_metrics, zeroed_c
 
 from neuronscope.analysis.forward import encode, run
 from neuronscope.analysis.hooks import ablated, hook_count
-from neuronscope.analysis.importance import ablation_sweep
+from neuronscope.analysis.ablation_engine import ablation_sweep
 from neuronscope.config import Settings
 from neuronscope.modeling.manager import ModelManager
 

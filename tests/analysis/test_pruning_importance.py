@@ -12,7 +12,9 @@ from scipy.stats import spearmanr
 
 from neuronscope.analysis.forward import encode, run
 from neuronscope.analysis.hooks import ablated, hook_count
-from neuronscope.analysis.importance import attribution_importance, critical_mask, neuron_importance
+from neuronscope.analysis.ablation_engine import ROW_TRIALS, RowTuning
+from neuronscope.analysis.attribution import attribution_importance
+from neuronscope.analysis.importance import critical_mask, neuron_importance
 
 TEXTS = ["Hello world", "The quick brown fox jumps over the lazy dog.", "Machine learning is fascinating"]
 
@@ -49,6 +51,13 @@ def test_batched_importance_equals_loop(loaded, layer):
     for batch_tokens in (40, 4096):  # several chunks per text, and one chunk per text
         got = neuron_importance(loaded.adapter, texts, layer, batch_tokens=batch_tokens)
         np.testing.assert_allclose(got.impact_score.numpy()[neurons], expected, rtol=1e-5, atol=1e-7)
+    store: dict = {}
+    for _ in range(3):  # every trial size of the tuning, then the size it settled on; shared clean runs
+        tuned = neuron_importance(loaded.adapter, texts, layer, store=store)
+        np.testing.assert_allclose(tuned.impact_score.numpy()[neurons], expected, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(tuned.activation_variance.numpy(), got.activation_variance.numpy(), rtol=1e-6)
+    tried = {size for plan in store.values() if isinstance(plan, RowTuning) for size in plan.seconds_per_row}
+    assert tried == {size for size in ROW_TRIALS if size <= loaded.adapter.d_mlp(layer)}
     acts = activations(loaded.model, loaded.adapter.mlp_output(layer), texts)
     np.testing.assert_allclose(got.activation_magnitude.numpy(), np.abs(acts).mean(axis=0), rtol=1e-6)
     np.testing.assert_allclose(got.activation_variance.numpy(), acts.var(axis=0), rtol=1e-5, atol=1e-9)
@@ -145,3 +154,15 @@ def test_critical_rule():
     flat = torch.zeros(10)
     assert critical_mask(flat).tolist() == [True, True, True] + [False] * 7
     assert int(critical_mask(torch.rand(1536)).sum()) == math.ceil(1536 / 4)
+
+
+def test_row_tuning_tries_each_size_on_full_batches_then_keeps_the_fastest():
+    plan = RowTuning()
+    seconds = {32: 3.2, 64: 4.8, 128: 12.8, 256: 30.0}  # per row: 0.1, 0.075, 0.1, 0.117
+    plan.record(32, 20, 1.0)  # a short last batch says nothing
+    for size in ROW_TRIALS:
+        assert plan.rows() == size
+        plan.record(size, size, seconds[size])
+    assert plan.rows() == 64
+    plan.record(64, 64, 100.0)  # measured once: later batches do not move the choice
+    assert plan.rows() == 64

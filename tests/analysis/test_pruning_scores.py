@@ -10,6 +10,7 @@ import torch
 from tests.support.pruning_reference import activations
 
 from neuronscope.analysis.forward import encode
+from neuronscope.analysis.calibration import Calibration
 from neuronscope.analysis.scores import SCORERS, rank_layer
 
 TEXTS = ["Hello world", "The quick brown fox jumps over the lazy dog.", "def add(a, b): return a + b"]
@@ -34,9 +35,9 @@ def raw_mlp_modules(model, family: str, layer: int):
 
 
 def test_magnitude_equals_definition(loaded):
-    scores = SCORERS["magnitude"](loaded.adapter, [], lambda *_: None)
-    assert len(scores) == loaded.adapter.n_layers
-    for layer, got in enumerate(scores):
+    scores = SCORERS["magnitude"](loaded.adapter, Calibration(), lambda *_: None)
+    assert sorted(scores) == list(range(loaded.adapter.n_layers))
+    for layer, got in scores.items():
         rows = raw_neuron_weights(loaded.model, loaded.adapter.family, layer)
         expected = np.abs(np.concatenate(rows, axis=1)).mean(axis=1)
         np.testing.assert_allclose(got.numpy(), expected, rtol=1e-5)
@@ -44,8 +45,9 @@ def test_magnitude_equals_definition(loaded):
 
 def test_activation_and_wanda_equal_definition(loaded):
     texts = [encode(loaded.tokenizer, t) for t in TEXTS]
-    activation = SCORERS["activation"](loaded.adapter, texts, lambda *_: None)
-    wanda = SCORERS["wanda"](loaded.adapter, texts, lambda *_: None)
+    calibration = Calibration(tuple(ids[0] for ids in texts))
+    activation = SCORERS["activation"](loaded.adapter, calibration, lambda *_: None)
+    wanda = SCORERS["wanda"](loaded.adapter, calibration, lambda *_: None)
     for layer in range(loaded.adapter.n_layers):
         x, a = (activations(loaded.model, module, texts) for module in raw_mlp_modules(loaded.model, loaded.adapter.family, layer))
         np.testing.assert_allclose(activation[layer].numpy(), np.abs(a).mean(axis=0), rtol=1e-5)

@@ -7,7 +7,7 @@ from tests.support.jobs_support import WEIGHT_NORMS, add_test_views, wait_for_st
 
 from neuronscope.api.long_running import CACHE_HEADER
 from neuronscope.jobs.cache import ResultCache, cache_key
-from neuronscope.jobs.fingerprint import weights_fingerprint
+from neuronscope.modeling.fingerprint import weights_fingerprint
 from neuronscope.modeling.manager import ModelManager
 
 

@@ -21,7 +21,7 @@ from neuronscope import create_app
 from neuronscope.analysis.forward import encode, run
 from neuronscope.analysis.hooks import ablated, captured_activations, hook_count
 from neuronscope.config import Settings, parse_max_memory
-from neuronscope.jobs.fingerprint import weights_fingerprint
+from neuronscope.modeling.fingerprint import weights_fingerprint
 from neuronscope.modeling.manager import ModelManager
 
 CPU_BUDGET = {"tiny-llama": {"cpu": 120_000}, "tiny-gpt2": {"cpu": 100_000}}

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
-from neuronscope.analysis.ablation import HIGH_IMPACT, SAFE_IMPACT
+from neuronscope.analysis.impact import HIGH_IMPACT, SAFE_IMPACT
 from neuronscope.api.spec import openapi_document
 
 STATIC = Path(__file__).resolve().parents[2] / "neuronscope" / "web" / "static"

@@ -10,19 +10,16 @@ export const IMPACT_GUIDES = [
   { value: HIGH_IMPACT, label: `high ≥ ${HIGH_IMPACT}` },
 ];
 
-// Scores that rank candidates (GET /api/pruning/candidates `method`).
+// The neuron scorers (the server's one registry): they rank candidates
+// (GET /api/pruning/candidates `method`) and make plans (POST /api/pruning/plan `method`).
 export const SCORE_METHODS = [
   { value: 'magnitude', label: 'magnitude' },
   { value: 'wanda', label: 'Wanda' },
   { value: 'activation', label: 'activation' },
-];
-
-// Scores a pruning plan can use (POST /api/pruning/plan `method`).
-export const PLAN_METHODS = [
-  ...SCORE_METHODS,
   { value: 'taylor', label: 'Taylor' },
   { value: 'random', label: 'random (baseline)' },
 ];
+export const PLAN_METHODS = SCORE_METHODS;
 
 // Scopes of a pruning plan (POST /api/pruning/plan `scope`).
 export const PLAN_SCOPES = [

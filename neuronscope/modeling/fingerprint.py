@@ -1,15 +1,12 @@
-"""Model identity for the result cache: the model's name plus a cheap fingerprint of its weights."""
+"""A cheap fingerprint of a model's weights: with its name, the identity of a loaded model (see ``LoadedModel.identity``)."""
 
 from __future__ import annotations
 
 import hashlib
-import threading
-import weakref
 
 import torch
 from torch import nn
 
-from neuronscope.modeling.manager import LoadedModel
 from neuronscope.modeling.placement import resident_state
 
 # Elements sampled (evenly strided) from each tensor; ~25 ms for the embedded 135M-parameter model.
@@ -33,33 +30,3 @@ def weights_fingerprint(model: nn.Module, tokenizer: object) -> str:
         digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode("utf-8"))
         digest.update(flat[::stride].contiguous().view(torch.uint8).cpu().numpy().tobytes())
     return digest.hexdigest()
-
-
-def model_identity(lm: LoadedModel) -> str:
-    """``name:fingerprint`` of a loaded model (computes the fingerprint)."""
-    return f"{lm.name}:{weights_fingerprint(lm.model, lm.tokenizer)}"
-
-
-class ModelIdentity:
-    """``name:fingerprint`` of a loaded model, computed once per loaded model."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._model: weakref.ref | None = None
-        self._identity: str | None = None
-
-    def known(self, lm: LoadedModel | None) -> str | None:
-        """The identity of ``lm`` if it was computed already (never computes)."""
-        with self._lock:
-            if lm is not None and self._model is not None and self._model() is lm:
-                return self._identity
-            return None
-
-    def of(self, lm: LoadedModel) -> str:
-        """The identity of ``lm``, computing its fingerprint on first use (hold the model lock)."""
-        identity = self.known(lm)
-        if identity is None:
-            identity = model_identity(lm)
-            with self._lock:
-                self._model, self._identity = weakref.ref(lm), identity
-        return identity

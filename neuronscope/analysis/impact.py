@@ -18,14 +18,8 @@ divides once.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import torch
-
-from neuronscope.analysis.forward import run
-from neuronscope.analysis.hooks import captured_activations
-from neuronscope.analysis.progress import ProgressFn, no_progress
-from neuronscope.modeling.adapters import ArchitectureAdapter
 
 ABLATIONS = ("zero", "mean")
 SAFE_IMPACT = 0.1
@@ -147,49 +141,3 @@ class ImpactTotals:
                 metrics["loss_delta"] = loss[r] if loss is not None else None
             out.append(metrics)
         return out
-
-
-@dataclass
-class ActivationMoments:
-    """Running sums of one layer's activations ``a`` over tokens (float64, ``[d_mlp]`` each)."""
-
-    count: int = 0
-    total: torch.Tensor | float = 0.0
-    abs_total: torch.Tensor | float = 0.0
-    square_total: torch.Tensor | float = 0.0
-
-    def add(self, acts: torch.Tensor) -> None:
-        """Add activations ``[tokens, d_mlp]``."""
-        acts = acts.detach().double().cpu()
-        self.count += acts.shape[0]
-        self.total = self.total + acts.sum(dim=0)
-        self.abs_total = self.abs_total + acts.abs().sum(dim=0)
-        self.square_total = self.square_total + acts.square().sum(dim=0)
-
-    def mean(self) -> torch.Tensor:
-        return self.total / self.count
-
-    def mean_abs(self) -> torch.Tensor:
-        return self.abs_total / self.count
-
-    def variance(self) -> torch.Tensor:
-        """Population variance over tokens."""
-        return (self.square_total / self.count - self.mean().square()).clamp_min(0.0)
-
-
-@torch.no_grad()
-def activation_moments(
-    adapter: ArchitectureAdapter,
-    texts: Sequence[torch.Tensor],
-    layers: Sequence[int],
-    progress: ProgressFn = no_progress,
-) -> dict[int, ActivationMoments]:
-    """Moments of each layer's neuron activations over every token of ``texts`` (``[1, seq]`` ids each)."""
-    moments = {layer: ActivationMoments() for layer in layers}
-    with captured_activations(adapter, layers) as records:
-        for i, ids in enumerate(texts):
-            run(adapter.model, ids)
-            for layer in layers:
-                moments[layer].add(records[layer].pop()[0])
-            progress((i + 1) / len(texts), f"activations of text {i + 1}/{len(texts)}")
-    return moments
