@@ -63,7 +63,7 @@ def test_scores_are_memoized_per_loaded_model(make_app, monkeypatch):
     client = app.test_client()
     first = client.get("/api/pruning/candidates?method=wanda").get_json()
     again = client.get("/api/pruning/candidates?method=wanda&threshold=20").get_json()
-    assert len(runs) == 1 and first["model"] == again["model"]
+    assert len(runs) == 1 and first["model_name"] == again["model_name"]
     plan = client.post("/api/pruning/plan", json={"sparsity": 0.1, "method": "wanda", "use_samples": True}).get_json()
     assert plan["method"] == "wanda" and len(runs) == 1  # the samples' calibration: the same memo entry
     assert client.post("/api/models/switch", json={"model_name": "tiny-llama"}).status_code == 200

@@ -130,7 +130,7 @@ def spec_enum(path: str, method: str, field: str) -> list[str]:
 def test_the_pages_method_lists_and_impact_guides_are_the_servers():
     options = js_option_lists(STATIC / "js" / "options.js")
     assert options["SCORE_METHODS"] == spec_enum("/api/pruning/candidates", "get", "method")
-    assert options["PLAN_METHODS"] == spec_enum("/api/pruning/plan", "post", "method")
+    assert options["SCORE_METHODS"] == spec_enum("/api/pruning/plan", "post", "method")
     assert options["PLAN_SCOPES"] == spec_enum("/api/pruning/plan", "post", "scope")
     assert options["IMPORTANCE_METHODS"] == spec_enum("/api/pruning/neuron-importance", "post", "method")
     assert (options["SAFE_IMPACT"], options["HIGH_IMPACT"]) == (SAFE_IMPACT, HIGH_IMPACT)

@@ -4,13 +4,13 @@
 import { api } from './api.js';
 import { bytes, facts, fmt, real, scope, setOptions } from './dom.js';
 import { busy } from './feedback.js';
-import { PLAN_METHODS, PLAN_SCOPES } from './options.js';
+import { SCORE_METHODS, PLAN_SCOPES } from './options.js';
 
 const { root, $ } = scope('view-pruning');
 let lastPlan = null;
 
 export function initCompression() {
-  setOptions($('#plan-method'), PLAN_METHODS);
+  setOptions($('#plan-method'), SCORE_METHODS);
   setOptions($('#plan-scope'), PLAN_SCOPES);
   $('#eval-run').addEventListener('click', () => busy(root, 'Evaluating perplexity', evaluate));
   $('#plan-form').addEventListener('submit', (event) => {

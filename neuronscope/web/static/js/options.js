@@ -19,7 +19,6 @@ export const SCORE_METHODS = [
   { value: 'taylor', label: 'Taylor' },
   { value: 'random', label: 'random (baseline)' },
 ];
-export const PLAN_METHODS = SCORE_METHODS;
 
 // Scopes of a pruning plan (POST /api/pruning/plan `scope`).
 export const PLAN_SCOPES = [
