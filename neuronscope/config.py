@@ -127,6 +127,7 @@ class Settings:
     ray_temp_dir: Path | None = None
     chunk_neurons: int = 256
     chunk_texts: int = 256
+    sync_budget_seconds: float = 60.0
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -195,6 +196,7 @@ class Settings:
             "NEURONSCOPE_RAY_TEMP_DIR": ("ray_temp_dir", Path),
             "NEURONSCOPE_CHUNK_NEURONS": ("chunk_neurons", int),
             "NEURONSCOPE_CHUNK_TEXTS": ("chunk_texts", int),
+            "NEURONSCOPE_SYNC_BUDGET_SECONDS": ("sync_budget_seconds", float),
         }
         for var, (name, parse) in readers.items():
             if env.get(var, "").strip():
@@ -231,6 +233,8 @@ class Settings:
             )
         if self.chunk_neurons < 1 or self.chunk_texts < 1:
             raise ValueError("NEURONSCOPE_CHUNK_NEURONS and NEURONSCOPE_CHUNK_TEXTS must be >= 1")
+        if not self.sync_budget_seconds > 0:
+            raise ValueError("NEURONSCOPE_SYNC_BUDGET_SECONDS must be > 0")
         models_dir = Path(self.models_dir).resolve() if self.models_dir is not None else None
         ray_temp_dir = Path(self.ray_temp_dir).resolve() if self.ray_temp_dir is not None else None
         max_memory = parse_max_memory(self.max_memory) if self.max_memory is not None else None

@@ -1,27 +1,27 @@
 from flask import Blueprint
 
-from neuronscope.api.params import get_str, json_body
-from neuronscope.services import services
+from neuronscope.api import requests as req
+from neuronscope.api.long_running import route
+from neuronscope.services import Services
 
 bp = Blueprint("models", __name__)
 
 
-@bp.get("/models")
-def list_models():
-    return services().models.list_models()
+@route(bp, "GET", "models", req.NoFields)
+def list_models(svc: Services, r: req.NoFields) -> dict:
+    return svc.models.list_models()
 
 
-@bp.get("/models/memory")
-def memory():
-    return services().models.memory()
+@route(bp, "GET", "models/memory", req.NoFields)
+def memory(svc: Services, r: req.NoFields) -> dict:
+    return svc.models.memory()
 
 
-@bp.post("/models/switch")
-def switch():
-    name = get_str(json_body(), "model_name", max_chars=200)
-    return services().models.switch(name)
+@route(bp, "POST", "models/switch", req.SwitchModel)
+def switch(svc: Services, r: req.SwitchModel) -> dict:
+    return svc.models.switch(r.model_name)
 
 
-@bp.get("/models/<model_name:model_name>")
-def model_info(model_name: str):
-    return services().models.model_info(model_name)
+@route(bp, "GET", "models/<model_name:model_name>", req.NoFields)
+def model_info(svc: Services, r: req.NoFields, model_name: str) -> dict:
+    return svc.models.model_info(model_name)

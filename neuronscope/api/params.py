@@ -1,4 +1,10 @@
-"""Parsing and validating request input; every failure is a 4xx with a clear message."""
+"""Parsing and validating request input; every failure is a 4xx with a clear message.
+
+Every body and query string passes :func:`check_values` first: anywhere in it, numbers must be
+finite and integers within ``±MAX_INT``, and strings (keys included) valid Unicode without control
+characters (:func:`neuronscope.services.validation.text_problem`). Fields then check their own
+types and ranges.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +14,39 @@ from typing import Any
 from flask import request
 
 from neuronscope.errors import BadRequest, UnsupportedMediaType
+from neuronscope.services.validation import text_problem
 
 _MISSING = object()
+MAX_INT = 2**63 - 1
+"""The largest integer accepted anywhere (a signed 64-bit integer, what tensors index with)."""
+
+
+def check_values(value: Any, where: str = "the request") -> None:
+    """400 unless every number inside ``value`` is finite and every integer within ``±MAX_INT``,
+    and every string (and key) is valid Unicode without control characters."""
+    stack = [(value, where)]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, dict):
+            for key, child in item.items():
+                _check_string(key, f"a key of {path}")
+                stack.append((child, f"{path}.{key}" if path != where else key))
+        elif isinstance(item, list):
+            stack.extend((child, f"{path}[{i}]") for i, child in enumerate(item))
+        elif isinstance(item, str):
+            _check_string(item, f"'{path}'")
+        elif isinstance(item, bool) or item is None:
+            continue
+        elif isinstance(item, int) and abs(item) > MAX_INT:
+            raise BadRequest(f"'{path}' is an integer beyond the limit of ±{MAX_INT}")
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise BadRequest(f"'{path}' must be a finite number, got {item}")
+
+
+def _check_string(text: str, what: str) -> None:
+    problem = text_problem(text)
+    if problem is not None:
+        raise BadRequest(f"{what} {problem}; text must be valid Unicode without control characters")
 
 
 def json_body() -> dict[str, Any]:
@@ -24,6 +61,7 @@ def json_body() -> dict[str, Any]:
         raise BadRequest("the request body is not valid JSON")
     if not isinstance(data, dict):
         raise BadRequest("the request body must be a JSON object")
+    check_values(data)
     return data
 
 
@@ -50,6 +88,8 @@ def get_int(source: dict, key: str, default: Any = _MISSING, *, minimum: int | N
         return value
     if isinstance(value, bool) or not isinstance(value, int):
         raise BadRequest(f"'{key}' must be an integer")
+    if abs(value) > MAX_INT:
+        raise BadRequest(f"'{key}' is an integer beyond the limit of ±{MAX_INT}")
     _check_range(key, value, minimum, maximum)
     return value
 
@@ -59,8 +99,8 @@ def get_float(source: dict, key: str, default: Any = _MISSING, *, minimum: float
     value = _fetch(source, key, default)
     if value is default and default is not _MISSING:
         return value
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise BadRequest(f"'{key}' must be a finite number")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or abs(value) > MAX_INT or not math.isfinite(value):
+        raise BadRequest(f"'{key}' must be a finite number of at most {MAX_INT:.3g} in size")
     _check_range(key, value, minimum, maximum)
     return float(value)
 
@@ -144,6 +184,7 @@ def query_args() -> dict[str, Any]:
     for key in request.args:
         raw = request.args.get(key, "")
         parsed[key] = _scalar(raw)
+    check_values(parsed, "the query string")
     return parsed
 
 

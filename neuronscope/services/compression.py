@@ -11,19 +11,18 @@ import torch
 
 from neuronscope.analysis.evaluation import LossReport, next_token_loss
 from neuronscope.analysis.progress import ProgressFn, no_progress, scaled
-from neuronscope.analysis.pruning_plan import SCOPES, random_scores, select_neurons
+from neuronscope.analysis.pruning_plan import random_scores, select_neurons
 from neuronscope.analysis.scores import CALIBRATED_METHODS as CALIBRATED_SCORERS
 from neuronscope.analysis.scores import SCORERS
 from neuronscope.analysis.surgery import parameter_count, parameters_per_neuron, pruned_copy
 from neuronscope.analysis.taylor import taylor_scores
 from neuronscope.config import Settings
 from neuronscope.errors import BadRequest, Conflict
-from neuronscope.modeling import registry
 from neuronscope.modeling.adapters import adapter_for
 from neuronscope.modeling.manager import LoadedModel, ModelManager, release_memory
 from neuronscope.resources.texts import builtin_texts
 from neuronscope.services.samples import SampleService
-from neuronscope.services.validation import check_layer, check_neurons, encode_texts
+from neuronscope.services.validation import check_layer, check_neurons, encode_texts, token_limit
 from neuronscope.storage.files import atomic_write_json
 from neuronscope.storage.folders import staged_folder
 
@@ -50,9 +49,7 @@ class CompressionService:
         Given texts must fit the token limit (400 otherwise); built-in texts are cut into chunks
         that fit it, so short-context models can use them too.
         """
-        if texts is not None and use_samples:
-            raise BadRequest("give either 'texts' or 'use_samples', not both")
-        limit = _token_limit(lm, self.settings.max_input_tokens)
+        limit, _ = token_limit(lm, self.settings.max_input_tokens)
         if texts is not None or use_samples:
             chosen = list(texts) if texts is not None else self.samples.list()[: self.settings.max_texts]
             sequences = [ids[0] for ids in encode_texts(lm, chosen, limit)]
@@ -132,8 +129,8 @@ class CompressionService:
         seed: int = 0,
         progress: ProgressFn = no_progress,
     ) -> dict:
-        """The neurons to remove for ``sparsity`` of the MLP neurons, chosen by ``method`` within ``scope``."""
-        check_plan_request(sparsity, method, scope)
+        """The neurons to remove for ``sparsity`` of the MLP neurons, chosen by ``method`` within ``scope``
+        (the request has checked the values: :class:`neuronscope.api.requests.Plan`)."""
         with self.manager.use() as lm:
             calibration, sequences = None, []
             if method in CALIBRATED_METHODS:
@@ -189,8 +186,8 @@ class CompressionService:
 
         The served model is never modified: the neurons are removed from a deep copy, which is
         saved to ``<models dir>/<output_name>/`` through a staged folder and then dropped.
+        ``output_name`` is a plain new name (checked by :class:`neuronscope.api.requests.Apply`).
         """
-        check_output_name(output_name)
         target = self.settings.resolved_models_dir / output_name
         with self.manager.use() as lm:
             removed = self._check_apply(lm, target, plan_model, neurons)
@@ -242,33 +239,6 @@ class CompressionService:
         if plan_model is not None and plan_model != lm.name:
             raise BadRequest(f"the plan was made for {plan_model!r} but the loaded model is {lm.name!r}")
         return self._check_groups(lm, neurons, keep_one=True)
-
-
-def check_output_name(name: str) -> None:
-    """400 unless ``name`` can name a new local model (no model needed)."""
-    if not registry.is_local_name(name):
-        raise BadRequest(
-            f"output_name {name!r} must be a plain folder name of at most {registry.MAX_NAME_CHARS} "
-            "characters: letters, digits, '_' and '-', with single dots between parts"
-        )
-    if name in registry.REGISTRY:
-        raise BadRequest(f"output_name {name!r} is the name of a registry model; choose another")
-
-
-def check_plan_request(sparsity: float, method: str, scope: str) -> None:
-    """400 unless ``sparsity``, ``method`` and ``scope`` make a valid plan request (no model needed)."""
-    if not 0.0 <= sparsity <= MAX_SPARSITY:
-        raise BadRequest(f"'sparsity' must be in [0, {MAX_SPARSITY}], got {sparsity}")
-    if method not in METHODS:
-        raise BadRequest(f"'method' must be one of {', '.join(METHODS)}; got {method!r}")
-    if scope not in SCOPES:
-        raise BadRequest(f"'scope' must be one of {', '.join(SCOPES)}; got {scope!r}")
-
-
-def _token_limit(lm: LoadedModel, max_input_tokens: int) -> int:
-    """Tokens per text: the configured limit, or the model's context when that is shorter."""
-    context = getattr(lm.config, "max_position_embeddings", None)
-    return min(max_input_tokens, context) if isinstance(context, int) and context > 0 else max_input_tokens
 
 
 def _chunks(lm: LoadedModel, text: str, limit: int) -> list[torch.Tensor]:
