@@ -72,7 +72,7 @@ class Operation:
 ASYNC_VIEWS: set[str] = set()
 """Flask endpoint names of the views that accept ``?async=true``."""
 OPERATIONS: dict[str, Operation] = {}
-"""Every route declared with :func:`route`, by name."""
+"""Every route declared with :func:`route`, by ``"METHOD name"``."""
 LONG_OPERATIONS: dict[str, Operation] = {}
 """The operations that run as jobs (``supports_async``): what ``POST /api/jobs`` accepts."""
 
@@ -92,7 +92,7 @@ def route(
 
     def register(handler: Handler) -> Handler:
         operation = Operation(name, request_type, handler, method, cacheable, supports_async, status)
-        OPERATIONS[name] = operation
+        OPERATIONS[f"{method} {name}"] = operation
         if supports_async:
             LONG_OPERATIONS[name] = operation
             ASYNC_VIEWS.add(f"{bp.name}.{handler.__name__}")
@@ -149,7 +149,8 @@ def async_flag() -> bool:
 
 def refuse_async_elsewhere() -> None:
     """Before every /api request: ``?async=true`` where the route cannot run as a job is a 400, not ignored."""
-    if request.path.startswith("/api/") and async_flag() and request.endpoint not in ASYNC_VIEWS:
+    routed = request.url_rule is not None  # unknown routes and methods keep their 404 / 405
+    if routed and request.path.startswith("/api/") and async_flag() and request.endpoint not in ASYNC_VIEWS:
         raise BadRequest(f"{request.method} {request.path} does not run as a job: drop ?async=true")
 
 

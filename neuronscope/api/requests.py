@@ -165,6 +165,9 @@ LAYER_LIST_SCHEMA = {
 }
 
 
+LAYERS_CHOICE = "give exactly one of 'layer_index' (one layer) and 'layer_indices' (a list, or \"all\")"
+
+
 @dataclass(frozen=True, kw_only=True)
 class NeuronImportance(Request):
     """Exactly one of ``layer_index`` (one layer) and ``layer_indices`` (a list, or ``"all"``)."""
@@ -176,9 +179,16 @@ class NeuronImportance(Request):
     ablation: str = choice(ABLATION_KINDS, default="zero")
     critical_threshold: float | None = number(default=None, minimum=0.0)
 
+    @classmethod
+    def parse(cls, source: dict, settings: Settings) -> "NeuronImportance":
+        """As the spec's ``oneOf``: exactly one of the two keys is present (even as null, which then is refused)."""
+        if ("layer_index" in source) == ("layer_indices" in source):
+            raise BadRequest(LAYERS_CHOICE)
+        return super().parse(source, settings)
+
     def check(self, settings: Settings) -> None:
         if (self.layer_index is None) == (self.layer_indices is None):
-            raise BadRequest("give exactly one of 'layer_index' (one layer) and 'layer_indices' (a list, or \"all\")")
+            raise BadRequest(LAYERS_CHOICE)
 
     @property
     def layers(self) -> int | list[int] | str:
