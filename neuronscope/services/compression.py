@@ -46,12 +46,12 @@ class CompressionService:
     ) -> tuple[list[torch.Tensor], str]:
         """1-D token id sequences and where the texts came from (``texts``, ``samples``, ``builtin``).
 
-        Given texts must fit the token limit (400 otherwise); built-in texts are cut into chunks
-        that fit it, so short-context models can use them too.
+        Given texts must fit the token limit (400 otherwise); stored samples that do not are skipped;
+        built-in texts are cut into chunks that fit it, so short-context models can use them too.
         """
         limit, _ = token_limit(lm, self.settings.max_input_tokens)
         if texts is not None or use_samples:
-            chosen = list(texts) if texts is not None else self.samples.list()[: self.settings.max_texts]
+            chosen = list(texts) if texts is not None else self.samples.fitting(lm, limit)[: self.settings.max_texts]
             sequences = [ids[0] for ids in encode_texts(lm, chosen, limit)]
             source = "texts" if texts is not None else "samples"
         else:

@@ -28,7 +28,7 @@ from neuronscope.executors import Executor, Sweep, SweepStats
 from neuronscope.executors.chunks import merge_importance, neuron_ranges
 from neuronscope.modeling.manager import LoadedModel, ModelManager
 from neuronscope.services.samples import SampleService
-from neuronscope.services.validation import check_layer, check_neurons, encode_texts
+from neuronscope.services.validation import check_layer, check_neurons, encode_texts, token_limit
 from neuronscope.storage.files import JsonFolder
 
 SCORE_METHODS = tuple(SCORERS)
@@ -81,7 +81,7 @@ class PruningService:
         texts = self._calibration_texts() if method in CALIBRATED_METHODS else ()
         key = (method, texts)
         if key not in self._scores:
-            max_tokens = self.settings.max_input_tokens
+            max_tokens, _ = token_limit(lm, self.settings.max_input_tokens)
             calibration = [ids[:, :max_tokens] for ids in (encode(lm.tokenizer, t, lm.device) for t in texts)]
             calibration = [ids for ids in calibration if ids.shape[1] > 0]
             self._scores[key] = SCORERS[method](lm.adapter, calibration, progress)

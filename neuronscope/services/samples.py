@@ -15,7 +15,8 @@ from pathlib import Path
 
 from neuronscope.config import Settings
 from neuronscope.errors import BadRequest, NotFound
-from neuronscope.services.validation import text_problem
+from neuronscope.modeling.manager import LoadedModel
+from neuronscope.services.validation import text_problem, token_limit
 from neuronscope.storage.files import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,19 @@ class SampleService:
             else:
                 log.warning("skipping stored sample %d of %s: it %s", i, self.path, problem)
         return samples
+
+    def fitting(self, lm: LoadedModel, max_tokens: int) -> list[str]:
+        """The stored prompts that fit ``lm``'s token limit; the others (stored for another model, or
+        before the limit was lowered) are skipped with a log line instead of failing the request."""
+        limit, name = token_limit(lm, max_tokens)
+        fitting = []
+        for prompt in self.list():
+            count = len(lm.tokenizer(prompt)["input_ids"])
+            if 0 < count <= limit:
+                fitting.append(prompt)
+            else:
+                log.warning("skipping a stored sample of %d tokens for %s: the limit is %d (%s)", count, lm.name, limit, name)
+        return fitting
 
     def add(self, prompt: str) -> tuple[str, bool]:
         """Store ``prompt`` unless already present; returns (prompt, whether it was added)."""
