@@ -162,39 +162,3 @@ def get_int_list(source: dict, key: str, default: Any = _MISSING, *, max_items: 
     if unique and len(set(values)) != len(values):
         raise BadRequest(f"'{key}' must not repeat values")
     return values
-
-
-def query_int_list(key: str, *, max_items: int | None = None) -> list[int] | None:
-    """Integers from the query string as ``?key=0&key=3`` or ``?key=0,3`` (None when absent), unique, in order."""
-    raw = [part.strip() for value in request.args.getlist(key) for part in value.split(",")]
-    if not raw:
-        return None
-    try:
-        values = list(dict.fromkeys(int(part) for part in raw))
-    except ValueError:
-        raise BadRequest(f"'{key}' must be integers, e.g. ?{key}=0&{key}=3 or ?{key}=0,3") from None
-    if max_items is not None and len(values) > max_items:
-        raise BadRequest(f"'{key}' has {len(values)} values; the limit is {max_items}")
-    return values
-
-
-def query_args() -> dict[str, Any]:
-    """Query-string values parsed as JSON scalars where possible (``"10"`` -> 10, ``"true"`` -> True)."""
-    parsed: dict[str, Any] = {}
-    for key in request.args:
-        raw = request.args.get(key, "")
-        parsed[key] = _scalar(raw)
-    check_values(parsed, "the query string")
-    return parsed
-
-
-def _scalar(raw: str) -> Any:
-    lowered = raw.strip().lower()
-    if lowered in {"true", "false"}:
-        return lowered == "true"
-    for parse in (int, float):
-        try:
-            return parse(raw)
-        except ValueError:
-            continue
-    return raw

@@ -31,6 +31,7 @@ from neuronscope.modeling import registry
 from neuronscope.resources.texts import builtin_texts
 from neuronscope.services.compression import CALIBRATED_METHODS, MAX_SPARSITY, METHODS
 from neuronscope.services.pruning import ABLATION_KINDS, EXPORT_FILES, IMPORTANCE_METHODS, SCORE_METHODS
+from neuronscope.services.validation import token_count
 
 MAX_LAYERS = 1024
 MAX_NAME_CHARS = registry.MAX_NAME_CHARS
@@ -43,7 +44,7 @@ NEURON_GROUPS_SCHEMA = {"$ref": "#/components/schemas/NeuronGroups"}
 
 
 def _tokens(lm: Any, items: Sequence[str]) -> int:
-    return sum(len(lm.tokenizer(item)["input_ids"]) for item in items)
+    return sum(token_count(lm, item) for item in items)
 
 
 # -- shared field readers ------------------------------------------------------------------

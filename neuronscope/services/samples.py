@@ -16,7 +16,7 @@ from pathlib import Path
 from neuronscope.config import Settings
 from neuronscope.errors import BadRequest, NotFound
 from neuronscope.modeling.manager import LoadedModel
-from neuronscope.services.validation import text_problem, token_limit
+from neuronscope.services.validation import text_problem, token_count, token_limit
 from neuronscope.storage.files import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ class SampleService:
         limit, name = token_limit(lm, max_tokens)
         fitting = []
         for prompt in self.list():
-            count = len(lm.tokenizer(prompt)["input_ids"])
+            count = token_count(lm, prompt)
             if 0 < count <= limit:
                 fitting.append(prompt)
             else:

@@ -58,6 +58,11 @@ def token_limit(lm: LoadedModel, max_tokens: int) -> tuple[int, str]:
     return max_tokens, "max_input_tokens"
 
 
+def token_count(lm: LoadedModel, text: str) -> int:
+    """Tokens of ``text`` as :func:`encode_texts` encodes it (special tokens included)."""
+    return len(lm.tokenizer(text)["input_ids"])
+
+
 def encode_texts(lm: LoadedModel, texts: Sequence[str], max_tokens: int) -> list[torch.Tensor]:
     """Each text as token ids ``[1, seq]`` on the model's device; 400 if empty, over ``max_tokens``
     or over the model's context length."""
