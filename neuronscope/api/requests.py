@@ -191,6 +191,12 @@ class NeuronImportance(Request):
         if (self.layer_index is None) == (self.layer_indices is None):
             raise BadRequest(LAYERS_CHOICE)
 
+    def as_body(self) -> dict:
+        """Only the one of ``layer_index`` / ``layer_indices`` given, so the body can be sent again."""
+        body = super().as_body()
+        del body["layer_indices" if self.layer_index is not None else "layer_index"]
+        return body
+
     @property
     def layers(self) -> int | list[int] | str:
         """What the service takes: one layer, a list of layers, or ``"all"``."""
@@ -344,6 +350,10 @@ class Apply(TextSource):
 class GenerateActivations(Request):
     prompt: str = text()
     model_name: str | None = string(default=None, max_chars=MAX_NAME_CHARS)
+
+    def free_texts(self) -> list[str]:
+        """None at the door when another model is named: its own limit applies once it is loaded."""
+        return [] if self.model_name is not None else [self.prompt]
 
 
 @dataclass(frozen=True, kw_only=True)

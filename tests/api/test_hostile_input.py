@@ -322,8 +322,9 @@ def test_cheap_work_is_not_budgeted(make_app):
 def test_job_params_are_the_request_in_api_names(client):
     body = {"layer_index": 1, "input_texts": TEXTS}
     job = client.post("/api/pruning/neuron-importance?async=true", json=body).get_json()
-    params = client.get(job["location"]).get_json()["params"]
+    params = wait_for_status(client, job["job_id"], {"done"})["params"]
     assert params == {
-        "layer_index": 1, "layer_indices": None, "input_texts": TEXTS,
-        "method": "ablation", "ablation": "zero", "critical_threshold": None,
+        "layer_index": 1, "input_texts": TEXTS, "method": "ablation", "ablation": "zero", "critical_threshold": None,
     }
+    again = client.post("/api/pruning/neuron-importance", json=params)  # params are a valid body
+    assert again.status_code == 200 and again.headers["X-NeuronScope-Cache"] == "hit"
