@@ -51,7 +51,7 @@ class Spec:
         return getattr(settings, value) if isinstance(value, str) else value
 
     def default_arg(self) -> Any:
-        return params._MISSING if self.required else self.default
+        return params.MISSING if self.required else self.default
 
 
 def _field(spec: Spec) -> Any:

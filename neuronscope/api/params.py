@@ -16,7 +16,7 @@ from flask import request
 from neuronscope.errors import BadRequest, UnsupportedMediaType
 from neuronscope.services.validation import text_problem
 
-_MISSING = object()
+MISSING = object()
 MAX_INT = 2**63 - 1
 """The largest integer accepted anywhere (a signed 64-bit integer, what tensors index with)."""
 
@@ -66,9 +66,9 @@ def json_body() -> dict[str, Any]:
 
 
 def _fetch(source: dict, key: str, default: Any) -> Any:
-    value = source.get(key, _MISSING)
-    if value is _MISSING or value is None:
-        if default is _MISSING:
+    value = source.get(key, MISSING)
+    if value is MISSING or value is None:
+        if default is MISSING:
             raise BadRequest(f"'{key}' is required")
         return default
     return value
@@ -81,10 +81,10 @@ def _check_range(key: str, value: float, minimum: float | None, maximum: float |
         raise BadRequest(f"'{key}' must be <= {maximum}, got {value}")
 
 
-def get_int(source: dict, key: str, default: Any = _MISSING, *, minimum: int | None = None, maximum: int | None = None) -> int:
+def get_int(source: dict, key: str, default: Any = MISSING, *, minimum: int | None = None, maximum: int | None = None) -> int:
     """An integer field (booleans and floats refused)."""
     value = _fetch(source, key, default)
-    if value is default and default is not _MISSING:
+    if value is default and default is not MISSING:
         return value
     if isinstance(value, bool) or not isinstance(value, int):
         raise BadRequest(f"'{key}' must be an integer")
@@ -94,10 +94,10 @@ def get_int(source: dict, key: str, default: Any = _MISSING, *, minimum: int | N
     return value
 
 
-def get_float(source: dict, key: str, default: Any = _MISSING, *, minimum: float | None = None, maximum: float | None = None) -> float:
+def get_float(source: dict, key: str, default: Any = MISSING, *, minimum: float | None = None, maximum: float | None = None) -> float:
     """A finite number field."""
     value = _fetch(source, key, default)
-    if value is default and default is not _MISSING:
+    if value is default and default is not MISSING:
         return value
     if isinstance(value, bool) or not isinstance(value, (int, float)) or abs(value) > MAX_INT or not math.isfinite(value):
         raise BadRequest(f"'{key}' must be a finite number of at most {MAX_INT:.3g} in size")
@@ -105,17 +105,17 @@ def get_float(source: dict, key: str, default: Any = _MISSING, *, minimum: float
     return float(value)
 
 
-def get_bool(source: dict, key: str, default: Any = _MISSING) -> bool:
+def get_bool(source: dict, key: str, default: Any = MISSING) -> bool:
     value = _fetch(source, key, default)
     if not isinstance(value, bool):
         raise BadRequest(f"'{key}' must be true or false")
     return value
 
 
-def get_str(source: dict, key: str, default: Any = _MISSING, *, max_chars: int | None = None, choices: tuple[str, ...] | None = None) -> str:
+def get_str(source: dict, key: str, default: Any = MISSING, *, max_chars: int | None = None, choices: tuple[str, ...] | None = None) -> str:
     """A non-empty string field (after stripping whitespace)."""
     value = _fetch(source, key, default)
-    if value is default and default is not _MISSING:
+    if value is default and default is not MISSING:
         return value
     if not isinstance(value, str) or not value.strip():
         raise BadRequest(f"'{key}' must be a non-empty string")
@@ -126,10 +126,10 @@ def get_str(source: dict, key: str, default: Any = _MISSING, *, max_chars: int |
     return value
 
 
-def get_list(source: dict, key: str, default: Any = _MISSING, *, max_items: int | None = None) -> list:
+def get_list(source: dict, key: str, default: Any = MISSING, *, max_items: int | None = None) -> list:
     """A non-empty list field of at most ``max_items`` items."""
     value = _fetch(source, key, default)
-    if value is default and default is not _MISSING:
+    if value is default and default is not MISSING:
         return value
     if not isinstance(value, list) or not value:
         raise BadRequest(f"'{key}' must be a non-empty list")
@@ -138,10 +138,10 @@ def get_list(source: dict, key: str, default: Any = _MISSING, *, max_items: int 
     return value
 
 
-def get_str_list(source: dict, key: str, default: Any = _MISSING, *, max_items: int | None = None, max_chars: int | None = None) -> list[str]:
+def get_str_list(source: dict, key: str, default: Any = MISSING, *, max_items: int | None = None, max_chars: int | None = None) -> list[str]:
     """A non-empty list of non-empty strings."""
     values = get_list(source, key, default, max_items=max_items)
-    if values is default and default is not _MISSING:
+    if values is default and default is not MISSING:
         return values
     for i, item in enumerate(values):
         if not isinstance(item, str) or not item.strip():
@@ -151,10 +151,10 @@ def get_str_list(source: dict, key: str, default: Any = _MISSING, *, max_items: 
     return values
 
 
-def get_int_list(source: dict, key: str, default: Any = _MISSING, *, max_items: int | None = None, unique: bool = True) -> list[int]:
+def get_int_list(source: dict, key: str, default: Any = MISSING, *, max_items: int | None = None, unique: bool = True) -> list[int]:
     """A non-empty list of integers, unique unless ``unique=False``."""
     values = get_list(source, key, default, max_items=max_items)
-    if values is default and default is not _MISSING:
+    if values is default and default is not MISSING:
         return values
     for i, item in enumerate(values):
         if isinstance(item, bool) or not isinstance(item, int):
