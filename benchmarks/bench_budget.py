@@ -25,6 +25,8 @@ TEXTS = ["The quick brown fox jumps over the lazy dog.", "Hello world, this is a
 def requests(last: int) -> list[tuple[str, str, dict]]:
     return [
         ("neuron-importance, last layer, 2 short texts", "pruning/neuron-importance", {"layer_index": last, "input_texts": TEXTS}),
+        ("neuron-importance, middle layer, 2 short texts", "pruning/neuron-importance",
+         {"layer_index": last // 2, "input_texts": TEXTS}),
         ("neuron-importance attribution, last layer", "pruning/neuron-importance",
          {"layer_index": last, "input_texts": TEXTS, "method": "attribution"}),
         ("batch-analysis, 20 candidates", "pruning/batch-analysis",

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from neuronscope.analysis.importance import ATTRIBUTION_PROBES
 from neuronscope.analysis.pruning_plan import SCOPES
 from neuronscope.api.fields import (
     Request,
@@ -208,8 +209,12 @@ class NeuronImportance(Request):
         chosen = range(lm.adapter.n_layers) if self.layers == "all" else (
             [self.layers] if isinstance(self.layers, int) else self.layers
         )
-        chosen = [layer for layer in chosen if 0 <= layer < lm.adapter.n_layers]
-        passes = 1 + sum(lm.adapter.d_mlp(layer) for layer in chosen) if self.method == "ablation" else TAYLOR_PASSES * len(chosen)
+        n_layers = lm.adapter.n_layers
+        chosen = [layer for layer in chosen if 0 <= layer < n_layers]
+        if self.method == "attribution":
+            passes = (1 + ATTRIBUTION_PROBES) * len(chosen)
+        else:  # an ablation at layer L re-runs only the blocks from L on
+            passes = 1 + sum(-(-lm.adapter.d_mlp(layer) * (n_layers - layer) // n_layers) for layer in chosen)
         return passes * _tokens(lm, self.input_texts)
 
 

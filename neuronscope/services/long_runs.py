@@ -22,6 +22,7 @@ from neuronscope.storage.files import JsonFolder
 
 Work = Callable[[ProgressFn], dict]
 PROBE_TOKENS = 64
+PROBE_PASSES = 3
 
 
 @dataclass(frozen=True)
@@ -105,14 +106,16 @@ class LongRunService:
             )
 
     def seconds_per_token(self, lm: LoadedModel) -> float:
-        """Seconds per token of one forward pass of ``lm``, measured once per loaded model (the
-        better of two passes over :data:`PROBE_TOKENS` tokens); the caller holds the model."""
+        """Seconds per token of one forward pass of ``lm``, measured once per loaded model (after a
+        warm-up pass, the best of :data:`PROBE_PASSES` passes over :data:`PROBE_TOKENS` tokens, so a
+        moment of load on the machine does not inflate it); the caller holds the model."""
         if lm.model not in self._token_seconds:
             token = lm.tokenizer.eos_token_id or 0
             ids = torch.full((1, PROBE_TOKENS), token, dtype=torch.long, device=lm.device)
             timings = []
             with torch.no_grad():
-                for _ in range(2):
+                lm.model(input_ids=ids, use_cache=False)
+                for _ in range(PROBE_PASSES):
                     started = time.perf_counter()
                     lm.model(input_ids=ids, use_cache=False)
                     timings.append(time.perf_counter() - started)

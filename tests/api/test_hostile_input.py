@@ -279,17 +279,20 @@ def forward_tokens_of(lm, texts) -> int:
     return sum(len(lm.tokenizer(text)["input_ids"]) for text in texts)
 
 
-def test_the_estimate_counts_one_forward_pass_per_ablated_neuron(make_app):
+def test_the_estimate_counts_a_forward_pass_from_the_ablated_layer_on_per_neuron(make_app):
     from neuronscope.api.requests import BatchAnalysis, NeuronImportance
 
     app = make_app()
     svc = app.extensions["neuronscope"]
     with svc.manager.use() as lm:
         tokens = forward_tokens_of(lm, TEXTS)
+        n_layers = lm.adapter.n_layers  # 2: an ablation in layer 0 re-runs both blocks, in layer 1 half of them
+        first = NeuronImportance.parse({"layer_index": 0, "input_texts": TEXTS}, svc.settings)
+        assert first.forward_tokens(lm, svc) == (1 + lm.adapter.d_mlp(0)) * tokens
         one = NeuronImportance.parse({"layer_index": 1, "input_texts": TEXTS}, svc.settings)
-        assert one.forward_tokens(lm, svc) == (1 + lm.adapter.d_mlp(1)) * tokens
+        assert one.forward_tokens(lm, svc) == (1 + lm.adapter.d_mlp(1) // n_layers) * tokens
         every = NeuronImportance.parse({"layer_indices": "all", "input_texts": TEXTS}, svc.settings)
-        assert every.forward_tokens(lm, svc) == (1 + sum(lm.adapter.d_mlp(n) for n in range(lm.adapter.n_layers))) * tokens
+        assert every.forward_tokens(lm, svc) == (1 + lm.adapter.d_mlp(0) + lm.adapter.d_mlp(1) // 2) * tokens
         batch = BatchAnalysis.parse(VALID_BODIES["pruning/batch-analysis"], svc.settings)
         assert batch.forward_tokens(lm, svc) == (2 + 1 + 1) * tokens
         assert svc.long_runs.seconds_per_token(lm) > 0
