@@ -212,7 +212,7 @@ class NeuronImportance(Request):
         n_layers = lm.adapter.n_layers
         chosen = [layer for layer in chosen if 0 <= layer < n_layers]
         if self.method == "attribution":
-            passes = (1 + ATTRIBUTION_PROBES) * len(chosen)
+            passes = (1 + ATTRIBUTION_PROBES // 2) * len(chosen)  # the probes' backward passes are batched
         else:  # an ablation at layer L re-runs only the blocks from L on
             passes = 1 + sum(-(-lm.adapter.d_mlp(layer) * (n_layers - layer) // n_layers) for layer in chosen)
         return passes * _tokens(lm, self.input_texts)
