@@ -4,6 +4,7 @@ from flask import Blueprint
 
 from neuronscope.analysis.progress import ProgressFn, no_progress
 from neuronscope.api import requests as req
+from neuronscope.api.fields import NoFields
 from neuronscope.api.long_running import route
 from neuronscope.services import Services
 
@@ -20,8 +21,8 @@ def index_corpus(svc: Services, r: req.IndexCorpus, progress: ProgressFn = no_pr
     return svc.activations.index_corpus(r.texts, batch_size=r.batch_size, progress=progress)
 
 
-@route(bp, "GET", "activations/files", req.NoFields)
-def list_files(svc: Services, r: req.NoFields) -> dict:
+@route(bp, "GET", "activations/files", NoFields)
+def list_files(svc: Services, r: NoFields) -> dict:
     return svc.activations.list_files()
 
 

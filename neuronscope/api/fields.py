@@ -236,6 +236,11 @@ class Request:
         return {"type": "object", "properties": properties, **({"required": required} if required else {})}
 
 
+@dataclass(frozen=True, kw_only=True)
+class NoFields(Request):
+    """The request of a route that reads nothing from the body or the query string."""
+
+
 def query_scalar(raw: str, kind: str) -> Any:
     """``raw`` as the JSON value a field of ``kind`` expects, or unchanged when it does not parse."""
     if kind == "boolean" and raw.strip().lower() in {"true", "false"}:

@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 from flask import Blueprint, request, url_for
 
-from neuronscope.api.fields import Request, query_scalar
+from neuronscope.api.fields import NoFields, Request, query_scalar
 from neuronscope.api.params import get_bool, json_body
 from neuronscope.errors import BadRequest, NotFound
 from neuronscope.jobs.job import Job
@@ -104,6 +104,19 @@ def route(
         return handler
 
     return register
+
+
+def file_routes(bp: Blueprint, area: str, service: Callable[[Services], Any]) -> None:
+    """``GET /api/<area>/files`` (the list) and ``GET /api/<area>/<name>.json`` (one file) of a folder
+    of result files kept by ``service(svc)``, which has ``list_files()`` and ``read(name)``."""
+
+    @route(bp, "GET", f"{area}/files", NoFields)
+    def list_files(svc: Services, r: NoFields) -> dict:
+        return service(svc).list_files()
+
+    @route(bp, "GET", f"{area}/<json_file:filename>", NoFields)
+    def read_file(svc: Services, r: NoFields, filename: str) -> dict:
+        return service(svc).read(filename)
 
 
 def respond(operation: Operation, **path: Any):

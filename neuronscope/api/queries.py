@@ -1,7 +1,7 @@
 from flask import Blueprint
 
 from neuronscope.api import requests as req
-from neuronscope.api.long_running import route
+from neuronscope.api.long_running import file_routes, route
 from neuronscope.services import Services
 
 bp = Blueprint("queries", __name__)
@@ -17,11 +17,4 @@ def query_cluster(svc: Services, r: req.QueryCluster) -> dict:
     return svc.queries.cluster(r.cluster_id, r.top_k, r.cluster_file)
 
 
-@route(bp, "GET", "queries/files", req.NoFields)
-def list_files(svc: Services, r: req.NoFields) -> dict:
-    return svc.queries.list_files()
-
-
-@route(bp, "GET", "queries/<json_file:filename>", req.NoFields)
-def read_file(svc: Services, r: req.NoFields, filename: str) -> dict:
-    return svc.queries.read(filename)
+file_routes(bp, "queries", lambda svc: svc.queries)

@@ -90,14 +90,6 @@ class TextSource(Request):
         return svc.samples.list()[: svc.settings.max_texts] if self.use_samples else builtin_texts(builtin)
 
 
-# -- requests without fields ---------------------------------------------------------------
-
-
-@dataclass(frozen=True, kw_only=True)
-class NoFields(Request):
-    """A route that reads nothing from the body or the query string."""
-
-
 # -- models and samples --------------------------------------------------------------------
 
 

@@ -1,14 +1,15 @@
 from flask import Blueprint
 
 from neuronscope.api import requests as req
+from neuronscope.api.fields import NoFields
 from neuronscope.api.long_running import check_token_limits, route
 from neuronscope.services import Services
 
 bp = Blueprint("samples", __name__)
 
 
-@route(bp, "GET", "samples", req.NoFields)
-def list_samples(svc: Services, r: req.NoFields) -> list[str]:
+@route(bp, "GET", "samples", NoFields)
+def list_samples(svc: Services, r: NoFields) -> list[str]:
     return svc.samples.list()
 
 
