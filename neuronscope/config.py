@@ -147,6 +147,7 @@ class Settings:
     ray_temp_dir: Path | None = setting(None, "NEURONSCOPE_RAY_TEMP_DIR", Path, "a local Ray instance's session files")
     chunk_neurons: int = setting(256, "NEURONSCOPE_CHUNK_NEURONS", int, "neurons per importance chunk")
     chunk_texts: int = setting(256, "NEURONSCOPE_CHUNK_TEXTS", int, "texts per indexing chunk")
+    sync_budget_seconds: float = setting(60.0, "NEURONSCOPE_SYNC_BUDGET_SECONDS", float, "estimated seconds of work a synchronous request may start")
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Free-form values for tests and embedders; not read from the environment."""
 
@@ -227,6 +228,8 @@ class Settings:
             )
         if self.chunk_neurons < 1 or self.chunk_texts < 1:
             raise ValueError("NEURONSCOPE_CHUNK_NEURONS and NEURONSCOPE_CHUNK_TEXTS must be >= 1")
+        if not self.sync_budget_seconds > 0:
+            raise ValueError("NEURONSCOPE_SYNC_BUDGET_SECONDS must be > 0")
         models_dir = Path(self.models_dir).resolve() if self.models_dir is not None else None
         ray_temp_dir = Path(self.ray_temp_dir).resolve() if self.ray_temp_dir is not None else None
         max_memory = parse_max_memory(self.max_memory) if self.max_memory is not None else None

@@ -1,46 +1,31 @@
+"""Activation files (generate, list, read slices) and the corpus index."""
+
 from flask import Blueprint
 
-from neuronscope.api.params import get_bool, get_int, get_str, get_str_list, json_body, query_args, query_int_list
-from neuronscope.api.long_running import long_operation, run_long
-from neuronscope.errors import BadRequest
-from neuronscope.services import Services, services
-from neuronscope.services.long_runs import Work
+from neuronscope.analysis.progress import ProgressFn, no_progress
+from neuronscope.api import requests as req
+from neuronscope.api.fields import NoFields
+from neuronscope.api.long_running import route
+from neuronscope.services import Services
 
 bp = Blueprint("activations", __name__)
 
 
-@bp.post("/activations/generate")
-def generate():
-    body = json_body()
-    prompt = get_str(body, "prompt")
-    model_name = get_str(body, "model_name", None, max_chars=200)
-    return services().activations.generate(prompt, model_name), 201
+@route(bp, "POST", "activations/generate", req.GenerateActivations, status=201)
+def generate(svc: Services, r: req.GenerateActivations) -> dict:
+    return svc.activations.generate(r.prompt, r.model_name)
 
 
-@long_operation("activations/corpus", cacheable=False)
-def _index_corpus(svc: Services, body: dict) -> tuple[dict, Work]:
-    use_samples = get_bool(body, "use_samples", False)
-    texts = get_str_list(body, "texts", None, max_items=svc.settings.max_corpus_texts)
-    if use_samples == (texts is not None):
-        raise BadRequest("send either 'texts' (a list of strings) or 'use_samples': true")
-    batch_size = get_int(body, "batch_size", 32, minimum=1, maximum=svc.settings.max_batch_size)
-    params = {"texts": texts, "use_samples": use_samples, "batch_size": batch_size}
-    return params, lambda progress: svc.activations.index_corpus(texts, batch_size=batch_size, progress=progress)
+@route(bp, "POST", "activations/corpus", req.IndexCorpus, supports_async=True)
+def index_corpus(svc: Services, r: req.IndexCorpus, progress: ProgressFn = no_progress) -> dict:
+    return svc.activations.index_corpus(r.texts, batch_size=r.batch_size, progress=progress)
 
 
-@bp.post("/activations/corpus")
-def index_corpus():
-    return run_long("activations/corpus", json_body())
+@route(bp, "GET", "activations/files", NoFields)
+def list_files(svc: Services, r: NoFields) -> dict:
+    return svc.activations.list_files()
 
 
-@bp.get("/activations/files")
-def list_files():
-    return services().activations.list_files()
-
-
-@bp.get("/activations/<json_file:filename>")
-def read_file(filename: str):
-    svc = services()
-    layers = query_int_list("layer", max_items=svc.settings.max_neurons_per_request)
-    top_k = get_int(query_args(), "top_k", None, minimum=1, maximum=svc.settings.max_neurons_per_request)
-    return svc.activations.read(filename, layers, top_k)
+@route(bp, "GET", "activations/<json_file:filename>", req.ActivationSlice)
+def read_file(svc: Services, r: req.ActivationSlice, filename: str) -> dict:
+    return svc.activations.read(filename, list(r.layer) if r.layer is not None else None, r.top_k)

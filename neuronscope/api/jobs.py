@@ -7,32 +7,22 @@ from typing import Iterator
 
 from flask import Blueprint, Response
 
-from neuronscope.api.long_running import accepted, prepare_call
-from neuronscope.api.params import get_str, json_body, query_args
-from neuronscope.errors import BadRequest
-from neuronscope.jobs.job import CANCELLED, DONE, FAILED, FINISHED, QUEUED, RUNNING
-from neuronscope.services import services
+from neuronscope.api import requests as req
+from neuronscope.api.long_running import accepted, prepare_call, route
+from neuronscope.jobs.job import FINISHED
+from neuronscope.services import Services, services
 
 bp = Blueprint("jobs", __name__)
 
-STATUSES = (QUEUED, RUNNING, DONE, FAILED, CANCELLED)
+
+@route(bp, "POST", "jobs", req.SubmitJob)
+def submit_job(svc: Services, r: req.SubmitJob):
+    return accepted(svc.long_runs.submit(prepare_call(svc, r.endpoint, r.body or {})))
 
 
-@bp.post("/jobs")
-def submit_job():
-    body = json_body()
-    endpoint = get_str(body, "endpoint", max_chars=100)
-    params = body.get("body", {})
-    if not isinstance(params, dict):
-        raise BadRequest("'body' must be a JSON object: the request body of the endpoint")
-    svc = services()
-    return accepted(svc.long_runs.submit(prepare_call(svc, endpoint, params)))
-
-
-@bp.get("/jobs")
-def list_jobs():
-    status = get_str(query_args(), "status", None, choices=STATUSES)
-    return {"jobs": services().long_runs.jobs.recent(status)}
+@route(bp, "GET", "jobs", req.ListJobs)
+def list_jobs(svc: Services, r: req.ListJobs) -> dict:
+    return {"jobs": svc.long_runs.jobs.recent(r.status)}
 
 
 @bp.get("/jobs/<job_id>")

@@ -1,63 +1,138 @@
-"""Long operations: one registry shared by their own views and by ``POST /api/jobs``.
+"""Routes: one decorator per route declares its name, typed request, status, cacheability and async.
 
-A long operation registers ``prepare(services, body) -> (params, work)`` under its endpoint
-name (the path after ``/api/``). ``prepare`` validates the body (a bad one gets its 400 before
-anything is queued) and returns the normalised parameters that determine the result and
-``work(progress) -> body``, which calls the service. Its view is then one line::
+::
 
-    @long_operation("pruning/neuron-importance", cacheable=True)
-    def _neuron_importance(svc: Services, body: dict) -> tuple[dict, Work]:
-        layer = get_int(body, "layer_index", minimum=0)
-        ...
-        return {"layer_index": layer, ...}, lambda progress: svc.pruning.neuron_importance(layer, ..., progress=progress)
+    @route(bp, "POST", "pruning/neuron-importance", NeuronImportance, cacheable=True, supports_async=True)
+    def neuron_importance(svc: Services, req: NeuronImportance, progress: ProgressFn = no_progress) -> dict:
+        return svc.pruning.neuron_importance(layers=req.layers, texts=req.input_texts, ..., progress=progress)
 
-    @bp.post("/pruning/neuron-importance")
-    def neuron_importance():
-        return run_long("pruning/neuron-importance", json_body())
+The view it registers parses the request once (JSON body for POST, query arguments otherwise;
+400 before anything runs), checks its texts against the loaded model's token limit, and calls the
+handler. An operation with ``supports_async`` is also a long operation: ``?async=true`` (or
+``POST /api/jobs`` naming it) queues it as a job, and a synchronous call must fit the work budget
+(``NEURONSCOPE_SYNC_BUDGET_SECONDS``). ``?async=true`` elsewhere is a 400.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
-from flask import url_for
+from flask import Blueprint, request, url_for
 
-from neuronscope.api.params import get_bool, query_args
-from neuronscope.errors import NotFound
+from neuronscope.api.fields import NoFields, Request, query_scalar
+from neuronscope.api.params import get_bool, json_body
+from neuronscope.errors import BadRequest, NotFound
 from neuronscope.jobs.job import Job
 from neuronscope.services import Services, services
-from neuronscope.services.long_runs import LongCall, Work
+from neuronscope.services.long_runs import LongCall
+from neuronscope.services.validation import encode_texts
 
 CACHE_HEADER = "X-NeuronScope-Cache"
 
-Prepare = Callable[[Services, dict], tuple[dict, Work]]
+Handler = Callable[..., Any]
 
 
 @dataclass(frozen=True)
-class LongOperation:
-    endpoint: str
-    prepare: Prepare
-    cacheable: bool
-    status: int = 200
+class Operation:
+    """One route: ``name`` is its path after ``/api/`` (a long operation's job endpoint name).
 
-
-LONG_OPERATIONS: dict[str, LongOperation] = {}
-
-
-def long_operation(endpoint: str, *, cacheable: bool, status: int = 200) -> Callable[[Prepare], Prepare]:
-    """Register the decorated ``prepare`` as the long operation ``endpoint``.
-
-    ``cacheable``: the result depends only on the model and the parameters, and running it
-    changes nothing (no files written, no index built), so a repeat may come from the cache.
-    ``status``: of a synchronous success (201 where the operation creates something).
+    ``cacheable``: the result depends only on the model and the request, and running it changes
+    nothing (no files written, no index built), so a repeat may come from the cache.
+    ``status``: of a success (201 where the operation creates something).
     """
 
-    def register(prepare: Prepare) -> Prepare:
-        LONG_OPERATIONS[endpoint] = LongOperation(endpoint, prepare, cacheable, status)
-        return prepare
+    name: str
+    request: type[Request]
+    handler: Handler
+    method: str = "POST"
+    cacheable: bool = False
+    supports_async: bool = False
+    status: int = 200
+
+    def parse(self, svc: Services, source: dict) -> Request:
+        """The typed request in ``source``, its texts checked against the loaded model (400 otherwise)."""
+        parsed = self.request.parse(source, svc.settings)
+        check_token_limits(svc, parsed.free_texts())
+        return parsed
+
+    def long_call(self, svc: Services, parsed: Request) -> LongCall:
+        params = parsed.as_body()
+        key = {**params, "samples": svc.samples.list()[: svc.settings.max_texts]} if params.get("use_samples") else params
+        return LongCall(
+            self.name,
+            params,
+            lambda progress: self.handler(svc, parsed, progress=progress),
+            self.cacheable,
+            cache_params=key,
+            estimate=lambda lm: parsed.forward_tokens(lm, svc),
+        )
+
+
+ASYNC_VIEWS: set[str] = set()
+"""Flask endpoint names of the views that accept ``?async=true``."""
+OPERATIONS: dict[str, Operation] = {}
+"""Every route declared with :func:`route`, by ``"METHOD name"``."""
+LONG_OPERATIONS: dict[str, Operation] = {}
+"""The operations that run as jobs (``supports_async``): what ``POST /api/jobs`` accepts."""
+
+
+def route(
+    bp: Blueprint,
+    method: str,
+    name: str,
+    request_type: type[Request],
+    *,
+    cacheable: bool = False,
+    supports_async: bool = False,
+    status: int = 200,
+) -> Callable[[Handler], Handler]:
+    """Register the decorated handler as ``method /api/<name>`` (``name`` may hold ``<converter:arg>``
+    segments, passed to the handler as keyword arguments)."""
+
+    def register(handler: Handler) -> Handler:
+        operation = Operation(name, request_type, handler, method, cacheable, supports_async, status)
+        OPERATIONS[f"{method} {name}"] = operation
+        if supports_async:
+            LONG_OPERATIONS[name] = operation
+            ASYNC_VIEWS.add(f"{bp.name}.{handler.__name__}")
+
+        def view(**path: Any):
+            return respond(operation, **path)
+
+        bp.add_url_rule(f"/{name}", endpoint=handler.__name__, view_func=view, methods=[method])
+        return handler
 
     return register
+
+
+def file_routes(bp: Blueprint, area: str, service: Callable[[Services], Any]) -> None:
+    """``GET /api/<area>/files`` (the list) and ``GET /api/<area>/<name>.json`` (one file) of a folder
+    of result files kept by ``service(svc)``, which has ``list_files()`` and ``read(name)``."""
+
+    @route(bp, "GET", f"{area}/files", NoFields)
+    def list_files(svc: Services, r: NoFields) -> dict:
+        return service(svc).list_files()
+
+    @route(bp, "GET", f"{area}/<json_file:filename>", NoFields)
+    def read_file(svc: Services, r: NoFields, filename: str) -> dict:
+        return service(svc).read(filename)
+
+
+def respond(operation: Operation, **path: Any):
+    """The response of ``operation`` to the current request."""
+    svc = services()
+    source = json_body() if operation.method == "POST" else operation.request.from_query(request.args)
+    parsed = operation.parse(svc, source)
+    if not operation.supports_async:
+        result = operation.handler(svc, parsed, **path)
+        return result if isinstance(result, tuple) else (result, operation.status)
+    call = operation.long_call(svc, parsed)
+    if async_flag():
+        return accepted(svc.long_runs.submit(call))
+    outcome = svc.long_runs.run(call, budget=svc.settings.sync_budget_seconds)
+    headers = {CACHE_HEADER: "hit" if outcome.cached else "miss"} if call.cacheable else {}
+    return outcome.result, operation.status, headers
 
 
 def prepare_call(svc: Services, endpoint: str, body: dict) -> LongCall:
@@ -66,23 +141,30 @@ def prepare_call(svc: Services, endpoint: str, body: dict) -> LongCall:
     if operation is None:
         known = ", ".join(sorted(LONG_OPERATIONS)) or "none"
         raise NotFound(f"no long operation {endpoint!r}; the long operations are: {known}")
-    params, work = operation.prepare(svc, body)
-    return LongCall(endpoint, params, work, operation.cacheable)
+    return operation.long_call(svc, operation.parse(svc, body))
 
 
-def run_long(endpoint: str, body: dict):
-    """The response of a long operation's view: with ``?async=true`` 202 and a job, else the result.
+def check_token_limits(svc: Services, texts: list[str], *, load: bool = False) -> None:
+    """400 when a text is over the token limit of the loaded model (``load``: load the default model
+    first when none is loaded; otherwise the check waits for the service, which repeats it)."""
+    if not texts:
+        return
+    lm = svc.manager.peek() or (svc.manager.ensure_loaded() if load else None)
+    if lm is not None:
+        encode_texts(lm, texts, svc.settings.max_input_tokens)
 
-    A synchronous result of a cacheable operation carries the ``X-NeuronScope-Cache: hit|miss``
-    header; a hit also has ``"cached": true`` in its body.
-    """
-    svc = services()
-    call = prepare_call(svc, endpoint, body)
-    if get_bool(query_args(), "async", False):
-        return accepted(svc.long_runs.submit(call))
-    outcome = svc.long_runs.run(call)
-    headers = {CACHE_HEADER: "hit" if outcome.cached else "miss"} if call.cacheable else {}
-    return outcome.result, LONG_OPERATIONS[endpoint].status, headers
+
+def async_flag() -> bool:
+    """``?async=true|false`` (400 for another value)."""
+    raw = request.args.get("async")
+    return raw is not None and get_bool({"async": query_scalar(raw, "boolean")}, "async")
+
+
+def refuse_async_elsewhere() -> None:
+    """Before every /api request: ``?async=true`` where the route cannot run as a job is a 400, not ignored."""
+    routed = request.url_rule is not None  # unknown routes and methods keep their 404 / 405
+    if routed and request.path.startswith("/api/") and async_flag() and request.endpoint not in ASYNC_VIEWS:
+        raise BadRequest(f"{request.method} {request.path} does not run as a job: drop ?async=true")
 
 
 def accepted(job: Job):

@@ -1,32 +1,33 @@
 from flask import Blueprint
 
-from neuronscope.api.params import get_str, json_body
-from neuronscope.services import services
+from neuronscope.api import requests as req
+from neuronscope.api.fields import NoFields
+from neuronscope.api.long_running import route
+from neuronscope.services import Services
 
 bp = Blueprint("models", __name__)
 
 
-@bp.get("/models")
-def list_models():
-    return services().models.list_models()
+@route(bp, "GET", "models", NoFields)
+def list_models(svc: Services, r: NoFields) -> dict:
+    return svc.models.list_models()
 
 
-@bp.get("/models/memory")
-def memory():
-    return services().models.memory()
+@route(bp, "GET", "models/memory", NoFields)
+def memory(svc: Services, r: NoFields) -> dict:
+    return svc.models.memory()
 
 
-@bp.post("/models/switch")
-def switch():
-    name = get_str(json_body(), "model_name", max_chars=200)
-    return services().models.switch(name)
+@route(bp, "POST", "models/switch", req.SwitchModel)
+def switch(svc: Services, r: req.SwitchModel) -> dict:
+    return svc.models.switch(r.model_name)
 
 
-@bp.get("/models/<model_name:model_name>")
-def model_info(model_name: str):
-    return services().models.model_info(model_name)
+@route(bp, "GET", "models/<model_name:model_name>", NoFields)
+def model_info(svc: Services, r: NoFields, model_name: str) -> dict:
+    return svc.models.model_info(model_name)
 
 
-@bp.delete("/models/<model_name:model_name>")
-def delete_model(model_name: str):
-    return services().models.delete(model_name)
+@route(bp, "DELETE", "models/<model_name:model_name>", NoFields)
+def delete_model(svc: Services, r: NoFields, model_name: str) -> dict:
+    return svc.models.delete(model_name)

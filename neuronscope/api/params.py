@@ -1,4 +1,10 @@
-"""Parsing and validating request input; every failure is a 4xx with a clear message."""
+"""Parsing and validating request input; every failure is a 4xx with a clear message.
+
+Every body and query string passes :func:`check_values` first: anywhere in it, numbers must be
+finite and integers within ``±MAX_INT``, and strings (keys included) valid Unicode without control
+characters (:func:`neuronscope.services.validation.text_problem`). Fields then check their own
+types and ranges.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +14,39 @@ from typing import Any
 from flask import request
 
 from neuronscope.errors import BadRequest, UnsupportedMediaType
+from neuronscope.services.validation import text_problem
 
-_MISSING = object()
+MISSING = object()
+MAX_INT = 2**63 - 1
+"""The largest integer accepted anywhere (a signed 64-bit integer, what tensors index with)."""
+
+
+def check_values(value: Any, where: str = "the request") -> None:
+    """400 unless every number inside ``value`` is finite and every integer within ``±MAX_INT``,
+    and every string (and key) is valid Unicode without control characters."""
+    stack = [(value, where)]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, dict):
+            for key, child in item.items():
+                _check_string(key, f"a key of {path}")
+                stack.append((child, f"{path}.{key}" if path != where else key))
+        elif isinstance(item, list):
+            stack.extend((child, f"{path}[{i}]") for i, child in enumerate(item))
+        elif isinstance(item, str):
+            _check_string(item, f"'{path}'")
+        elif isinstance(item, bool) or item is None:
+            continue
+        elif isinstance(item, int) and abs(item) > MAX_INT:
+            raise BadRequest(f"'{path}' is an integer beyond the limit of ±{MAX_INT}")
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise BadRequest(f"'{path}' must be a finite number, got {item}")
+
+
+def _check_string(text: str, what: str) -> None:
+    problem = text_problem(text)
+    if problem is not None:
+        raise BadRequest(f"{what} {problem}; text must be valid Unicode without control characters")
 
 
 def json_body() -> dict[str, Any]:
@@ -24,13 +61,14 @@ def json_body() -> dict[str, Any]:
         raise BadRequest("the request body is not valid JSON")
     if not isinstance(data, dict):
         raise BadRequest("the request body must be a JSON object")
+    check_values(data)
     return data
 
 
 def _fetch(source: dict, key: str, default: Any) -> Any:
-    value = source.get(key, _MISSING)
-    if value is _MISSING or value is None:
-        if default is _MISSING:
+    value = source.get(key, MISSING)
+    if value is MISSING or value is None:
+        if default is MISSING:
             raise BadRequest(f"'{key}' is required")
         return default
     return value
@@ -43,39 +81,41 @@ def _check_range(key: str, value: float, minimum: float | None, maximum: float |
         raise BadRequest(f"'{key}' must be <= {maximum}, got {value}")
 
 
-def get_int(source: dict, key: str, default: Any = _MISSING, *, minimum: int | None = None, maximum: int | None = None) -> int:
+def get_int(source: dict, key: str, default: Any = MISSING, *, minimum: int | None = None, maximum: int | None = None) -> int:
     """An integer field (booleans and floats refused)."""
     value = _fetch(source, key, default)
-    if value is default and default is not _MISSING:
+    if value is default and default is not MISSING:
         return value
     if isinstance(value, bool) or not isinstance(value, int):
         raise BadRequest(f"'{key}' must be an integer")
+    if abs(value) > MAX_INT:
+        raise BadRequest(f"'{key}' is an integer beyond the limit of ±{MAX_INT}")
     _check_range(key, value, minimum, maximum)
     return value
 
 
-def get_float(source: dict, key: str, default: Any = _MISSING, *, minimum: float | None = None, maximum: float | None = None) -> float:
+def get_float(source: dict, key: str, default: Any = MISSING, *, minimum: float | None = None, maximum: float | None = None) -> float:
     """A finite number field."""
     value = _fetch(source, key, default)
-    if value is default and default is not _MISSING:
+    if value is default and default is not MISSING:
         return value
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise BadRequest(f"'{key}' must be a finite number")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or abs(value) > MAX_INT or not math.isfinite(value):
+        raise BadRequest(f"'{key}' must be a finite number of at most {MAX_INT:.3g} in size")
     _check_range(key, value, minimum, maximum)
     return float(value)
 
 
-def get_bool(source: dict, key: str, default: Any = _MISSING) -> bool:
+def get_bool(source: dict, key: str, default: Any = MISSING) -> bool:
     value = _fetch(source, key, default)
     if not isinstance(value, bool):
         raise BadRequest(f"'{key}' must be true or false")
     return value
 
 
-def get_str(source: dict, key: str, default: Any = _MISSING, *, max_chars: int | None = None, choices: tuple[str, ...] | None = None) -> str:
+def get_str(source: dict, key: str, default: Any = MISSING, *, max_chars: int | None = None, choices: tuple[str, ...] | None = None) -> str:
     """A non-empty string field (after stripping whitespace)."""
     value = _fetch(source, key, default)
-    if value is default and default is not _MISSING:
+    if value is default and default is not MISSING:
         return value
     if not isinstance(value, str) or not value.strip():
         raise BadRequest(f"'{key}' must be a non-empty string")
@@ -86,10 +126,10 @@ def get_str(source: dict, key: str, default: Any = _MISSING, *, max_chars: int |
     return value
 
 
-def get_list(source: dict, key: str, default: Any = _MISSING, *, max_items: int | None = None) -> list:
+def get_list(source: dict, key: str, default: Any = MISSING, *, max_items: int | None = None) -> list:
     """A non-empty list field of at most ``max_items`` items."""
     value = _fetch(source, key, default)
-    if value is default and default is not _MISSING:
+    if value is default and default is not MISSING:
         return value
     if not isinstance(value, list) or not value:
         raise BadRequest(f"'{key}' must be a non-empty list")
@@ -98,10 +138,10 @@ def get_list(source: dict, key: str, default: Any = _MISSING, *, max_items: int 
     return value
 
 
-def get_str_list(source: dict, key: str, default: Any = _MISSING, *, max_items: int | None = None, max_chars: int | None = None) -> list[str]:
+def get_str_list(source: dict, key: str, default: Any = MISSING, *, max_items: int | None = None, max_chars: int | None = None) -> list[str]:
     """A non-empty list of non-empty strings."""
     values = get_list(source, key, default, max_items=max_items)
-    if values is default and default is not _MISSING:
+    if values is default and default is not MISSING:
         return values
     for i, item in enumerate(values):
         if not isinstance(item, str) or not item.strip():
@@ -111,10 +151,10 @@ def get_str_list(source: dict, key: str, default: Any = _MISSING, *, max_items: 
     return values
 
 
-def get_int_list(source: dict, key: str, default: Any = _MISSING, *, max_items: int | None = None, unique: bool = True) -> list[int]:
+def get_int_list(source: dict, key: str, default: Any = MISSING, *, max_items: int | None = None, unique: bool = True) -> list[int]:
     """A non-empty list of integers, unique unless ``unique=False``."""
     values = get_list(source, key, default, max_items=max_items)
-    if values is default and default is not _MISSING:
+    if values is default and default is not MISSING:
         return values
     for i, item in enumerate(values):
         if isinstance(item, bool) or not isinstance(item, int):
@@ -122,38 +162,3 @@ def get_int_list(source: dict, key: str, default: Any = _MISSING, *, max_items: 
     if unique and len(set(values)) != len(values):
         raise BadRequest(f"'{key}' must not repeat values")
     return values
-
-
-def query_int_list(key: str, *, max_items: int | None = None) -> list[int] | None:
-    """Integers from the query string as ``?key=0&key=3`` or ``?key=0,3`` (None when absent), unique, in order."""
-    raw = [part.strip() for value in request.args.getlist(key) for part in value.split(",")]
-    if not raw:
-        return None
-    try:
-        values = list(dict.fromkeys(int(part) for part in raw))
-    except ValueError:
-        raise BadRequest(f"'{key}' must be integers, e.g. ?{key}=0&{key}=3 or ?{key}=0,3") from None
-    if max_items is not None and len(values) > max_items:
-        raise BadRequest(f"'{key}' has {len(values)} values; the limit is {max_items}")
-    return values
-
-
-def query_args() -> dict[str, Any]:
-    """Query-string values parsed as JSON scalars where possible (``"10"`` -> 10, ``"true"`` -> True)."""
-    parsed: dict[str, Any] = {}
-    for key in request.args:
-        raw = request.args.get(key, "")
-        parsed[key] = _scalar(raw)
-    return parsed
-
-
-def _scalar(raw: str) -> Any:
-    lowered = raw.strip().lower()
-    if lowered in {"true", "false"}:
-        return lowered == "true"
-    for parse in (int, float):
-        try:
-            return parse(raw)
-        except ValueError:
-            continue
-    return raw

@@ -1,120 +1,57 @@
-"""The six /api/pruning endpoints: parse and validate the request, call the pruning service."""
+"""The six /api/pruning analysis endpoints: a typed request each, handed to the pruning service."""
 
 from flask import Blueprint
 
-from neuronscope.api.params import (
-    get_float,
-    get_int,
-    get_int_list,
-    get_list,
-    get_str,
-    get_str_list,
-    json_body,
-    query_args,
-)
-from neuronscope.api.long_running import long_operation, run_long
-from neuronscope.errors import BadRequest
-from neuronscope.services import Services, services
-from neuronscope.services.long_runs import Work
-from neuronscope.services.pruning import ABLATION_KINDS, EXPORT_FILES, IMPORTANCE_METHODS, SCORE_METHODS
+from neuronscope.analysis.progress import ProgressFn, no_progress
+from neuronscope.api import requests as req
+from neuronscope.api.long_running import route
+from neuronscope.services import Services
 
 bp = Blueprint("pruning", __name__)
 
-MAX_LAYERS = 1024
+
+@route(bp, "GET", "pruning/weight-analysis", req.WeightAnalysis, cacheable=True, supports_async=True)
+def weight_analysis(svc: Services, r: req.WeightAnalysis, progress: ProgressFn = no_progress) -> dict:
+    return svc.pruning.weight_analysis(tolerance=r.tolerance, progress=progress)
 
 
-@long_operation("pruning/weight-analysis", cacheable=True)
-def _weight_analysis(svc: Services, args: dict) -> tuple[dict, Work]:
-    tolerance = get_float(args, "tolerance", 0.0, minimum=0.0)
-    return {"tolerance": tolerance}, lambda progress: svc.pruning.weight_analysis(tolerance=tolerance, progress=progress)
-
-
-@bp.get("/pruning/weight-analysis")
-def weight_analysis():
-    return run_long("pruning/weight-analysis", query_args())
-
-
-@bp.get("/pruning/candidates")
-def candidates():
-    args = query_args()
-    return services().pruning.candidates(
-        threshold=get_float(args, "threshold", 10.0, minimum=0.0, maximum=100.0),
-        method=get_str(args, "method", "magnitude", choices=SCORE_METHODS),
-        layer_index=get_int(args, "layer_index", None, minimum=0),
-        limit=get_int(args, "limit", None, minimum=1),
-        offset=get_int(args, "offset", 0, minimum=0),
+@route(bp, "GET", "pruning/candidates", req.Candidates)
+def candidates(svc: Services, r: req.Candidates) -> dict:
+    return svc.pruning.candidates(
+        threshold=r.threshold, method=r.method, layer_index=r.layer_index, limit=r.limit, offset=r.offset
     )
 
 
-@bp.post("/pruning/impact-analysis")
-def impact_analysis():
-    svc = services()
-    body = json_body()
+@route(bp, "POST", "pruning/impact-analysis", req.ImpactAnalysis)
+def impact_analysis(svc: Services, r: req.ImpactAnalysis) -> dict:
     return svc.pruning.impact_analysis(
-        layer=get_int(body, "layer_index", minimum=0),
-        neurons=get_int_list(body, "neuron_indices", max_items=svc.settings.max_neurons_per_request),
-        text=get_str(body, "input_text"),
-        ablation=get_str(body, "ablation", "zero", choices=ABLATION_KINDS),
+        layer=r.layer_index, neurons=list(r.neuron_indices), text=r.input_text, ablation=r.ablation
     )
 
 
-@long_operation("pruning/neuron-importance", cacheable=True)
-def _neuron_importance(svc: Services, body: dict) -> tuple[dict, Work]:
-    params = {
-        "layers": _importance_layers(body),
-        "texts": get_str_list(body, "input_texts", max_items=svc.settings.max_texts),
-        "method": get_str(body, "method", "ablation", choices=IMPORTANCE_METHODS),
-        "ablation": get_str(body, "ablation", "zero", choices=ABLATION_KINDS),
-        "critical_threshold": get_float(body, "critical_threshold", None, minimum=0.0),
-    }
-    return params, lambda progress: svc.pruning.neuron_importance(**params, progress=progress)
+@route(bp, "POST", "pruning/neuron-importance", req.NeuronImportance, cacheable=True, supports_async=True)
+def neuron_importance(svc: Services, r: req.NeuronImportance, progress: ProgressFn = no_progress) -> dict:
+    return svc.pruning.neuron_importance(
+        layers=r.layers,
+        texts=list(r.input_texts),
+        method=r.method,
+        ablation=r.ablation,
+        critical_threshold=r.critical_threshold,
+        progress=progress,
+    )
 
 
-@bp.post("/pruning/neuron-importance")
-def neuron_importance():
-    return run_long("pruning/neuron-importance", json_body())
+@route(bp, "POST", "pruning/batch-analysis", req.BatchAnalysis, cacheable=True, supports_async=True)
+def batch_analysis(svc: Services, r: req.BatchAnalysis, progress: ProgressFn = no_progress) -> dict:
+    return svc.pruning.batch_analysis(
+        candidates=list(r.pruning_candidates),
+        texts=list(r.input_texts),
+        batch_size=r.batch_size,
+        ablation=r.ablation,
+        progress=progress,
+    )
 
 
-@long_operation("pruning/batch-analysis", cacheable=True)
-def _batch_analysis(svc: Services, body: dict) -> tuple[dict, Work]:
-    items = get_list(body, "pruning_candidates", max_items=svc.settings.max_neurons_per_request)
-    params = {
-        "candidates": [_candidate(item, i) for i, item in enumerate(items)],
-        "texts": get_str_list(body, "input_texts", max_items=svc.settings.max_texts),
-        "batch_size": get_int(body, "batch_size", 10, minimum=1, maximum=svc.settings.max_batch_size),
-        "ablation": get_str(body, "ablation", "zero", choices=ABLATION_KINDS),
-    }
-    return params, lambda progress: svc.pruning.batch_analysis(**params, progress=progress)
-
-
-@bp.post("/pruning/batch-analysis")
-def batch_analysis():
-    return run_long("pruning/batch-analysis", json_body())
-
-
-@bp.post("/pruning/export")
-def export():
-    kind = get_str(json_body(), "type", choices=tuple(EXPORT_FILES))
-    return services().pruning.export(kind)
-
-
-def _importance_layers(body: dict) -> int | list[int] | str:
-    """Exactly one of ``layer_index`` (one layer) and ``layer_indices`` (a list, or ``"all"``)."""
-    if ("layer_index" in body) == ("layer_indices" in body):
-        raise BadRequest("give exactly one of 'layer_index' (one layer) and 'layer_indices' (a list, or \"all\")")
-    if "layer_index" in body:
-        return get_int(body, "layer_index", minimum=0)
-    if body["layer_indices"] == "all":
-        return "all"
-    if isinstance(body["layer_indices"], str):
-        raise BadRequest("'layer_indices' must be a list of layer indices or \"all\"")
-    return get_int_list(body, "layer_indices", max_items=MAX_LAYERS)
-
-
-def _candidate(item: object, i: int) -> tuple[int, int]:
-    if not isinstance(item, dict):
-        raise BadRequest(f"'pruning_candidates[{i}]' must be an object with layer_index and neuron_index")
-    try:
-        return get_int(item, "layer_index", minimum=0), get_int(item, "neuron_index", minimum=0)
-    except BadRequest as exc:
-        raise BadRequest(f"pruning_candidates[{i}]: {exc.details}") from exc
+@route(bp, "POST", "pruning/export", req.Export)
+def export(svc: Services, r: req.Export) -> dict:
+    return svc.pruning.export(r.type)

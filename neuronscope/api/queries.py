@@ -1,34 +1,20 @@
 from flask import Blueprint
 
-from neuronscope.api.params import get_int, get_str, json_body
-from neuronscope.services import services
+from neuronscope.api import requests as req
+from neuronscope.api.long_running import file_routes, route
+from neuronscope.services import Services
 
 bp = Blueprint("queries", __name__)
 
 
-@bp.post("/queries/neuron")
-def query_neuron():
-    body = json_body()
-    layer_index = get_int(body, "layer_index", minimum=0)
-    neuron_index = get_int(body, "neuron_index", minimum=0)
-    top_k = get_int(body, "top_k", 10, minimum=1, maximum=services().settings.max_top_k)
-    return services().queries.neuron(layer_index, neuron_index, top_k)
+@route(bp, "POST", "queries/neuron", req.QueryNeuron)
+def query_neuron(svc: Services, r: req.QueryNeuron) -> dict:
+    return svc.queries.neuron(r.layer_index, r.neuron_index, r.top_k)
 
 
-@bp.post("/queries/cluster")
-def query_cluster():
-    body = json_body()
-    cluster_id = get_int(body, "cluster_id", minimum=0)
-    top_k = get_int(body, "top_k", 10, minimum=1, maximum=services().settings.max_top_k)
-    cluster_file = get_str(body, "cluster_file", None, max_chars=200)
-    return services().queries.cluster(cluster_id, top_k, cluster_file)
+@route(bp, "POST", "queries/cluster", req.QueryCluster)
+def query_cluster(svc: Services, r: req.QueryCluster) -> dict:
+    return svc.queries.cluster(r.cluster_id, r.top_k, r.cluster_file)
 
 
-@bp.get("/queries/files")
-def list_files():
-    return services().queries.list_files()
-
-
-@bp.get("/queries/<json_file:filename>")
-def read_file(filename: str):
-    return services().queries.read(filename)
+file_routes(bp, "queries", lambda svc: svc.queries)

@@ -151,12 +151,12 @@ class ActivationService:
     def index_corpus(
         self, texts: Sequence[str] | None, *, batch_size: int, progress: ProgressFn = no_progress
     ) -> dict:
-        """Index ``texts`` (the stored samples when None) into the corpus index, in padded batches.
+        """Index ``texts`` (the stored samples that fit the token limit when None) into the corpus index, in padded batches.
 
         Texts already indexed for the loaded model (same token ids) are skipped.
         """
-        texts = list(self.samples.list() if texts is None else texts)
         with self.manager.use() as lm:
+            texts = list(self.samples.fitting(lm, self.settings.max_input_tokens) if texts is None else texts)
             encoded = [ids[0].tolist() for ids in encode_texts(lm, texts, self.settings.max_input_tokens)]
             names = [hashlib.sha256(np.asarray(ids, dtype="<i4").tobytes()).hexdigest()[:24] for ids in encoded]
             known = self.index.indexed_names(lm.name, "corpus", names)

@@ -17,13 +17,7 @@ from neuronscope.analysis.progress import ProgressFn, no_progress
 from neuronscope.analysis.scores import SCORERS
 from neuronscope.errors import BadRequest
 from neuronscope.modeling.manager import LoadedModel
-from neuronscope.services.validation import context_length
-
-
-def token_limit(lm: LoadedModel, max_input_tokens: int) -> int:
-    """Tokens per piece: ``max_input_tokens``, or the model's context when that is shorter."""
-    context = context_length(lm)
-    return min(max_input_tokens, context) if context is not None else max_input_tokens
+from neuronscope.services.validation import token_limit
 
 
 def token_pieces(lm: LoadedModel, text: str, limit: int) -> list[torch.Tensor]:
@@ -42,7 +36,7 @@ def pad_id(lm: LoadedModel) -> int:
 
 def calibration(lm: LoadedModel, texts: Sequence[str], max_input_tokens: int, seed: int = 0) -> Calibration:
     """The calibration value of ``texts`` for ``lm`` by the rule above (400 when no piece has two tokens)."""
-    limit = token_limit(lm, max_input_tokens)
+    limit, _ = token_limit(lm, max_input_tokens)
     pieces = tuple(piece for text in texts for piece in token_pieces(lm, text, limit))
     if not any(len(piece) >= 2 for piece in pieces):
         raise BadRequest("the calibration texts are too short: at least one text needs two tokens")

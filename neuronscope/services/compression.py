@@ -11,18 +11,17 @@ import torch
 from neuronscope.analysis.evaluation import LossReport, next_token_loss
 from neuronscope.analysis.progress import ProgressFn, no_progress, scaled
 from neuronscope.analysis.calibration import Calibration
-from neuronscope.analysis.pruning_plan import SCOPES, select_neurons
+from neuronscope.analysis.pruning_plan import select_neurons
 from neuronscope.analysis.scores import CALIBRATED_METHODS, SCORE_METHODS, SCORERS
 from neuronscope.analysis.surgery import parameter_count, parameters_per_neuron, pruned_copy
 from neuronscope.config import Settings
 from neuronscope.errors import BadRequest, Conflict
-from neuronscope.modeling import registry
 from neuronscope.modeling.adapters import adapter_for
 from neuronscope.modeling.manager import LoadedModel, ModelManager, release_memory
 from neuronscope.resources.texts import builtin_texts
-from neuronscope.services.calibration import calibration, neuron_scores, pad_id, token_limit, token_pieces
+from neuronscope.services.calibration import calibration, neuron_scores, pad_id, token_pieces
 from neuronscope.services.samples import SampleService
-from neuronscope.services.validation import check_layer, check_neurons, encode_texts
+from neuronscope.services.validation import check_layer, check_neurons, encode_texts, token_limit
 from neuronscope.storage.files import atomic_write_json
 from neuronscope.storage.folders import staged_folder
 from neuronscope.storage.quota import StorageQuota
@@ -43,14 +42,16 @@ class CompressionService:
 
     # -- texts ---------------------------------------------------------------------------------
 
-    def _texts(self, texts: Sequence[str] | None, use_samples: bool, builtin: str) -> tuple[list[str] | None, str]:
-        """The given texts, the stored samples, or ``None`` for the built-in set ``builtin``; and their source name."""
-        if texts is not None and use_samples:
-            raise BadRequest("give either 'texts' or 'use_samples', not both")
+    def _texts(
+        self, lm: LoadedModel, texts: Sequence[str] | None, use_samples: bool, builtin: str
+    ) -> tuple[list[str] | None, str]:
+        """The given texts, the stored samples that fit the token limit, or ``None`` for the built-in
+        set ``builtin``; and their source name (the request has checked that not both are given)."""
         if texts is not None:
             return list(texts), "texts"
         if use_samples:
-            return self.samples.list()[: self.settings.max_texts], "samples"
+            limit, _ = token_limit(lm, self.settings.max_input_tokens)
+            return self.samples.fitting(lm, limit)[: self.settings.max_texts], "samples"
         return None, f"builtin:{builtin}"
 
     def sequences(
@@ -58,11 +59,11 @@ class CompressionService:
     ) -> tuple[list[torch.Tensor], str]:
         """1-D token id sequences to evaluate on and where the texts came from (``texts``, ``samples``, ``builtin``).
 
-        Given texts and samples must fit the token limit (400 otherwise); built-in texts are cut
-        into pieces that fit it, so short-context models can use them too.
+        Given texts must fit the token limit (400 otherwise); stored samples that do not are skipped;
+        built-in texts are cut into pieces that fit it, so short-context models can use them too.
         """
-        chosen, source = self._texts(texts, use_samples, builtin)
-        limit = token_limit(lm, self.settings.max_input_tokens)
+        limit, _ = token_limit(lm, self.settings.max_input_tokens)
+        chosen, source = self._texts(lm, texts, use_samples, builtin)
         if chosen is not None:
             sequences = [ids[0] for ids in encode_texts(lm, chosen, limit)]
         else:
@@ -75,7 +76,7 @@ class CompressionService:
         self, lm: LoadedModel, texts: Sequence[str] | None, use_samples: bool, seed: int = 0
     ) -> tuple[Calibration, str]:
         """The calibration of a plan (the rule of ``services/calibration.py``) and its texts' source."""
-        chosen, source = self._texts(texts, use_samples, "calibration")
+        chosen, source = self._texts(lm, texts, use_samples, "calibration")
         return calibration(lm, builtin_texts("calibration") if chosen is None else chosen, self.settings.max_input_tokens, seed), source
 
     def loss(
@@ -146,8 +147,8 @@ class CompressionService:
         seed: int = 0,
         progress: ProgressFn = no_progress,
     ) -> dict:
-        """The neurons to remove for ``sparsity`` of the MLP neurons, chosen by ``method`` within ``scope``."""
-        check_plan_request(sparsity, method, scope)
+        """The neurons to remove for ``sparsity`` of the MLP neurons, chosen by ``method`` within ``scope``
+        (the request has checked the values: :class:`neuronscope.api.requests.Plan`)."""
         with self.manager.use() as lm:
             inputs, described = Calibration(seed=seed), None
             if method in CALIBRATED_METHODS:
@@ -189,8 +190,8 @@ class CompressionService:
 
         The served model is never modified: the neurons are removed from a deep copy, which is
         saved to ``<models dir>/<output_name>/`` through a staged folder and then dropped.
+        ``output_name`` is a plain new name (checked by :class:`neuronscope.api.requests.Apply`).
         """
-        check_output_name(output_name)
         target = self.settings.resolved_models_dir / output_name
         with self.manager.use() as lm:
             removed = self._check_apply(lm, target, plan_model, neurons)
@@ -245,25 +246,6 @@ class CompressionService:
         return self._check_groups(lm, neurons, keep_one=True)
 
 
-def check_output_name(name: str) -> None:
-    """400 unless ``name`` can name a new local model (no model needed)."""
-    if not registry.is_local_name(name):
-        raise BadRequest(
-            f"output_name {name!r} must be a plain folder name of at most {registry.MAX_NAME_CHARS} "
-            "characters: letters, digits, '_' and '-', with single dots between parts"
-        )
-    if name in registry.REGISTRY:
-        raise BadRequest(f"output_name {name!r} is the name of a registry model; choose another")
-
-
-def check_plan_request(sparsity: float, method: str, scope: str) -> None:
-    """400 unless ``sparsity``, ``method`` and ``scope`` make a valid plan request (no model needed)."""
-    if not 0.0 <= sparsity <= MAX_SPARSITY:
-        raise BadRequest(f"'sparsity' must be in [0, {MAX_SPARSITY}], got {sparsity}")
-    if method not in METHODS:
-        raise BadRequest(f"'method' must be one of {', '.join(METHODS)}; got {method!r}")
-    if scope not in SCOPES:
-        raise BadRequest(f"'scope' must be one of {', '.join(SCOPES)}; got {scope!r}")
 
 
 def _mlp_sizes(model) -> list[int]:

@@ -31,7 +31,7 @@ from neuronscope.executors.chunks import merge_importance, neuron_ranges
 from neuronscope.modeling.manager import LoadedModel, ModelManager
 from neuronscope.services.calibration import calibration, neuron_scores
 from neuronscope.services.samples import SampleService
-from neuronscope.services.validation import check_layer, check_neurons, encode_texts
+from neuronscope.services.validation import check_layer, check_neurons, encode_texts, token_limit
 from neuronscope.storage.files import JsonFolder
 from neuronscope.timestamps import utc_now
 

@@ -1,7 +1,9 @@
-"""Validation of request values against the loaded model (layers, neurons, texts)."""
+"""Validation of request values: text that is valid Unicode, and values against the loaded model
+(layers, neurons, token limits)."""
 
 from __future__ import annotations
 
+import re
 from typing import Sequence
 
 import torch
@@ -9,6 +11,20 @@ import torch
 from neuronscope.analysis.forward import encode
 from neuronscope.errors import BadRequest
 from neuronscope.modeling.manager import LoadedModel
+
+
+_FORBIDDEN = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+
+
+def text_problem(text: str) -> str | None:
+    """Why ``text`` cannot enter the server, or None: a lone UTF-16 surrogate (not Unicode; cannot be
+    encoded as UTF-8) or a control character other than tab, line feed and carriage return."""
+    found = _FORBIDDEN.search(text)
+    if found is None:
+        return None
+    code = ord(found.group())
+    kind = "a lone UTF-16 surrogate" if 0xD800 <= code <= 0xDFFF else "a control character"
+    return f"contains {kind} (U+{code:04X}) at position {found.start()}"
 
 
 def check_layer(lm: LoadedModel, layer: int) -> int:
@@ -34,13 +50,23 @@ def context_length(lm: LoadedModel) -> int | None:
     return value if isinstance(value, int) and value > 0 else None
 
 
+def token_limit(lm: LoadedModel, max_tokens: int) -> tuple[int, str]:
+    """Tokens allowed per text and what sets the limit: ``max_tokens``, or the model's context when shorter."""
+    context = context_length(lm)
+    if context is not None and context < max_tokens:
+        return context, f"{lm.name}'s context length"
+    return max_tokens, "max_input_tokens"
+
+
+def token_count(lm: LoadedModel, text: str) -> int:
+    """Tokens of ``text`` as :func:`encode_texts` encodes it (special tokens included)."""
+    return len(lm.tokenizer(text)["input_ids"])
+
+
 def encode_texts(lm: LoadedModel, texts: Sequence[str], max_tokens: int) -> list[torch.Tensor]:
     """Each text as token ids ``[1, seq]`` on the model's device; 400 if empty, over ``max_tokens``
     or over the model's context length."""
-    limit, name = max_tokens, "max_input_tokens"
-    context = context_length(lm)
-    if context is not None and context < max_tokens:
-        limit, name = context, f"{lm.name}'s context length"
+    limit, name = token_limit(lm, max_tokens)
     encoded = []
     for i, text in enumerate(texts):
         ids = encode(lm.tokenizer, text, lm.device)

@@ -16,11 +16,27 @@ BAD_BODIES = {
     "deeply nested": (b"[" * 100_000 + b"]" * 100_000, JSON),
     "oversized": (b'{"prompt": "' + b"x" * 2_000_000 + b'"}', JSON),
     "NaN literal alone": (b"NaN", JSON),
+    # valid JSON that Python's json module parses: refused by the body-wide checks, whatever the route
+    "lone surrogates in every text field": (
+        b'{"prompt": "\\ud800", "texts": ["\\udfff"], "input_text": "\\ud800", "input_texts": ["a\\udc00"],'
+        b' "model_name": "\\ud83d", "output_name": "x\\ud800", "endpoint": "\\udfff", "type": "\\ud800"}',
+        JSON,
+    ),
+    "control character": (b'{"prompt": "a\\u0000b", "texts": ["\\u001b"], "type": "\\u0007"}', JSON),
+    "NaN nested in a plan": (b'{"output_name": "x", "plan": {"sparsity": NaN, "neurons": []}, "sparsity": NaN}', JSON),
+    "Infinity everywhere": (b'{"sparsity": Infinity, "tolerance": -Infinity, "layer_index": Infinity}', JSON),
+    "1e309": (b'{"sparsity": 1e309, "threshold": 1e309, "critical_threshold": -1e309, "top_k": 1e309}', JSON),
+    "400-digit integer": (
+        b'{"sparsity": ' + b"1" * 400 + b', "layer_index": ' + b"9" * 400 + b', "cluster_id": -' + b"9" * 400 + b"}",
+        JSON,
+    ),
 }
 BAD_QUERIES = {
     "/api/pruning/candidates": ["threshold=abc", "threshold=-5", "threshold=101", "threshold=nan", "limit=0",
                                 "layer_index=-1", "layer_index=1.5", "offset=-2", "method=unknown", "layer_index=99"],
-    "/api/pruning/weight-analysis": ["tolerance=-1", "tolerance=abc", "tolerance=inf"],
+    "/api/pruning/weight-analysis": ["tolerance=-1", "tolerance=abc", "tolerance=inf", "tolerance=1e309",
+                                     "tolerance=" + "1" * 400, "tolerance=nan", "async=maybe"],
+    "/api/jobs": ["status=%00", "status=done%ED%A0%80", "async=true"],
 }
 BAD_ACTIVATION_QUERIES = ["layer=x", "top_k=0", "top_k=abc", "layer=999", "layer=-1"]
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
 
 from neuronscope.analysis.forward import encode, run
 from neuronscope.analysis.hooks import ablated
-from neuronscope.api.long_running import LongOperation
-from neuronscope.api.params import get_int, get_int_list, json_body
+from neuronscope.api.fields import Request, integer, integers, string
+from neuronscope.api.long_running import ASYNC_VIEWS, LONG_OPERATIONS, Operation, respond
 from neuronscope.services.validation import check_layer
 
 WEIGHT_NORMS = "test/weight-norms"
@@ -26,26 +27,26 @@ class Calls:
     count: int = 0
 
 
-def weight_norms_operation(calls: Calls) -> LongOperation:
+@dataclass(frozen=True, kw_only=True)
+class WeightNorms(Request):
+    layers: tuple[int, ...] = integers()
+    order: int = integer(default=2, minimum=1, maximum=3)
+
+
+def weight_norms_operation(calls: Calls) -> Operation:
     """Per layer, the p-norm of each neuron's output weights: a small weight analysis with progress per layer."""
 
-    def prepare(svc, body: dict):
-        layers = get_int_list(body, "layers")
-        order = get_int(body, "order", 2, minimum=1, maximum=3)
+    def handler(svc, r: WeightNorms, progress):
+        calls.count += 1
+        with svc.manager.use() as lm:
+            norms = {}
+            for i, layer in enumerate(r.layers):
+                check_layer(lm, layer)
+                progress(i / len(r.layers), f"layer {layer}")
+                norms[str(layer)] = torch.linalg.vector_norm(lm.adapter.w_out(layer), ord=r.order, dim=1).tolist()
+        return {"order": r.order, "norms": norms}
 
-        def work(progress):
-            calls.count += 1
-            with svc.manager.use() as lm:
-                norms = {}
-                for i, layer in enumerate(layers):
-                    check_layer(lm, layer)
-                    progress(i / len(layers), f"layer {layer}")
-                    norms[str(layer)] = torch.linalg.vector_norm(lm.adapter.w_out(layer), ord=order, dim=1).tolist()
-            return {"order": order, "norms": norms}
-
-        return {"layers": layers, "order": order}, work
-
-    return LongOperation(WEIGHT_NORMS, prepare, cacheable=True)
+    return Operation(WEIGHT_NORMS, WeightNorms, handler, cacheable=True, supports_async=True)
 
 
 def numpy_norms(lm, layer: int, order: int) -> np.ndarray:
@@ -72,41 +73,36 @@ class Gate:
             event.set()
 
 
-def gated_operation(gate: Gate) -> LongOperation:
+@dataclass(frozen=True, kw_only=True)
+class Gated(Request):
+    text: str = string(default="Hello world")
+
+
+def gated_operation(gate: Gate) -> Operation:
     """Ablates neurons of layer 0 for its whole run and runs one forward pass per step, pausing at each."""
 
-    def prepare(svc, body: dict):
-        text = body.get("text", "Hello world")
+    def handler(svc, r: Gated, progress):
+        with svc.manager.use() as lm, ablated(lm.adapter, 0, [0, 1, 2]):
+            ids = encode(lm.tokenizer, r.text, lm.device)
+            total = 0.0
+            for step in range(gate.steps):
+                progress(step / gate.steps, f"step {step}")
+                gate.reached[step].set()
+                if not gate.release[step].wait(timeout=20):
+                    raise RuntimeError(f"the test never released step {step}")
+                total += float(run(lm.model, ids).logits.sum())
+                gate.completed.append(step)
+        return {"total": total, "steps": gate.steps}
 
-        def work(progress):
-            with svc.manager.use() as lm, ablated(lm.adapter, 0, [0, 1, 2]):
-                ids = encode(lm.tokenizer, text, lm.device)
-                total = 0.0
-                for step in range(gate.steps):
-                    progress(step / gate.steps, f"step {step}")
-                    gate.reached[step].set()
-                    if not gate.release[step].wait(timeout=20):
-                        raise RuntimeError(f"the test never released step {step}")
-                    total += float(run(lm.model, ids).logits.sum())
-                    gate.completed.append(step)
-            return {"total": total, "steps": gate.steps}
-
-        return {"text": text}, work
-
-    return LongOperation(GATED, prepare, cacheable=False)
+    return Operation(GATED, Gated, handler, supports_async=True)
 
 
 def add_test_views(app) -> None:
-    """Routes for the test operations, each a one-line view over ``run_long`` like the real ones."""
-    from neuronscope.api.long_running import run_long
-
+    """Routes for the test operations (while a test registers them in LONG_OPERATIONS), answered like the real ones."""
     for endpoint in (WEIGHT_NORMS, GATED):
-        app.add_url_rule(
-            f"/api/{endpoint}",
-            endpoint=endpoint.replace("/", "_"),
-            view_func=lambda endpoint=endpoint: run_long(endpoint, json_body()),
-            methods=["POST"],
-        )
+        view: Callable = lambda endpoint=endpoint: respond(LONG_OPERATIONS[endpoint])  # noqa: E731
+        app.add_url_rule(f"/api/{endpoint}", endpoint=endpoint.replace("/", "_"), view_func=view, methods=["POST"])
+        ASYNC_VIEWS.add(endpoint.replace("/", "_"))
 
 
 def wait_for_status(client, job_id: str, statuses: set[str], timeout: float = 30.0) -> dict:

@@ -1,0 +1,416 @@
+"""The typed request of every route: fields, defaults, limits and the checks across fields.
+
+Each is parsed once from the JSON body (or the query arguments of a GET/DELETE); ``as_body()`` is
+the request in API names (job ``params``, cache keys). The choices come from the modules that
+define them, and tests/api/test_request_schemas.py ties each type to docs/openapi.yaml.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from neuronscope.analysis.importance import ATTRIBUTION_PROBES
+from neuronscope.analysis.pruning_plan import SCOPES
+from neuronscope.api.fields import (
+    Request,
+    boolean,
+    choice,
+    custom,
+    integer,
+    integers,
+    number,
+    string,
+    text,
+)
+from neuronscope.api.fields import texts as text_list
+from neuronscope.api.params import MAX_INT, get_int, get_int_list, get_list, get_str
+from neuronscope.config import Settings
+from neuronscope.errors import BadRequest
+from neuronscope.jobs.job import CANCELLED, DONE, FAILED, QUEUED, RUNNING
+from neuronscope.modeling import registry
+from neuronscope.resources.texts import builtin_texts
+from neuronscope.services.compression import CALIBRATED_METHODS, MAX_SPARSITY, METHODS
+from neuronscope.services.pruning import ABLATION_KINDS, EXPORT_FILES, IMPORTANCE_METHODS, SCORE_METHODS
+from neuronscope.services.validation import token_count
+
+MAX_LAYERS = 1024
+MAX_NAME_CHARS = registry.MAX_NAME_CHARS
+JOB_STATUSES = (QUEUED, RUNNING, DONE, FAILED, CANCELLED)
+TAYLOR_PASSES = 3
+"""Forward-pass equivalents per token of a gradient (Taylor / attribution) pass: forward + backward."""
+
+NeuronGroups = dict[int, tuple[int, ...]]
+NEURON_GROUPS_SCHEMA = {"$ref": "#/components/schemas/NeuronGroups"}
+
+
+def _tokens(lm: Any, items: Sequence[str]) -> int:
+    return sum(token_count(lm, item) for item in items)
+
+
+# -- shared field readers ------------------------------------------------------------------
+
+
+def read_neuron_groups(source: dict, key: str, settings: Settings) -> NeuronGroups:
+    """``[{"layer_index": L, "neuron_indices": [...]}, ...]`` as ``{L: (...)}`` (each layer once)."""
+    limit = settings.max_neurons_per_request
+    items = get_list(source, key, max_items=limit)
+    groups: NeuronGroups = {}
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise BadRequest(f"'{key}[{i}]' must be an object with 'layer_index' and 'neuron_indices'")
+        layer = get_int(item, "layer_index", minimum=0)
+        if layer in groups:
+            raise BadRequest(f"'{key}' lists layer {layer} more than once")
+        neurons = get_int_list(item, "neuron_indices", max_items=limit)
+        if min(neurons) < 0:
+            raise BadRequest(f"'{key}[{i}].neuron_indices' must be >= 0")
+        groups[layer] = tuple(neurons)
+    return groups
+
+
+def dump_neuron_groups(groups: NeuronGroups) -> list[dict]:
+    return [{"layer_index": layer, "neuron_indices": list(neurons)} for layer, neurons in groups.items()]
+
+
+@dataclass(frozen=True, kw_only=True)
+class TextSource(Request):
+    """The optional ``texts`` / ``use_samples`` pair: given texts, the stored samples, or (neither) built-in texts."""
+
+    texts: tuple[str, ...] | None = text_list(default=None, max_items="max_texts")
+    use_samples: bool = boolean(default=False)
+
+    def check(self, settings: Settings) -> None:
+        if self.texts is not None and self.use_samples:
+            raise BadRequest("give either 'texts' or 'use_samples', not both")
+
+    def chosen_texts(self, svc: Any, builtin: str) -> Sequence[str]:
+        if self.texts is not None:
+            return self.texts
+        return svc.samples.list()[: svc.settings.max_texts] if self.use_samples else builtin_texts(builtin)
+
+
+# -- models and samples --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class SwitchModel(Request):
+    model_name: str = string(max_chars=MAX_NAME_CHARS)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AddSample(Request):
+    prompt: str = text(max_chars="max_sample_chars")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeleteSample(Request):
+    """Exactly one of ``index`` (a position in ``GET /api/samples``) and ``prompt`` (its text)."""
+
+    index: int | None = integer(default=None, minimum=0, maximum=MAX_INT)
+    prompt: str | None = string(default=None, max_chars="max_sample_chars")
+
+    def check(self, settings: Settings) -> None:
+        if (self.index is None) == (self.prompt is None):
+            raise BadRequest("give exactly one of 'index' (its position in GET /api/samples) and 'prompt' (its text)")
+
+
+# -- pruning analyses ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class WeightAnalysis(Request):
+    tolerance: float = number(default=0.0, minimum=0.0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Candidates(Request):
+    threshold: float = number(default=10.0, minimum=0.0, maximum=100.0)
+    method: str = choice(SCORE_METHODS, default="magnitude")
+    layer_index: int | None = integer(default=None, minimum=0)
+    limit: int | None = integer(default=None, minimum=1)
+    offset: int = integer(default=0, minimum=0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImpactAnalysis(Request):
+    layer_index: int = integer(minimum=0)
+    neuron_indices: tuple[int, ...] = integers(max_items="max_neurons_per_request", minimum=0)
+    input_text: str = text()
+    ablation: str = choice(ABLATION_KINDS, default="zero")
+
+
+def _read_layer_list(source: dict, key: str, settings: Settings) -> tuple[int, ...] | str:
+    if source[key] == "all":
+        return "all"
+    if isinstance(source[key], str):
+        raise BadRequest(f"'{key}' must be a list of layer indices or \"all\"")
+    layers = get_int_list(source, key, max_items=MAX_LAYERS)
+    if min(layers) < 0:
+        raise BadRequest(f"'{key}' must hold layer indices >= 0")
+    return tuple(layers)
+
+
+LAYER_LIST_SCHEMA = {
+    "oneOf": [
+        {"type": "array", "minItems": 1, "maxItems": MAX_LAYERS, "uniqueItems": True, "items": {"type": "integer", "minimum": 0}},
+        {"type": "string", "enum": ["all"]},
+    ]
+}
+
+
+LAYERS_CHOICE = "give exactly one of 'layer_index' (one layer) and 'layer_indices' (a list, or \"all\")"
+
+
+@dataclass(frozen=True, kw_only=True)
+class NeuronImportance(Request):
+    """Exactly one of ``layer_index`` (one layer) and ``layer_indices`` (a list, or ``"all"``)."""
+
+    layer_index: int | None = integer(default=None, minimum=0)
+    layer_indices: tuple[int, ...] | str | None = custom(_read_layer_list, LAYER_LIST_SCHEMA, default=None)
+    input_texts: tuple[str, ...] = text_list(max_items="max_texts")
+    method: str = choice(IMPORTANCE_METHODS, default="ablation")
+    ablation: str = choice(ABLATION_KINDS, default="zero")
+    critical_threshold: float | None = number(default=None, minimum=0.0)
+
+    @classmethod
+    def parse(cls, source: dict, settings: Settings) -> "NeuronImportance":
+        """As the spec's ``oneOf``: exactly one of the two keys is present (even as null, which then is refused)."""
+        if ("layer_index" in source) == ("layer_indices" in source):
+            raise BadRequest(LAYERS_CHOICE)
+        return super().parse(source, settings)
+
+    def check(self, settings: Settings) -> None:
+        if (self.layer_index is None) == (self.layer_indices is None):
+            raise BadRequest(LAYERS_CHOICE)
+
+    def as_body(self) -> dict:
+        """Only the one of ``layer_index`` / ``layer_indices`` given, so the body can be sent again."""
+        body = super().as_body()
+        del body["layer_indices" if self.layer_index is not None else "layer_index"]
+        return body
+
+    @property
+    def layers(self) -> int | list[int] | str:
+        """What the service takes: one layer, a list of layers, or ``"all"``."""
+        if self.layer_index is not None:
+            return self.layer_index
+        return self.layer_indices if self.layer_indices == "all" else list(self.layer_indices)
+
+    def forward_tokens(self, lm: Any, svc: Any) -> int:
+        chosen = range(lm.adapter.n_layers) if self.layers == "all" else (
+            [self.layers] if isinstance(self.layers, int) else self.layers
+        )
+        n_layers = lm.adapter.n_layers
+        chosen = [layer for layer in chosen if 0 <= layer < n_layers]
+        if self.method == "attribution":
+            passes = (1 + ATTRIBUTION_PROBES // 2) * len(chosen)  # the probes' backward passes are batched
+        else:  # an ablation at layer L re-runs only the blocks from L on
+            passes = 1 + sum(-(-lm.adapter.d_mlp(layer) * (n_layers - layer) // n_layers) for layer in chosen)
+        return passes * _tokens(lm, self.input_texts)
+
+
+def _read_candidates(source: dict, key: str, settings: Settings) -> tuple[tuple[int, int], ...]:
+    items = get_list(source, key, max_items=settings.max_neurons_per_request)
+    candidates = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise BadRequest(f"'{key}[{i}]' must be an object with layer_index and neuron_index")
+        try:
+            candidates.append((get_int(item, "layer_index", minimum=0), get_int(item, "neuron_index", minimum=0)))
+        except BadRequest as exc:
+            raise BadRequest(f"{key}[{i}]: {exc.details}") from exc
+    return tuple(candidates)
+
+
+CANDIDATES_SCHEMA = {
+    "type": "array",
+    "minItems": 1,
+    "items": {
+        "type": "object",
+        "required": ["layer_index", "neuron_index"],
+        "properties": {"layer_index": {"type": "integer", "minimum": 0}, "neuron_index": {"type": "integer", "minimum": 0}},
+    },
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchAnalysis(Request):
+    pruning_candidates: tuple[tuple[int, int], ...] = custom(
+        _read_candidates,
+        CANDIDATES_SCHEMA,
+        dump=lambda pairs: [{"layer_index": layer, "neuron_index": neuron} for layer, neuron in pairs],
+    )
+    input_texts: tuple[str, ...] = text_list(max_items="max_texts")
+    batch_size: int = integer(default=10, minimum=1, maximum="max_batch_size")
+    ablation: str = choice(ABLATION_KINDS, default="zero")
+
+    def forward_tokens(self, lm: Any, svc: Any) -> int:
+        count = len(self.pruning_candidates)
+        return (2 + count + min(self.batch_size, count)) * _tokens(lm, self.input_texts)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Export(Request):
+    type: str = choice(tuple(EXPORT_FILES))
+
+
+# -- compression ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Evaluate(TextSource):
+    ablate: NeuronGroups | None = custom(read_neuron_groups, NEURON_GROUPS_SCHEMA, default=None, dump=dump_neuron_groups)
+
+    def forward_tokens(self, lm: Any, svc: Any) -> int:
+        return _tokens(lm, self.chosen_texts(svc, "evaluation"))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Plan(TextSource):
+    sparsity: float = number(minimum=0.0, maximum=MAX_SPARSITY)
+    method: str = choice(METHODS)
+    scope: str = choice(SCOPES, default="layer")
+    seed: int = integer(default=0, minimum=0, maximum=MAX_INT)
+
+    def forward_tokens(self, lm: Any, svc: Any) -> int:
+        if self.method not in CALIBRATED_METHODS:
+            return 0
+        passes = TAYLOR_PASSES if self.method == "taylor" else 1
+        return passes * _tokens(lm, self.chosen_texts(svc, "calibration"))
+
+
+def _read_output_name(source: dict, key: str, settings: Settings) -> str:
+    """A name for a new local model: a plain folder name, not a registry model's."""
+    name = get_str(source, key, max_chars=MAX_NAME_CHARS)
+    if not registry.is_local_name(name):
+        raise BadRequest(
+            f"output_name {name!r} must be a plain folder name of at most {MAX_NAME_CHARS} "
+            "characters: letters, digits, '_' and '-', with single dots between parts"
+        )
+    if name in registry.REGISTRY:
+        raise BadRequest(f"output_name {name!r} is the name of a registry model; choose another")
+    return name
+
+
+@dataclass(frozen=True)
+class SubmittedPlan:
+    """A plan sent back to apply: its neurons, the model it was made for, the whole object as sent."""
+
+    neurons: NeuronGroups
+    model_name: str | None
+    info: dict
+
+
+def _read_plan(source: dict, key: str, settings: Settings) -> SubmittedPlan:
+    plan = source[key]
+    if not isinstance(plan, dict):
+        raise BadRequest("'plan' must be the object returned by /api/pruning/plan")
+    neurons = read_neuron_groups(plan, "neurons", settings)
+    return SubmittedPlan(neurons, get_str(plan, "model_name", None, max_chars=MAX_NAME_CHARS), plan)
+
+
+PLAN_SCHEMA = {
+    "type": "object",
+    "required": ["neurons"],
+    "properties": {"model_name": {"type": "string"}, "neurons": NEURON_GROUPS_SCHEMA},
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Apply(TextSource):
+    """Exactly one of ``plan`` (what /api/pruning/plan returned) and ``neurons``."""
+
+    output_name: str = custom(_read_output_name, {"type": "string", "maxLength": MAX_NAME_CHARS})
+    plan: SubmittedPlan | None = custom(_read_plan, PLAN_SCHEMA, default=None, dump=lambda plan: plan.info)
+    neurons: NeuronGroups | None = custom(read_neuron_groups, NEURON_GROUPS_SCHEMA, default=None, dump=dump_neuron_groups)
+    evaluate: bool = boolean(default=True)
+
+    def check(self, settings: Settings) -> None:
+        if (self.plan is None) == (self.neurons is None):
+            raise BadRequest("give exactly one of 'plan' (an object returned by /api/pruning/plan) or 'neurons'")
+        super().check(settings)
+
+    @property
+    def removed(self) -> NeuronGroups:
+        """The neurons to remove: the plan's, or the ones given."""
+        return self.plan.neurons if self.plan is not None else self.neurons
+
+    def forward_tokens(self, lm: Any, svc: Any) -> int:
+        return 2 * _tokens(lm, self.chosen_texts(svc, "evaluation")) if self.evaluate else 0
+
+
+# -- activations, clusters, queries --------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class GenerateActivations(Request):
+    prompt: str = text()
+    model_name: str | None = string(default=None, max_chars=MAX_NAME_CHARS)
+
+    def free_texts(self) -> list[str]:
+        """None at the door when another model is named: its own limit applies once it is loaded."""
+        return [] if self.model_name is not None else [self.prompt]
+
+
+@dataclass(frozen=True, kw_only=True)
+class IndexCorpus(Request):
+    """Exactly one of ``texts`` and ``use_samples: true``."""
+
+    texts: tuple[str, ...] | None = text_list(default=None, max_items="max_corpus_texts")
+    use_samples: bool = boolean(default=False)
+    batch_size: int = integer(default=32, minimum=1, maximum="max_batch_size")
+
+    def check(self, settings: Settings) -> None:
+        if self.use_samples == (self.texts is not None):
+            raise BadRequest("send either 'texts' (a list of strings) or 'use_samples': true")
+
+    def forward_tokens(self, lm: Any, svc: Any) -> int:
+        return _tokens(lm, self.texts if self.texts is not None else svc.samples.list())
+
+
+@dataclass(frozen=True, kw_only=True)
+class ActivationSlice(Request):
+    layer: tuple[int, ...] | None = integers(default=None, max_items="max_neurons_per_request", minimum=0)
+    top_k: int | None = integer(default=None, minimum=1, maximum="max_neurons_per_request")
+
+
+@dataclass(frozen=True, kw_only=True)
+class GenerateClusters(Request):
+    activation_file: str = string(max_chars=MAX_NAME_CHARS)
+    layer_index: int = integer(minimum=0)
+    n_clusters: int = integer(minimum=2, maximum="max_clusters")
+
+
+@dataclass(frozen=True, kw_only=True)
+class QueryNeuron(Request):
+    layer_index: int = integer(minimum=0)
+    neuron_index: int = integer(minimum=0)
+    top_k: int = integer(default=10, minimum=1, maximum="max_top_k")
+
+
+@dataclass(frozen=True, kw_only=True)
+class QueryCluster(Request):
+    cluster_id: int = integer(minimum=0)
+    top_k: int = integer(default=10, minimum=1, maximum="max_top_k")
+    cluster_file: str | None = string(default=None, max_chars=MAX_NAME_CHARS)
+
+
+# -- jobs ----------------------------------------------------------------------------------
+
+
+def _read_job_body(source: dict, key: str, settings: Settings) -> dict:
+    if not isinstance(source[key], dict):
+        raise BadRequest("'body' must be a JSON object: the request body of the endpoint")
+    return source[key]
+
+
+@dataclass(frozen=True, kw_only=True)
+class SubmitJob(Request):
+    endpoint: str = string(max_chars=100)
+    body: dict | None = custom(_read_job_body, {"type": "object"}, default=None)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ListJobs(Request):
+    status: str | None = choice(JOB_STATUSES, default=None)
