@@ -127,6 +127,7 @@ class Settings:
     ray_temp_dir: Path | None = None
     chunk_neurons: int = 256
     chunk_texts: int = 256
+    index_default_corpus: bool = False
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -195,6 +196,7 @@ class Settings:
             "NEURONSCOPE_RAY_TEMP_DIR": ("ray_temp_dir", Path),
             "NEURONSCOPE_CHUNK_NEURONS": ("chunk_neurons", int),
             "NEURONSCOPE_CHUNK_TEXTS": ("chunk_texts", int),
+            "NEURONSCOPE_INDEX_DEFAULT_CORPUS": ("index_default_corpus", _env_bool),
         }
         for var, (name, parse) in readers.items():
             if env.get(var, "").strip():

@@ -15,6 +15,7 @@ from neuronscope.modeling.manager import ModelManager
 from neuronscope.services.activations import ActivationService
 from neuronscope.services.clusters import ClusterService
 from neuronscope.services.compression import CompressionService
+from neuronscope.services.corpora import CorpusService
 from neuronscope.services.long_runs import LongRunService
 from neuronscope.services.models import ModelService
 from neuronscope.services.pruning import PruningService
@@ -35,6 +36,7 @@ class Services:
     clusters: ClusterService
     queries: QueryService
     compression: CompressionService
+    corpora: CorpusService
     long_runs: LongRunService
 
 
@@ -56,6 +58,7 @@ def build_services(settings: Settings, manager: ModelManager) -> Services:
         clusters=clusters,
         queries=QueryService(settings, manager, index, clusters),
         compression=CompressionService(settings, manager, samples),
+        corpora=CorpusService(settings, manager, activations),
         long_runs=LongRunService(settings, manager),
     )
 

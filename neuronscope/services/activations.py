@@ -159,32 +159,40 @@ class ActivationService:
         with self.manager.use() as lm:
             encoded = [ids[0].tolist() for ids in encode_texts(lm, texts, self.settings.max_input_tokens)]
             names = [hashlib.sha256(np.asarray(ids, dtype="<i4").tobytes()).hexdigest()[:24] for ids in encoded]
-            known = self.index.indexed_names(lm.name, "corpus", names)
-            fresh = {name: ids for name, ids in zip(names, encoded) if name not in known}
-            sequences = list(fresh.values())
-            started = time.perf_counter()
-            stats = None
-            if sequences:
-                tops, stats = self._top_positions(lm, sequences, batch_size, _logged(lambda f, step: progress(0.9 * f, step)))
-                sources = [NewSource("corpus", name, ids, token_strings(lm.tokenizer, ids)) for name, ids in fresh.items()]
-                self.index.add(lm.name, sources, tops)
-            seconds = time.perf_counter() - started
-            progress(1.0, "merged into the index")
-            tokens = sum(len(ids) for ids in sequences)
-            log.info("indexed %d texts (%d tokens) of %s in %.2f s", len(sequences), tokens, lm.name, seconds)
-            return {
-                "message": f"Indexed {len(sequences)} new texts ({tokens} tokens) for {lm.name}",
-                "model_name": lm.name,
-                "texts_received": len(texts),
-                "texts_indexed": len(sequences),
-                "texts_skipped": len(texts) - len(sequences),
-                "tokens_indexed": tokens,
-                "batch_size": batch_size,
-                "seconds": round(seconds, 4),
-                "tokens_per_second": round(tokens / seconds, 1) if tokens and seconds > 0 else None,
-                "executor": stats.as_dict() if stats else None,
-                "index": self.index.stats(lm.name),
-            }
+            return {**self.index_sequences(lm, self.index, names, encoded, batch_size, progress), "texts_received": len(texts)}
+
+    def index_sequences(
+        self, lm: LoadedModel, index: ActivationIndex, names: Sequence[str], encoded: Sequence[list[int]],
+        batch_size: int, progress: ProgressFn,
+    ) -> dict:
+        """Add the texts ``encoded`` (token ids), named ``names``, to ``index`` for ``lm``, skipping the
+        names already there (so indexing the same texts again is a no-op); the caller holds the model."""
+        known = index.indexed_names(lm.name, "corpus", names)
+        fresh = {name: ids for name, ids in zip(names, encoded) if name not in known}
+        sequences = list(fresh.values())
+        started = time.perf_counter()
+        stats = None
+        if sequences:
+            tops, stats = self._top_positions(lm, sequences, batch_size, _logged(lambda f, step: progress(0.9 * f, step)))
+            sources = [NewSource("corpus", name, ids, token_strings(lm.tokenizer, ids)) for name, ids in fresh.items()]
+            index.add(lm.name, sources, tops)
+        seconds = time.perf_counter() - started
+        progress(1.0, "merged into the index")
+        tokens = sum(len(ids) for ids in sequences)
+        log.info("indexed %d texts (%d tokens) of %s in %.2f s", len(sequences), tokens, lm.name, seconds)
+        return {
+            "message": f"Indexed {len(sequences)} new texts ({tokens} tokens) for {lm.name}",
+            "model_name": lm.name,
+            "texts_received": len(names),
+            "texts_indexed": len(sequences),
+            "texts_skipped": len(names) - len(sequences),
+            "tokens_indexed": tokens,
+            "batch_size": batch_size,
+            "seconds": round(seconds, 4),
+            "tokens_per_second": round(tokens / seconds, 1) if tokens and seconds > 0 else None,
+            "executor": stats.as_dict() if stats else None,
+            "index": index.stats(lm.name),
+        }
 
 
 def _logged(progress: ProgressFn) -> ProgressFn:

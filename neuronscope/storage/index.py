@@ -258,6 +258,13 @@ class ActivationIndex:
         with self._connect() as conn:
             return self._sources(conn, ids)
 
+    def indexed_models(self) -> list[dict]:
+        """Each model with indexed sources: ``{model_name, texts, tokens}``."""
+        query = """SELECT m.name, COUNT(s.id), COALESCE(SUM(s.n_tokens), 0) FROM models AS m
+                   JOIN sources AS s ON s.model_id = m.id GROUP BY m.id ORDER BY m.name"""
+        with self._connect() as conn:
+            return [{"model_name": name, "texts": texts, "tokens": tokens} for name, texts, tokens in conn.execute(query)]
+
     def stats(self, model: str) -> dict[str, int]:
         """How much is indexed for ``model``: sources by kind and tokens."""
         query = """SELECT s.kind, COUNT(*), COALESCE(SUM(s.n_tokens), 0) FROM sources AS s
