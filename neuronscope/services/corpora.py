@@ -110,5 +110,7 @@ class CorpusService:
             cap = min(MAX_TEXT_TOKENS, context_length(lm) or MAX_TEXT_TOKENS)
             encoded = [encode(lm.tokenizer, t["text"])[0, :cap].tolist() for t in texts]
             names = [str(t["id"]) for t in texts]
-            result = self.activations.index_sequences(lm, self.store.index(name), names, encoded, batch_size, progress)
+            result = self.activations.index_sequences(
+                lm, self.store.index(name), names, encoded, batch_size, progress, full=True
+            )
         return {**result, "corpus": name, "split": "explore"}
