@@ -2,12 +2,12 @@
 
 from flask import Flask
 
-from neuronscope.api import activations, clusters, compression, corpora, health, jobs, models, pruning, queries, samples, spec
+from neuronscope.api import activations, clusters, compression, corpora, health, jobs, models, neurons, pruning, queries, samples, spec
 from neuronscope.api.converters import register_converters
 
 BLUEPRINTS = (
     health.bp, models.bp, samples.bp, spec.bp, pruning.bp, activations.bp, clusters.bp, queries.bp,
-    compression.bp, jobs.bp, corpora.bp,
+    compression.bp, jobs.bp, corpora.bp, neurons.bp,
 )
 
 

@@ -18,6 +18,7 @@ from neuronscope.services.compression import CompressionService
 from neuronscope.services.corpora import CorpusService
 from neuronscope.services.long_runs import LongRunService
 from neuronscope.services.models import ModelService
+from neuronscope.services.neurons import NeuronService
 from neuronscope.services.pruning import PruningService
 from neuronscope.services.queries import QueryService
 from neuronscope.services.samples import SampleService
@@ -37,6 +38,7 @@ class Services:
     queries: QueryService
     compression: CompressionService
     corpora: CorpusService
+    neurons: NeuronService
     long_runs: LongRunService
 
 
@@ -47,6 +49,8 @@ def build_services(settings: Settings, manager: ModelManager) -> Services:
     executor = build_executor(settings)
     activations = ActivationService(settings, manager, index, samples, executor)
     clusters = ClusterService(settings, activations.store)
+    corpora = CorpusService(settings, manager, activations)
+    long_runs = LongRunService(settings, manager)
     return Services(
         settings=settings,
         manager=manager,
@@ -58,8 +62,9 @@ def build_services(settings: Settings, manager: ModelManager) -> Services:
         clusters=clusters,
         queries=QueryService(settings, manager, index, clusters),
         compression=CompressionService(settings, manager, samples),
-        corpora=CorpusService(settings, manager, activations),
-        long_runs=LongRunService(settings, manager),
+        corpora=corpora,
+        neurons=NeuronService(settings, manager, corpora, long_runs),
+        long_runs=long_runs,
     )
 
 

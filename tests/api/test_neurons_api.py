@@ -1,0 +1,125 @@
+"""GET /api/neurons/{layer}/{neuron} on tiny models against independent computations."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+
+from neuronscope.analysis.tokens import indexable_positions
+
+TEXTS = [
+    "The quick brown fox jumps over the lazy dog.",
+    "The capital of France is Paris. The capital of Italy is Rome.",
+    "Hello world, this is a test for pruning analysis.",
+    "Machine learning is fascinating and neurons are interesting.",
+    "One two three four five six seven eight nine ten.",
+    "def add(a, b): return a + b",
+] * 3
+
+
+def captured(model, adapter, ids: list[int], layer: int) -> np.ndarray:
+    """``[seq, d_mlp]``: the input of the layer's MLP output projection, by a plain pre-hook."""
+    seen = {}
+    handle = adapter.mlp_output(layer).register_forward_pre_hook(lambda _m, args: seen.update(acts=args[0][0].detach().numpy().copy()))
+    try:
+        with torch.no_grad():
+            model(input_ids=torch.tensor([ids]))
+    finally:
+        handle.remove()
+    return seen["acts"]
+
+
+@pytest.fixture(params=["tiny-gpt2", "tiny-llama"])
+def indexed(request, make_app):
+    app = make_app(request.param)
+    client = app.test_client()
+    payload = "\n\n".join(TEXTS).encode()
+    assert client.post("/api/corpora", data={"file": (io.BytesIO(payload), "small.txt")}, content_type="multipart/form-data").status_code == 201
+    assert client.post("/api/corpora/small/index").status_code == 200
+    return app, client
+
+
+def explore_activations(app, layer: int):
+    """Every indexable activation of the explore split, by an independent capture, and per text its ids and acts."""
+    svc = app.extensions["neuronscope"]
+    with svc.manager.use() as lm:
+        texts = [t for t in svc.corpora.get("small")["texts"] if t["split"] == "explore"]
+        per_text = {}
+        for t in texts:
+            ids = lm.tokenizer(t["text"])["input_ids"]
+            per_text[str(t["id"])] = (ids, captured(lm.model, lm.adapter, ids, layer))
+        every = np.concatenate([acts[np.array(indexable_positions(lm.tokenizer, ids))] for ids, acts in per_text.values()])
+        return lm, per_text, every
+
+
+@pytest.mark.parametrize("layer, neuron", [(0, 3), (1, 40)])
+def test_page_matches_an_independent_capture(indexed, layer, neuron):
+    app, client = indexed
+    page = client.get(f"/api/neurons/{layer}/{neuron}?corpus=small").get_json()
+    lm, per_text, every = explore_activations(app, layer)
+    assert page["status"] == {"state": "indexed"} and page["model_name"] == lm.name
+    assert page["model_identity"].startswith(f"{lm.name}:")
+    column = every[:, neuron]
+    for examples, ordered in ((page["top_examples"], -np.sort(-column)), (page["bottom_examples"], np.sort(column))):
+        assert 0 < len(examples) <= 20
+        expected = ordered[: len(examples)]
+        np.testing.assert_allclose([e["max_activation"] for e in examples], expected, rtol=1e-4, atol=1e-5)
+        for example in examples:
+            ids, acts = per_text[example["text_id"]]
+            assert len(example["tokens"]) == len(example["activations"]) <= 32
+            start = next(
+                s for s in range(len(ids))
+                if np.allclose(acts[s : s + len(example["activations"]), neuron], example["activations"], rtol=1e-4, atol=1e-5)
+            )
+            assert example["activations"][example["max_position"]] == pytest.approx(example["max_activation"], rel=1e-4, abs=1e-5)
+            assert acts[start + example["max_position"], neuron] == pytest.approx(example["max_activation"], rel=1e-4, abs=1e-5)
+    stats = page["activation_stats"]
+    assert stats["tokens"] == len(column)
+    assert stats["mean"] == pytest.approx(column.astype(np.float64).mean(), abs=1e-5)
+    assert stats["std"] == pytest.approx(column.astype(np.float64).std(), abs=1e-5)
+    assert stats["fraction_positive"] == pytest.approx((column > 0).mean(), abs=1e-6)
+    assert sum(stats["histogram"]["counts"]) == len(column) and len(stats["histogram"]["counts"]) <= 50
+    assert stats["histogram"]["edges"][0] == pytest.approx(column.min(), abs=1e-5)
+    assert stats["histogram"]["edges"][-1] == pytest.approx(column.max(), abs=1e-5)
+    assert [q["q"] for q in stats["quantiles"]] == [0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99]
+    quantiles = [q["value"] for q in stats["quantiles"]]
+    assert quantiles[3] == pytest.approx(np.median(column), abs=0.2 * (abs(np.median(column)) + 0.01))
+    assert quantiles == sorted(quantiles) and column.min() - 1e-5 <= quantiles[0] and quantiles[-1] <= column.max() + 1e-5
+
+
+def test_output_tokens_are_the_formula(indexed):
+    app, client = indexed
+    page = client.get("/api/neurons/1/7?corpus=small").get_json()
+    svc = app.extensions["neuronscope"]
+    with svc.manager.use() as lm, torch.no_grad():
+        w = lm.adapter.w_out(1)[7]
+        logits = lm.model.get_output_embeddings().weight @ (lm.adapter.final_norm().weight * w)
+    promoted = [t["token_id"] for t in page["output_tokens"]["promoted"]]
+    suppressed = [t["token_id"] for t in page["output_tokens"]["suppressed"]]
+    assert promoted == torch.argsort(logits, descending=True)[:20].tolist()
+    assert suppressed == torch.argsort(logits)[:20].tolist()
+    assert [t["value"] for t in page["output_tokens"]["promoted"]] == pytest.approx(torch.sort(logits, descending=True).values[:20].tolist(), abs=1e-5)
+    assert len(page["similar_neurons"]) == 10
+    assert page["weights"]["methods"]["magnitude"]["rank"] >= 1
+
+
+def test_nothing_indexed_is_200_with_a_status(make_app, tmp_path):
+    from corpus_support import write_cookies
+
+    app = make_app()
+    app.extensions["neuronscope"].corpora.fortunes_dir = write_cookies(tmp_path / "fortunes")
+    body = app.test_client().get("/api/neurons/0/1").get_json()
+    assert body["status"] == {"state": "not_indexed"} and body["corpus"] == "default"
+    assert body["top_examples"] == [] and body["activation_stats"] is None and len(body["output_tokens"]["promoted"]) == 20
+
+
+@pytest.mark.parametrize("path, status", [
+    ("/api/neurons/2/0", 400), ("/api/neurons/0/128", 400), ("/api/neurons/-1/0", 400), ("/api/neurons/a/0", 400),
+    ("/api/neurons/0/0?corpus=nope", 404), ("/api/neurons/0/0?corpus=../x", 400),
+])
+def test_bad_requests(make_app, path, status):
+    response = make_app().test_client().get(path)
+    assert response.status_code == status and "error" in response.get_json()
