@@ -167,13 +167,19 @@ class TokenView:
     ``input_ids``, ``input_means``, ``input_counts``: ``[d_mlp, k]``, the tracked token ids with
     the highest mean activation over the whole corpus among those seen ``min_count`` times or
     more (ids -1 pad a short row); ``score``: ``[d_mlp]``, the lookup explanation's Pearson
-    correlation (NaN when undefined).
+    correlation (NaN when undefined). Per eligible tracked token (``token_ids`` ``[t]``, seen
+    ``token_counts`` times): the ``k`` neurons of the layer with the highest mean activation on
+    it (``token_neurons``, ``token_means``: ``[t, k]``), for search by token.
     """
 
     input_ids: np.ndarray
     input_means: np.ndarray
     input_counts: np.ndarray
     score: np.ndarray
+    token_ids: np.ndarray
+    token_counts: np.ndarray
+    token_neurons: np.ndarray
+    token_means: np.ndarray
 
 
 def token_view(sums: TokenSums, tracked: np.ndarray, *, k: int = 20, min_count: int = 5) -> TokenView:
@@ -206,9 +212,16 @@ def token_view(sums: TokenSums, tracked: np.ndarray, *, k: int = 20, min_count: 
     take = min(k, tracked_rows)
     best = np.argsort(-ranked, axis=1, kind="stable")[:, :take]
     valid = np.take_along_axis(ranked, best, axis=1) > -np.inf
+    rows = np.nonzero(eligible)[0]
+    per_token = min(k, means.shape[1])
+    strongest = np.argsort(-means[rows], axis=1, kind="stable")[:, :per_token]  # [t, k]
     return TokenView(
         input_ids=np.where(valid, tracked[best], -1),
         input_means=np.where(valid, np.take_along_axis(ranked, best, axis=1), 0.0),
         input_counts=np.where(valid, counts[best], 0).astype(np.int64),
         score=np.clip(score, -1.0, 1.0),
+        token_ids=tracked[rows],
+        token_counts=counts[rows].astype(np.int64),
+        token_neurons=strongest,
+        token_means=np.take_along_axis(means[rows], strongest, axis=1),
     )

@@ -1,5 +1,6 @@
 from flask import Blueprint
 
+from neuronscope.api.csv_export import json_or_csv
 from neuronscope.api.params import get_int, get_str, json_body
 from neuronscope.services import services
 
@@ -22,4 +23,14 @@ def list_files():
 
 @bp.get("/clusters/<json_file:filename>")
 def read_file(filename: str):
-    return services().clusters.read(filename)
+    body = services().clusters.read(filename)
+    return json_or_csv(body, _assignments, filename.removesuffix(".json") + ".csv")
+
+
+def _assignments(body: dict) -> list[dict]:
+    """One row per neuron: its cluster."""
+    rows = [
+        {"layer_index": body["layer_index"], "neuron_index": n, "cluster_id": c["cluster_id"]}
+        for c in body["clusters"] for n in c["neuron_indices"]
+    ]
+    return sorted(rows, key=lambda row: row["neuron_index"])

@@ -2,6 +2,7 @@
 
 from flask import Blueprint
 
+from neuronscope.api.csv_export import csv_response, json_or_csv, wants_csv
 from neuronscope.api.params import (
     get_float,
     get_int,
@@ -37,13 +38,14 @@ def weight_analysis():
 @bp.get("/pruning/candidates")
 def candidates():
     args = query_args()
-    return services().pruning.candidates(
+    body = services().pruning.candidates(
         threshold=get_float(args, "threshold", 10.0, minimum=0.0, maximum=100.0),
         method=get_str(args, "method", "magnitude", choices=SCORE_METHODS),
         layer_index=get_int(args, "layer_index", None, minimum=0),
         limit=get_int(args, "limit", None, minimum=1),
         offset=get_int(args, "offset", 0, minimum=0),
     )
+    return json_or_csv(body, lambda b: b["candidates"], f"candidates-{body['method']}.csv")
 
 
 @bp.post("/pruning/impact-analysis")
@@ -72,7 +74,11 @@ def _neuron_importance(svc: Services, body: dict) -> tuple[dict, Work]:
 
 @bp.post("/pruning/neuron-importance")
 def neuron_importance():
-    return run_long("pruning/neuron-importance", json_body())
+    as_csv = wants_csv()
+    response = run_long("pruning/neuron-importance", json_body())
+    if response[1] != 200 or not as_csv:
+        return response
+    return csv_response(response[0]["importance_scores"], f"importance-{response[0]['method']}.csv")
 
 
 @long_operation("pruning/batch-analysis", cacheable=True)

@@ -8,7 +8,9 @@ import threading
 from collections import OrderedDict
 
 import numpy as np
+import torch
 
+from neuronscope.analysis.activations import neuron_activations
 from neuronscope.analysis.neuron_stats import HISTOGRAM_EDGES
 from neuronscope.analysis.neuron_view import (
     extreme_entries, neuron_activation_rows, output_logits, similar_neurons, window,
@@ -16,10 +18,11 @@ from neuronscope.analysis.neuron_view import (
 from neuronscope.analysis.scores import layer_magnitude
 from neuronscope.analysis.tokens import padding_id, token_strings
 from neuronscope.config import Settings
+from neuronscope.errors import BadRequest
 from neuronscope.modeling.manager import LoadedModel, ModelManager
 from neuronscope.services.corpora import CorpusService
 from neuronscope.services.long_runs import LongRunService
-from neuronscope.services.validation import check_neurons
+from neuronscope.services.validation import check_layer, check_neurons, encode_texts
 from neuronscope.storage.index import ActivationIndex, Hit, NeuronRecord
 
 EXAMPLES = 20
@@ -107,6 +110,76 @@ class NeuronService:
                 while len(self._memo) > PAGE_MEMO:
                     self._memo.popitem(last=False)
         return page
+
+    def search_token(self, token: str, corpus: str, layer: int | None, k: int) -> dict:
+        """The neurons with the highest mean activation on ``token`` (a token string or id) over the
+        corpus' indexed explore split, from the indexing statistics (no forward pass)."""
+        self.corpora.get(corpus)
+        with self.manager.use() as lm:
+            if layer is not None:
+                check_layer(lm, layer)
+            token_id = self._token_id(lm, token)
+            found = self.corpora.store.index(corpus).token_neurons(lm.name, token_id, None if layer is None else [layer])
+        found.sort(key=lambda item: (-item[2], item[0], item[1]))
+        return {
+            "model_name": lm.name, "corpus": corpus, "token": lm.tokenizer.decode([token_id]), "token_id": token_id,
+            "occurrences": found[0][3] if found else 0,
+            "neurons": [{"layer": l, "neuron": n, "mean_activation": _round(m)} for l, n, m, _ in found[:k]],
+        }
+
+    @staticmethod
+    def _token_id(lm: LoadedModel, token: str) -> int:
+        """``token`` as one token id: a number, or a string the tokenizer encodes to exactly one token; else 400."""
+        vocab = lm.adapter.unembedding_weight().shape[0]
+        if token.isascii() and token.isdigit():
+            if int(token) >= vocab:
+                raise BadRequest(f"token id {token} is out of range: the vocabulary has {vocab} tokens")
+            return int(token)
+        ids = lm.tokenizer(token, add_special_tokens=False)["input_ids"]
+        if len(ids) != 1:
+            pieces = token_strings(lm.tokenizer, ids)
+            raise BadRequest(f"{token!r} is {len(ids)} tokens ({pieces[:10]}); search for one token or a token id")
+        return int(ids[0])
+
+    def search_text(self, text: str, layer: int | None, k: int) -> dict:
+        """Run ``text`` once; per token, the ``k`` neurons (of ``layer``, or of any layer) with the highest activation."""
+        with self.manager.use() as lm:
+            if layer is not None:
+                check_layer(lm, layer)
+            ids = encode_texts(lm, [text], self.settings.max_input_tokens)[0]
+            layers = neuron_activations(lm.model, lm.adapter, ids)  # per layer [seq, d_mlp]
+            chosen = range(len(layers)) if layer is None else [layer]
+            token_ids = ids[0].tolist()
+            tokens = token_strings(lm.tokenizer, token_ids)
+        names = [(l, n) for l in chosen for n in range(layers[l].shape[1])]
+        every = torch.cat([layers[l].float().cpu() for l in chosen], dim=1)  # [seq, sum d_mlp]
+        best = every.topk(min(k, every.shape[1]), dim=1)
+        return {
+            "model_name": lm.name,
+            "tokens": [
+                {
+                    "token": token, "token_id": token_id,
+                    "neurons": [
+                        {"layer": names[i][0], "neuron": names[i][1], "activation": _round(v)}
+                        for v, i in zip(best.values[p].tolist(), best.indices[p].tolist())
+                    ],
+                }
+                for p, (token, token_id) in enumerate(zip(tokens, token_ids))
+            ],
+        }
+
+    def activations(self, layer: int, neuron: int, text: str) -> dict:
+        """Neuron (layer, neuron)'s activation at every token of ``text``."""
+        with self.manager.use() as lm:
+            check_neurons(lm, layer, [neuron])
+            ids = encode_texts(lm, [text], self.settings.max_input_tokens)[0][0].tolist()
+            (acts,) = neuron_activation_rows(lm.model, lm.adapter, layer, neuron, [ids], pad_id=padding_id(lm.tokenizer))
+            tokens = token_strings(lm.tokenizer, ids)
+        peak = int(np.argmax(acts))
+        return {
+            "model_name": lm.name, "layer": layer, "neuron": neuron, "tokens": tokens, "token_ids": ids,
+            "activations": [_round(a) for a in acts], "max_position": peak, "max_activation": _round(acts[peak]),
+        }
 
     def _build(
         self, lm: LoadedModel, identity: str, index: ActivationIndex, record: NeuronRecord | None,

@@ -12,7 +12,9 @@ With an indexing pass of a corpus (:func:`~neuronscope.analysis.max_activating.i
 the index also keeps, per neuron, the ``depth`` most negative activations (``neuron_bottoms``,
 stored negated so both tails merge the same way) and exact statistics (``neuron_stats``: count,
 mean, sum of squared deviations, positives, min, max, the fixed-bin histogram, merged exactly
-when more sources are added; the top input tokens and the lookup score of the latest pass).
+when more sources are added; the top input tokens and the lookup score of the latest pass) and,
+per token id seen often enough, each layer's neurons with the highest mean activation on it
+(``token_neurons``, from the latest pass: search by token).
 
 Concurrency: WAL mode (readers never wait for the writer), one short-lived connection per
 operation (safe under a multi-threaded WSGI server), writes serialised by a lock and
@@ -85,6 +87,15 @@ CREATE TABLE IF NOT EXISTS neuron_stats (
     input_counts BLOB,
     score REAL,
     PRIMARY KEY (model_id, layer, neuron)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS token_neurons (
+    model_id INTEGER NOT NULL REFERENCES models(id),
+    token_id INTEGER NOT NULL,
+    layer INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    neurons BLOB NOT NULL,
+    means BLOB NOT NULL,
+    PRIMARY KEY (model_id, token_id, layer)
 ) WITHOUT ROWID;
 """
 _VALUE, _ID, _COUNT = np.dtype("<f4"), np.dtype("<i4"), np.dtype("<i8")
@@ -233,7 +244,30 @@ class ActivationIndex:
                     self._merge_layer(conn, table, model_id, layer, top.values, source_ids[top.sequences], top.positions)
             for layer, layer_stats in enumerate(stats or []):
                 self._merge_stats(conn, model_id, layer, layer_stats, views[layer] if views else None)
+            for layer, view in enumerate(views or []):
+                conn.execute("DELETE FROM token_neurons WHERE model_id = ? AND layer = ?", (model_id, layer))
+                conn.executemany(
+                    "INSERT INTO token_neurons VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        (model_id, int(t), layer, int(c), n.astype(_ID).tobytes(), m.astype(_VALUE).tobytes())
+                        for t, c, n, m in zip(view.token_ids, view.token_counts, view.token_neurons, view.token_means)
+                    ),
+                )
         return ids
+
+    def token_neurons(self, model: str, token_id: int, layers: Sequence[int] | None = None) -> list[tuple[int, int, float, int]]:
+        """``(layer, neuron, mean, count)``: per layer, the neurons with the highest mean activation on
+        ``token_id`` (from the latest indexing pass), of ``layers`` (all when None)."""
+        query = """SELECT layer, count, neurons, means FROM token_neurons
+                   WHERE model_id = (SELECT id FROM models WHERE name = ?) AND token_id = ?"""
+        with self._connect() as conn:
+            rows = conn.execute(query, (model, token_id)).fetchall()
+        return [
+            (layer, int(n), float(m), count)
+            for layer, count, neurons, means in rows
+            if layers is None or layer in layers
+            for n, m in zip(np.frombuffer(neurons, dtype=_ID), np.frombuffer(means, dtype=_VALUE))
+        ]
 
     @staticmethod
     def _merge_stats(conn: sqlite3.Connection, model_id: int, layer: int, stats: LayerStats, view: TokenView | None) -> None:

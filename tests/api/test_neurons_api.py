@@ -17,7 +17,7 @@ TEXTS = [
     "Machine learning is fascinating and neurons are interesting.",
     "One two three four five six seven eight nine ten.",
     "def add(a, b): return a + b",
-] * 3
+] * 6
 
 
 def captured(model, adapter, ids: list[int], layer: int) -> np.ndarray:
@@ -123,3 +123,41 @@ def test_nothing_indexed_is_200_with_a_status(make_app, tmp_path):
 def test_bad_requests(make_app, path, status):
     response = make_app().test_client().get(path)
     assert response.status_code == status and "error" in response.get_json()
+
+
+def test_search_by_token_equals_mean_activations_over_the_corpus(indexed):
+    app, client = indexed
+    svc = app.extensions["neuronscope"]
+    with svc.manager.use() as lm:
+        token_id = lm.tokenizer(" capital", add_special_tokens=False)["input_ids"]
+    assert len(token_id) == 1
+    body = client.get(f"/api/neurons/search?token=%20capital&corpus=small&layer=1&k=5").get_json()
+    assert body["token_id"] == token_id[0] and len(body["neurons"]) == 5
+    _, per_text, _ = explore_activations(app, 1)
+    at_token = np.concatenate([acts[np.array(ids) == token_id[0]] for ids, acts in per_text.values()])  # [occurrences, d_mlp]
+    means = at_token.astype(np.float64).mean(axis=0)
+    assert body["occurrences"] == len(at_token)
+    assert [n["neuron"] for n in body["neurons"]] == np.argsort(-means, kind="stable")[:5].tolist()
+    np.testing.assert_allclose([n["mean_activation"] for n in body["neurons"]], np.sort(means)[::-1][:5], rtol=1e-4, atol=1e-5)
+    by_id = client.get(f"/api/neurons/search?token={token_id[0]}&corpus=small&layer=1&k=5").get_json()
+    assert by_id["neurons"] == body["neurons"]
+    assert client.get("/api/neurons/search?token=capital%20city&corpus=small").status_code == 400
+
+
+def test_search_by_text_and_neuron_activations_equal_a_capture(indexed):
+    app, client = indexed
+    text = "The capital of Italy is Rome."
+    per_token = client.get(f"/api/neurons/search?text={text}&k=3").get_json()["tokens"]
+    one = client.get(f"/api/neurons/1/9/activations?text={text}").get_json()
+    svc = app.extensions["neuronscope"]
+    with svc.manager.use() as lm:
+        ids = lm.tokenizer(text)["input_ids"]
+        layers = [captured(lm.model, lm.adapter, ids, layer) for layer in range(lm.adapter.n_layers)]
+    every = np.concatenate(layers, axis=1)  # [seq, 2 * d_mlp]
+    d_mlp = layers[0].shape[1]
+    assert [t["token_id"] for t in per_token] == ids
+    for position, entry in enumerate(per_token):
+        best = np.argsort(-every[position], kind="stable")[:3]
+        assert [(n["layer"], n["neuron"]) for n in entry["neurons"]] == [(int(b) // d_mlp, int(b) % d_mlp) for b in best]
+    np.testing.assert_allclose(one["activations"], layers[1][:, 9], rtol=1e-4, atol=1e-5)
+    assert one["max_position"] == int(np.argmax(layers[1][:, 9])) and one["token_ids"] == ids
