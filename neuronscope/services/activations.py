@@ -108,7 +108,7 @@ class ActivationService:
         return merge_tops(parts, self.index.depth), stats
 
     def _index_pass(
-        self, lm: LoadedModel, sequences: list[list[int]], batch_size: int, progress: ProgressFn
+        self, lm: LoadedModel, sequences: list[list[int]], depth: int, batch_size: int, progress: ProgressFn
     ) -> tuple[dict, SweepStats]:
         """Both tails, statistics and token view of every layer over ``sequences``: chunks of
         ``chunk_texts`` texts run on the executor one at a time and are merged as they come (the
@@ -119,7 +119,7 @@ class ActivationService:
         tracked = tracked_tokens(sequences)
         halves = [0 if i < len(sequences) / 2 else 1 for i in range(len(sequences))]
         shared = {
-            "pad_id": padding_id(lm.tokenizer), "depth": self.index.depth, "batch_size": batch_size,
+            "pad_id": padding_id(lm.tokenizer), "depth": depth, "batch_size": batch_size,
             "tracked": tracked.tolist(), "halves": halves,
         }
         total, stats = None, SweepStats(self.executor.name, workers=1, chunks=len(chunks))
@@ -128,7 +128,7 @@ class ActivationService:
             (part,), chunk_stats = self.executor.run(lm, Sweep("index", shared, [chunk]), within)
             stats.chunks_done += chunk_stats.chunks_done
             stats.retried_chunks += chunk_stats.retried_chunks
-            total = merge_passes(total, part, self.index.depth)
+            total = merge_passes(total, part, depth)
         views = [token_view(sums, tracked) for sums in total.tokens]
         return {"tops": total.tops, "bottoms": total.bottoms, "stats": total.stats, "views": views}, stats
 
@@ -205,7 +205,7 @@ class ActivationService:
             scaled = _logged(lambda f, step: progress(0.9 * f, step))
             sources = [NewSource("corpus", name, ids, token_strings(lm.tokenizer, ids)) for name, ids in fresh.items()]
             if full:
-                extra, stats = self._index_pass(lm, sequences, batch_size, scaled)
+                extra, stats = self._index_pass(lm, sequences, index.depth, batch_size, scaled)
                 index.add(lm.name, sources, extra.pop("tops"), **extra)
             else:
                 tops, stats = self._top_positions(lm, sequences, batch_size, scaled)

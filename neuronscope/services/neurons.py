@@ -15,7 +15,7 @@ from neuronscope.analysis.neuron_stats import HISTOGRAM_EDGES
 from neuronscope.analysis.neuron_view import (
     extreme_entries, neuron_activation_rows, output_logits, similar_neurons, window,
 )
-from neuronscope.analysis.scores import layer_magnitude
+from neuronscope.analysis.scores import layer_magnitude, rank_layer
 from neuronscope.analysis.tokens import padding_id, token_strings
 from neuronscope.config import Settings
 from neuronscope.errors import BadRequest
@@ -270,9 +270,10 @@ class NeuronService:
 
     @staticmethod
     def _weights(lm: LoadedModel, layer: int, neuron: int) -> dict:
-        """The magnitude score (mean |w| over the neuron's weights) and its rank in the layer (1 = largest)."""
-        scores = layer_magnitude(lm.adapter, layer).detach().float()  # [d_mlp]
-        rank = int((scores > scores[neuron]).sum()) + 1
+        """The magnitude score (mean |w| over the neuron's weights) and its rank in the layer
+        (1 = smallest, as in pruning candidates: ties by neuron index)."""
+        scores = layer_magnitude(lm.adapter, layer).detach()  # [d_mlp]
+        rank = int(rank_layer(scores, 100.0).ranks[neuron])
         return {
             "output_norm": _round(lm.adapter.w_out(layer)[neuron].detach().float().norm()),
             "methods": {"magnitude": {"score": _round(scores[neuron]), "rank": rank, "of": int(scores.shape[0])}},

@@ -103,7 +103,10 @@ def test_output_tokens_are_the_formula(indexed):
     assert suppressed == torch.argsort(logits)[:20].tolist()
     assert [t["value"] for t in page["output_tokens"]["promoted"]] == pytest.approx(torch.sort(logits, descending=True).values[:20].tolist(), abs=1e-5)
     assert len(page["similar_neurons"]) == 10
-    assert page["weights"]["methods"]["magnitude"]["rank"] >= 1
+    candidates = client.get("/api/pruning/candidates?threshold=100&layer_index=1").get_json()["candidates"]
+    mine = next(c for c in candidates if c["neuron_index"] == 7)
+    assert page["weights"]["methods"]["magnitude"]["rank"] == mine["weight_rank"]
+    assert page["weights"]["methods"]["magnitude"]["score"] == pytest.approx(mine["weight_magnitude"], abs=1e-6)
 
 
 def test_nothing_indexed_is_200_with_a_status(make_app, tmp_path):
