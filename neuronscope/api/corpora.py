@@ -1,7 +1,7 @@
 from flask import Blueprint, request
 
 from neuronscope.api.long_running import long_operation, run_long
-from neuronscope.api.params import get_int, get_str
+from neuronscope.api.params import get_int, get_str, json_body
 from neuronscope.errors import BadRequest, UnsupportedMediaType
 from neuronscope.services import Services, services
 from neuronscope.services.long_runs import Work
@@ -44,5 +44,5 @@ def _index_corpus(svc: Services, body: dict) -> tuple[dict, Work]:
 
 @bp.post("/corpora/<name>/index")
 def index_corpus(name: str):
-    body = request.get_json(silent=True) if request.is_json else None
-    return run_long("corpora/index", {**(body if isinstance(body, dict) else {}), "corpus": name})
+    body = json_body() if request.get_data() else {}  # the body is optional
+    return run_long("corpora/index", {**body, "corpus": name})
