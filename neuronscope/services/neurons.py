@@ -91,12 +91,20 @@ class NeuronService:
         self._lock = threading.Lock()
 
     def page(self, layer: int, neuron: int, corpus: str) -> dict:
-        """The neuron page (see docs/neurons.md); 400 for a bad layer or neuron, 404 for an unknown corpus."""
+        """The neuron page (see docs/neurons.md); 400 for a bad layer or neuron, 404 for an unknown corpus.
+
+        While the corpus has nothing indexed for the loaded model (an indexing job may hold the
+        model for minutes), the page is built from the weights alone, without waiting for the model.
+        """
         self.corpora.get(corpus)
+        index = self.corpora.store.index(corpus)
+        current = self.manager.peek()
+        if current is not None and index.neuron_stats(current.name, layer, neuron) is None:
+            check_neurons(current, layer, [neuron])
+            return self._build(current, self.long_runs.identity.known(current), index, None, layer, neuron, corpus)
         with self.manager.use() as lm:
             check_neurons(lm, layer, [neuron])
             identity = self.long_runs.identity.of(lm)
-            index = self.corpora.store.index(corpus)
             record = index.neuron_stats(lm.name, layer, neuron)
             key = (identity, corpus, layer, neuron, index.stats(lm.name)["sources"])
             with self._lock:
@@ -182,7 +190,7 @@ class NeuronService:
         }
 
     def _build(
-        self, lm: LoadedModel, identity: str, index: ActivationIndex, record: NeuronRecord | None,
+        self, lm: LoadedModel, identity: str | None, index: ActivationIndex, record: NeuronRecord | None,
         layer: int, neuron: int, corpus: str,
     ) -> dict:
         tops = index.top(lm.name, layer, neuron, EXAMPLES)

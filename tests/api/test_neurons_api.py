@@ -164,3 +164,23 @@ def test_search_by_text_and_neuron_activations_equal_a_capture(indexed):
         assert [(n["layer"], n["neuron"]) for n in entry["neurons"]] == [(int(b) // d_mlp, int(b) % d_mlp) for b in best]
     np.testing.assert_allclose(one["activations"], layers[1][:, 9], rtol=1e-4, atol=1e-5)
     assert one["max_position"] == int(np.argmax(layers[1][:, 9])) and one["token_ids"] == ids
+
+
+def test_page_answers_with_indexing_status_while_a_job_holds_the_model(make_app, tmp_path, gate):
+    from corpus_support import write_cookies
+    from jobs_support import GATED, wait_for_status
+
+    app = make_app()
+    app.extensions["neuronscope"].corpora.fortunes_dir = write_cookies(tmp_path / "fortunes")
+    client = app.test_client()
+    client.get("/api/neurons/0/1")  # loads the model
+    holder = client.post("/api/jobs", json={"endpoint": GATED, "body": {}}).get_json()["job_id"]
+    assert gate.reached[0].wait(timeout=20)
+    queued = client.post("/api/corpora/default/index?async=true").get_json()["job_id"]
+    body = client.get("/api/neurons/0/1").get_json()
+    assert body["status"] == {"state": "indexing", "progress": 0.0, "job_id": queued}
+    assert len(body["output_tokens"]["promoted"]) == 20 and body["top_examples"] == []
+    gate.open_all()
+    assert wait_for_status(client, holder, {"done"})["status"] == "done"
+    assert wait_for_status(client, queued, {"done"})["status"] == "done"
+    assert client.get("/api/neurons/0/1").get_json()["status"] == {"state": "indexed"}
