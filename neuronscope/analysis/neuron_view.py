@@ -8,7 +8,6 @@ normalisation and bias are left out (GPT-2's final LayerNorm: γ only).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -91,13 +90,3 @@ def neuron_activation_rows(
     acts = seen["acts"].numpy()
     return [acts[row, : len(seq)] for row, seq in enumerate(sequences)]
 
-
-@dataclass(frozen=True)
-class Example:
-    """One window of an indexed text around a neuron's extreme activation."""
-
-    text_id: str
-    tokens: list[str]
-    activations: list[float]
-    max_position: int
-    max_activation: float
