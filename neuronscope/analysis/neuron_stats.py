@@ -3,8 +3,8 @@
 Per neuron of a layer: the count, mean and sum of squared deviations (merged batch by batch
 with Chan et al.'s parallel formula, in float64), the count of positive activations, the
 minimum, the maximum and a histogram over fixed bin edges shared by every neuron
-(:data:`HISTOGRAM_EDGES`: 200 bins, sinh-spaced over ±500, finest near 0, plus one overflow bin
-on each side). Everything merges exactly, so the statistics of a corpus do not depend on how it
+(:data:`HISTOGRAM_EDGES`: 200 bins, sinh-spaced over ±500 and rounded to bfloat16 values, finest
+near 0, plus one overflow bin on each side). Everything merges exactly, so the statistics of a corpus do not depend on how it
 was cut into batches or chunks.
 
 Per token id, for the token-lookup view of a neuron: the sum of its activations at each tracked
@@ -24,10 +24,44 @@ import torch
 HISTOGRAM_BINS = 200
 HISTOGRAM_LIMIT = 500.0
 _SCALE = 0.01
-_HALF = np.expm1(np.linspace(0.0, np.log1p(HISTOGRAM_LIMIT / _SCALE), HISTOGRAM_BINS // 2 + 1)) * _SCALE
-HISTOGRAM_EDGES = np.concatenate([-_HALF[:0:-1], _HALF]).astype(np.float64)
+
+
+def _bfloat16_values(values: np.ndarray) -> np.ndarray:
+    """``values`` (float32) rounded to the nearest bfloat16 (the top 16 bits of a float32)."""
+    bits = values.astype(np.float32).view(np.uint32)
+    rounded = ((bits.astype(np.uint64) + 0x8000) & 0xFFFF0000).astype(np.uint32)
+    return rounded.view(np.float32)
+
+
+MAGNITUDE_EDGES = np.unique(_bfloat16_values(
+    np.expm1(np.linspace(0.0, np.log1p(HISTOGRAM_LIMIT / _SCALE), HISTOGRAM_BINS // 2 + 1)) * _SCALE
+)).astype(np.float64)
+"""The 101 magnitude edges ``0 .. 500``, sinh-spaced (finest near 0) and rounded to bfloat16 values."""
+HISTOGRAM_EDGES = np.concatenate([-MAGNITUDE_EDGES[:0:-1], MAGNITUDE_EDGES])
 """The 201 finite edges ``[-500 .. 0 .. 500]``; values beyond fall into the first or last of the 202 bins."""
-N_BINS = HISTOGRAM_BINS + 2
+N_BINS = len(HISTOGRAM_EDGES) + 1
+_HALF = len(MAGNITUDE_EDGES)  # bins per side, overflow included
+
+
+def histogram_bin(values: np.ndarray) -> np.ndarray:
+    """The bin of each float32 value: bins ``0 .. N_BINS-1`` run from -inf to +inf. A value with
+    the sign bit clear (``+0`` included) is in ``[e_i, e_i+1)`` of the magnitude edges, one with
+    it set (``-0`` included) in ``(-e_i+1, -e_i]``: the bin depends on sign and magnitude only."""
+    values = values.astype(np.float32)
+    k = np.searchsorted(MAGNITUDE_EDGES, np.abs(values).astype(np.float64), side="right")  # 1 .. _HALF (overflow)
+    return np.where(np.signbit(values), _HALF - k, _HALF - 1 + k)
+
+
+def _bin_table() -> torch.Tensor:
+    """Bin of every float32 whose top 16 bits are ``pattern``: ``[65536]``. Exact for every float32,
+    since the edges are bfloat16 values: dropping the low 16 bits moves a magnitude towards zero but
+    never across an edge (``|x| >= e`` iff ``trunc(|x|) >= e``); NaNs go to the overflow bins."""
+    patterns = (np.arange(65536, dtype=np.uint32) << 16).view(np.float32)
+    bins = histogram_bin(np.nan_to_num(patterns, nan=np.inf, posinf=np.inf, neginf=-np.inf))
+    return torch.as_tensor(bins, dtype=torch.int32)
+
+
+_BIN_TABLE = _bin_table()
 MAX_TRACKED_TOKENS = 2048
 
 
@@ -60,49 +94,58 @@ class LayerStats:
 
 
 class RunningStats:
-    """Accumulates :class:`LayerStats` of one layer on the activations' device."""
+    """Accumulates :class:`LayerStats` of one layer on the activations' device.
+
+    Per batch: the sums of ``x`` and ``x²`` (float32 within the batch) give the batch mean and
+    m2, merged in float64 with Chan's formula; the histogram bin of each activation is read from :func:`_bin_table` by the top 16
+    bits of its float32 pattern (one gather, no comparison).
+    """
 
     def __init__(self, d_mlp: int, device: torch.device | str):
         self.d_mlp = d_mlp
-        self.edges = torch.as_tensor(HISTOGRAM_EDGES, dtype=torch.float32, device=device)
+        self.table = _BIN_TABLE.to(device)
         self.count = 0
         self.mean = torch.zeros(d_mlp, dtype=torch.float64, device=device)
         self.m2 = torch.zeros(d_mlp, dtype=torch.float64, device=device)
         self.positive = torch.zeros(d_mlp, dtype=torch.long, device=device)
-        self.minimum = torch.full((d_mlp,), float("inf"), dtype=torch.float64, device=device)
-        self.maximum = torch.full((d_mlp,), float("-inf"), dtype=torch.float64, device=device)
+        self.minimum = torch.full((d_mlp,), float("inf"), dtype=torch.float32, device=device)
+        self.maximum = torch.full((d_mlp,), float("-inf"), dtype=torch.float32, device=device)
         self.histogram = torch.zeros(d_mlp * N_BINS, dtype=torch.long, device=device)
-        self._offsets = torch.arange(d_mlp, device=device) * N_BINS
+        self._offsets = torch.arange(d_mlp, dtype=torch.int32, device=device) * N_BINS
 
     def update(self, acts: torch.Tensor) -> None:
         """Add the activations ``acts`` ``[n, d_mlp]``."""
         n = acts.shape[0]
         if n == 0:
             return
-        acts = acts.to(self.mean.device).float()
-        wide = acts.double()
-        batch_mean = wide.mean(dim=0)
-        batch_m2 = ((wide - batch_mean) ** 2).sum(dim=0)
-        total = self.count + n
+        acts = acts.to(self.mean.device).float().contiguous()
+        total = acts.sum(dim=0).double()  # float32 within a batch, float64 across batches
+        squares = (acts * acts).sum(dim=0).double()
+        batch_mean = total / n
+        batch_m2 = (squares - total * batch_mean).clamp_min(0.0)
+        count = self.count + n
         delta = batch_mean - self.mean
-        self.mean += delta * n / total
-        self.m2 += batch_m2 + delta**2 * self.count * n / total
-        self.count = total
-        self.positive += (acts > 0).sum(dim=0)
-        self.minimum = torch.minimum(self.minimum, wide.min(dim=0).values)
-        self.maximum = torch.maximum(self.maximum, wide.max(dim=0).values)
-        bins = torch.bucketize(acts, self.edges, right=True)  # [n, d_mlp] in 0..N_BINS-1
-        self.histogram += torch.bincount((bins + self._offsets).view(-1), minlength=self.d_mlp * N_BINS)
+        self.mean += delta * n / count
+        self.m2 += batch_m2 + delta**2 * self.count * n / count
+        self.count = count
+        self.positive += torch.count_nonzero(acts > 0, dim=0)
+        low, high = torch.aminmax(acts, dim=0)
+        self.minimum = torch.minimum(self.minimum, low)
+        self.maximum = torch.maximum(self.maximum, high)
+        patterns = (acts.view(torch.int32) >> 16) & 0xFFFF  # [n, d_mlp]
+        bins = self.table[patterns] + self._offsets
+        self.histogram += torch.bincount(bins.view(-1), minlength=self.d_mlp * N_BINS)
 
     def result(self) -> LayerStats:
+        histogram = self.histogram.view(self.d_mlp, N_BINS).cpu().numpy()
         return LayerStats(
             count=np.full(self.d_mlp, self.count, dtype=np.int64),
             mean=self.mean.cpu().numpy(),
             m2=self.m2.cpu().numpy(),
             positive=self.positive.cpu().numpy(),
-            minimum=self.minimum.cpu().numpy(),
-            maximum=self.maximum.cpu().numpy(),
-            histogram=self.histogram.view(self.d_mlp, N_BINS).cpu().numpy(),
+            minimum=self.minimum.double().cpu().numpy(),
+            maximum=self.maximum.double().cpu().numpy(),
+            histogram=histogram,
         )
 
 

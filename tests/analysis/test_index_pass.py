@@ -8,13 +8,35 @@ import pytest
 import torch
 
 from neuronscope.analysis.max_activating import index_pass
-from neuronscope.analysis.neuron_stats import HISTOGRAM_EDGES, N_BINS, token_rows, token_view, tracked_tokens
+from neuronscope.analysis.neuron_stats import (
+    HISTOGRAM_EDGES, MAGNITUDE_EDGES, N_BINS, RunningStats, token_rows, token_view, tracked_tokens,
+)
 from neuronscope.executors.chunks import merge_passes
 
 from tiny_models import CORPUS as TRAINING_CORPUS
 
 TEXTS = [*dict.fromkeys(TRAINING_CORPUS), "Paris and Rome, the fox and the dog.", "two three four five"]
 DEPTH = 6
+
+
+def reference_bins(values: np.ndarray) -> np.ndarray:
+    """Bins by comparison with the edges: sign bit clear in [e_i, e_i+1), set in (-e_i+1, -e_i]."""
+    half = len(MAGNITUDE_EDGES)
+    k = np.array([sum(abs(float(v)) >= e for e in MAGNITUDE_EDGES) for v in values])
+    return np.where(np.signbit(values), half - k, half - 1 + k)
+
+
+def test_histogram_bins_are_exact_at_the_edges():
+    edges = HISTOGRAM_EDGES.astype(np.float32)
+    below = np.nextafter(edges, np.float32(-np.inf))
+    above = np.nextafter(edges, np.float32(np.inf))
+    values = np.concatenate([edges, below, above, np.float32([0.0, -0.0, 1e-30, -1e-30, 600, -600, 3e38])]).astype(np.float32)
+    stats = RunningStats(1, "cpu")
+    stats.update(torch.from_numpy(values[:, None].copy()))
+    result = stats.result()
+    np.testing.assert_array_equal(result.histogram[0], np.bincount(reference_bins(values), minlength=N_BINS))
+    assert result.positive[0] == (values > 0).sum()
+    assert result.minimum[0] == values.min() and result.maximum[0] == values.max()
 
 
 def captured(model, adapter, ids: list[int]) -> list[np.ndarray]:
@@ -73,8 +95,7 @@ def test_both_tails_and_statistics_equal_a_full_scan(loaded, corpus):
         np.testing.assert_array_equal(stats.positive, (every > 0).sum(axis=0))
         np.testing.assert_allclose(stats.minimum, every.min(axis=0), rtol=1e-6, atol=1e-7)
         np.testing.assert_allclose(stats.maximum, every.max(axis=0), rtol=1e-6, atol=1e-7)
-        bins = np.searchsorted(HISTOGRAM_EDGES.astype(np.float32), every, side="right")
-        expected = np.stack([np.bincount(bins[:, n], minlength=N_BINS) for n in range(every.shape[1])])
+        expected = np.stack([np.bincount(reference_bins(every[:, n]), minlength=N_BINS) for n in range(every.shape[1])])
         np.testing.assert_array_equal(stats.histogram, expected)
 
 
