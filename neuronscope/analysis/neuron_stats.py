@@ -225,6 +225,16 @@ class TokenView:
     token_means: np.ndarray
 
 
+def _largest(values: np.ndarray, k: int) -> np.ndarray:
+    """Per row of ``values`` ``[r, c]``, the column indices of its ``k`` largest entries, largest
+    first (ties inside the k: smaller index first; a tie at the k-th place is broken either way):
+    ``[r, min(k, c)]``. A partial sort, then a sort of the ``k``."""
+    k = min(k, values.shape[1])
+    part = np.argpartition(-values, k - 1, axis=1)[:, :k] if k < values.shape[1] else np.tile(np.arange(k), (len(values), 1))
+    order = np.lexsort((part, -np.take_along_axis(values, part, axis=1)), axis=1)
+    return np.take_along_axis(part, order, axis=1)
+
+
 def token_view(sums: TokenSums, tracked: np.ndarray, *, k: int = 20, min_count: int = 5) -> TokenView:
     """Top input tokens and the lookup explanation's score of every neuron of one layer.
 
@@ -252,12 +262,10 @@ def token_view(sums: TokenSums, tracked: np.ndarray, *, k: int = 20, min_count: 
     means = totals / np.maximum(counts, 1.0)[:, None]
     eligible = counts >= min_count
     ranked = np.where(eligible[:, None], means, -np.inf).T  # [d_mlp, tracked]
-    take = min(k, tracked_rows)
-    best = np.argsort(-ranked, axis=1, kind="stable")[:, :take]
+    best = _largest(ranked, k)
     valid = np.take_along_axis(ranked, best, axis=1) > -np.inf
     rows = np.nonzero(eligible)[0]
-    per_token = min(k, means.shape[1])
-    strongest = np.argsort(-means[rows], axis=1, kind="stable")[:, :per_token]  # [t, k]
+    strongest = _largest(means[rows], k)  # [t, k]
     return TokenView(
         input_ids=np.where(valid, tracked[best], -1),
         input_means=np.where(valid, np.take_along_axis(ranked, best, axis=1), 0.0),
