@@ -227,10 +227,18 @@ class NeuronService:
         return {"state": "not_indexed"}
 
     def _examples(self, lm: LoadedModel, layer: int, neuron: int, hits: list[Hit]) -> list[dict]:
-        """Each hit's window of at most 32 tokens with the neuron's activation at every token of it."""
+        """Each hit's window of at most 32 tokens with the neuron's activation at every token of it
+        (one forward pass per distinct text, as far as its last window reaches)."""
         spans = [window(len(hit.source.token_ids), hit.position) for hit in hits]
-        prefixes = [hit.source.token_ids[:end] for hit, (_, end) in zip(hits, spans)]
-        rows = neuron_activation_rows(lm.model, lm.adapter, layer, neuron, prefixes, pad_id=padding_id(lm.tokenizer))
+        reach: dict[int, int] = {}
+        for hit, (_, end) in zip(hits, spans):
+            reach[hit.source.id] = max(reach.get(hit.source.id, 0), end)
+        sources = {hit.source.id: hit.source for hit in hits}
+        texts = list(reach)
+        prefixes = [sources[i].token_ids[: reach[i]] for i in texts]
+        computed = neuron_activation_rows(lm.model, lm.adapter, layer, neuron, prefixes, pad_id=padding_id(lm.tokenizer))
+        by_text = dict(zip(texts, computed))
+        rows = [by_text[hit.source.id] for hit in hits]
         return [
             {
                 "text_id": hit.source.name,
