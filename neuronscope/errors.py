@@ -74,6 +74,13 @@ class ModelUnavailable(NeuronScopeError):
     error = "Model unavailable"
 
 
+class CorpusUnavailable(NeuronScopeError):
+    """A corpus cannot be built (the package it is read from is not installed)."""
+
+    status = 503
+    error = "Corpus unavailable"
+
+
 class ExecutorUnavailable(NeuronScopeError):
     """The configured executor (Ray) cannot be started or joined, or keeps losing its workers."""
 

@@ -25,7 +25,8 @@ def get_json(url: str):
 def server(models_dir, tmp_path):
     port = free_port()
     env = {**os.environ, "PORT": str(port), "NEURONSCOPE_DATA_DIR": str(tmp_path / "data"),
-           "NEURONSCOPE_MODELS_DIR": str(models_dir), "NEURONSCOPE_MODEL": "tiny-llama", "NEURONSCOPE_OFFLINE": "1"}
+           "NEURONSCOPE_MODELS_DIR": str(models_dir), "NEURONSCOPE_MODEL": "tiny-llama", "NEURONSCOPE_OFFLINE": "1",
+           "NEURONSCOPE_INDEX_DEFAULT_CORPUS": "0"}
     env.pop("HOST", None)
     proc = subprocess.Popen([sys.executable, str(ROOT / "run_api_server.py")], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -15,6 +15,7 @@ from torch import nn
 
 from neuronscope.analysis.activations import forward_padded, pad_right
 from neuronscope.analysis.hooks import activation_hooks
+from neuronscope.analysis.neuron_stats import LayerStats, RunningStats, RunningTokenSums, TokenSums
 from neuronscope.analysis.progress import ProgressFn, no_progress
 from neuronscope.modeling.adapters import ArchitectureAdapter
 from neuronscope.modeling.placement import input_device
@@ -133,12 +134,33 @@ def top_from_activations(layers: Sequence[torch.Tensor], indexable: torch.Tensor
     return results
 
 
-def _recorder(tops: Sequence[TopActivations], batch: dict) -> Callable[[int, torch.Tensor], None]:
-    """An activation hook passing a layer's activations ``[batch * seq, d_mlp]`` at the batch's ``kept`` flat positions to its ``tops`` entry."""
+class LayerRecorder:
+    """What one indexing pass gathers from one layer's activations at the indexable positions:
+    the top list, and with ``full`` the bottom list (most negative first), the running statistics
+    and, when ``token_rows`` > 0, the per-token sums (see :mod:`neuronscope.analysis.neuron_stats`)."""
+
+    def __init__(self, d_mlp: int, depth: int, device: torch.device | str, *, full: bool = False, token_rows: int = 0):
+        self.top = TopActivations(d_mlp, depth, device)
+        self.bottom = TopActivations(d_mlp, depth, device) if full else None
+        self.stats = RunningStats(d_mlp, device) if full else None
+        self.tokens = RunningTokenSums(token_rows, d_mlp, device) if full and token_rows else None
+
+    def update(self, acts: torch.Tensor, batch: dict) -> None:
+        """Record ``acts`` ``[n, d_mlp]`` at the batch's token references (``refs``, ``rows``, ``halves`` ``[n]``)."""
+        self.top.update(acts, batch["refs"])
+        if self.bottom is not None:
+            self.bottom.update(-acts, batch["refs"])
+            self.stats.update(acts)
+        if self.tokens is not None:
+            self.tokens.update(acts, batch["rows"], batch["halves"])
+
+
+def _recorder(recorders: Sequence[LayerRecorder], batch: dict) -> Callable[[int, torch.Tensor], None]:
+    """An activation hook passing a layer's activations ``[batch * seq, d_mlp]`` at the batch's ``kept`` flat positions to its recorder."""
 
     def hook(layer: int, acts: torch.Tensor) -> None:
         acts = acts.flatten(0, 1)
-        tops[layer].update(acts.index_select(0, batch["kept"].to(acts.device)), batch["refs"])
+        recorders[layer].update(acts.index_select(0, batch["kept"].to(acts.device)), batch)
 
     return hook
 
@@ -162,6 +184,18 @@ def length_batches(lengths: Sequence[int], batch_size: int, max_padding: float =
     return batches + [current] if current else batches
 
 
+@dataclass(frozen=True)
+class IndexPass:
+    """Per layer, what :func:`index_pass` gathered: ``tops``; ``bottoms`` (values negated: the
+    most negative activations first, as their negations best first), ``stats`` and ``tokens``
+    (per-token sums, when token rows were given)."""
+
+    tops: list[TopList]
+    bottoms: list[TopList]
+    stats: list[LayerStats]
+    tokens: list[TokenSums] | None
+
+
 def max_activating(
     model: nn.Module,
     adapter: ArchitectureAdapter,
@@ -179,14 +213,63 @@ def max_activating(
     ``MAX_PADDING`` padding (see :func:`length_batches`). Padding and positions whose
     ``indexable`` flag is False never enter the lists. Returns one :class:`TopList` per layer.
     """
+    recorders = [LayerRecorder(adapter.d_mlp(layer), depth, input_device(model)) for layer in range(adapter.n_layers)]
+    _run(model, adapter, sequences, indexable, recorders, pad_id=pad_id, batch_size=batch_size, progress=progress)
+    return [recorder.top.result() for recorder in recorders]
+
+
+def index_pass(
+    model: nn.Module,
+    adapter: ArchitectureAdapter,
+    sequences: Sequence[Sequence[int]],
+    indexable: Sequence[Sequence[bool]],
+    *,
+    pad_id: int,
+    depth: int,
+    batch_size: int,
+    rows: Sequence[Sequence[int]] | None = None,
+    halves: Sequence[int] | None = None,
+    token_rows: int = 0,
+    progress: ProgressFn = no_progress,
+) -> IndexPass:
+    """:func:`max_activating` plus, over the indexable positions, the bottom lists, the exact
+    statistics and, with ``rows`` (per sequence, each token's table row, ``token_rows`` rows in
+    all) and ``halves`` (per sequence, 0 or 1), the per-token sums of every neuron."""
     device = input_device(model)
-    tops = [TopActivations(adapter.d_mlp(layer), depth, device) for layer in range(adapter.n_layers)]
+    tokens = token_rows if rows is not None else 0
+    recorders = [
+        LayerRecorder(adapter.d_mlp(layer), depth, device, full=True, token_rows=tokens) for layer in range(adapter.n_layers)
+    ]
+    extras = (rows, halves) if tokens else None
+    _run(model, adapter, sequences, indexable, recorders, pad_id=pad_id, batch_size=batch_size, extras=extras, progress=progress)
+    return IndexPass(
+        tops=[r.top.result() for r in recorders],
+        bottoms=[r.bottom.result() for r in recorders],
+        stats=[r.stats.result() for r in recorders],
+        tokens=[r.tokens.result() for r in recorders] if tokens else None,
+    )
+
+
+def _run(
+    model: nn.Module,
+    adapter: ArchitectureAdapter,
+    sequences: Sequence[Sequence[int]],
+    indexable: Sequence[Sequence[bool]],
+    recorders: Sequence[LayerRecorder],
+    *,
+    pad_id: int,
+    batch_size: int,
+    extras: tuple[Sequence[Sequence[int]], Sequence[int]] | None = None,
+    progress: ProgressFn,
+) -> None:
+    """Run ``sequences`` in padded batches with one recorder per layer on its MLP output projection."""
+    device = input_device(model)
     batches = length_batches([len(seq) for seq in sequences], batch_size)
     total = sum(len(seq) for seq in sequences)
     done = 0
     progress(0.0, f"indexing {len(sequences)} texts ({total} tokens) in {len(batches)} batches")
     batch: dict = {}
-    with activation_hooks(adapter, range(len(tops)), _recorder(tops, batch)):
+    with activation_hooks(adapter, range(len(recorders)), _recorder(recorders, batch)):
         for number, members in enumerate(batches, start=1):
             ids, mask = pad_right([sequences[i] for i in members], pad_id, device)
             keep, _ = pad_right([indexable[i] for i in members], 0, device)
@@ -194,7 +277,9 @@ def max_activating(
             kept = torch.nonzero(keep.view(-1), as_tuple=True)[0]  # flat positions [n]
             rows = torch.as_tensor(members, device=device)[kept // ids.shape[1]]
             batch.update(kept=kept, refs=token_refs(rows, kept % ids.shape[1]))
+            if extras is not None:
+                table_rows, _ = pad_right([extras[0][i] for i in members], 0, device)
+                batch.update(rows=table_rows.view(-1)[kept], halves=torch.as_tensor([extras[1][i] for i in members], device=device)[kept // ids.shape[1]])
             forward_padded(model, ids, mask)
             done += int(mask.sum())
             progress(done / total, f"indexed batch {number}/{len(batches)} ({done} of {total} tokens)")
-    return [top.result() for top in tops]

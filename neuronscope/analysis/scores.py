@@ -42,11 +42,16 @@ def magnitude_scores(
     """Mean ``|w|`` over each neuron's weights, per layer ``[d_mlp]`` (``calibration`` unused)."""
     scores = {}
     for layer in range(adapter.n_layers):
-        rows = neuron_weight_rows(adapter, layer)
-        total = sum(w.abs().sum(dim=1) for w in rows)
-        scores[layer] = total / sum(w.shape[1] for w in rows)
+        scores[layer] = layer_magnitude(adapter, layer)
         progress((layer + 1) / adapter.n_layers, f"layer {layer} weights")
     return scores
+
+
+@torch.no_grad()
+def layer_magnitude(adapter: ArchitectureAdapter, layer: int) -> torch.Tensor:
+    """Mean ``|w|`` over each neuron's weights in ``layer``: ``[d_mlp]``."""
+    rows = neuron_weight_rows(adapter, layer)
+    return sum(w.abs().sum(dim=1) for w in rows) / sum(w.shape[1] for w in rows)
 
 
 @torch.no_grad()

@@ -2,13 +2,13 @@
 
 from flask import Flask
 
-from neuronscope.api import activations, clusters, compression, health, jobs, models, pruning, queries, samples, spec
+from neuronscope.api import activations, clusters, compression, corpora, health, jobs, models, neurons, pruning, queries, samples, spec
 from neuronscope.api.converters import register_converters
 from neuronscope.api.long_running import refuse_async_elsewhere
 
 BLUEPRINTS = (
     health.bp, models.bp, samples.bp, spec.bp, pruning.bp, activations.bp, clusters.bp, queries.bp,
-    compression.bp, jobs.bp,
+    compression.bp, jobs.bp, corpora.bp, neurons.bp,
 )
 
 

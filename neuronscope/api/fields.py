@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence, TypeVar
+from typing import Any, Callable, ClassVar, Iterator, Sequence, TypeVar
 
 from werkzeug.datastructures import MultiDict
 
@@ -174,10 +174,22 @@ R = TypeVar("R", bound="Request")
 class Request:
     """Base of every typed request: parse once with :meth:`parse`, describe with :meth:`as_body`."""
 
+    content_type: ClassVar[str] = "application/json"
+    """How a POST body arrives: a JSON object, or ``multipart/form-data`` (an upload's form fields)."""
+
     @classmethod
     def specs(cls) -> Iterator[tuple[str, Spec]]:
         for item in dataclasses.fields(cls):
             yield item.name, item.metadata["spec"]
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [name for name, _ in cls.specs()]
+
+    @classmethod
+    def from_request(cls, request: Any) -> dict:
+        """The POST body this request reads: the JSON object, or an upload's form fields."""
+        return params.json_body() if cls.content_type == "application/json" else params.form_fields()
 
     @classmethod
     def parse(cls: type[R], source: dict, settings: Settings) -> R:

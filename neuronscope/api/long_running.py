@@ -20,8 +20,9 @@ from typing import Any, Callable
 
 from flask import Blueprint, request, url_for
 
+from neuronscope.api.csv_export import Table, csv_response, wants_csv
 from neuronscope.api.fields import NoFields, Request, query_scalar
-from neuronscope.api.params import get_bool, json_body
+from neuronscope.api.params import get_bool
 from neuronscope.errors import BadRequest, NotFound
 from neuronscope.jobs.job import Job
 from neuronscope.services import Services, services
@@ -40,6 +41,7 @@ class Operation:
     ``cacheable``: the result depends only on the model and the request, and running it changes
     nothing (no files written, no index built), so a repeat may come from the cache.
     ``status``: of a success (201 where the operation creates something).
+    ``table``: the answer's table for ``?format=csv`` (:class:`~neuronscope.api.csv_export.Table`).
     """
 
     name: str
@@ -49,6 +51,13 @@ class Operation:
     cacheable: bool = False
     supports_async: bool = False
     status: int = 200
+    table: Table | None = None
+    job: str | None = None
+
+    @property
+    def job_name(self) -> str:
+        """The name of its jobs (``POST /api/jobs`` ``endpoint``): ``job``, else the route's name."""
+        return self.job or self.name
 
     def parse(self, svc: Services, source: dict) -> Request:
         """The typed request in ``source``, its texts checked against the loaded model (400 otherwise)."""
@@ -60,7 +69,7 @@ class Operation:
         params = parsed.as_body()
         key = {**params, "samples": svc.samples.list()[: svc.settings.max_texts]} if params.get("use_samples") else params
         return LongCall(
-            self.name,
+            self.job_name,
             params,
             lambda progress: self.handler(svc, parsed, progress=progress),
             self.cacheable,
@@ -71,6 +80,8 @@ class Operation:
 
 ASYNC_VIEWS: set[str] = set()
 """Flask endpoint names of the views that accept ``?async=true``."""
+CSV_VIEWS: set[str] = set()
+"""Flask endpoint names of the views that accept ``?format=csv``."""
 OPERATIONS: dict[str, Operation] = {}
 """Every route declared with :func:`route`, by ``"METHOD name"``."""
 LONG_OPERATIONS: dict[str, Operation] = {}
@@ -86,16 +97,22 @@ def route(
     cacheable: bool = False,
     supports_async: bool = False,
     status: int = 200,
+    table: Table | None = None,
+    job: str | None = None,
 ) -> Callable[[Handler], Handler]:
-    """Register the decorated handler as ``method /api/<name>`` (``name`` may hold ``<converter:arg>``
-    segments, passed to the handler as keyword arguments)."""
+    """Register the decorated handler as ``method /api/<name>``. ``name`` may hold ``<converter:arg>``
+    segments: passed to the handler as keyword arguments, or, where the request declares a field of
+    that name (long operations, whose jobs hold the whole request), read into that field. ``job``
+    names a long operation's jobs when its route name holds such segments."""
 
     def register(handler: Handler) -> Handler:
-        operation = Operation(name, request_type, handler, method, cacheable, supports_async, status)
+        operation = Operation(name, request_type, handler, method, cacheable, supports_async, status, table, job)
         OPERATIONS[f"{method} {name}"] = operation
         if supports_async:
-            LONG_OPERATIONS[name] = operation
+            LONG_OPERATIONS[operation.job_name] = operation
             ASYNC_VIEWS.add(f"{bp.name}.{handler.__name__}")
+        if table is not None:
+            CSV_VIEWS.add(f"{bp.name}.{handler.__name__}")
 
         def view(**path: Any):
             return respond(operation, **path)
@@ -106,15 +123,16 @@ def route(
     return register
 
 
-def file_routes(bp: Blueprint, area: str, service: Callable[[Services], Any]) -> None:
-    """``GET /api/<area>/files`` (the list) and ``GET /api/<area>/<name>.json`` (one file) of a folder
-    of result files kept by ``service(svc)``, which has ``list_files()`` and ``read(name)``."""
+def file_routes(bp: Blueprint, area: str, service: Callable[[Services], Any], table: Table | None = None) -> None:
+    """``GET /api/<area>/files`` (the list) and ``GET /api/<area>/<name>.json`` (one file, with
+    ``table`` for ``?format=csv``) of a folder of result files kept by ``service(svc)``, which has
+    ``list_files()`` and ``read(name)``."""
 
     @route(bp, "GET", f"{area}/files", NoFields)
     def list_files(svc: Services, r: NoFields) -> dict:
         return service(svc).list_files()
 
-    @route(bp, "GET", f"{area}/<json_file:filename>", NoFields)
+    @route(bp, "GET", f"{area}/<json_file:filename>", NoFields, table=table)
     def read_file(svc: Services, r: NoFields, filename: str) -> dict:
         return service(svc).read(filename)
 
@@ -122,17 +140,27 @@ def file_routes(bp: Blueprint, area: str, service: Callable[[Services], Any]) ->
 def respond(operation: Operation, **path: Any):
     """The response of ``operation`` to the current request."""
     svc = services()
-    source = json_body() if operation.method == "POST" else operation.request.from_query(request.args)
+    source = operation.request.from_request(request) if operation.method == "POST" else operation.request.from_query(request.args)
+    fields = set(operation.request.field_names())
+    source.update({key: value for key, value in path.items() if key in fields})
+    path = {key: value for key, value in path.items() if key not in fields}
     parsed = operation.parse(svc, source)
     if not operation.supports_async:
         result = operation.handler(svc, parsed, **path)
-        return result if isinstance(result, tuple) else (result, operation.status)
+        return result if isinstance(result, tuple) else _answer(operation, result, {}, path)
     call = operation.long_call(svc, parsed)
     if async_flag():
         return accepted(svc.long_runs.submit(call))
     outcome = svc.long_runs.run(call, budget=svc.settings.sync_budget_seconds)
     headers = {CACHE_HEADER: "hit" if outcome.cached else "miss"} if call.cacheable else {}
-    return outcome.result, operation.status, headers
+    return _answer(operation, outcome.result, headers, path)
+
+
+def _answer(operation: Operation, body: dict, headers: dict, path: dict):
+    """``body`` as JSON, or its table as CSV where the route has one and ``?format=csv`` asks for it."""
+    if operation.table is not None and wants_csv():
+        return csv_response(*operation.table(body, path), headers=headers)
+    return body, operation.status, headers
 
 
 def prepare_call(svc: Services, endpoint: str, body: dict) -> LongCall:
@@ -161,10 +189,15 @@ def async_flag() -> bool:
 
 
 def refuse_async_elsewhere() -> None:
-    """Before every /api request: ``?async=true`` where the route cannot run as a job is a 400, not ignored."""
+    """Before every /api request: ``?async=true`` where the route cannot run as a job, and
+    ``?format=`` where it has no table, are a 400, not ignored."""
     routed = request.url_rule is not None  # unknown routes and methods keep their 404 / 405
-    if routed and request.path.startswith("/api/") and async_flag() and request.endpoint not in ASYNC_VIEWS:
+    if not (routed and request.path.startswith("/api/")):
+        return
+    if async_flag() and request.endpoint not in ASYNC_VIEWS:
         raise BadRequest(f"{request.method} {request.path} does not run as a job: drop ?async=true")
+    if "format" in request.args and request.endpoint not in CSV_VIEWS:
+        raise BadRequest(f"{request.method} {request.path} answers only JSON: drop ?format=")
 
 
 def accepted(job: Job):

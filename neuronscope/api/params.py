@@ -162,3 +162,24 @@ def get_int_list(source: dict, key: str, default: Any = MISSING, *, max_items: i
     if unique and len(set(values)) != len(values):
         raise BadRequest(f"'{key}' must not repeat values")
     return values
+
+
+def form_fields() -> dict[str, Any]:
+    """The text fields of a ``multipart/form-data`` body (415 for another content type), checked as a JSON body is."""
+    if request.mimetype != "multipart/form-data":
+        raise UnsupportedMediaType("send the upload as multipart/form-data")
+    fields = request.form.to_dict()
+    check_values(fields, "the form")
+    return fields
+
+
+def uploaded_file(key: str) -> tuple[str, bytes]:
+    """The plain file name and the bytes of the multipart part ``key`` (400 when absent or when its
+    name is not a plain file name)."""
+    upload = request.files.get(key)
+    if upload is None or not upload.filename:
+        raise BadRequest(f"the multipart body needs a '{key}' part with a file name")
+    name = upload.filename
+    if "/" in name or "\\" in name or name.startswith(".") or "\x00" in name:
+        raise BadRequest(f"{name!r} is not a plain file name")
+    return name, upload.read()

@@ -15,7 +15,15 @@ def weight_analysis(svc: Services, r: req.WeightAnalysis, progress: ProgressFn =
     return svc.pruning.weight_analysis(tolerance=r.tolerance, progress=progress)
 
 
-@route(bp, "GET", "pruning/candidates", req.Candidates)
+def _candidate_rows(body: dict, path: dict) -> tuple[list[dict], str]:
+    return body["candidates"], f"candidates-{body['method']}.csv"
+
+
+def _importance_rows(body: dict, path: dict) -> tuple[list[dict], str]:
+    return body["importance_scores"], f"importance-{body['method']}.csv"
+
+
+@route(bp, "GET", "pruning/candidates", req.Candidates, table=_candidate_rows)
 def candidates(svc: Services, r: req.Candidates) -> dict:
     return svc.pruning.candidates(
         threshold=r.threshold, method=r.method, layer_index=r.layer_index, limit=r.limit, offset=r.offset
@@ -29,7 +37,10 @@ def impact_analysis(svc: Services, r: req.ImpactAnalysis) -> dict:
     )
 
 
-@route(bp, "POST", "pruning/neuron-importance", req.NeuronImportance, cacheable=True, supports_async=True)
+@route(
+    bp, "POST", "pruning/neuron-importance", req.NeuronImportance, cacheable=True, supports_async=True,
+    table=_importance_rows,
+)
 def neuron_importance(svc: Services, r: req.NeuronImportance, progress: ProgressFn = no_progress) -> dict:
     return svc.pruning.neuron_importance(
         layers=r.layers,

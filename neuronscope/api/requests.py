@@ -8,9 +8,9 @@ define them, and tests/api/test_request_schemas.py ties each type to docs/openap
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
-from neuronscope.analysis.importance import ATTRIBUTION_PROBES
+from neuronscope.analysis.attribution import ATTRIBUTION_PROBES
 from neuronscope.analysis.pruning_plan import SCOPES
 from neuronscope.api.fields import (
     Request,
@@ -31,10 +31,15 @@ from neuronscope.jobs.job import CANCELLED, DONE, FAILED, QUEUED, RUNNING
 from neuronscope.modeling import registry
 from neuronscope.resources.texts import builtin_texts
 from neuronscope.services.compression import CALIBRATED_METHODS, MAX_SPARSITY, METHODS
+from neuronscope.services.corpora import DEFAULT_CORPUS
 from neuronscope.services.pruning import ABLATION_KINDS, EXPORT_FILES, IMPORTANCE_METHODS, SCORE_METHODS
 from neuronscope.services.validation import token_count
 
 MAX_LAYERS = 1024
+SEARCH_TOKEN_K = 100
+"""Most neurons a token search returns."""
+SEARCH_TEXT_K = 50
+"""Most neurons per token a text search returns."""
 MAX_NAME_CHARS = registry.MAX_NAME_CHARS
 JOB_STATUSES = (QUEUED, RUNNING, DONE, FAILED, CANCELLED)
 TAYLOR_PASSES = 3
@@ -414,3 +419,54 @@ class SubmitJob(Request):
 @dataclass(frozen=True, kw_only=True)
 class ListJobs(Request):
     status: str | None = choice(JOB_STATUSES, default=None)
+
+
+# -- corpora and neuron pages ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class IndexNamedCorpus(Request):
+    """``POST /api/corpora/{name}/index``: ``name`` comes from the path."""
+
+    name: str = string(max_chars=64)
+    batch_size: int = integer(default=32, minimum=1, maximum="max_batch_size")
+
+    def forward_tokens(self, lm: Any, svc: Any) -> int:
+        return svc.corpora.explore_tokens(lm, self.name)
+
+
+@dataclass(frozen=True, kw_only=True)
+class NeuronPage(Request):
+    corpus: str = string(default=DEFAULT_CORPUS, max_chars=64)
+
+
+@dataclass(frozen=True, kw_only=True)
+class NeuronActivations(Request):
+    text: str = text(max_chars="max_sample_chars")
+
+
+@dataclass(frozen=True, kw_only=True)
+class NeuronSearch(Request):
+    """Exactly one of ``token`` (a token string or id: from the index statistics) and ``text``
+    (run once: the top neurons at each token)."""
+
+    token: str | None = string(default=None, max_chars=200)
+    text: str | None = text(default=None, max_chars="max_sample_chars")
+    layer: int | None = integer(default=None, minimum=0)
+    corpus: str = string(default=DEFAULT_CORPUS, max_chars=64)
+    k: int | None = integer(default=None, minimum=1, maximum=SEARCH_TOKEN_K)
+
+    def check(self, settings: Settings) -> None:
+        if (self.token is None) == (self.text is None):
+            raise BadRequest("give either ?token= (a token or a token id) or ?text=")
+        if self.text is not None and self.k is not None and self.k > SEARCH_TEXT_K:
+            raise BadRequest(f"'k' must be <= {SEARCH_TEXT_K} with ?text=, got {self.k}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class UploadCorpus(Request):
+    """``POST /api/corpora``: the form's ``name`` (default: the file name without its suffix); the
+    ``file`` part itself is read by the view."""
+
+    content_type: ClassVar[str] = "multipart/form-data"
+    name: str | None = string(default=None, max_chars=64)

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from neuronscope.analysis.importance import LayerImportance
-from neuronscope.analysis.max_activating import TopList
+from neuronscope.analysis.max_activating import IndexPass, TopList
 from neuronscope.executors.work import NeuronRange, TextBatch
 
 
@@ -47,6 +47,18 @@ def text_batches(sequences: Sequence[Sequence[int]], indexable: Sequence[Sequenc
         )
         for members in (order[start : start + size] for start in range(0, len(order), size))
     ]
+
+
+def merge_passes(total: IndexPass | None, part: IndexPass, depth: int) -> IndexPass:
+    """``total`` (None at first) with one more chunk's :class:`IndexPass` merged in, exactly."""
+    if total is None:
+        return part
+    return IndexPass(
+        tops=merge_tops([total.tops, part.tops], depth),
+        bottoms=merge_tops([total.bottoms, part.bottoms], depth),
+        stats=[a.merged(b) for a, b in zip(total.stats, part.stats)],
+        tokens=[a.merged(b) for a, b in zip(total.tokens, part.tokens)] if total.tokens is not None else None,
+    )
 
 
 def merge_tops(parts: Sequence[Sequence[TopList]], depth: int) -> list[TopList]:

@@ -14,7 +14,8 @@ import torch
 
 from neuronscope.analysis.attribution import attribution_importance
 from neuronscope.analysis.importance import neuron_importance
-from neuronscope.analysis.max_activating import TopList, max_activating
+from neuronscope.analysis.max_activating import IndexPass, TopList, index_pass, max_activating
+from neuronscope.analysis.neuron_stats import token_rows
 from neuronscope.analysis.progress import ProgressFn
 from neuronscope.modeling.manager import LoadedModel
 
@@ -73,9 +74,27 @@ def corpus_chunk(lm: LoadedModel, shared: Mapping[str, Any], chunk: TextBatch, p
     return [replace(top, sequences=indices[top.sequences]) for top in tops]
 
 
+def index_chunk(lm: LoadedModel, shared: Mapping[str, Any], chunk: TextBatch, progress: ProgressFn) -> IndexPass:
+    """:func:`corpus_chunk` with the bottom lists, statistics and per-token sums of an indexing pass.
+    ``shared`` also holds ``tracked`` (the tracked token ids, ascending) and ``halves`` (per corpus text, 0 or 1)."""
+    tracked = np.asarray(shared["tracked"], dtype=np.int64)
+    result = index_pass(
+        lm.model, lm.adapter, chunk.sequences, chunk.indexable,
+        pad_id=shared["pad_id"], depth=shared["depth"], batch_size=shared["batch_size"],
+        rows=[token_rows(seq, tracked) for seq in chunk.sequences],
+        halves=[shared["halves"][i] for i in chunk.indices], token_rows=len(tracked) + 1, progress=progress,
+    )
+    indices = np.asarray(chunk.indices)
+    return replace(
+        result,
+        tops=[replace(top, sequences=indices[top.sequences]) for top in result.tops],
+        bottoms=[replace(top, sequences=indices[top.sequences]) for top in result.bottoms],
+    )
+
+
 ChunkFunction = Callable[[LoadedModel, Mapping[str, Any], Any, ProgressFn], Any]
 
-CHUNK_FUNCTIONS: dict[str, ChunkFunction] = {"importance": importance_chunk, "corpus": corpus_chunk}
+CHUNK_FUNCTIONS: dict[str, ChunkFunction] = {"importance": importance_chunk, "corpus": corpus_chunk, "index": index_chunk}
 
 
 def run_chunk(lm: LoadedModel, kind: str, shared: Mapping[str, Any], chunk: Any, progress: ProgressFn) -> Any:

@@ -9,13 +9,14 @@ from typing import Callable, Hashable, TypeVar
 T = TypeVar("T")
 
 MEMO_ENTRIES = 64
-"""Values kept per loaded model; the least recently used goes first beyond it."""
+"""Values kept per loaded model and kind (a key's first item); the least recently used of that kind goes first beyond it."""
 
 
 class ModelMemo:
     """Values computed once per loaded model, dropped with it (it lives on ``LoadedModel.memo``).
 
-    Keys are tuples that begin with what the value is, e.g. ``("scores", method, calibration key)``.
+    Keys are tuples that begin with what the value is, e.g. ``("scores", method, calibration key)``;
+    each kind has its own bound, so many cheap values (neuron pages) never push out costly ones (scores).
     Compute under the model lock (``manager.use()``), as every analysis does: the memo's own lock
     only guards its dictionary, so two threads asking for a missing key at once would both compute.
     """
@@ -34,8 +35,9 @@ class ModelMemo:
         value = compute()
         with self._lock:
             self._values[key] = value
-            while len(self._values) > self.entries:
-                self._values.popitem(last=False)
+            kind = [k for k in self._values if _kind(k) == _kind(key)]
+            for old in kind[: max(0, len(kind) - self.entries)]:
+                del self._values[old]
         return value
 
     def __contains__(self, key: Hashable) -> bool:
@@ -45,3 +47,7 @@ class ModelMemo:
     def __len__(self) -> int:
         with self._lock:
             return len(self._values)
+
+
+def _kind(key: Hashable) -> Hashable:
+    return key[0] if isinstance(key, tuple) and key else key

@@ -15,8 +15,10 @@ from neuronscope.modeling.manager import ModelManager
 from neuronscope.services.activations import ActivationService
 from neuronscope.services.clusters import ClusterService
 from neuronscope.services.compression import CompressionService
+from neuronscope.services.corpora import CorpusService
 from neuronscope.services.long_runs import LongRunService
 from neuronscope.services.models import ModelService
+from neuronscope.services.neurons import NeuronService
 from neuronscope.services.pruning import PruningService
 from neuronscope.services.queries import QueryService
 from neuronscope.services.samples import SampleService
@@ -35,6 +37,8 @@ class Services:
     clusters: ClusterService
     queries: QueryService
     compression: CompressionService
+    corpora: CorpusService
+    neurons: NeuronService
     long_runs: LongRunService
 
 
@@ -45,6 +49,8 @@ def build_services(settings: Settings, manager: ModelManager) -> Services:
     executor = build_executor(settings)
     activations = ActivationService(settings, manager, index, samples, executor)
     clusters = ClusterService(settings, activations.store)
+    corpora = CorpusService(settings, manager, activations)
+    long_runs = LongRunService(settings, manager)
     return Services(
         settings=settings,
         manager=manager,
@@ -56,7 +62,9 @@ def build_services(settings: Settings, manager: ModelManager) -> Services:
         clusters=clusters,
         queries=QueryService(settings, manager, index, clusters),
         compression=CompressionService(settings, manager, samples),
-        long_runs=LongRunService(settings, manager),
+        corpora=corpora,
+        neurons=NeuronService(settings, manager, corpora, long_runs),
+        long_runs=long_runs,
     )
 
 

@@ -12,12 +12,13 @@ import torch
 
 from neuronscope.analysis.activations import layer_summary, neuron_activations
 from neuronscope.analysis.max_activating import TopList, top_from_activations
-from neuronscope.analysis.progress import ProgressFn, no_progress
+from neuronscope.analysis.neuron_stats import token_view, tracked_tokens
+from neuronscope.analysis.progress import ProgressFn, no_progress, scaled
 from neuronscope.analysis.tokens import indexable_positions, padding_id, token_strings
 from neuronscope.config import Settings
 from neuronscope.errors import BadRequest, Conflict
 from neuronscope.executors import Executor, Sweep, SweepStats
-from neuronscope.executors.chunks import merge_tops, text_batches
+from neuronscope.executors.chunks import merge_passes, merge_tops, text_batches
 from neuronscope.modeling.manager import LoadedModel, ModelManager
 from neuronscope.services.samples import SampleService
 from neuronscope.timestamps import utc_now
@@ -106,6 +107,31 @@ class ActivationService:
         parts, stats = self.executor.run(lm, Sweep("corpus", shared, chunks), progress)
         return merge_tops(parts, self.index.depth), stats
 
+    def _index_pass(
+        self, lm: LoadedModel, sequences: list[list[int]], depth: int, batch_size: int, progress: ProgressFn
+    ) -> tuple[dict, SweepStats]:
+        """Both tails, statistics and token view of every layer over ``sequences``: chunks of
+        ``chunk_texts`` texts run on the executor one at a time and are merged as they come (the
+        per-token sums of a chunk are large). The first half of the texts (in order) is half 0 of
+        the lookup explanation, the rest half 1."""
+        indexable = [indexable_positions(lm.tokenizer, ids) for ids in sequences]
+        chunks = text_batches(sequences, indexable, self.settings.chunk_texts)
+        tracked = tracked_tokens(sequences)
+        halves = [0 if i < len(sequences) / 2 else 1 for i in range(len(sequences))]
+        shared = {
+            "pad_id": padding_id(lm.tokenizer), "depth": depth, "batch_size": batch_size,
+            "tracked": tracked.tolist(), "halves": halves,
+        }
+        total, stats = None, SweepStats(self.executor.name, workers=1, chunks=len(chunks))
+        for number, chunk in enumerate(chunks):
+            within = scaled(progress, number / len(chunks), (number + 1) / len(chunks))
+            (part,), chunk_stats = self.executor.run(lm, Sweep("index", shared, [chunk]), within)
+            stats.chunks_done += chunk_stats.chunks_done
+            stats.retried_chunks += chunk_stats.retried_chunks
+            total = merge_passes(total, part, depth)
+        views = [token_view(sums, tracked) for sums in total.tokens]
+        return {"tops": total.tops, "bottoms": total.bottoms, "stats": total.stats, "views": views}, stats
+
     def list_files(self) -> dict:
         files = self.store.list()
         return {"files": files, "count": len(files)}
@@ -159,32 +185,48 @@ class ActivationService:
             texts = list(self.samples.fitting(lm, self.settings.max_input_tokens) if texts is None else texts)
             encoded = [ids[0].tolist() for ids in encode_texts(lm, texts, self.settings.max_input_tokens)]
             names = [hashlib.sha256(np.asarray(ids, dtype="<i4").tobytes()).hexdigest()[:24] for ids in encoded]
-            known = self.index.indexed_names(lm.name, "corpus", names)
-            fresh = {name: ids for name, ids in zip(names, encoded) if name not in known}
-            sequences = list(fresh.values())
-            started = time.perf_counter()
-            stats = None
-            if sequences:
-                tops, stats = self._top_positions(lm, sequences, batch_size, _logged(lambda f, step: progress(0.9 * f, step)))
-                sources = [NewSource("corpus", name, ids, token_strings(lm.tokenizer, ids)) for name, ids in fresh.items()]
-                self.index.add(lm.name, sources, tops)
-            seconds = time.perf_counter() - started
-            progress(1.0, "merged into the index")
-            tokens = sum(len(ids) for ids in sequences)
-            log.info("indexed %d texts (%d tokens) of %s in %.2f s", len(sequences), tokens, lm.name, seconds)
-            return {
-                "message": f"Indexed {len(sequences)} new texts ({tokens} tokens) for {lm.name}",
-                "model_name": lm.name,
-                "texts_received": len(texts),
-                "texts_indexed": len(sequences),
-                "texts_skipped": len(texts) - len(sequences),
-                "tokens_indexed": tokens,
-                "batch_size": batch_size,
-                "seconds": round(seconds, 4),
-                "tokens_per_second": round(tokens / seconds, 1) if tokens and seconds > 0 else None,
-                "executor": stats.as_dict() if stats else None,
-                "index": self.index.stats(lm.name),
-            }
+            return {**self.index_sequences(lm, self.index, names, encoded, batch_size, progress), "texts_received": len(texts)}
+
+    def index_sequences(
+        self, lm: LoadedModel, index: ActivationIndex, names: Sequence[str], encoded: Sequence[list[int]],
+        batch_size: int, progress: ProgressFn, *, full: bool = False,
+    ) -> dict:
+        """Add the texts ``encoded`` (token ids), named ``names``, to ``index`` for ``lm``, skipping the
+        names already there (so indexing the same texts again is a no-op); the caller holds the model.
+
+        ``full``: also both tails, the statistics and the token view (:meth:`_index_pass`).
+        """
+        known = index.indexed_names(lm.name, "corpus", names)
+        fresh = {name: ids for name, ids in zip(names, encoded) if name not in known}
+        sequences = list(fresh.values())
+        started = time.perf_counter()
+        stats = None
+        if sequences:
+            scaled = _logged(lambda f, step: progress(0.9 * f, step))
+            sources = [NewSource("corpus", name, ids, token_strings(lm.tokenizer, ids)) for name, ids in fresh.items()]
+            if full:
+                extra, stats = self._index_pass(lm, sequences, index.depth, batch_size, scaled)
+                index.add(lm.name, sources, extra.pop("tops"), **extra)
+            else:
+                tops, stats = self._top_positions(lm, sequences, batch_size, scaled)
+                index.add(lm.name, sources, tops)
+        seconds = time.perf_counter() - started
+        progress(1.0, "merged into the index")
+        tokens = sum(len(ids) for ids in sequences)
+        log.info("indexed %d texts (%d tokens) of %s in %.2f s", len(sequences), tokens, lm.name, seconds)
+        return {
+            "message": f"Indexed {len(sequences)} new texts ({tokens} tokens) for {lm.name}",
+            "model_name": lm.name,
+            "texts_received": len(names),
+            "texts_indexed": len(sequences),
+            "texts_skipped": len(names) - len(sequences),
+            "tokens_indexed": tokens,
+            "batch_size": batch_size,
+            "seconds": round(seconds, 4),
+            "tokens_per_second": round(tokens / seconds, 1) if tokens and seconds > 0 else None,
+            "executor": stats.as_dict() if stats else None,
+            "index": index.stats(lm.name),
+        }
 
 
 def _logged(progress: ProgressFn) -> ProgressFn:

@@ -8,6 +8,14 @@ text's token ids and readable tokens, so context snippets are cut at query time 
 can be recomputed. Adding sources merges the new top lists into the stored ones in one
 transaction, so the index stays one bounded row per neuron however large the corpus grows.
 
+With an indexing pass of a corpus (:func:`~neuronscope.analysis.max_activating.index_pass`)
+the index also keeps, per neuron, the ``depth`` most negative activations (``neuron_bottoms``,
+stored negated so both tails merge the same way) and exact statistics (``neuron_stats``: count,
+mean, sum of squared deviations, positives, min, max, the fixed-bin histogram, merged exactly
+when more sources are added; the top input tokens and the lookup score of the latest pass) and,
+per token id seen often enough, each layer's neurons with the highest mean activation on it
+(``token_neurons``, from the latest pass: search by token).
+
 Concurrency: WAL mode (readers never wait for the writer), one short-lived connection per
 operation (safe under a multi-threaded WSGI server), writes serialised by a lock and
 ``BEGIN IMMEDIATE``.
@@ -26,7 +34,9 @@ from typing import Iterator, Protocol, Sequence
 
 import numpy as np
 
-SCHEMA_VERSION = 1
+from neuronscope.analysis.neuron_stats import LayerStats, TokenView
+
+SCHEMA_VERSION = 2
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS models (
     id INTEGER PRIMARY KEY,
@@ -52,15 +62,52 @@ CREATE TABLE IF NOT EXISTS neuron_tops (
     positions BLOB NOT NULL,
     PRIMARY KEY (model_id, layer, neuron)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS neuron_bottoms (
+    model_id INTEGER NOT NULL REFERENCES models(id),
+    layer INTEGER NOT NULL,
+    neuron INTEGER NOT NULL,
+    activations BLOB NOT NULL,
+    source_ids BLOB NOT NULL,
+    positions BLOB NOT NULL,
+    PRIMARY KEY (model_id, layer, neuron)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS neuron_stats (
+    model_id INTEGER NOT NULL REFERENCES models(id),
+    layer INTEGER NOT NULL,
+    neuron INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    mean REAL NOT NULL,
+    m2 REAL NOT NULL,
+    positive INTEGER NOT NULL,
+    minimum REAL NOT NULL,
+    maximum REAL NOT NULL,
+    histogram BLOB NOT NULL,
+    input_ids BLOB,
+    input_means BLOB,
+    input_counts BLOB,
+    score REAL,
+    PRIMARY KEY (model_id, layer, neuron)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS token_neurons (
+    model_id INTEGER NOT NULL REFERENCES models(id),
+    token_id INTEGER NOT NULL,
+    layer INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    neurons BLOB NOT NULL,
+    means BLOB NOT NULL,
+    PRIMARY KEY (model_id, token_id, layer)
+) WITHOUT ROWID;
 """
-_VALUE, _ID = np.dtype("<f4"), np.dtype("<i4")
+_VALUE, _ID, _COUNT = np.dtype("<f4"), np.dtype("<i4"), np.dtype("<i8")
+TAILS = ("neuron_tops", "neuron_bottoms")
 _LAYER_LISTS = """
-SELECT neuron, activations, source_ids, positions FROM neuron_tops WHERE model_id = ? AND layer = ?
+SELECT neuron, activations, source_ids, positions FROM {table} WHERE model_id = ? AND layer = ?
 """
 _NEURON_LISTS = """
-SELECT neuron, activations, source_ids, positions FROM neuron_tops
+SELECT neuron, activations, source_ids, positions FROM {table}
 WHERE model_id = (SELECT id FROM models WHERE name = ?) AND layer = ? AND neuron IN (SELECT value FROM json_each(?))
 """
+_STATS_COLUMNS = "count, mean, m2, positive, minimum, maximum, histogram, input_ids, input_means, input_counts, score"
 
 
 class LayerTops(Protocol):
@@ -102,6 +149,23 @@ class Hit:
     activation: float
     source: StoredSource
     position: int
+
+
+@dataclass(frozen=True)
+class NeuronRecord:
+    """One neuron's stored statistics (see :mod:`neuronscope.analysis.neuron_stats`)."""
+
+    count: int
+    mean: float
+    m2: float
+    positive: int
+    minimum: float
+    maximum: float
+    histogram: np.ndarray
+    input_ids: list[int]
+    input_means: list[float]
+    input_counts: list[int]
+    score: float | None
 
 
 @dataclass(frozen=True)
@@ -158,19 +222,103 @@ class ActivationIndex:
         with self._connect() as conn:
             return {row[0] for row in conn.execute(query, (model, kind, json.dumps(list(names))))}
 
-    def add(self, model: str, sources: Sequence[NewSource], tops: Sequence[LayerTops]) -> list[int]:
+    def add(
+        self, model: str, sources: Sequence[NewSource], tops: Sequence[LayerTops], *,
+        bottoms: Sequence[LayerTops] | None = None, stats: Sequence[LayerStats] | None = None,
+        views: Sequence[TokenView] | None = None,
+    ) -> list[int]:
         """Store ``sources`` and merge their per-layer top lists ``tops`` (one per layer), atomically.
 
-        Returns the new source ids, in the order of ``sources``.
+        ``bottoms``: the per-layer bottom lists, values negated (most negative first);
+        ``stats``: per-layer statistics, merged exactly into the stored ones; ``views``: per-layer
+        input tokens and lookup scores, replacing the stored ones. Returns the new source ids,
+        in the order of ``sources``.
         """
         with self._transaction() as conn:
             conn.execute("INSERT OR IGNORE INTO models (name) VALUES (?)", (model,))
             model_id = conn.execute("SELECT id FROM models WHERE name = ?", (model,)).fetchone()[0]
             ids = [self._insert_source(conn, model_id, source) for source in sources]
             source_ids = np.asarray(ids, dtype=np.int64)
-            for layer, top in enumerate(tops):
-                self._merge_layer(conn, model_id, layer, top.values, source_ids[top.sequences], top.positions)
+            for table, lists in zip(TAILS, (tops, bottoms or [])):
+                for layer, top in enumerate(lists):
+                    self._merge_layer(conn, table, model_id, layer, top.values, source_ids[top.sequences], top.positions)
+            for layer, layer_stats in enumerate(stats or []):
+                self._merge_stats(conn, model_id, layer, layer_stats, views[layer] if views else None)
+            for layer, view in enumerate(views or []):
+                conn.execute("DELETE FROM token_neurons WHERE model_id = ? AND layer = ?", (model_id, layer))
+                conn.executemany(
+                    "INSERT INTO token_neurons VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        (model_id, int(t), layer, int(c), n.astype(_ID).tobytes(), m.astype(_VALUE).tobytes())
+                        for t, c, n, m in zip(view.token_ids, view.token_counts, view.token_neurons, view.token_means)
+                    ),
+                )
         return ids
+
+    def token_neurons(self, model: str, token_id: int, layers: Sequence[int] | None = None) -> list[tuple[int, int, float, int]]:
+        """``(layer, neuron, mean, count)``: per layer, the neurons with the highest mean activation on
+        ``token_id`` (from the latest indexing pass), of ``layers`` (all when None)."""
+        query = """SELECT layer, count, neurons, means FROM token_neurons
+                   WHERE model_id = (SELECT id FROM models WHERE name = ?) AND token_id = ?"""
+        with self._connect() as conn:
+            rows = conn.execute(query, (model, token_id)).fetchall()
+        return [
+            (layer, int(n), float(m), count)
+            for layer, count, neurons, means in rows
+            if layers is None or layer in layers
+            for n, m in zip(np.frombuffer(neurons, dtype=_ID), np.frombuffer(means, dtype=_VALUE))
+        ]
+
+    @staticmethod
+    def _merge_stats(conn: sqlite3.Connection, model_id: int, layer: int, stats: LayerStats, view: TokenView | None) -> None:
+        """Merge ``stats`` of every neuron of ``layer`` into the stored ones; store ``view``'s token results."""
+        rows = conn.execute(
+            f"SELECT neuron, {_STATS_COLUMNS} FROM neuron_stats WHERE model_id = ? AND layer = ?", (model_id, layer)
+        ).fetchall()
+        if rows:
+            rows.sort()
+            old = LayerStats(
+                count=np.array([r[1] for r in rows], dtype=np.int64), mean=np.array([r[2] for r in rows]),
+                m2=np.array([r[3] for r in rows]), positive=np.array([r[4] for r in rows], dtype=np.int64),
+                minimum=np.array([r[5] for r in rows]), maximum=np.array([r[6] for r in rows]),
+                histogram=np.stack([np.frombuffer(r[7], dtype=_COUNT) for r in rows]).astype(np.int64),
+            )
+            if len(rows) == len(stats.count):
+                stats = old.merged(stats)
+        records = []
+        for n in range(len(stats.count)):
+            token_part = (None, None, None, None)
+            if view is not None:
+                score = float(view.score[n])
+                token_part = (
+                    view.input_ids[n].astype(_ID).tobytes(), view.input_means[n].astype(_VALUE).tobytes(),
+                    view.input_counts[n].astype(_ID).tobytes(), score if np.isfinite(score) else None,
+                )
+            elif rows:
+                token_part = rows[n][8:12]
+            records.append((
+                model_id, layer, n, int(stats.count[n]), float(stats.mean[n]), float(stats.m2[n]), int(stats.positive[n]),
+                float(stats.minimum[n]), float(stats.maximum[n]), stats.histogram[n].astype(_COUNT).tobytes(), *token_part,
+            ))
+        conn.executemany("INSERT OR REPLACE INTO neuron_stats VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", records)
+
+    def neuron_stats(self, model: str, layer: int, neuron: int) -> NeuronRecord | None:
+        """The stored statistics of one neuron, or None when nothing is indexed for it."""
+        query = f"""SELECT {_STATS_COLUMNS} FROM neuron_stats
+                    WHERE model_id = (SELECT id FROM models WHERE name = ?) AND layer = ? AND neuron = ?"""
+        with self._connect() as conn:
+            row = conn.execute(query, (model, layer, neuron)).fetchone()
+        if row is None:
+            return None
+        count, mean, m2, positive, minimum, maximum, histogram, ids, means, counts, score = row
+        return NeuronRecord(
+            count=count, mean=mean, m2=m2, positive=positive, minimum=minimum, maximum=maximum,
+            histogram=np.frombuffer(histogram, dtype=_COUNT).astype(np.int64),
+            input_ids=np.frombuffer(ids, dtype=_ID).tolist() if ids is not None else [],
+            input_means=np.frombuffer(means, dtype=_VALUE).tolist() if means is not None else [],
+            input_counts=np.frombuffer(counts, dtype=_ID).tolist() if counts is not None else [],
+            score=score,
+        )
 
     @staticmethod
     def _insert_source(conn: sqlite3.Connection, model_id: int, source: NewSource) -> int:
@@ -184,7 +332,7 @@ class ActivationIndex:
         return int(cursor.lastrowid)
 
     def _merge_layer(
-        self, conn: sqlite3.Connection, model_id: int, layer: int,
+        self, conn: sqlite3.Connection, table: str, model_id: int, layer: int,
         values: np.ndarray, sources: np.ndarray, positions: np.ndarray,
     ) -> None:
         """Merge the candidates ``[d_mlp, k]`` into the stored lists; rewrite the neurons that changed.
@@ -196,7 +344,7 @@ class ActivationIndex:
         old_values = np.full((d_mlp, self.depth), -np.inf, dtype=np.float32)
         old_sources = np.zeros((d_mlp, self.depth), dtype=np.int64)
         old_positions = np.zeros((d_mlp, self.depth), dtype=np.int64)
-        for neuron, *blobs in conn.execute(_LAYER_LISTS, (model_id, layer)):
+        for neuron, *blobs in conn.execute(_LAYER_LISTS.format(table=table), (model_id, layer)):
             if neuron < d_mlp:
                 stored = _decode(*blobs)
                 count = len(stored.values)
@@ -213,7 +361,7 @@ class ActivationIndex:
         changed = ((new_values != old_values) | (new_sources != old_sources) | (new_positions != old_positions)).any(axis=1)
         counts = np.isfinite(new_values).sum(axis=1)
         conn.executemany(
-            "INSERT OR REPLACE INTO neuron_tops VALUES (?, ?, ?, ?, ?, ?)",
+            f"INSERT OR REPLACE INTO {table} VALUES (?, ?, ?, ?, ?, ?)",
             (
                 (
                     model_id, layer, int(n),
@@ -225,23 +373,27 @@ class ActivationIndex:
             ),
         )
 
-    def top(self, model: str, layer: int, neuron: int, k: int) -> list[Hit]:
-        """The ``k`` highest activations of neuron (layer, neuron) with their sources, best first."""
+    def top(self, model: str, layer: int, neuron: int, k: int, *, tail: str = "top") -> list[Hit]:
+        """The ``k`` highest (``tail="bottom"``: lowest) activations of neuron (layer, neuron) with
+        their sources, most extreme first."""
+        table, sign = ("neuron_tops", 1.0) if tail == "top" else ("neuron_bottoms", -1.0)
         with self._connect() as conn:
-            rows = conn.execute(_NEURON_LISTS, (model, layer, json.dumps([neuron]))).fetchall()
+            rows = conn.execute(_NEURON_LISTS.format(table=table), (model, layer, json.dumps([neuron]))).fetchall()
             if not rows:
                 return []
             stored = _decode(*rows[0][1:])
             sources = self._sources(conn, np.unique(stored.sources[:k]).tolist())
         return [
-            Hit(float(value), sources[int(source)], int(position))
+            Hit(sign * float(value), sources[int(source)], int(position))
             for value, source, position in zip(stored.values[:k], stored.sources[:k], stored.positions[:k])
         ]
 
     def neuron_lists(self, model: str, layer: int, neurons: Sequence[int]) -> dict[int, TopListRows]:
         """The stored lists of ``neurons`` of ``layer`` (a neuron with nothing stored is absent)."""
         with self._connect() as conn:
-            rows = conn.execute(_NEURON_LISTS, (model, layer, json.dumps([int(n) for n in neurons]))).fetchall()
+            rows = conn.execute(
+                _NEURON_LISTS.format(table="neuron_tops"), (model, layer, json.dumps([int(n) for n in neurons]))
+            ).fetchall()
         return {neuron: _decode(*blobs) for neuron, *blobs in rows}
 
     @staticmethod
@@ -257,6 +409,13 @@ class ActivationIndex:
         """The stored sources with these ids, token ids included."""
         with self._connect() as conn:
             return self._sources(conn, ids)
+
+    def indexed_models(self) -> list[dict]:
+        """Each model with indexed sources: ``{model_name, texts, tokens}``."""
+        query = """SELECT m.name, COUNT(s.id), COALESCE(SUM(s.n_tokens), 0) FROM models AS m
+                   JOIN sources AS s ON s.model_id = m.id GROUP BY m.id ORDER BY m.name"""
+        with self._connect() as conn:
+            return [{"model_name": name, "texts": texts, "tokens": tokens} for name, texts, tokens in conn.execute(query)]
 
     def stats(self, model: str) -> dict[str, int]:
         """How much is indexed for ``model``: sources by kind and tokens."""

@@ -15,6 +15,7 @@ PLAN = {"model_name": "tiny-gpt2", "sparsity": 0.25, "neurons": [{"layer_index":
 
 # A body every POST route accepts (or answers with a model-dependent 4xx): the base the bad values go into.
 VALID_BODIES = {
+    "corpora/<name>/index": {"batch_size": 4},
     "models/switch": {"model_name": "tiny-gpt2"},
     "samples": {"prompt": "A fine prompt"},
     "pruning/impact-analysis": {"layer_index": 0, "neuron_indices": [1], "input_text": TEXTS[0], "ablation": "zero"},
@@ -40,7 +41,7 @@ EDGE_NUMBERS = ["1.7976931348623157e308", "-1.7976931348623157e308", "5e-324", "
 
 
 def post_raw(client, route: str, body: str, query: str = ""):
-    return client.post(f"/api/{route}{query}", data=body.encode(), content_type="application/json")
+    return client.post(f"{url(route)}{query}", data=body.encode(), content_type="application/json")
 
 
 def with_raw(body: dict, path: tuple, raw: str) -> str:
@@ -74,8 +75,16 @@ def assert_refused(response, *words: str):
         assert word in body["details"], body["details"]
 
 
-def test_every_post_route_has_a_valid_body_here():
-    assert {op.name for op in OPERATIONS.values() if op.method == "POST"} == set(VALID_BODIES)
+def url(route: str) -> str:
+    """The URL of a route, its path segments filled in."""
+    return "/api/" + route.replace("<name>", "default")
+
+
+def test_every_json_post_route_has_a_valid_body_here():
+    json_routes = {
+        op.name for op in OPERATIONS.values() if op.method == "POST" and op.request.content_type == "application/json"
+    }
+    assert json_routes == set(VALID_BODIES)
 
 
 @pytest.mark.parametrize("route", sorted(VALID_BODIES))
@@ -184,7 +193,7 @@ def test_overlong_texts_are_refused_at_the_door_even_as_jobs(client, route, fiel
     long_text = combining_accents(400)
     body = {**VALID_BODIES[route], field: [TEXTS[0], long_text] if as_list else long_text}
     query = "?async=true" if OPERATIONS[f"POST {route}"].supports_async else ""
-    assert_refused(client.post(f"/api/{route}{query}", json=body), "tokens")
+    assert_refused(client.post(f"{url(route)}{query}", json=body), "tokens")
     assert client.get("/api/jobs").get_json()["jobs"] == []
 
 
@@ -310,8 +319,8 @@ def test_the_estimate_counts_a_forward_pass_from_the_ablated_layer_on_per_neuron
 )
 def test_synchronous_work_over_the_budget_is_refused_and_runs_as_a_job(make_app, route, body):
     client = make_app(sync_budget_seconds=1e-9, rate_limit_per_minute=0).test_client()
-    assert_refused(client.post(f"/api/{route}", json=body), "?async=true", "NEURONSCOPE_SYNC_BUDGET_SECONDS")
-    job = client.post(f"/api/{route}?async=true", json=body)
+    assert_refused(client.post(url(route), json=body), "?async=true", "NEURONSCOPE_SYNC_BUDGET_SECONDS")
+    job = client.post(f"{url(route)}?async=true", json=body)
     assert job.status_code == 202
     assert wait_for_status(client, job.get_json()["job_id"], {"done", "failed"})["status"] == "done"
 

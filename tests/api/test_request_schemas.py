@@ -42,16 +42,25 @@ def essentials(schema: dict) -> dict:
 
 
 def documented_request(operation) -> dict:
-    """The spec's request of an operation as one object schema: its JSON body, or its query parameters."""
+    """The spec's request of an operation as one object schema: its body (JSON, or an upload's form
+    fields without the file parts the view reads), or its query parameters; plus the path parameters
+    the request declares as fields."""
     spec = openapi_document()["paths"][spec_path(operation.name)][operation.method.lower()]
+    parameters = [p for p in spec.get("parameters", []) if "$ref" not in p]
+    fields = set(operation.request.field_names())
+    path = [p for p in parameters if p["in"] == "path" and p["name"] in fields]
     if operation.method == "POST":
-        body = spec["requestBody"]["content"]["application/json"]["schema"]
-        return {"type": "object", "properties": body.get("properties", {}), "required": body.get("required", [])}
-    query = [p for p in spec.get("parameters", []) if "$ref" not in p and p["in"] == "query"]
+        body = spec["requestBody"]["content"][operation.request.content_type]["schema"]
+        properties = {k: v for k, v in body.get("properties", {}).items() if v.get("format") != "binary"}
+        required = [k for k in body.get("required", []) if k in properties]
+    else:
+        query = [p for p in parameters if p["in"] == "query"]
+        properties = {p["name"]: p["schema"] for p in query}
+        required = [p["name"] for p in query if p.get("required")]
     return {
         "type": "object",
-        "properties": {p["name"]: p["schema"] for p in query},
-        "required": [p["name"] for p in query if p.get("required")],
+        "properties": {**properties, **{p["name"]: p["schema"] for p in path}},
+        "required": required + [p["name"] for p in path],
     }
 
 
@@ -73,6 +82,14 @@ def test_async_parameter_is_documented_exactly_where_the_route_runs_as_a_job(nam
     refs = [p.get("$ref") for p in spec.get("parameters", [])]
     assert ("#/components/parameters/Async" in refs) == operation.supports_async
     assert ("202" in spec["responses"]) == (operation.supports_async or name == "POST jobs")
+
+
+@pytest.mark.parametrize("name", sorted(OPERATIONS))
+def test_format_parameter_is_documented_exactly_where_the_route_has_a_table(name):
+    operation = OPERATIONS[name]
+    spec = openapi_document()["paths"][spec_path(operation.name)][operation.method.lower()]
+    refs = [p.get("$ref") for p in spec.get("parameters", [])]
+    assert ("#/components/parameters/Format" in refs) == (operation.table is not None)
 
 
 def test_routes_without_a_request_type_document_no_body_and_no_query():

@@ -29,7 +29,7 @@ def live(models_dir, tmp_path_factory):
     port = free_port()
     env = {**os.environ, "PORT": str(port), "NEURONSCOPE_DATA_DIR": str(folder / "data"),
            "NEURONSCOPE_MODELS_DIR": str(models_dir), "NEURONSCOPE_MODEL": "tiny-llama",
-           "NEURONSCOPE_OFFLINE": "1", "NEURONSCOPE_CACHE_ENTRIES": "0"}
+           "NEURONSCOPE_OFFLINE": "1", "NEURONSCOPE_CACHE_ENTRIES": "0", "NEURONSCOPE_INDEX_DEFAULT_CORPUS": "0"}
     env.pop("HOST", None)
     with open(folder / "server.log", "w") as log:
         proc = subprocess.Popen([sys.executable, str(ROOT / "run_api_server.py")], env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -112,6 +112,14 @@ class ArchitectureAdapter(ABC):
         """The LM head (final hidden state -> logits)."""
         return self.model.get_output_embeddings()
 
+    def unembedding_weight(self) -> torch.Tensor:
+        """``W_U`` ``[vocab, d_model]``: maps the final norm's output to logits (tied or not; biases ignored)."""
+        return resident(self.unembed(), "weight")
+
+    def final_norm_weight(self) -> torch.Tensor:
+        """The final norm's scale γ ``[d_model]`` (LayerNorm or RMSNorm weight; its bias is ignored)."""
+        return resident(self.final_norm(), "weight")
+
     def keep_neurons(self, layer: int, keep: torch.Tensor) -> None:
         """Replace ``layer``'s MLP projections by smaller ones holding only neurons ``keep`` ``[k]``, in order."""
         for module in self.mlp_inputs(layer).values():

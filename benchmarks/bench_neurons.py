@@ -1,0 +1,128 @@
+#!/usr/bin/env python3
+"""Neuron pages: indexing throughput of the default corpus vs the forward-only ceiling, and the
+latency of the neuron page and of search over HTTP.
+
+One run prints:
+  * real tokens/s of the forward passes alone (no hooks; the indexer's length batches) and of
+    indexing the same explore texts of the default corpus with both tails, the statistics and
+    the per-token sums (``POST /api/corpora/{name}/index``'s path), and of the top-only index
+    (``POST /api/activations/corpus``'s path), medians of ``--repeats`` runs, with their ratios;
+  * the projected time of indexing the whole explore split at that speed (first start);
+  * p50/p95 of ``GET /api/neurons/{layer}/{neuron}`` over HTTP (waitress) on random neurons,
+    the first view of each (one forward pass over its examples) and a repeat (memoised), and of
+    ``GET /api/neurons/search?token=`` and ``?text=``.
+
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_neurons.py --texts 300
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import socket
+import statistics
+import threading
+import time
+import urllib.parse
+import urllib.request
+
+import torch
+from waitress.server import create_server
+
+from bench_queries import forward_throughput, p95_ms, median_ms
+from bench_setup import add_model_arguments, scratch_settings
+from neuronscope import create_app
+from neuronscope.analysis.forward import encode
+from neuronscope.corpora.texts import MAX_TEXT_TOKENS
+from neuronscope.services.corpora import DEFAULT_CORPUS
+
+
+def index_speed(svc, lm, texts: list[dict], batch_size: int, full: bool) -> float:
+    """Real tokens/s of indexing ``texts`` into a fresh index of a scratch corpus."""
+    encoded = [encode(lm.tokenizer, t["text"])[0, :MAX_TEXT_TOKENS].tolist() for t in texts]
+    index = svc.corpora.store.index(f"bench-{time.monotonic_ns()}")
+    result = svc.activations.index_sequences(lm, index, [str(t["id"]) for t in texts], encoded, batch_size, lambda f, s: None, full=full)
+    return result["tokens_indexed"] / result["seconds"]
+
+
+def serve(app) -> tuple[str, object]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = create_server(app, host="127.0.0.1", port=port, threads=4)
+    threading.Thread(target=server.run, daemon=True).start()
+    return f"http://127.0.0.1:{port}", server
+
+
+def timed_get(url: str) -> float:
+    started = time.perf_counter()
+    with urllib.request.urlopen(url, timeout=120) as response:
+        assert response.status == 200, response.status
+        json.loads(response.read())
+    return time.perf_counter() - started
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_arguments(parser)
+    parser.add_argument("--texts", type=int, default=300, help="explore texts indexed (0 = the whole split)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--pages", type=int, default=40)
+    parser.add_argument("--searches", type=int, default=100)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is steadier on a shared machine)")
+    args = parser.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    app = create_app(scratch_settings(args, rate_limit_per_minute=0))
+    svc = app.extensions["neuronscope"]
+    lm = svc.manager.ensure_loaded()
+    explore = [t for t in svc.corpora.get(DEFAULT_CORPUS)["texts"] if t["split"] == "explore"]
+    texts = explore[: args.texts] if args.texts else explore
+    print(f"model {lm.name} on {lm.device}, torch threads {torch.get_num_threads()}, "
+          f"{lm.adapter.n_layers} layers x {lm.adapter.d_mlp(0)} neurons; {len(texts)} of {len(explore)} explore texts")
+
+    with svc.manager.use():
+        forward_throughput(lm, [t["text"] for t in texts[:8]], args.batch_size)  # warm-up
+        ceiling, full, tops = [], [], []
+        for _ in range(args.repeats):
+            ceiling.append(forward_throughput(lm, [t["text"] for t in texts], args.batch_size))
+            full.append(index_speed(svc, lm, texts, args.batch_size, full=True))
+            tops.append(index_speed(svc, lm, texts, args.batch_size, full=False))
+    ceiling_s, full_s, tops_s = (statistics.median(x) for x in (ceiling, full, tops))
+    explore_tokens = sum(min(len(encode(lm.tokenizer, t["text"])[0]), MAX_TEXT_TOKENS) for t in explore)
+    print(f"indexing, batch_size {args.batch_size} (median of {args.repeats}):")
+    print(f"  {'forward passes alone (ceiling)':<44} {ceiling_s:>10.1f} tokens/s")
+    print(f"  {'both tails + statistics + token sums':<44} {full_s:>10.1f} tokens/s  {full_s / ceiling_s:6.1%} of the ceiling")
+    print(f"  {'top list only (activations/corpus)':<44} {tops_s:>10.1f} tokens/s  {tops_s / ceiling_s:6.1%} of the ceiling")
+    print(f"  whole explore split: {explore_tokens} tokens, about {explore_tokens / full_s / 60:.1f} min at that speed")
+
+    with svc.manager.use() as held:
+        encoded = [encode(held.tokenizer, t["text"])[0, :MAX_TEXT_TOKENS].tolist() for t in texts]
+        svc.activations.index_sequences(
+            held, svc.corpora.store.index(DEFAULT_CORPUS), [str(t["id"]) for t in texts], encoded,
+            args.batch_size, lambda f, s: None, full=True,
+        )
+    base, server = serve(app)
+    rng = random.Random(0)
+    neurons = [(rng.randrange(lm.adapter.n_layers), rng.randrange(lm.adapter.d_mlp(0))) for _ in range(args.pages)]
+    first = [timed_get(f"{base}/api/neurons/{layer}/{neuron}") for layer, neuron in neurons]
+    again = [timed_get(f"{base}/api/neurons/{layer}/{neuron}") for layer, neuron in neurons]
+    words = [w for t in texts[:50] for w in t["text"].split()][:400]
+    tokens = [timed_get(f"{base}/api/neurons/search?token={urllib.parse.quote(rng.choice(['the', ' the', ' of', ' a', ' is', ' and', ' to', ' in']))}")
+              for _ in range(args.searches)]
+    text_searches = [timed_get(f"{base}/api/neurons/search?text={urllib.parse.quote(' '.join(rng.sample(words, 12)))}")
+                     for _ in range(args.searches)]
+    server.close()
+    print("over HTTP (waitress, one client):")
+    for name, samples in (
+        ("neuron page, first view", first), ("neuron page, repeat (memoised)", again),
+        ("search ?token=", tokens), ("search ?text= (12 words)", text_searches),
+    ):
+        print(f"  {name:<44} p50 {median_ms(samples):8.1f} ms   p95 {p95_ms(samples):8.1f} ms   ({len(samples)} requests)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,92 @@
+"""What one neuron writes and how it fires: output tokens, similar neurons, activation windows.
+
+Output tokens (pinned by the API): with ``w`` the neuron's output direction (its row of
+``W_out``, ``[d_model]``), ``γ`` the final norm's scale and ``W_U`` the unembedding
+(``[vocab, d_model]``), ``logits = W_U · (γ ⊙ w)``. The final norm's mean subtraction,
+normalisation and bias are left out (GPT-2's final LayerNorm: γ only).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from neuronscope.analysis.activations import forward_padded, pad_right
+from neuronscope.analysis.hooks import forward_pre_hook
+from neuronscope.modeling.adapters import ArchitectureAdapter
+from neuronscope.modeling.placement import input_device
+
+WINDOW = 32
+WINDOW_BEFORE = 24
+
+
+@torch.no_grad()
+def output_logits(adapter: ArchitectureAdapter, layer: int, neuron: int) -> torch.Tensor:
+    """``W_U · (γ ⊙ w)`` ``[vocab]`` for neuron (layer, neuron), in float32 on the CPU."""
+    w = adapter.w_out(layer)[neuron].float().cpu()  # [d_model]
+    gamma = adapter.final_norm_weight().float().cpu()  # [d_model]
+    return adapter.unembedding_weight().float().cpu() @ (gamma * w)  # [vocab]
+
+
+def extreme_entries(values: torch.Tensor, k: int) -> tuple[list[int], list[int]]:
+    """Indices of the ``k`` largest (descending) and ``k`` smallest (ascending) entries of ``values`` ``[n]``."""
+    k = min(k, values.shape[0])
+    return values.topk(k).indices.tolist(), (-values).topk(k).indices.tolist()
+
+
+@torch.no_grad()
+def similar_neurons(adapter: ArchitectureAdapter, layer: int, neuron: int, k: int) -> list[tuple[int, int, float]]:
+    """The ``k`` neurons of any layer whose output directions have the highest cosine similarity
+    with neuron (layer, neuron)'s (itself left out): ``(layer, neuron, cosine)``, most similar first."""
+    w = adapter.w_out(layer)[neuron].float().cpu()
+    w = w / w.norm().clamp_min(1e-12)
+    found: list[tuple[int, int, float]] = []
+    for other in range(adapter.n_layers):
+        rows = adapter.w_out(other).float().cpu()  # [d_mlp, d_model]
+        cosine = (rows @ w) / rows.norm(dim=1).clamp_min(1e-12)  # [d_mlp]
+        if other == layer:
+            cosine[neuron] = -2.0
+        best = cosine.topk(min(k, cosine.shape[0]))
+        found += [(other, int(n), float(c)) for c, n in zip(best.values, best.indices) if c > -2.0]
+    return sorted(found, key=lambda item: (-item[2], item[0], item[1]))[:k]
+
+
+def window(length: int, position: int, size: int = WINDOW, before: int = WINDOW_BEFORE) -> tuple[int, int]:
+    """``(start, end)``: at most ``size`` positions of a text of ``length`` holding ``position``,
+    up to ``before`` of them before it."""
+    start = max(0, position - before)
+    end = min(length, start + size)
+    return max(0, end - size), end
+
+
+class _Stop(Exception):
+    """Raised by the capture hook once the wanted layer has been seen: later blocks are skipped."""
+
+
+@torch.no_grad()
+def neuron_activation_rows(
+    model: nn.Module, adapter: ArchitectureAdapter, layer: int, neuron: int,
+    sequences: Sequence[Sequence[int]], *, pad_id: int,
+) -> list[np.ndarray]:
+    """Neuron (layer, neuron)'s activation at every token of each sequence (``[len]`` each), in one
+    right-padded batch; the blocks after ``layer`` are not run."""
+    if not sequences:
+        return []
+    ids, mask = pad_right(sequences, pad_id, input_device(model))
+    seen: dict[str, torch.Tensor] = {}
+
+    def hook(_module: nn.Module, args: tuple) -> None:
+        seen["acts"] = args[0][..., neuron].float().cpu()  # [batch, seq]
+        raise _Stop
+
+    with forward_pre_hook(adapter.mlp_output(layer), hook):
+        try:
+            forward_padded(model, ids, mask)
+        except _Stop:
+            pass
+    acts = seen["acts"].numpy()
+    return [acts[row, : len(seq)] for row, seq in enumerate(sequences)]
+
