@@ -3,6 +3,7 @@ crash leftovers, and reads that answer when their side-save fails."""
 
 import errno
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -23,8 +24,10 @@ def settings_of(app):
     return app.extensions["neuronscope"].settings
 
 
-def test_saved_model_quota_refuses_before_any_work(make_app):
-    app = make_app(max_saved_models=2)
+def test_saved_model_quota_refuses_before_any_work(make_app, models_dir, tmp_path):
+    own = tmp_path / "models"
+    shutil.copytree(models_dir / "tiny-gpt2", own / "tiny-gpt2")  # models other tests saved do not count here
+    app = make_app(max_saved_models=2, models_dir=own)
     client = app.test_client()
     assert [apply(client, n).status_code for n in ("one", "two")] == [201, 201]
     models = settings_of(app).resolved_models_dir
