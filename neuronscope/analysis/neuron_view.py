@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from neuronscope.analysis.activations import forward_padded, pad_right
-from neuronscope.analysis.hooks import forward_pre_hook
+from neuronscope.analysis.hooks import activation_hooks
 from neuronscope.modeling.adapters import ArchitectureAdapter
 from neuronscope.modeling.placement import input_device
 
@@ -78,11 +78,11 @@ def neuron_activation_rows(
     ids, mask = pad_right(sequences, pad_id, input_device(model))
     seen: dict[str, torch.Tensor] = {}
 
-    def hook(_module: nn.Module, args: tuple) -> None:
-        seen["acts"] = args[0][..., neuron].float().cpu()  # [batch, seq]
+    def hook(_layer: int, acts: torch.Tensor) -> None:
+        seen["acts"] = acts[..., neuron].float().cpu()  # [batch, seq]
         raise _Stop
 
-    with forward_pre_hook(adapter.mlp_output(layer), hook):
+    with activation_hooks(adapter, [layer], hook):
         try:
             forward_padded(model, ids, mask)
         except _Stop:
