@@ -236,6 +236,91 @@ def test_api_errors_are_shown_to_the_user(page: Page):
     page.find("#errors .error .close").click()
 
 
+def test_a_bad_neuron_address_gives_one_message_and_banners_do_not_pile_up(page: Page):
+    page.go("neuron/abc/xyz")
+    banners = page.wait_for("#errors .error")
+    assert len(banners) == 1 and "Not a neuron address" in banners[0].text
+    assert "NaN" not in page.find("#view-neuron").text
+    page.go(f"neuron/{page.model['layers'] + 5}/0")  # three requests fail alike: one banner per distinct message
+    page.wait_idle("neuron")
+    texts = [b.text for b in page.find_all("#errors .error")]
+    assert len(texts) == len(set(texts)) and not any("Not a neuron address" in t for t in texts)
+    page.go("weights")
+    page.wait_idle("weights")
+    assert page.find_all("#errors .error") == []
+
+
+def test_heatmap_legend_default_top_k_and_a_failed_layer_change(page: Page):
+    data = page.run_activation(top_k=8)
+    layer = data["layers"][0]
+    limit = max(abs(v) for n in layer["neurons"] for v in n["activations"][1:])
+    legend = [t.text for t in page.find_all("#act-legend .colour-legend text")]
+    assert [float(legend[0]), float(legend[1]), float(legend[2])] == pytest.approx([-limit, 0, limit], rel=5e-3)
+    title = page.find("#act-title").text
+    page.set_value("#act-layer", page.model["layers"] + 3)  # beyond the model: fails, the input goes back
+    page.wait_for("#errors .error")
+    page.wait_idle("activations")
+    assert page.find("#act-title").text == title
+    assert page.find("#act-layer").get_attribute("value") == str(layer["layer_index"])
+    page.find("#errors .error .close").click()
+    page.set_value("#act-topk", "")  # cleared: the server's default (every neuron), never top_k=0
+    page.wait_idle("activations")
+    everything = page.ok(f"activations/{data['filename']}?layer={layer['layer_index']}")["layers"][0]["neurons"]
+    assert len(page.find_all("#act-heatmap text.col-label")) == len(everything) == page.model["d_mlp"]
+    assert f"{page.model['d_mlp']} neurons" in page.find("#act-title").text
+
+
+def test_keyboard_opens_neurons_from_heatmap_table_and_chart(page: Page):
+    from selenium.webdriver.common.keys import Keys
+
+    data = page.run_activation()
+    layer = data["layers"][0]
+    cells = page.find("#act-heatmap g.cells")
+    cells.send_keys(Keys.ARROW_DOWN, Keys.ARROW_RIGHT, Keys.ARROW_DOWN)  # the first press lands on (0, 0)
+    assert f"neuron {layer['layer_index']}:{layer['neurons'][1]['neuron_index']}" in page.find("#tooltip").text
+    cells.send_keys(Keys.ENTER)
+    assert page.driver.current_url.endswith(f"#neuron/{layer['layer_index']}/{layer['neurons'][1]['neuron_index']}")
+    page.wait_idle("neuron")
+
+    page.go("weights")
+    row = page.wait_for("#cand-rows tbody tr")[0]
+    page.wait_idle("weights")
+    row = page.find("#cand-rows tbody tr")
+    target = [td.text for td in row.find_elements("css selector", "td")[:2]]
+    row.send_keys(Keys.ENTER)
+    assert page.driver.current_url.endswith(f"#neuron/{target[0]}/{target[1]}")
+    page.wait_idle("neuron")
+    assert page.console_errors() == []
+
+
+def test_histogram_counts_have_whole_ticks_and_examples_are_signed(page: Page):
+    data = page.run_activation()
+    layer, neuron = data["layers"][0]["layer_index"], data["layers"][0]["neurons"][0]["neuron_index"]
+    page.go(f"neuron/{layer}/{neuron}")
+    page.wait_for("#neuron-histogram rect[data-index]")
+    page.wait_idle("neuron")
+    ticks = [t.text for t in page.find_all("#neuron-histogram text.tick")]
+    counts = [float(t) for t in ticks[:len(ticks)] if t and float(t) >= 0 and "." not in t]
+    assert counts and all("." not in t for t in ticks[:len(counts)])
+    if page.find_all("#index-samples"):
+        page.find("#index-samples").click()
+        page.wait_idle("neuron")
+    examples = page.ok("queries/neuron", {"layer_index": layer, "neuron_index": neuron, "top_k": 20})["top_tokens"]
+    fills = page.wait_for("#neuron-examples .example-bar .fill", count=len(examples))
+    for fill, example in zip(fills, examples):
+        assert ("negative" in fill.get_attribute("class")) == (example["activation"] < 0)
+
+
+def test_model_list_groups_what_loads_offline(page: Page):
+    listing = page.ok("models")["models"]
+    groups = {g.get_attribute("label"): [o.get_attribute("value") for o in g.find_elements("css selector", "option")]
+              for g in page.find_all("#model-select optgroup")}
+    offline = {n for n, m in listing.items() if m["availability"] in {"embedded", "local", "cached"}}
+    assert set(groups["Loads offline"]) == offline
+    assert set(groups.get("Not available offline", [])) == {n for n, m in listing.items() if m["availability"] == "unavailable"}
+    assert sum(len(v) for v in groups.values()) == len(listing)
+
+
 def test_weights_view_charts_and_candidates_slider(page: Page):
     page.go("weights")
     page.wait_for("#weights-sparsity rect[data-index]", count=page.model["layers"])
@@ -247,12 +332,14 @@ def test_weights_view_charts_and_candidates_slider(page: Page):
     for threshold in (10, 35):
         page.set_value("#cand-threshold", threshold)
         page.wait_idle("weights")
-        expected = page.ok(f"pruning/candidates?threshold={threshold}&method=magnitude&limit=200")
+        expected = page.ok(f"pruning/candidates?threshold={threshold}&method=magnitude")
         assert f"{expected['total_candidates']:,} neurons" in page.find("#cand-title").text
         rows = page.find_all("#cand-rows tbody tr")
         assert len(rows) == min(len(expected["candidates"]), 200)
-        first = rows[0].find_elements("css selector", "td")
-        assert [int(first[0].text), int(first[1].text)] == [expected["candidates"][0]["layer_index"], expected["candidates"][0]["neuron_index"]]
+        # all layers: ranked across layers by the method's score (lowest first), not layer 0 first
+        ranked = sorted(expected["candidates"], key=lambda c: (c["score"], c["layer_index"], c["neuron_index"]))[:len(rows)]
+        shown = [[int(td.text) for td in row.find_elements("css selector", "td")[:2]] for row in rows]
+        assert shown == [[c["layer_index"], c["neuron_index"]] for c in ranked]
     page.shot("weights")
     assert page.console_errors() == []
 
@@ -272,17 +359,22 @@ def test_pruning_view_importance_and_batch(page: Page):
     red = [b for b in bars if b.get_attribute("fill") == "#dc2626"]
     assert len(red) == importance["critical_neurons"]
     assert f"({importance['critical_neurons']:,} critical" in page.find("#imp-title").text
+    assert "ablation (exact)" in page.find("#imp-title").text and "Critical" in page.find("#imp-caption").text
+    ticks = [float(t.text) for t in page.find_all("#imp-chart text.tick") if t.get_attribute("text-anchor") == "end"]
+    top = max(s["impact_score"] for s in importance["importance_scores"])
+    assert top <= max(ticks) < 2.5 * top  # the y-axis follows the data, not the guide lines
+    assert len(page.find_all("#imp-chart line.threshold")) == sum(g <= max(ticks) for g in (0.1, 0.3))
 
     least = sorted(importance["importance_scores"], key=lambda s: s["impact_score"])[:16]
     assert page.find("#batch-candidates").get_attribute("value") == ", ".join(f"{s['layer_index']}:{s['neuron_index']}" for s in least)
-    page.set_value("#batch-size", 8)
-    page.find("#batch-run").click()
+    page.find("#batch-run").click()  # no group size: the cumulative curve runs over all 16 candidates
     page.wait_for("#batch-recommendations dd")
     page.wait_idle("pruning")
     batch = page.ok("pruning/batch-analysis", {
         "pruning_candidates": [{"layer_index": s["layer_index"], "neuron_index": s["neuron_index"]} for s in least],
-        "input_texts": texts, "batch_size": 8,
+        "input_texts": texts, "batch_size": len(least),
     })
+    assert len(batch["cumulative_curve"]) == len(least)
     rec = batch["recommendations"]
     assert page.fact("pruning", "safe to prune") == str(rec["safe_to_prune"])
     assert page.fact("pruning", "suggested batch size") == str(rec["suggested_batch_size"])
@@ -290,6 +382,12 @@ def test_pruning_view_importance_and_batch(page: Page):
     assert len(page.find_all("#batch-chart circle.point")) == len(batch["individual_impacts"]) + len(batch["cumulative_curve"])
     page.shot("pruning")
     assert page.console_errors() == []
+
+    from selenium.webdriver.common.keys import Keys
+
+    most = max(importance["importance_scores"], key=lambda s: s["impact_score"])
+    page.find("#imp-chart svg").send_keys(Keys.HOME, Keys.ENTER)  # the keyboard opens the most important neuron
+    assert page.driver.current_url.endswith(f"#neuron/{most['layer_index']}/{most['neuron_index']}")
 
 
 def newest_job(page: Page, endpoint: str) -> dict:
@@ -321,7 +419,9 @@ def test_pruning_view_runs_jobs_with_progress_then_plans_and_applies(page: Page,
     assert newest_job(page, "pruning/plan")["result"] == {k: v for k, v in plan.items() if k != "cached"}
     assert page.fact("pruning", "removed neurons") == f"{plan['removed_neurons']:,} of {plan['total_neurons']:,}"
     assert page.fact("pruning", "parameters after") == f"{plan['parameters']['after']:,}"
-    assert close(page.fact("pruning", "parameter reduction"), plan["parameters"]["reduction"])
+    assert page.fact("pruning", "parameter reduction").endswith(" %")
+    assert close(page.fact("pruning", "parameter reduction"), 100 * plan["parameters"]["reduction"])
+    assert close(page.fact("pruning", "achieved sparsity"), 100 * plan["achieved_sparsity"])
 
     name = f"e2e-pruned-{uuid.uuid4().hex[:8]}"
     page.set_value("#apply-name", name)

@@ -7,22 +7,41 @@ import { initNeuron, showNeuron } from './neuron.js';
 import { initWeights, showWeights } from './weights.js';
 import { initPruning, showPruning } from './pruning.js';
 import { initClusters } from './clusters.js';
-import { showError } from './feedback.js';
+import { clearErrors, showError } from './feedback.js';
 
 const VIEWS = ['activations', 'neuron', 'weights', 'pruning', 'clusters'];
 
 const navigate = (hash) => { window.location.hash = hash; };
 const openNeuron = (layer, neuron) => navigate(`neuron/${layer}/${neuron}`);
 
+let currentView = null;
+
 function route() {
   const [name, ...args] = window.location.hash.replace(/^#\/?/, '').split('/');
   const view = VIEWS.includes(name) ? name : 'activations';
+  if (currentView) clearErrors(); // the last page's banners do not follow the user elsewhere
+  currentView = view;
   for (const v of VIEWS) $(`#view-${v}`).hidden = v !== view;
-  document.querySelectorAll('.tabs a').forEach((a) => a.classList.toggle('active', a.dataset.view === view));
-  if (view === 'neuron' && args.length === 2) showNeuron(+args[0], +args[1]);
+  document.querySelectorAll('.tabs a').forEach((a) => {
+    a.classList.toggle('active', a.dataset.view === view);
+    if (a.dataset.view === view) a.setAttribute('aria-current', 'page');
+    else a.removeAttribute('aria-current');
+  });
+  if (view === 'neuron' && args.length) openNeuronAddress(args);
   if (view === 'weights') showWeights(openNeuron);
   if (view === 'pruning') showPruning();
   if (view === 'clusters') refreshFiles();
+}
+
+// `#neuron/L/n`: two whole numbers, or one clear message (no request is made).
+function openNeuronAddress(args) {
+  const numbers = args.map((a) => (/^\d+$/.test(a) ? +a : NaN));
+  if (args.length === 2 && numbers.every(Number.isInteger)) {
+    showNeuron(numbers[0], numbers[1]);
+    return;
+  }
+  const err = { error: 'Not a neuron address', details: `"#neuron/${args.join('/')}": expected #neuron/<layer>/<neuron>, two whole numbers` };
+  showNeuron(undefined, undefined, err);
 }
 
 async function start() {

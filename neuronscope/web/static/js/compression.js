@@ -2,7 +2,7 @@
 // (which neurons go, how many parameters), and applying it to save a smaller model.
 
 import { api } from './api.js';
-import { bytes, facts, fmt, real, scope, setOptions } from './dom.js';
+import { bytes, facts, fmt, percent, real, scope, setOptions } from './dom.js';
 import { busy } from './feedback.js';
 import { SCORE_METHODS, PLAN_SCOPES } from './options.js';
 
@@ -36,13 +36,13 @@ async function plan(onProgress) {
   const result = await api('pruning/plan', { method: 'POST', body, onProgress });
   lastPlan = result;
   const p = result.parameters;
-  $('#plan-title').textContent = `Plan: ${result.method}, ${result.scope}, sparsity ${result.sparsity}`;
+  $('#plan-title').textContent = `Plan: ${result.method}, ${result.scope}, sparsity ${percent(result.sparsity, 0)}`;
   facts($('#plan-facts'), [
     ['removed neurons', `${fmt(result.removed_neurons)} of ${fmt(result.total_neurons)}`],
-    ['achieved sparsity', real(result.achieved_sparsity)],
+    ['achieved sparsity', percent(result.achieved_sparsity)],
     ['parameters before', fmt(p.before)],
     ['parameters after', fmt(p.after)],
-    ['parameter reduction', real(p.reduction)],
+    ['parameter reduction', percent(p.reduction)],
     ['removed per layer', result.layers.map((l) => `${l.layer_index}: ${l.removed}`).join(', ')],
   ]);
 }

@@ -36,6 +36,16 @@ export function real(value, digits = 4) {
   return value.toFixed(digits);
 }
 
+// "1 neuron", "2 neurons", "1,536 neurons".
+export function plural(count, noun, many = `${noun}s`) {
+  return `${fmt(count)} ${count === 1 ? noun : many}`;
+}
+
+// A fraction as a percentage with `digits` decimals: 0.2 -> "20.00 %".
+export function percent(fraction, digits = 2) {
+  return typeof fraction === 'number' ? `${(100 * fraction).toFixed(digits)} %` : '—';
+}
+
 export function bytes(n) {
   if (typeof n !== 'number') return '—';
   const units = ['B', 'KB', 'MB', 'GB', 'TB'];

@@ -3,7 +3,7 @@
 // The plan / apply panel is compression.js.
 
 import { api } from './api.js';
-import { el, facts, fmt, real, scope, setOptions } from './dom.js';
+import { el, facts, fmt, plural, real, scope, setOptions } from './dom.js';
 import { busy } from './feedback.js';
 import { barChart, lineChart, PALETTE } from './charts.js';
 import { bindLayerInputs, state, texts } from './state.js';
@@ -34,20 +34,26 @@ export function showPruning() {
 
 async function importance(openNeuron, onProgress) {
   const layer = +$('#imp-layer').value;
+  const method = $('#imp-method').value;
+  for (const id of ['#imp-chart', '#imp-caption']) $(id).replaceChildren(); // never the last run's chart beside this run's title
+  $('#imp-title').textContent = `Layer ${layer}: ranking neurons (${method})…`;
   const result = await api('pruning/neuron-importance', {
-    method: 'POST', body: { layer_index: layer, input_texts: texts($('#imp-texts')), method: $('#imp-method').value },
+    method: 'POST', body: { layer_index: layer, input_texts: texts($('#imp-texts')), method },
     onProgress,
   });
   lastImportance = result;
   const sorted = [...result.importance_scores].sort((a, b) => b.impact_score - a.impact_score);
-  $('#imp-title').textContent = `Layer ${layer}: impact of ablating each of ${fmt(result.total_neurons)} neurons `
+  const methodLabel = IMPORTANCE_METHODS.find((m) => m.value === result.method)?.label ?? result.method;
+  $('#imp-title').textContent = `Layer ${layer}, ${methodLabel}: impact of ablating each of ${plural(result.total_neurons, 'neuron')} `
     + `(${fmt(result.critical_neurons)} critical, in red)`;
-  $('#imp-title').title = `critical: ${result.critical_rule}`;
-  barChart($('#imp-chart'), {
+  const chart = barChart($('#imp-chart'), {
     height: 220,
     yLabel: 'impact score',
-    xLabel: 'neurons, most important first',
+    xLabel: 'rank (1 = most important)',
+    label: 'impact of ablating each neuron',
     thresholds: IMPACT_GUIDES,
+    xTicks: (n) => rankTicks(n),
+    xTickLabel: (i) => String(i + 1),
     bars: sorted.map((s) => ({
       value: s.impact_score,
       color: s.is_critical ? PALETTE[1] : PALETTE[0],
@@ -56,7 +62,22 @@ async function importance(openNeuron, onProgress) {
       onclick: () => openNeuron(s.layer_index, s.neuron_index),
     })),
   });
+  const hidden = chart.hiddenGuides.map((g) => g.label);
+  $('#imp-caption').replaceChildren(
+    el('span', { class: 'critical-key' }, 'Critical', el('span', { class: 'muted' }, ` (red): ${criticalRule(result.critical_rule)}. `)),
+    el('span', { class: 'muted' }, 'Critical is relative to this layer, so a critical bar can still sit below the absolute "safe < 0.1" line.'
+      + (hidden.length ? ` Guide lines above the largest impact (${hidden.join(', ')}) are not drawn.` : '')));
   fillLeastImportant();
+}
+
+function criticalRule(rule) {
+  return rule.startsWith('top quartile') ? 'among the top quarter of this layer\'s impact scores (the ceil(n/4) largest)' : rule;
+}
+
+// Rank ticks at 1 and round numbers, about eight of them.
+function rankTicks(n) {
+  const step = [1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000].find((s) => n / s <= 8) ?? Math.ceil(n / 8);
+  return [0, ...Array.from({ length: Math.floor((n - 1) / step) }, (_, i) => (i + 1) * step - 1)];
 }
 
 function fillLeastImportant() {
@@ -77,8 +98,9 @@ async function batch(onProgress) {
   const body = {
     pruning_candidates: parseCandidates($('#batch-candidates').value),
     input_texts: texts($('#imp-texts')),
-    batch_size: +$('#batch-size').value,
   };
+  // The cumulative curve runs over every candidate unless a smaller group size is asked for.
+  body.batch_size = $('#batch-size').value.trim() ? +$('#batch-size').value : body.pruning_candidates.length;
   const result = await api('pruning/batch-analysis', { method: 'POST', body, onProgress });
   const curve = (result.cumulative_curve || []).map((p) => [p.k, p.impact_score]);
   const individual = [...result.individual_impacts].sort((a, b) => a.impact_score - b.impact_score);

@@ -8,6 +8,7 @@ export const state = {
   prompt: '',
   activationFile: null,
   samples: [],
+  scoreMethod: 'magnitude', // the neuron scorer chosen in the weights view (ranks shown in the neuron view)
 };
 
 function notify(kind, ...args) {
