@@ -62,6 +62,16 @@ class Page:
     def go(self, hash_: str) -> None:
         self.driver.execute_script("window.location.hash = arguments[0]", hash_)
 
+    def path(self) -> str:
+        """The address's view path (``neuron/3/17``), without the shared state after ``?``."""
+        return self.driver.execute_script("return window.location.hash").lstrip("#").split("?")[0]
+
+    def params(self) -> dict:
+        """The shared state in the address (after ``?``)."""
+        from urllib.parse import parse_qsl
+
+        return dict(parse_qsl(self.driver.execute_script("return window.location.hash").partition("?")[2]))
+
     def find(self, css: str):
         from selenium.webdriver.common.by import By
 
@@ -190,7 +200,7 @@ def test_neuron_view_examples_weights_and_ablation(page: Page):
     data = page.run_activation()
     layer, neuron = data["layers"][0]["layer_index"], data["layers"][0]["neurons"][0]["neuron_index"]
     page.find("#act-heatmap text.col-label[data-col='0']").click()
-    assert page.driver.current_url.endswith(f"#neuron/{layer}/{neuron}")
+    assert page.path() == f"neuron/{layer}/{neuron}"
     page.wait_idle("neuron")
 
     weights = page.ok(f"pruning/candidates?threshold=100&layer_index={layer}&limit={page.model['d_mlp']}")
@@ -279,7 +289,7 @@ def test_keyboard_opens_neurons_from_heatmap_table_and_chart(page: Page):
     cells.send_keys(Keys.ARROW_DOWN, Keys.ARROW_RIGHT, Keys.ARROW_DOWN)  # the first press lands on (0, 0)
     assert f"neuron {layer['layer_index']}:{layer['neurons'][1]['neuron_index']}" in page.find("#tooltip").text
     cells.send_keys(Keys.ENTER)
-    assert page.driver.current_url.endswith(f"#neuron/{layer['layer_index']}/{layer['neurons'][1]['neuron_index']}")
+    assert page.path() == f"neuron/{layer['layer_index']}/{layer['neurons'][1]['neuron_index']}"
     page.wait_idle("neuron")
 
     page.go("weights")
@@ -288,7 +298,7 @@ def test_keyboard_opens_neurons_from_heatmap_table_and_chart(page: Page):
     row = page.find("#cand-rows tbody tr")
     target = [td.text for td in row.find_elements("css selector", "td")[:2]]
     row.send_keys(Keys.ENTER)
-    assert page.driver.current_url.endswith(f"#neuron/{target[0]}/{target[1]}")
+    assert page.path() == f"neuron/{target[0]}/{target[1]}"
     page.wait_idle("neuron")
     assert page.console_errors() == []
 
@@ -319,6 +329,99 @@ def test_model_list_groups_what_loads_offline(page: Page):
     assert set(groups["Loads offline"]) == offline
     assert set(groups.get("Not available offline", [])) == {n for n, m in listing.items() if m["availability"] == "unavailable"}
     assert sum(len(v) for v in groups.values()) == len(listing)
+
+
+def reload(page: Page) -> None:
+    """Open the current address afresh, as a shared link or a reload would."""
+    page.open(page.driver.execute_script("return window.location.hash").lstrip("#"))
+
+
+def test_every_view_state_is_in_the_address_and_restored_on_reload(page: Page):
+    data = page.run_activation(top_k=8)
+    layer = data["layers"][0]["layer_index"]
+    params = page.params()
+    assert params == {"model": page.model["name"], "file": data["filename"], "layer": str(layer), "top_k": "8", "scale": "rest"}
+    title = page.find("#act-title").text
+    reload(page)
+    page.wait_text("#act-title", title)
+    page.wait_idle("activations")
+    assert len(page.find_all("#act-heatmap rect.cell")) == len(data["tokens"]) * 8
+
+    neuron = data["layers"][0]["neurons"][0]["neuron_index"]
+    page.go(f"neuron/{layer}/{neuron}?prompt=Hello%20world")
+    page.wait_idle("neuron")
+    assert page.params()["prompt"] == "Hello world" and page.path() == f"neuron/{layer}/{neuron}"
+    reload(page)
+    page.wait_for("#neuron-weights dd")
+    page.wait_idle("neuron")
+    assert page.find("#neuron-prompt").get_attribute("value") == "Hello world"
+    assert page.find("#neuron-layer").get_attribute("value") == str(layer)
+
+    page.go("weights")
+    page.wait_idle("weights")
+    page.set_value("#cand-layer", 1)
+    page.wait_idle("weights")
+    page.set_value("#cand-threshold", 35)
+    page.wait_idle("weights")
+    assert page.params() | {"model": ""} == {"model": "", "threshold": "35", "layer": "1", "method": "magnitude"}
+    title = page.find("#cand-title").text
+    reload(page)
+    page.wait_text("#cand-title", title)
+    assert page.find("#cand-threshold").get_attribute("value") == "35" and page.find("#cand-layer").get_attribute("value") == "1"
+
+    page.go("clusters")
+    page.set_value("#clu-file", data["filename"])
+    page.set_value("#clu-layer", layer)
+    page.set_value("#clu-k", 3)
+    page.find("#clu-run").click()
+    page.wait_for("#clu-list article.cluster", count=3)
+    page.wait_idle("clusters")
+    reload(page)
+    assert len(page.wait_for("#clu-list article.cluster", count=3)) == 3
+    assert page.find("#clu-k").get_attribute("value") == "3"
+
+    page.go(f"pruning?layer=1&texts=one%0Atwo&sparsity=0.3&plan_method=random&scope=global&method=ablation&model={page.model['name']}")
+    assert page.find("#imp-texts").get_attribute("value") == "one\ntwo"
+    assert [page.find(c).get_attribute("value") for c in ("#imp-layer", "#plan-sparsity", "#plan-method", "#plan-scope")] == ["1", "0.3", "random", "global"]
+    assert page.find("#model-link-note").text == ""
+    page.go("weights?model=gpt2")
+    assert "This link was made on gpt2" in page.find("#model-link-note").text
+    assert page.console_errors() == []
+
+
+def captured_download(page: Page, button_css: str) -> str:
+    """Click a download button and return the text of the file the page saves."""
+    page.driver.execute_script(
+        "window.__saved = []; URL.createObjectURL = (blob) => { window.__saved.push(blob); return '#'; };")
+    page.find(button_css).click()
+    return page.driver.execute_async_script(
+        "const done = arguments[arguments.length - 1]; window.__saved.at(-1).text().then(done);")
+
+
+def test_downloads_hold_what_the_api_answers(page: Page):
+    import csv
+    import io
+
+    data = page.run_activation(top_k=4)
+    neurons = data["layers"][0]["neurons"]
+    rows = list(csv.DictReader(io.StringIO(captured_download(page, "#act-downloads [data-download='csv']"))))
+    assert [r["token"] for r in rows] == data["tokens"]
+    for n in neurons:
+        assert [float(r[f"neuron_{n['neuron_index']}"]) for r in rows] == pytest.approx(n["activations"], rel=1e-9)
+    assert json.loads(captured_download(page, "#act-downloads [data-download='json']"))["tokens"] == data["tokens"]
+
+    page.go("weights")
+    page.wait_for("#cand-rows tbody tr")
+    page.wait_idle("weights")
+    expected = page.ok("pruning/candidates?threshold=10&method=magnitude")
+    rows = list(csv.DictReader(io.StringIO(captured_download(page, "#cand-downloads [data-download='csv']"))))
+    assert len(rows) == expected["total_candidates"]
+    ranked = sorted(expected["candidates"], key=lambda c: (c["score"], c["layer_index"], c["neuron_index"]))
+    assert [(int(r["layer_index"]), int(r["neuron_index"])) for r in rows] == [(c["layer_index"], c["neuron_index"]) for c in ranked]
+    assert [float(r["weight_magnitude"]) for r in rows] == pytest.approx([c["weight_magnitude"] for c in ranked], rel=1e-9)
+    stats = json.loads(captured_download(page, "#weights-downloads [data-download='json']"))
+    assert stats == page.ok("pruning/weight-analysis") | {k: stats[k] for k in ("cached",) if k in stats}
+    assert page.console_errors() == []
 
 
 def test_weights_view_charts_and_candidates_slider(page: Page):
@@ -387,7 +490,7 @@ def test_pruning_view_importance_and_batch(page: Page):
 
     most = max(importance["importance_scores"], key=lambda s: s["impact_score"])
     page.find("#imp-chart svg").send_keys(Keys.HOME, Keys.ENTER)  # the keyboard opens the most important neuron
-    assert page.driver.current_url.endswith(f"#neuron/{most['layer_index']}/{most['neuron_index']}")
+    assert page.path() == f"neuron/{most['layer_index']}/{most['neuron_index']}"
 
 
 def newest_job(page: Page, endpoint: str) -> dict:

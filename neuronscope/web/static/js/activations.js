@@ -5,6 +5,8 @@ import { plural, real, scope, setOptions } from './dom.js';
 import { busy, showError } from './feedback.js';
 import { colourLegend, heatmap } from './charts.js';
 import { bindLayerInputs, setActivationFiles, setPrompt, state } from './state.js';
+import { downloads } from './downloads.js';
+import { share } from './url.js';
 
 const { root, $ } = scope('view-activations');
 let shown = null; // {layer, topK} of the heatmap on screen: a failed change puts the inputs back
@@ -31,6 +33,17 @@ export function initActivations(openNeuron) {
   }
   loadSamples();
   refreshFiles();
+}
+
+// Restore what a link names: a saved file (with its layer, top-k and colour scale) or a prompt to run.
+export function showActivations(params, openNeuron) {
+  const file = params.get('file');
+  if (params.has('prompt') && !file) $('#act-prompt').value = params.get('prompt');
+  if (!file || file === state.activationFile) return;
+  if (params.has('layer')) $('#act-layer').value = params.get('layer');
+  if (params.has('top_k')) $('#act-topk').value = params.get('top_k');
+  if (params.has('scale')) $('#act-scale').value = params.get('scale');
+  busy(root, 'Loading file', () => openFile(file, openNeuron));
 }
 
 async function loadSamples() {
@@ -78,6 +91,14 @@ async function openFile(filename, openNeuron) {
   $('#act-title').textContent = `Layer ${layer}: ${plural(slice.neurons.length, 'neuron')} × ${plural(data.tokens.length, 'token')} (${filename})`;
   shown = { layer, topK };
   renderHeatmap(data.tokens, layer, slice.neurons, openNeuron);
+  share('activations', { file: filename, layer, top_k: topK, scale: $('#act-scale').value });
+  downloads($('#act-downloads'), 'this layer', () => ({
+    name: `${filename.replace(/\.json$/, '')}-layer${layer}`,
+    json: data,
+    columns: ['position', 'token', ...slice.neurons.map((n) => `neuron_${n.neuron_index}`)],
+    rows: data.tokens.map((token, t) => Object.fromEntries([['position', t], ['token', token],
+      ...slice.neurons.map((n) => [`neuron_${n.neuron_index}`, n.activations[t]])])),
+  }));
 }
 
 // The |activation| that gets the full colour, per column. The first token often dwarfs every

@@ -6,6 +6,8 @@ import { el, facts, plural, real, scope, setOptions } from './dom.js';
 import { busy, settled } from './feedback.js';
 import { diverging, showTip, hideTip } from './charts.js';
 import { bindLayerInputs, onFilesChange, state } from './state.js';
+import { clearDownloads, downloads } from './downloads.js';
+import { share } from './url.js';
 
 const { root, $ } = scope('view-clusters');
 const TOP_TOKENS = 8;
@@ -21,13 +23,30 @@ export function initClusters(openNeuron) {
   });
 }
 
+// A link's file, layer and cluster count: filled in and clustered (quick, and the answer is cached).
+export function showClusters(params, openNeuron) {
+  const file = params.get('file');
+  if (!file || !$('#clu-file').querySelector(`option[value="${CSS.escape(file)}"]`)) return;
+  if ($('#clu-file').value === file && $('#clu-list').childElementCount) return;
+  $('#clu-file').value = file;
+  if (params.has('layer')) $('#clu-layer').value = params.get('layer');
+  if (params.has('k')) $('#clu-k').value = params.get('k');
+  busy(root, 'Clustering', () => cluster(openNeuron));
+}
+
 async function cluster(openNeuron) {
   const file = $('#clu-file').value;
   if (!file) throw new Error('no activation file yet: run a prompt in the Activations view first');
   const layer = +$('#clu-layer').value;
+  clearDownloads($('#clu-downloads'));
   const result = await api('clusters/generate', {
     method: 'POST', body: { activation_file: file, layer_index: layer, n_clusters: +$('#clu-k').value },
   });
+  share('clusters', { file, layer, k: result.n_clusters });
+  downloads($('#clu-downloads'), 'assignments', () => ({
+    name: result.filename.replace(/\.json$/, ''), json: result, columns: ['neuron_index', 'cluster_id'],
+    rows: result.assignments.map((cluster, n) => ({ neuron_index: n, cluster_id: cluster })),
+  }));
   facts($('#clu-summary'), [
     ['file', result.filename],
     ['inertia', real(result.inertia)],

@@ -59,6 +59,19 @@ const GROUPS = [
   { label: 'Not available offline', kinds: ['unavailable'] },
 ];
 
+// A shared link made on another model than the loaded one says so, with a way to switch.
+export function noteLinkModel(name) {
+  const note = $('#model-link-note');
+  const loaded = $('#model-select').querySelector(`option[value="${CSS.escape(name || '')}"]`);
+  if (!name || name === $('#model-name').textContent) {
+    note.replaceChildren();
+    return;
+  }
+  note.replaceChildren(`This link was made on ${name}. `, loaded && !loaded.disabled
+    ? el('button', { type: 'button', class: 'secondary small', onclick: () => switchModel(name) }, `Switch to ${name}`)
+    : el('span', {}, 'That model is not available here.'));
+}
+
 async function refreshMemory() {
   const memory = await api('models/memory');
   $('#model-memory').replaceChildren(...[

@@ -7,6 +7,8 @@ import { busy, settled, showError } from './feedback.js';
 import { diverging, histogram } from './charts.js';
 import { IMPACT_CLASS, SCORE_METHODS } from './options.js';
 import { bindLayerInputs, onPromptChange, state } from './state.js';
+import { clearDownloads, downloads } from './downloads.js';
+import { share } from './url.js';
 
 const { root, $ } = scope('view-neuron');
 const TOP_EXAMPLES = 20;
@@ -26,10 +28,15 @@ export function initNeuron(navigate) {
 }
 
 // Open a neuron; with `invalid` (an address that names no neuron) show that one message instead.
-export function showNeuron(layer, neuron, invalid) {
-  for (const id of ['#neuron-examples', '#neuron-histogram', '#neuron-weights', '#neuron-impact', '#neuron-hist-caption']) {
+// `params` (the link's): the ablation prompt, the scoring method of the ranks, the corpus.
+export function showNeuron(layer, neuron, invalid, params = new URLSearchParams()) {
+  for (const id of ['#neuron-examples', '#neuron-histogram', '#neuron-weights', '#neuron-impact', '#neuron-hist-caption',
+    '#neuron-examples-downloads', '#neuron-impact-downloads']) {
     $(id).replaceChildren();
   }
+  if (params.has('prompt')) $('#neuron-prompt').value = params.get('prompt');
+  if (SCORE_METHODS.some((m) => m.value === params.get('method'))) state.scoreMethod = params.get('method');
+  if (params.has('corpus')) state.corpus = params.get('corpus');
   if (invalid) {
     $('#neuron-title').textContent = 'No neuron open';
     showError(invalid, root.querySelector('[data-status]'));
@@ -39,8 +46,16 @@ export function showNeuron(layer, neuron, invalid) {
   $('#neuron-index').value = neuron;
   $('#neuron-title').textContent = `Neuron ${layer}:${neuron} — max-activating examples`;
   if (!$('#neuron-prompt').value) $('#neuron-prompt').value = state.prompt;
+  shareNeuron(layer, neuron);
   busy(root, `Loading neuron ${layer}:${neuron}`,
     () => settled([examples(layer, neuron), weights(layer, neuron), activationHistogram(layer, neuron)]));
+}
+
+function shareNeuron(layer, neuron) {
+  share(`neuron/${layer}/${neuron}`, {
+    method: state.scoreMethod === 'magnitude' ? undefined : state.scoreMethod,
+    corpus: state.corpus, prompt: $('#neuron-prompt').value.trim(),
+  });
 }
 
 function current() {
@@ -58,6 +73,13 @@ async function examples(layer, neuron) {
       el('button', { type: 'button', id: 'index-samples', onclick: () => indexSamples(layer, neuron) }, 'Index the sample prompts'));
     return;
   }
+  downloads($('#neuron-examples-downloads'), 'examples', () => ({
+    name: `neuron-${layer}-${neuron}-examples`,
+    json: result,
+    columns: ['rank', 'activation', 'token', 'before', 'after', 'source_kind', 'source', 'position'],
+    rows: list.map((r, i) => ({ rank: i + 1, activation: r.activation, token: r.context_parts.token, before: r.context_parts.before,
+      after: r.context_parts.after, source_kind: r.source_kind, source: r.source, position: r.position })),
+  }));
   const top = Math.max(...list.map((r) => Math.abs(r.activation))) || 1;
   target.replaceChildren(el('ol', { class: 'example-list' }, list.map((r) => el('li', { class: 'example' },
     el('span', { class: `example-value ${r.activation < 0 ? 'negative' : 'positive'}`, title: `activation at position ${r.position}` }, real(r.activation, 3)),
@@ -137,9 +159,15 @@ async function activationHistogram(layer, neuron) {
 async function ablate() {
   const { layer, neuron } = current();
   const text = $('#neuron-prompt').value.trim();
+  clearDownloads($('#neuron-impact-downloads'));
   const result = await api('pruning/impact-analysis', {
     method: 'POST', body: { layer_index: layer, neuron_indices: [neuron], input_text: text },
   });
+  shareNeuron(layer, neuron);
+  const columns = ['layer_index', 'neuron_index', 'impact_score', 'impact_level', 'mean_change', 'max_change', 'kl_divergence', 'loss_delta', 'safe_to_prune'];
+  downloads($('#neuron-impact-downloads'), 'ablation', () => ({
+    name: `neuron-${layer}-${neuron}-ablation`, json: result, columns, rows: [{ ...result, layer_index: layer, neuron_index: neuron }],
+  }));
   facts($('#neuron-impact'), [
     ['impact score', `${real(result.impact_score)} (${result.impact_level})`, IMPACT_CLASS[result.impact_level]],
     ['mean change', real(result.mean_change)],

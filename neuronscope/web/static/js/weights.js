@@ -6,10 +6,11 @@ import { busy } from './feedback.js';
 import { barChart, lineChart, PALETTE } from './charts.js';
 import { SCORE_METHODS } from './options.js';
 import { onModelChange, state } from './state.js';
+import { downloads } from './downloads.js';
+import { share } from './url.js';
 
 const { root, $ } = scope('view-weights');
 const SHOWN_CANDIDATES = 200;
-let lastCandidates = null; // every candidate of the last listing, for its download
 
 export function initWeights(openNeuron) {
   setOptions($('#cand-method'), SCORE_METHODS);
@@ -25,7 +26,16 @@ export function initWeights(openNeuron) {
   });
 }
 
-export function showWeights(openNeuron) {
+// `params` (a link's): threshold, layer and method of the candidates listing.
+export function showWeights(openNeuron, params = new URLSearchParams()) {
+  const wanted = { '#cand-threshold': params.get('threshold'), '#cand-layer': params.get('layer'), '#cand-method': params.get('method') };
+  let changed = false;
+  for (const [id, value] of Object.entries(wanted)) {
+    if (value !== null && $(id).value !== value) { $(id).value = value; changed = true; }
+  }
+  $('#cand-threshold-value').textContent = $('#cand-threshold').value;
+  state.scoreMethod = $('#cand-method').value;
+  if (changed && $('#weights-sparsity').childElementCount) busy(root, 'Finding candidates', () => candidates(openNeuron));
   if (!$('#weights-sparsity').childElementCount) {
     busy(root, 'Analysing weights', async () => {
       await analyse();
@@ -55,6 +65,11 @@ async function analyse() {
     ['overall sparsity', percent(result.overall_sparsity, 3)],
     ['modules', fmt(result.layer_stats.length)],
   ]);
+  const columns = ['layer_name', 'layer_index', 'total_parameters', 'non_zero_parameters', 'sparsity', 'mean_magnitude'];
+  downloads($('#weights-downloads'), 'weight statistics', () => ({
+    name: `weight-analysis-${result.model_name}`.replace(/[^\w.-]+/g, '_'), json: result, columns,
+    rows: result.layer_stats,
+  }));
   const layers = perLayer(result.layer_stats);
   barChart($('#weights-sparsity'), {
     height: 170,
@@ -104,7 +119,13 @@ async function candidates(openNeuron) {
     el('td', {}, real(c.score)), el('td', {}, c.weight_rank), el('td', {}, real(c.pruning_score, 3)));
   });
   $('#cand-table').replaceChildren(el('table', { id: 'cand-rows' }, el('thead', {}, header), el('tbody', {}, body)));
-  lastCandidates = { rows: sortCandidates(result.candidates), method, threshold };
+  share('weights', { threshold, layer, method });
+  const columns = ['layer_index', 'neuron_index', 'weight_magnitude', 'score', 'weight_rank', 'pruning_score'];
+  downloads($('#cand-downloads'), `all ${plural(result.total_candidates, 'candidate')}`, () => ({
+    name: `candidates-${method}-p${threshold}${layer === '' ? '' : `-layer${layer}`}`,
+    json: layer === '' ? { ...result, candidates: sortCandidates(result.candidates) } : result,
+    columns, rows: layer === '' ? sortCandidates(result.candidates) : result.candidates,
+  }));
 }
 
 function sortCandidates(rows) {
