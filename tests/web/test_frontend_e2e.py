@@ -234,6 +234,43 @@ def test_neuron_view_examples_weights_and_ablation(page: Page):
     assert page.console_errors() == []
 
 
+def defined_terms(page: Page, view: str) -> dict[str, str]:
+    """The definitions of the terms a view marks as defined: {term text: definition}, checked to be
+    both the hover title and the aria-describedby target."""
+    terms = {}
+    for node in page.find_all(f"#view-{view} .defined"):
+        target = page.find(f"#{node.get_attribute('aria-describedby')}")
+        definition = target.get_attribute("textContent")
+        assert definition and node.get_attribute("title") == definition
+        terms[node.get_attribute("textContent").lower()] = definition
+    return terms
+
+
+def test_every_metric_has_a_definition_on_hover(page: Page):
+    data = page.run_activation()
+    layer, neuron = data["layers"][0]["layer_index"], data["layers"][0]["neurons"][0]["neuron_index"]
+    page.go(f"neuron/{layer}/{neuron}")
+    page.wait_idle("neuron")
+    page.find("#neuron-ablate").click()
+    page.wait_for("#neuron-impact dd")
+    page.wait_idle("neuron")
+    terms = defined_terms(page, "neuron")
+    assert {"impact score", "kl divergence", "pruning score", "loss delta"} <= set(terms)
+    assert "||Δh|| / ||h||" in terms["impact score"]
+    page.go("pruning")
+    page.set_value("#imp-texts", PROMPT)
+    page.find("#imp-run").click()
+    page.wait_for("#imp-caption .defined")
+    page.wait_idle("pruning")
+    assert {"critical", "impact score"} <= set(defined_terms(page, "pruning"))
+    page.go("clusters")
+    page.set_value("#clu-file", data["filename"])
+    page.find("#clu-run").click()
+    page.wait_for("#clu-summary dd")
+    page.wait_idle("clusters")
+    assert "silhouette" in defined_terms(page, "clusters")
+
+
 def test_api_errors_are_shown_to_the_user(page: Page):
     bad_layer = page.model["layers"] + 5
     status, error = page.api("queries/neuron", {"layer_index": bad_layer, "neuron_index": 0, "top_k": 20})

@@ -1,6 +1,7 @@
 // Entry point: hash routing between the views (#activations, #neuron/L/n, #weights, #pruning, #clusters).
 
-import { $ } from './dom.js';
+import { $, addDefinitions } from './dom.js';
+import { DEFINITIONS } from './options.js';
 import { current } from './url.js';
 import { initModelBar, noteLinkModel } from './model-bar.js';
 import { initActivations, refreshFiles, showActivations } from './activations.js';
@@ -48,6 +49,7 @@ function openNeuronAddress(args, params) {
 }
 
 async function start() {
+  addDefinitions(DEFINITIONS);
   initActivations(openNeuron);
   initNeuron(navigate);
   initWeights(openNeuron);

@@ -54,10 +54,29 @@ export function bytes(n) {
   return `${n.toFixed(i ? 1 : 0)} ${units[i]}`;
 }
 
-// A definition list of [term, value, extra class?] rows.
+// A term with its definition (options.js DEFINITIONS) on hover and for screen readers; plain text otherwise.
+export function defined(term, text = term) {
+  const id = definitionId(term);
+  if (!id) return text;
+  return el('span', { class: 'defined', title: document.getElementById(id).textContent, 'aria-describedby': id, tabindex: 0 }, text);
+}
+
+// The element holding `term`'s definition (made once by `addDefinitions`), or null.
+function definitionId(term) {
+  const id = `def-${term.toLowerCase().replace(/[^a-z0-9]+/g, '-')}`;
+  return document.getElementById(id) ? id : null;
+}
+
+// The hidden definitions every `defined` term points at.
+export function addDefinitions(definitions) {
+  document.body.append(el('div', { id: 'definitions', hidden: true }, Object.entries(definitions).map(([term, text]) =>
+    el('p', { id: `def-${term.toLowerCase().replace(/[^a-z0-9]+/g, '-')}` }, text))));
+}
+
+// A definition list of [term, value, extra class?] rows; a defined term carries its definition.
 export function facts(target, rows) {
   target.replaceChildren(...rows.flatMap(([term, value, cls]) => [
-    el('dt', {}, term), el('dd', { class: cls, dataset: { fact: term } }, value),
+    el('dt', {}, defined(term)), el('dd', { class: cls, dataset: { fact: term } }, value),
   ]));
 }
 

@@ -3,7 +3,7 @@
 // The plan / apply panel is compression.js.
 
 import { api } from './api.js';
-import { el, facts, fmt, plural, real, scope, setOptions } from './dom.js';
+import { defined, el, facts, fmt, plural, real, scope, setOptions } from './dom.js';
 import { busy } from './feedback.js';
 import { barChart, lineChart, PALETTE } from './charts.js';
 import { bindLayerInputs, state, texts } from './state.js';
@@ -79,8 +79,8 @@ async function importance(openNeuron, onProgress) {
     })),
   });
   const hidden = chart.hiddenGuides.map((g) => g.label);
-  $('#imp-caption').replaceChildren(
-    el('span', { class: 'critical-key' }, 'Critical', el('span', { class: 'muted' }, ` (red): ${criticalRule(result.critical_rule)}. `)),
+  $('#imp-caption').replaceChildren(defined('impact score', 'Impact score'), ' per neuron, bars sorted. ',
+    el('span', { class: 'critical-key' }, defined('critical', 'Critical'), el('span', { class: 'muted' }, ` (red): ${criticalRule(result.critical_rule)}. `)),
     el('span', { class: 'muted' }, 'Critical is relative to this layer, so a critical bar can still sit below the absolute "safe < 0.1" line.'
       + (hidden.length ? ` Guide lines above the largest impact (${hidden.join(', ')}) are not drawn.` : '')));
   fillLeastImportant();

@@ -1,7 +1,7 @@
 // Weights view: per-layer sparsity and magnitude from weight-analysis; candidates with a threshold slider.
 
 import { api } from './api.js';
-import { el, facts, fmt, percent, plural, real, scope, setOptions } from './dom.js';
+import { defined, el, facts, fmt, percent, plural, real, scope, setOptions } from './dom.js';
 import { busy } from './feedback.js';
 import { barChart, lineChart, PALETTE } from './charts.js';
 import { SCORE_METHODS } from './options.js';
@@ -109,7 +109,7 @@ async function candidates(openNeuron) {
   const label = SCORE_METHODS.find((m) => m.value === method)?.label ?? method;
   $('#cand-title').textContent = `Candidates at the ${result.threshold_percentile}th percentile of ${label} scores: `
     + `${plural(result.total_candidates, 'neuron')}${rows.length < result.total_candidates ? ` (lowest ${rows.length} shown)` : ''}`;
-  const header = el('tr', {}, ['layer', 'neuron', 'weight magnitude', `${label} score`, 'rank in layer', 'pruning score'].map((h) => el('th', { scope: 'col' }, h)));
+  const header = el('tr', {}, ['layer', 'neuron', 'weight magnitude', `${label} score`, 'rank in layer', 'pruning score'].map((h) => el('th', { scope: 'col' }, defined(h))));
   const body = rows.map((c) => {
     const open = () => openNeuron(c.layer_index, c.neuron_index);
     return el('tr', {
