@@ -24,6 +24,7 @@ from tests.support.browser import INSTALL_HINT, find_chromium, live_server, star
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = PROJECT_ROOT / "test-output" / "screenshots"
+AXE = Path(__file__).resolve().parent / "assets" / "axe-core" / "axe.min.js"  # a test asset, never served
 PROMPT = "The capital of France is Paris. The quick brown fox jumps over the lazy dog."
 TIMEOUT = 60
 
@@ -269,6 +270,53 @@ def test_every_metric_has_a_definition_on_hover(page: Page):
     page.wait_for("#clu-summary dd")
     page.wait_idle("clusters")
     assert "silhouette" in defined_terms(page, "clusters")
+
+
+def axe_violations(page: Page) -> list[str]:
+    """Serious and critical accessibility violations axe-core finds on the page as it is now."""
+    if not page.driver.execute_script("return typeof window.axe !== 'undefined'"):
+        page.driver.execute_script(AXE.read_text())
+    result = page.driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "axe.run(document, {resultTypes: ['violations']}).then((r) => done(r.violations), (e) => done(String(e)));")
+    assert isinstance(result, list), result
+    return [f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}: {v['nodes'][0].get('failureSummary')}"
+            for v in result if v["impact"] in {"serious", "critical"}]
+
+
+def test_no_serious_accessibility_violations_on_any_view(page: Page):
+    data = page.run_activation()
+    found = {"activations": axe_violations(page)}
+    layer, neuron = data["layers"][0]["layer_index"], data["layers"][0]["neurons"][0]["neuron_index"]
+    page.go(f"neuron/{layer}/{neuron}")
+    page.wait_idle("neuron")
+    page.find("#neuron-ablate").click()
+    page.wait_for("#neuron-impact dd")
+    page.wait_idle("neuron")
+    found["neuron"] = axe_violations(page)
+    page.go("weights")
+    page.wait_for("#cand-rows tbody tr")
+    page.wait_idle("weights")
+    found["weights"] = axe_violations(page)
+    page.go("pruning")
+    page.set_value("#imp-texts", PROMPT)
+    page.find("#imp-run").click()
+    page.wait_for("#imp-chart rect[data-index]")
+    page.wait_idle("pruning")
+    page.find("#batch-run").click()
+    page.wait_for("#batch-recommendations dd")
+    page.wait_idle("pruning")
+    found["pruning"] = axe_violations(page)
+    page.go("clusters")
+    page.set_value("#clu-file", data["filename"])
+    page.find("#clu-run").click()
+    page.wait_for("#clu-list article.cluster")
+    page.wait_idle("clusters")
+    found["clusters"] = axe_violations(page)
+    page.go("neuron/abc/xyz")
+    page.wait_for("#errors .error")
+    found["error banner"] = axe_violations(page)
+    assert {view: v for view, v in found.items() if v} == {}, json.dumps(found, indent=1)
 
 
 def test_api_errors_are_shown_to_the_user(page: Page):

@@ -254,6 +254,17 @@ export function colourLegend(limit, caption) {
     el('span', { class: 'muted' }, caption));
 }
 
+// Text colour readable on `diverging(value, limit)`: black on light fills, white on dark ones
+// (WCAG relative luminance; black keeps 4.5:1 down to L = 0.175, white from L = 0.183 up).
+export function inkOn(value, limit) {
+  const channels = diverging(value, limit).match(/\d+/g).map((c) => {
+    const v = +c / 255;
+    return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
+  });
+  const luminance = 0.2126 * channels[0] + 0.7152 * channels[1] + 0.0722 * channels[2];
+  return luminance >= 0.179 ? '#000000' : '#ffffff';
+}
+
 // rows: token strings; cols: [{label, onclick}]; values[row][col]; limits[col]: |value| of full colour.
 // The token labels are a separate column that stays in view when the cells scroll sideways. The
 // cells are one tab stop: arrow keys move a cursor cell, Enter opens its neuron; column labels are buttons.

@@ -4,7 +4,7 @@
 import { api } from './api.js';
 import { el, facts, plural, real, scope, setOptions } from './dom.js';
 import { busy, settled } from './feedback.js';
-import { diverging, showTip, hideTip } from './charts.js';
+import { diverging, hideTip, inkOn, showTip } from './charts.js';
 import { bindLayerInputs, onFilesChange, state } from './state.js';
 import { clearDownloads, downloads } from './downloads.js';
 import { share } from './url.js';
@@ -110,6 +110,7 @@ function centroidStrip(centroid, tokens) {
       onmouseleave: hideTip,
     }, token);
     box.style.background = diverging(centroid[i], limit);
+    box.style.color = inkOn(centroid[i], limit);
     return box;
   }));
 }

@@ -4,7 +4,7 @@
 import { api } from './api.js';
 import { el, facts, fmt, plural, real, scope } from './dom.js';
 import { busy, settled, showError } from './feedback.js';
-import { diverging, histogram } from './charts.js';
+import { diverging, histogram, inkOn } from './charts.js';
 import { IMPACT_CLASS, SCORE_METHODS } from './options.js';
 import { bindLayerInputs, onPromptChange, state } from './state.js';
 import { clearDownloads, downloads } from './downloads.js';
@@ -81,7 +81,7 @@ async function examples(layer, neuron) {
       after: r.context_parts.after, source_kind: r.source_kind, source: r.source, position: r.position })),
   }));
   const top = Math.max(...list.map((r) => Math.abs(r.activation))) || 1;
-  target.replaceChildren(el('ol', { class: 'example-list' }, list.map((r) => el('li', { class: 'example' },
+  target.replaceChildren(el('ol', { class: 'example-list', tabindex: 0, 'aria-label': `max-activating examples of neuron ${layer}:${neuron}` }, list.map((r) => el('li', { class: 'example' },
     el('span', { class: `example-value ${r.activation < 0 ? 'negative' : 'positive'}`, title: `activation at position ${r.position}` }, real(r.activation, 3)),
     el('span', { class: 'example-bar', title: 'signed: blue bars grow left from 0 (negative), red bars right (positive)' }, barFill(r.activation / top)),
     el('span', { class: 'example-context' }, context(r, top)),
@@ -99,6 +99,7 @@ function barFill(fraction) {
 function context({ context_parts: parts, activation }, top) {
   const mark = el('mark', { title: `activation ${real(activation)}` }, parts.token);
   mark.style.background = diverging(activation, top);
+  mark.style.color = inkOn(activation, top);
   return [el('span', {}, parts.before), mark, el('span', {}, parts.after)];
 }
 
