@@ -319,6 +319,31 @@ def test_no_serious_accessibility_violations_on_any_view(page: Page):
     assert {view: v for view, v in found.items() if v} == {}, json.dumps(found, indent=1)
 
 
+def test_page_load_and_view_render_times_are_measured(page: Page):
+    """Measured, not asserted (no timed assertions): printed and saved to test-output/timings.json."""
+    page.open()
+    load = page.driver.execute_script(
+        "const n = performance.getEntriesByType('navigation')[0];"
+        "return {dom_content_loaded_ms: n.domContentLoadedEventEnd, load_ms: n.loadEventEnd,"
+        " ready_ms: performance.getEntriesByName('neuronscope-ready')[0].startTime};")
+    data = page.run_activation(top_k=24)
+    layer, neuron = data["layers"][0]["layer_index"], data["layers"][0]["neurons"][0]["neuron_index"]
+    page.go(f"neuron/{layer}/{neuron}")
+    page.wait_idle("neuron")
+    if page.find_all("#index-samples"):
+        page.find("#index-samples").click()
+        page.wait_idle("neuron")
+    renders = page.driver.execute_script(
+        "return Object.fromEntries(['render activations', 'render neuron examples'].map((name) =>"
+        " [name, performance.getEntriesByName(name).map((m) => m.duration)]));")
+    timings = {**load, **{f"{k} ms": v for k, v in renders.items()}}
+    assert timings["ready_ms"] > 0 and renders["render activations"] and renders["render neuron examples"]
+    out = PROJECT_ROOT / "test-output"
+    out.mkdir(exist_ok=True)
+    (out / "timings.json").write_text(json.dumps(timings, indent=1))
+    print("frontend timings:", json.dumps(timings))
+
+
 def test_api_errors_are_shown_to_the_user(page: Page):
     bad_layer = page.model["layers"] + 5
     status, error = page.api("queries/neuron", {"layer_index": bad_layer, "neuron_index": 0, "top_k": 20})

@@ -1,7 +1,7 @@
 // Activations view: run a prompt, show a token × neuron heatmap of a layer's top-k neurons.
 
 import { api } from './api.js';
-import { plural, real, scope, setOptions } from './dom.js';
+import { plural, real, scope, setOptions, timed } from './dom.js';
 import { busy, showError } from './feedback.js';
 import { colourLegend, heatmap } from './charts.js';
 import { bindLayerInputs, setActivationFiles, setPrompt, state } from './state.js';
@@ -90,7 +90,7 @@ async function openFile(filename, openNeuron) {
   if (!slice) throw new Error(`the file ${filename} has no layer ${layer}`);
   $('#act-title').textContent = `Layer ${layer}: ${plural(slice.neurons.length, 'neuron')} × ${plural(data.tokens.length, 'token')} (${filename})`;
   shown = { layer, topK };
-  renderHeatmap(data.tokens, layer, slice.neurons, openNeuron);
+  timed('render activations', () => renderHeatmap(data.tokens, layer, slice.neurons, openNeuron));
   share('activations', { file: filename, layer, top_k: topK, scale: $('#act-scale').value });
   downloads($('#act-downloads'), 'this layer', () => ({
     name: `${filename.replace(/\.json$/, '')}-layer${layer}`,

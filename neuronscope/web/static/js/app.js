@@ -59,6 +59,7 @@ async function start() {
   window.addEventListener('hashchange', route);
   route();
   document.body.dataset.ready = 'true';
+  performance.mark('neuronscope-ready');
 }
 
 window.addEventListener('unhandledrejection', (event) => showError(event.reason));

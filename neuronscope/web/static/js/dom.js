@@ -21,6 +21,15 @@ export function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+// Run a synchronous render and record its duration as a `performance` measure named `name`
+// (read by the end-to-end tests; visible in the browser's performance tools).
+export function timed(name, render) {
+  const start = performance.now();
+  const result = render();
+  performance.measure(name, { start, end: performance.now() });
+  return result;
+}
+
 // Counts print as integers with separators; everything else as `real` numbers.
 export function fmt(value, digits = 4) {
   return Number.isInteger(value) ? value.toLocaleString('en-US') : real(value, digits);

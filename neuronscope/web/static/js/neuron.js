@@ -2,7 +2,7 @@
 // activation files, weight magnitude and rank, and an ablation on a prompt with its impact metrics.
 
 import { api } from './api.js';
-import { el, facts, fmt, plural, real, scope } from './dom.js';
+import { el, facts, fmt, plural, real, scope, timed } from './dom.js';
 import { busy, settled, showError } from './feedback.js';
 import { diverging, histogram, inkOn } from './charts.js';
 import { IMPACT_CLASS, SCORE_METHODS } from './options.js';
@@ -81,11 +81,11 @@ async function examples(layer, neuron) {
       after: r.context_parts.after, source_kind: r.source_kind, source: r.source, position: r.position })),
   }));
   const top = Math.max(...list.map((r) => Math.abs(r.activation))) || 1;
-  target.replaceChildren(el('ol', { class: 'example-list', tabindex: 0, 'aria-label': `max-activating examples of neuron ${layer}:${neuron}` }, list.map((r) => el('li', { class: 'example' },
+  timed('render neuron examples', () => target.replaceChildren(el('ol', { class: 'example-list', tabindex: 0, 'aria-label': `max-activating examples of neuron ${layer}:${neuron}` }, list.map((r) => el('li', { class: 'example' },
     el('span', { class: `example-value ${r.activation < 0 ? 'negative' : 'positive'}`, title: `activation at position ${r.position}` }, real(r.activation, 3)),
     el('span', { class: 'example-bar', title: 'signed: blue bars grow left from 0 (negative), red bars right (positive)' }, barFill(r.activation / top)),
     el('span', { class: 'example-context' }, context(r, top)),
-    el('span', { class: 'muted example-source', title: `${r.source_kind} ${r.source}, token ${r.position}` }, r.source)))));
+    el('span', { class: 'muted example-source', title: `${r.source_kind} ${r.source}, token ${r.position}` }, r.source))))));
 }
 
 // A signed bar from the middle: right and red for positive, left and blue for negative.
