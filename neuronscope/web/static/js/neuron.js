@@ -8,6 +8,7 @@ import { diverging, histogram, inkOn } from './charts.js';
 import { IMPACT_CLASS, SCORE_METHODS } from './options.js';
 import { bindLayerInputs, onPromptChange, state } from './state.js';
 import { clearDownloads, downloads } from './downloads.js';
+import { corpusPage } from './neuron-page.js';
 import { share } from './url.js';
 
 const { root, $ } = scope('view-neuron');
@@ -31,7 +32,7 @@ export function initNeuron(navigate) {
 // `params` (the link's): the ablation prompt, the scoring method of the ranks, the corpus.
 export function showNeuron(layer, neuron, invalid, params = new URLSearchParams()) {
   for (const id of ['#neuron-examples', '#neuron-histogram', '#neuron-weights', '#neuron-impact', '#neuron-hist-caption',
-    '#neuron-examples-downloads', '#neuron-impact-downloads']) {
+    '#neuron-examples-downloads', '#neuron-impact-downloads', '#neuron-page']) {
     $(id).replaceChildren();
   }
   if (params.has('prompt')) $('#neuron-prompt').value = params.get('prompt');
@@ -48,7 +49,8 @@ export function showNeuron(layer, neuron, invalid, params = new URLSearchParams(
   if (!$('#neuron-prompt').value) $('#neuron-prompt').value = state.prompt;
   shareNeuron(layer, neuron);
   busy(root, `Loading neuron ${layer}:${neuron}`,
-    () => settled([examples(layer, neuron), weights(layer, neuron), activationHistogram(layer, neuron)]));
+    () => settled([examples(layer, neuron), weights(layer, neuron), activationHistogram(layer, neuron),
+      corpusPage($('#neuron-page'), layer, neuron, state.corpus)]));
 }
 
 function shareNeuron(layer, neuron) {
