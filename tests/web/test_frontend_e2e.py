@@ -351,10 +351,10 @@ def test_page_load_and_view_render_times_are_measured(page: Page):
     print("frontend timings:", json.dumps(timings))
 
 
-# A neuron page in the response shape documented by issue 15 (its endpoint is built in parallel):
+# A neuron page in the response shape of issue 15 (GET /api/neurons/{layer}/{neuron}, built in parallel):
 # the page is answered by a stub of fetch in the browser, so only the rendering is under test here.
 NEURON_PAGE = {
-    "model_name": "tiny-gpt2", "layer_index": 1, "neuron_index": 3,
+    "model_name": "tiny-gpt2", "layer": 1, "neuron": 3, "corpus": "default", "status": {"state": "indexing", "progress": 0.4},
     "top_examples": [{"text_id": 0, "tokens": ["The", " cat", " sat"], "activations": [0.5, 2.0, -0.25],
                       "max_position": 1, "max_activation": 2.0}],
     "bottom_examples": [{"text_id": 4, "tokens": ["A", " dog"], "activations": [-1.5, 0.1],
@@ -365,8 +365,8 @@ NEURON_PAGE = {
                       "suppressed": [{"token": " sky", "token_id": 9, "value": -0.75}]},
     "input_tokens": [{"token": " cat", "token_id": 5, "mean_activation": 1.8, "count": 12}],
     "explanation": {"text": "fires on \" cat\"", "score": 0.61},
-    "similar_neurons": [{"layer_index": 0, "neuron_index": 9, "similarity": 0.42}],
-    "weights": {"magnitude": {"score": 0.3, "rank": 17}},
+    "similar_neurons": [{"layer": 0, "neuron": 9, "cosine": 0.42}],
+    "weights": {"output_norm": 0.9, "methods": {"magnitude": {"score": 0.3, "rank": 17, "of": 128}}},
 }
 
 
@@ -389,6 +389,7 @@ def test_corpus_neuron_page_renders_the_documented_shape(page: Page):
     assert len(page.find_all("#neuron-page rect[data-index]")) == 4
     text = page.find("#neuron-page").text
     assert "mat 1.25" in text and "sky -0.75" in text and "lookup score 0.610" in text and "0:9 (0.420)" in text
+    assert "Indexing the corpus: 40 %" in text and "17 of 128" in text
     assert page.console_errors() == []
 
 

@@ -37,7 +37,7 @@ function render(page, layer) {
   const stats = page.activation_stats;
   const histogramBox = el('div', { class: 'chart' });
   const parts = [
-    page.indexing ? el('p', { class: 'notice' }, `Indexing: ${indexing(page.indexing)}`) : null,
+    page.status && page.status.state !== 'indexed' ? el('p', { class: 'notice' }, indexing(page.status)) : null,
     el('h4', {}, 'Top examples'), examples(page.top_examples || []),
     el('h4', {}, 'Bottom examples (most negative)'), examples(page.bottom_examples || []),
     stats ? el('p', { class: 'muted' }, `mean ${real(stats.mean, 3)}, std ${real(stats.std, 3)}, `
@@ -51,15 +51,17 @@ function render(page, layer) {
       el('span', { class: 'muted' }, ` (lookup score ${real(page.explanation.score, 3)})`)) : null,
     el('h4', {}, 'Similar neurons (cosine of output directions)'),
     el('div', { class: 'chips' }, (page.similar_neurons || []).map((s) => el('a', {
-      class: 'chip', href: `#neuron/${s.layer_index}/${s.neuron_index}`,
-    }, `${s.layer_index}:${s.neuron_index} (${real(s.similarity ?? s.cosine, 3)})`))),
+      class: 'chip', href: `#neuron/${s.layer}/${s.neuron}`,
+    }, `${s.layer}:${s.neuron} (${real(s.cosine, 3)})`))),
   ];
   if (stats?.histogram) queueMicrotask(() => histogramFromBins(histogramBox, stats.histogram));
   return parts.filter(Boolean).concat(weightRanks(page.weights, layer));
 }
 
-function indexing(state) {
-  return typeof state === 'object' ? `${state.status ?? ''} ${state.progress !== undefined ? `${Math.round(100 * state.progress)} %` : ''}` : String(state);
+// The corpus' indexing state for this model: {state: indexed | indexing | not_indexed, progress?}.
+function indexing(status) {
+  if (status.state === 'indexing') return `Indexing the corpus: ${Math.round(100 * (status.progress ?? 0))} %`;
+  return 'This corpus is not indexed for this model yet.';
 }
 
 // Each example as its tokens, coloured by the activation at each (blue negative, red positive).
@@ -95,8 +97,9 @@ function histogramFromBins(target, { edges, counts }) {
 
 function weightRanks(weights, layer) {
   if (!weights) return [];
-  const rows = Object.entries(weights.methods || weights).filter(([, w]) => w && typeof w === 'object');
-  return [el('h4', {}, `Weight ranks in layer ${layer}`), el('table', { class: 'compact' },
-    el('thead', {}, el('tr', {}, ['method', 'score', 'rank'].map((h) => el('th', { scope: 'col' }, h)))),
-    el('tbody', {}, rows.map(([method, w]) => el('tr', {}, el('td', {}, method), el('td', {}, real(w.score)), el('td', {}, fmt(w.rank))))))];
+  const rows = Object.entries(weights.methods || {});
+  return [el('h4', {}, `Weight ranks in layer ${layer} (‖w_out‖ ${real(weights.output_norm)})`), el('table', { class: 'compact' },
+    el('thead', {}, el('tr', {}, ['method', 'score', 'rank (1 = smallest)'].map((h) => el('th', { scope: 'col' }, h)))),
+    el('tbody', {}, rows.map(([method, w]) => el('tr', {}, el('td', {}, method), el('td', {}, real(w.score)),
+      el('td', {}, `${fmt(w.rank)} of ${fmt(w.of)}`)))))];
 }
