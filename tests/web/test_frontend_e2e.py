@@ -374,8 +374,10 @@ def test_corpus_neuron_page_renders_the_documented_shape(page: Page):
     page.driver.execute_script("""
         const answer = (body) => new Response(JSON.stringify(body), {status: 200, headers: {'Content-Type': 'application/json'}});
         const real = window.fetch;
+        const tested = {tokens: ['Hi', ' cat'], activations: [-0.5, 1.5], max_position: 1, max_activation: 1.5};
         window.fetch = (url, init) => String(url).startsWith('api/openapi.json')
-          ? answer({paths: {'/api/neurons/{layer}/{neuron}': {get: {}}}})
+          ? answer({paths: {'/api/neurons/{layer}/{neuron}': {get: {}}, '/api/neurons/{layer}/{neuron}/activations': {get: {}}}})
+          : String(url).startsWith('api/neurons/1/3/activations?text=Hi+cat') ? answer(tested)
           : String(url).startsWith('api/neurons/') ? answer(arguments[0]) : real(url, init);
     """.replace("arguments[0]", json.dumps(NEURON_PAGE)))
     page.go("neuron/1/3")
@@ -390,6 +392,11 @@ def test_corpus_neuron_page_renders_the_documented_shape(page: Page):
     text = page.find("#neuron-page").text
     assert "mat 1.25" in text and "sky -0.75" in text and "lookup score 0.610" in text and "0:9 (0.420)" in text
     assert "Indexing the corpus: 40 %" in text and "17 of 128" in text
+    page.set_value("#neuron-test-text", "Hi cat")
+    page.find(".neuron-test button").click()
+    tested = page.wait_for("#neuron-test-result .tok", count=2)
+    assert [(t.get_attribute("textContent"), t.get_attribute("title")) for t in tested] == [
+        ("Hi", "activation -0.5000"), (" cat", "activation 1.5000")]
     assert page.console_errors() == []
 
 

@@ -6,14 +6,16 @@
 
 import { api } from './api.js';
 import { el, fmt, real, timed } from './dom.js';
+import { showError } from './feedback.js';
 import { barChart, diverging, inkOn, PALETTE } from './charts.js';
 
 const PAGE_PATH = '/api/neurons/{layer}/{neuron}';
-let served = null; // Promise<boolean>: whether the server's API has neuron pages (asked once)
+const TEST_PATH = '/api/neurons/{layer}/{neuron}/activations';
+let served = null; // Promise<Set<string>>: the API paths the server's OpenAPI document lists (asked once)
 
-function hasNeuronPages() {
-  served ??= api('openapi.json').then((spec) => Boolean(spec.paths?.[PAGE_PATH]?.get), () => false);
-  return served;
+async function serves(path) {
+  served ??= api('openapi.json').then((spec) => new Set(Object.keys(spec.paths || {})), () => new Set());
+  return (await served).has(path);
 }
 
 // Renders into `target`; resolves when shown (or when the server has no neuron pages).
@@ -21,7 +23,7 @@ export async function corpusPage(target, layer, neuron, corpus) {
   const unavailable = () => target.replaceChildren(el('p', { class: 'muted', id: 'neuron-page-unavailable' },
     `Corpus neuron pages are not available on this server (no GET ${PAGE_PATH}).`));
   target.replaceChildren(el('p', { class: 'muted' }, 'Loading the corpus page…'));
-  if (!(await hasNeuronPages())) { unavailable(); return; }
+  if (!(await serves(PAGE_PATH))) { unavailable(); return; }
   let page;
   try {
     page = await api(`neurons/${layer}/${neuron}`, { params: { corpus } });
@@ -31,6 +33,20 @@ export async function corpusPage(target, layer, neuron, corpus) {
     return;
   }
   timed('render neuron page', () => target.replaceChildren(...render(page, layer)));
+  if (await serves(TEST_PATH)) target.append(testBox(layer, neuron));
+}
+
+// "Test this neuron": its activation at every token of a text the user types.
+function testBox(layer, neuron) {
+  const text = el('textarea', { rows: 2, id: 'neuron-test-text', 'aria-label': 'Text to test this neuron on', placeholder: 'Type a text' });
+  const out = el('div', { id: 'neuron-test-result' });
+  const run = async (event) => {
+    event.preventDefault();
+    const result = await api(`neurons/${layer}/${neuron}/activations`, { params: { text: text.value } });
+    out.replaceChildren(examples([result]));
+  };
+  return el('form', { class: 'neuron-test', onsubmit: (event) => run(event).catch((err) => showError(err)) },
+    el('h4', {}, 'Test this neuron'), text, el('button', { type: 'submit' }, 'Run'), out);
 }
 
 function render(page, layer) {
