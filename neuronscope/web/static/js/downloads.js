@@ -10,7 +10,7 @@ function field(value) {
 }
 
 // rows: objects; columns: their keys in order (the CSV header).
-export function toCsv(columns, rows) {
+function toCsv(columns, rows) {
   return [columns, ...rows.map((row) => columns.map((c) => row[c]))].map((r) => r.map(field).join(',')).join('\r\n') + '\r\n';
 }
 
