@@ -30,19 +30,21 @@ export function hideTip() {
   $('#tooltip').hidden = true;
 }
 
-function niceTicks(min, max, count = 5) {
+// Round ticks; `integer`: whole steps only (counts never get a 2.5 tick).
+function niceTicks(min, max, count = 5, integer = false) {
   if (!(max > min)) return [min];
   const raw = (max - min) / count;
-  const step = [1, 2, 2.5, 5, 10].map((m) => m * 10 ** Math.floor(Math.log10(raw))).find((s) => s >= raw);
+  const nice = [1, 2, 2.5, 5, 10].map((m) => m * 10 ** Math.floor(Math.log10(raw))).find((s) => s >= raw);
+  const step = integer ? Math.max(1, Math.ceil(nice)) : nice;
   const ticks = [];
   for (let t = Math.ceil(min / step) * step; t <= max + step * 1e-9; t += step) ticks.push(+t.toPrecision(12));
   return ticks;
 }
 
 // A domain that starts and ends on ticks, so the largest value never rises above the last label.
-function niceDomain(min, max, count = 5) {
+function niceDomain(min, max, count = 5, integer = false) {
   if (!(max > min)) return [min, min + 1];
-  const ticks = niceTicks(min, max, count);
+  const ticks = niceTicks(min, max, count, integer);
   const step = ticks.length > 1 ? ticks[1] - ticks[0] : max - min;
   return [ticks[0] > min ? ticks[0] - step : ticks[0], ticks.at(-1) < max ? ticks.at(-1) + step : ticks.at(-1)];
 }
@@ -72,9 +74,9 @@ function axisY(root, y, ticks, width, label) {
   if (label) root.append(svg('text', { x: 12, y: MARGIN.top + 4, class: 'axis-label', transform: `rotate(-90 12 ${MARGIN.top + 4})`, 'text-anchor': 'end' }, label));
 }
 
-function axisX(root, x, ticks, height, label, width) {
+function axisX(root, x, ticks, height, label, width, format = tickLabel) {
   for (const t of ticks) {
-    root.append(svg('text', { x: x(t), y: height - MARGIN.bottom + 16, class: 'tick', 'text-anchor': 'middle' }, tickLabel(t)));
+    root.append(svg('text', { x: x(t), y: height - MARGIN.bottom + 16, class: 'tick', 'text-anchor': 'middle' }, format(t)));
   }
   if (label) root.append(svg('text', { x: width - MARGIN.right, y: height - 6, class: 'axis-label', 'text-anchor': 'end' }, label));
 }
@@ -87,13 +89,15 @@ function thresholdLines(root, y, thresholds, width) {
 }
 
 // bars: [{value, color, tip: string[], onclick}]; one hover overlay maps the pointer to a bar,
-// so thousands of one-pixel bars stay usable.
-export function barChart(target, { bars, height = 260, yLabel, xLabel, thresholds, xTicks }) {
+// so thousands of one-pixel bars stay usable. The y-axis spans the data only: a guide line above
+// the largest bar is left out (and listed in the returned `hiddenGuides`) rather than squashing the bars.
+// The chart is one tab stop: arrow keys move a cursor over the bars, Enter opens the bar.
+export function barChart(target, { bars, height = 260, yLabel, xLabel, thresholds, xTicks, xTickLabel, integerY = false, label }) {
   const { root, width, plotW, plotH } = frame(target, height);
   const values = bars.map((b) => b.value);
-  const [bottom, top] = niceDomain(Math.min(0, ...values), Math.max(0, ...values, ...(thresholds || []).map((t) => t.value)));
+  const [bottom, top] = niceDomain(Math.min(0, ...values), Math.max(0, ...values), 5, integerY);
   const y = linear([bottom, top], [MARGIN.top + plotH, MARGIN.top]);
-  axisY(root, y, niceTicks(bottom, top), width, yLabel);
+  axisY(root, y, niceTicks(bottom, top, 5, integerY), width, yLabel);
   const step = plotW / Math.max(bars.length, 1);
   const gap = step > 4 ? step * 0.15 : 0;
   const group = svg('g', { class: 'bars', 'shape-rendering': 'crispEdges' });
@@ -106,10 +110,17 @@ export function barChart(target, { bars, height = 260, yLabel, xLabel, threshold
   });
   root.append(group);
   const x = linear([0, bars.length], [MARGIN.left, MARGIN.left + plotW]);
-  if (xTicks) axisX(root, (i) => x(i + 0.5), xTicks(bars.length), height, xLabel, width);
+  if (xTicks) axisX(root, (i) => x(i + 0.5), xTicks(bars.length), height, xLabel, width, xTickLabel);
   else if (xLabel) axisX(root, x, [], height, xLabel, width);
-  thresholdLines(root, y, thresholds, width);
+  const shown = (thresholds || []).filter((t) => t.value >= bottom && t.value <= top);
+  thresholdLines(root, y, shown, width);
+  root.hiddenGuides = (thresholds || []).filter((t) => !shown.includes(t));
   hoverOverlay(root, plotW, plotH, (px) => bars[Math.floor((px - MARGIN.left) / step)]);
+  keyboardCursor(root, bars.length, label || yLabel || 'bar chart', (i) => ({
+    box: { x: MARGIN.left + i * step, y: MARGIN.top, width: Math.max(step, 1), height: plotH },
+    tip: [].concat(bars[i].tip || real(bars[i].value)),
+    activate: bars[i].onclick,
+  }));
   return root;
 }
 
@@ -133,11 +144,45 @@ function hoverOverlay(root, plotW, plotH, pick) {
   root.append(overlay);
 }
 
+// Bars as a keyboard widget: the chart takes focus, ←/→ (PageUp/PageDown by tens, Home/End) move a
+// highlighted cursor whose tooltip shows, Enter or Space runs the bar's action.
+function keyboardCursor(root, count, label, at) {
+  if (!count) return;
+  root.setAttribute('tabindex', '0');
+  root.setAttribute('role', 'group');
+  root.setAttribute('aria-label', `${label}: ${count} bars; arrow keys move between them, Enter opens one`);
+  root.setAttribute('aria-roledescription', 'chart');
+  const cursor = svg('rect', { class: 'cursor', hidden: '' });
+  root.append(cursor);
+  let index = -1;
+  const show = () => {
+    const { box, tip } = at(index);
+    for (const [k, v] of Object.entries(box)) cursor.setAttribute(k, v);
+    cursor.removeAttribute('hidden');
+    root.setAttribute('aria-valuetext', tip.join(', '));
+    const rect = root.getBoundingClientRect();
+    showTip({ clientX: rect.left + box.x + box.width, clientY: rect.top + box.y }, tip);
+  };
+  root.addEventListener('keydown', (event) => {
+    const moves = { ArrowRight: 1, ArrowLeft: -1, ArrowDown: 1, ArrowUp: -1, PageDown: 10, PageUp: -10 };
+    if (event.key in moves) index = index < 0 ? 0 : Math.max(0, Math.min(count - 1, index + moves[event.key]));
+    else if (event.key === 'Home') index = 0;
+    else if (event.key === 'End') index = count - 1;
+    else if ((event.key === 'Enter' || event.key === ' ') && index >= 0) {
+      const { activate } = at(index);
+      if (activate) { hideTip(); activate(); }
+    } else return;
+    event.preventDefault();
+    if (index >= 0) show();
+  });
+  root.addEventListener('blur', () => { cursor.setAttribute('hidden', ''); hideTip(); });
+}
+
 // series: [{name, color, points: [[x, y], ...]}]
 export function lineChart(target, { series, height = 260, xLabel, yLabel, thresholds, integerX = false, includeZero = true }) {
   const { root, width, plotW, plotH } = frame(target, height);
   const xs = series.flatMap((s) => s.points.map((p) => p[0]));
-  const ys = series.flatMap((s) => s.points.map((p) => p[1])).concat((thresholds || []).map((t) => t.value));
+  const ys = series.flatMap((s) => s.points.map((p) => p[1]));
   const [x0, x1] = [Math.min(...xs), Math.max(...xs)];
   const [y0, y1] = niceDomain(Math.min(...ys, ...(includeZero ? [0] : [])), Math.max(...ys));
   const x = linear([x0, x1 > x0 ? x1 : x0 + 1], [MARGIN.left, MARGIN.left + plotW]);
@@ -145,7 +190,7 @@ export function lineChart(target, { series, height = 260, xLabel, yLabel, thresh
   axisY(root, y, niceTicks(y0, y1), width, yLabel);
   const xticks = niceTicks(x0, x1 > x0 ? x1 : x0 + 1, 8).filter((t) => !integerX || Number.isInteger(t));
   axisX(root, x, xticks, height, xLabel, width);
-  thresholdLines(root, y, thresholds, width);
+  thresholdLines(root, y, (thresholds || []).filter((t) => t.value >= y0 && t.value <= y1), width);
   series.forEach((s, i) => {
     const color = s.color || PALETTE[i % PALETTE.length];
     root.append(svg('polyline', { points: s.points.map(([px, py]) => `${x(px)},${y(py)}`).join(' '), stroke: color, class: 'line' }));
@@ -177,9 +222,10 @@ export function histogram(target, values, { bins = 30, xLabel = 'activation', he
   for (const v of values) counts[Math.min(Math.floor((v - lo) / width), bins - 1)] += 1;
   const bars = counts.map((count, i) => ({
     value: count,
+    color: lo + (i + 0.5) * width < 0 ? PALETTE[0] : PALETTE[1],
     tip: [`${real(lo + i * width, 3)} … ${real(lo + (i + 1) * width, 3)}`, `${count} tokens`],
   }));
-  const root = barChart(target, { bars, height, yLabel: 'tokens', xLabel });
+  const root = barChart(target, { bars, height, yLabel: 'tokens', xLabel, integerY: true, label: 'activation histogram' });
   const x = linear([lo, lo + width * bins], [MARGIN.left, root.viewBox.baseVal.width - MARGIN.right]);
   axisX(root, x, niceTicks(lo, lo + width * bins, 6), height, null, 0);
   return root;
@@ -194,35 +240,104 @@ export function diverging(value, limit) {
   return `rgb(${mix(r)},${mix(g)},${mix(b)})`;
 }
 
+// A numeric legend of the diverging scale: -limit (blue) … 0 … +limit (red).
+export function colourLegend(limit, caption) {
+  const w = 220;
+  const gradient = svg('linearGradient', { id: 'diverging-gradient' },
+    svg('stop', { offset: '0', 'stop-color': diverging(-1, 1) }), svg('stop', { offset: '0.5', 'stop-color': diverging(0, 1) }),
+    svg('stop', { offset: '1', 'stop-color': diverging(1, 1) }));
+  const labels = [[-limit, 0, 'start'], [0, w / 2, 'middle'], [limit, w, 'end']].map(([v, x, anchor]) =>
+    svg('text', { x: x + 10, y: 30, class: 'tick', 'text-anchor': anchor }, typeof v === 'number' ? tickLabel(+v.toPrecision(3)) : v));
+  return el('div', { class: 'colour-legend' },
+    svg('svg', { width: w + 20, height: 34, class: 'svg-chart', role: 'img', 'aria-label': `colour scale from ${labels[0].textContent} to ${labels[2].textContent}` },
+      svg('defs', {}, gradient), svg('rect', { x: 10, y: 4, width: w, height: 12, fill: 'url(#diverging-gradient)', class: 'legend-bar' }), ...labels),
+    el('span', { class: 'muted' }, caption));
+}
+
+// Text colour readable on `diverging(value, limit)`: black on light fills, white on dark ones
+// (WCAG relative luminance; black keeps 4.5:1 down to L = 0.175, white from L = 0.183 up).
+export function inkOn(value, limit) {
+  const channels = diverging(value, limit).match(/\d+/g).map((c) => {
+    const v = +c / 255;
+    return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
+  });
+  const luminance = 0.2126 * channels[0] + 0.7152 * channels[1] + 0.0722 * channels[2];
+  return luminance >= 0.179 ? '#000000' : '#ffffff';
+}
+
 // rows: token strings; cols: [{label, onclick}]; values[row][col]; limits[col]: |value| of full colour.
+// The token labels are a separate column that stays in view when the cells scroll sideways. The
+// cells are one tab stop: arrow keys move a cursor cell, Enter opens its neuron; column labels are buttons.
 export function heatmap(target, { rows, cols, values, limits, tip }) {
   const labelW = Math.min(140, 16 + Math.max(...rows.map((r) => r.length)) * 7);
   const headerH = 44;
   const cell = Math.max(14, Math.min(34, Math.floor((Math.max(target.clientWidth, 400) - labelW - 16) / cols.length)));
   const rowH = 18;
-  const width = labelW + cols.length * cell + 8;
+  const width = cols.length * cell + 8;
   const height = headerH + rows.length * rowH + 4;
+  const labels = svg('svg', { width: labelW, height, class: 'svg-chart heatmap-rows' });
   const root = svg('svg', { width, height, class: 'svg-chart heatmap' });
   cols.forEach((col, j) => {
-    const cx = labelW + j * cell + cell / 2;
+    const cx = j * cell + cell / 2;
     root.append(svg('text', {
       x: cx, y: headerH - 6, class: 'col-label', transform: `rotate(-60 ${cx} ${headerH - 6})`, 'data-col': j,
-      onclick: col.onclick,
+      tabindex: 0, role: 'button', 'aria-label': `open neuron ${col.label}`,
+      onclick: col.onclick, onkeydown: (event) => { if (event.key === 'Enter' || event.key === ' ') { event.preventDefault(); col.onclick(); } },
     }, col.label));
   });
   rows.forEach((token, i) => {
     const cy = headerH + i * rowH;
-    root.append(svg('text', { x: labelW - 6, y: cy + rowH - 5, class: 'row-label', 'text-anchor': 'end' }, token));
+    labels.append(svg('text', { x: labelW - 6, y: cy + rowH - 5, class: 'row-label', 'text-anchor': 'end' }, token));
     cols.forEach((col, j) => {
       const value = values[i][j];
       root.append(svg('rect', {
-        x: labelW + j * cell, y: cy, width: cell - 1, height: rowH - 1, fill: diverging(value, limits[j]), class: 'cell',
+        x: j * cell, y: cy, width: cell - 1, height: rowH - 1, fill: diverging(value, limits[j]), class: 'cell',
         'data-row': i, 'data-col': j, 'data-value': value,
         onmousemove: (event) => showTip(event, tip(i, j, value)), onmouseleave: hideTip,
         onclick: () => { hideTip(); col.onclick(); },
       }));
     });
   });
-  target.replaceChildren(root);
+  const cells = svg('g', { class: 'cells' });
+  cells.append(...root.querySelectorAll('rect.cell'));
+  root.append(cells);
+  gridCursor(cells, rows.length, cols.length, (i, j) => ({
+    box: { x: j * cell, y: headerH + i * rowH, width: cell - 1, height: rowH - 1 },
+    tip: tip(i, j, values[i][j]),
+    activate: cols[j].onclick,
+  }), root);
+  const wrap = el('div', { class: 'heatmap-wrap' }, el('div', { class: 'heatmap-labels' }, labels), el('div', { class: 'heatmap-cells' }, root));
+  target.replaceChildren(wrap);
   return root;
+}
+
+// The heatmap's cells as one keyboard stop: arrows move the cursor cell, Enter runs its action.
+function gridCursor(group, nRows, nCols, at, root) {
+  group.setAttribute('tabindex', '0');
+  group.setAttribute('role', 'group');
+  group.setAttribute('aria-label', `heatmap of ${nRows} tokens × ${nCols} neurons; arrow keys move between cells, Enter opens the neuron`);
+  const cursor = svg('rect', { class: 'cursor', hidden: '' });
+  root.append(cursor);
+  let [i, j] = [-1, -1];
+  group.addEventListener('keydown', (event) => {
+    const moves = { ArrowRight: [0, 1], ArrowLeft: [0, -1], ArrowDown: [1, 0], ArrowUp: [-1, 0] };
+    if (event.key in moves && i < 0) [i, j] = [0, 0]; // the first key lands on the first cell
+    else if (event.key in moves) {
+      const [di, dj] = moves[event.key];
+      [i, j] = [Math.max(0, Math.min(nRows - 1, i + di)), Math.max(0, Math.min(nCols - 1, j + dj))];
+    } else if ((event.key === 'Enter' || event.key === ' ') && i >= 0) {
+      hideTip();
+      at(i, j).activate();
+      event.preventDefault();
+      return;
+    } else return;
+    event.preventDefault();
+    const { box, tip } = at(i, j);
+    for (const [k, v] of Object.entries(box)) cursor.setAttribute(k, v);
+    cursor.removeAttribute('hidden');
+    group.setAttribute('aria-valuetext', tip.join(', '));
+    const rect = root.getBoundingClientRect();
+    showTip({ clientX: rect.left + box.x + box.width, clientY: rect.top + box.y + box.height }, tip);
+  });
+  group.addEventListener('blur', () => { cursor.setAttribute('hidden', ''); hideTip(); });
 }

@@ -2,9 +2,11 @@
 // (which neurons go, how many parameters), and applying it to save a smaller model.
 
 import { api } from './api.js';
-import { bytes, facts, fmt, real, scope, setOptions } from './dom.js';
+import { bytes, facts, fmt, percent, real, scope, setOptions } from './dom.js';
 import { busy } from './feedback.js';
+import { sharePruning } from './pruning.js';
 import { SCORE_METHODS, PLAN_SCOPES } from './options.js';
+import { clearDownloads, downloads } from './downloads.js';
 
 const { root, $ } = scope('view-pruning');
 let lastPlan = null;
@@ -33,16 +35,23 @@ async function evaluate(onProgress) {
 
 async function plan(onProgress) {
   const body = { sparsity: +$('#plan-sparsity').value, method: $('#plan-method').value, scope: $('#plan-scope').value };
+  clearDownloads($('#plan-downloads'));
   const result = await api('pruning/plan', { method: 'POST', body, onProgress });
   lastPlan = result;
+  sharePruning();
+  downloads($('#plan-downloads'), 'the plan', () => ({
+    name: `plan-${result.method}-${result.scope}-${result.sparsity}`, json: result,
+    columns: ['layer_index', 'neuron_index'],
+    rows: result.neurons.flatMap((g) => g.neuron_indices.map((n) => ({ layer_index: g.layer_index, neuron_index: n }))),
+  }));
   const p = result.parameters;
-  $('#plan-title').textContent = `Plan: ${result.method}, ${result.scope}, sparsity ${result.sparsity}`;
+  $('#plan-title').textContent = `Plan: ${result.method}, ${result.scope}, sparsity ${percent(result.sparsity, 0)}`;
   facts($('#plan-facts'), [
     ['removed neurons', `${fmt(result.removed_neurons)} of ${fmt(result.total_neurons)}`],
-    ['achieved sparsity', real(result.achieved_sparsity)],
+    ['achieved sparsity', percent(result.achieved_sparsity)],
     ['parameters before', fmt(p.before)],
     ['parameters after', fmt(p.after)],
-    ['parameter reduction', real(p.reduction)],
+    ['parameter reduction', percent(p.reduction)],
     ['removed per layer', result.layers.map((l) => `${l.layer_index}: ${l.removed}`).join(', ')],
   ]);
 }
@@ -50,7 +59,14 @@ async function plan(onProgress) {
 async function apply(onProgress) {
   if (!lastPlan) throw new Error('Make a plan first.');
   const body = { plan: lastPlan, output_name: $('#apply-name').value.trim() };
+  clearDownloads($('#apply-downloads'));
   const result = await api('pruning/apply', { method: 'POST', body, onProgress });
+  downloads($('#apply-downloads'), 'the report', () => ({
+    name: `pruned-${result.output_name}`, json: result, columns: ['quantity', 'value'],
+    rows: [['removed_neurons', result.removed_neurons], ['parameters_before', p.before], ['parameters_after', p.after],
+      ['total_bytes', result.files.total_bytes], ['perplexity_before', result.perplexity_before],
+      ['perplexity_after', result.perplexity_after]].map(([quantity, value]) => ({ quantity, value })),
+  }));
   const p = result.parameters;
   $('#apply-title').textContent = `Pruned model ${result.output_name}`;
   facts($('#apply-facts'), [

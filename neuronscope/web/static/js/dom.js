@@ -21,6 +21,15 @@ export function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+// Run a synchronous render and record its duration as a `performance` measure named `name`
+// (read by the end-to-end tests; visible in the browser's performance tools).
+export function timed(name, render) {
+  const start = performance.now();
+  const result = render();
+  performance.measure(name, { start, end: performance.now() });
+  return result;
+}
+
 // Counts print as integers with separators; everything else as `real` numbers.
 export function fmt(value, digits = 4) {
   return Number.isInteger(value) ? value.toLocaleString('en-US') : real(value, digits);
@@ -36,6 +45,16 @@ export function real(value, digits = 4) {
   return value.toFixed(digits);
 }
 
+// "1 neuron", "2 neurons", "1,536 neurons".
+export function plural(count, noun, many = `${noun}s`) {
+  return `${fmt(count)} ${count === 1 ? noun : many}`;
+}
+
+// A fraction as a percentage with `digits` decimals: 0.2 -> "20.00 %".
+export function percent(fraction, digits = 2) {
+  return typeof fraction === 'number' ? `${(100 * fraction).toFixed(digits)} %` : '—';
+}
+
 export function bytes(n) {
   if (typeof n !== 'number') return '—';
   const units = ['B', 'KB', 'MB', 'GB', 'TB'];
@@ -44,10 +63,29 @@ export function bytes(n) {
   return `${n.toFixed(i ? 1 : 0)} ${units[i]}`;
 }
 
-// A definition list of [term, value, extra class?] rows.
+// A term with its definition (options.js DEFINITIONS) on hover and for screen readers; plain text otherwise.
+export function defined(term, text = term) {
+  const id = definitionId(term);
+  if (!id) return text;
+  return el('span', { class: 'defined', title: document.getElementById(id).textContent, 'aria-describedby': id, tabindex: 0 }, text);
+}
+
+// The element holding `term`'s definition (made once by `addDefinitions`), or null.
+function definitionId(term) {
+  const id = `def-${term.toLowerCase().replace(/[^a-z0-9]+/g, '-')}`;
+  return document.getElementById(id) ? id : null;
+}
+
+// The hidden definitions every `defined` term points at.
+export function addDefinitions(definitions) {
+  document.body.append(el('div', { id: 'definitions', hidden: true }, Object.entries(definitions).map(([term, text]) =>
+    el('p', { id: `def-${term.toLowerCase().replace(/[^a-z0-9]+/g, '-')}` }, text))));
+}
+
+// A definition list of [term, value, extra class?] rows; a defined term carries its definition.
 export function facts(target, rows) {
   target.replaceChildren(...rows.flatMap(([term, value, cls]) => [
-    el('dt', {}, term), el('dd', { class: cls, dataset: { fact: term } }, value),
+    el('dt', {}, defined(term)), el('dd', { class: cls, dataset: { fact: term } }, value),
   ]));
 }
 

@@ -2,17 +2,25 @@
 
 import { $, el } from './dom.js';
 
+// One banner per distinct message: the same error again (parallel requests of one view failing
+// alike) replaces its banner instead of stacking another. Banners are cleared when the view changes.
 export function showError(err, statusBox) {
   const title = err.error || err.name || 'Error';
   const details = err.details ?? err.message ?? String(err);
   const where = err.request ? ` (${err.request}${err.status ? ` → ${err.status}` : ''})` : '';
-  const banner = el('div', { class: 'error' },
+  const key = `${title}\u0000${details}`;
+  const banner = el('div', { class: 'error', dataset: { key } },
     el('strong', {}, title), ' ', el('span', { class: 'error-details' }, details), el('span', { class: 'muted' }, where),
     el('button', { type: 'button', class: 'close', 'aria-label': 'Dismiss', onclick: () => banner.remove() }, '×'));
+  [...$('#errors').children].filter((b) => b.dataset.key === key).forEach((b) => b.remove());
   $('#errors').prepend(banner);
   if (statusBox) statusBox.replaceChildren(el('div', { class: 'error inline' }, `${title}: ${details}`));
   if (err.status === 401) $('#api-key-form').hidden = false;
   console.error(err);
+}
+
+export function clearErrors() {
+  $('#errors').replaceChildren();
 }
 
 // Run `work(progress)` with the view's buttons disabled and a progress bar with elapsed time.
@@ -32,7 +40,7 @@ export async function busy(view, label, work) {
     bar.setAttribute('aria-valuemax', '1');
     bar.setAttribute('aria-valuenow', String(fraction));
     fill.style.width = `${(100 * fraction).toFixed(1)}%`;
-    step = what ? ` ${Math.round(100 * fraction)} % · ${what}` : '';
+    step = ` ${Math.round(100 * fraction)} %${what ? ` · ${overallStep(what)}` : ''}`;
   };
   status.replaceChildren(bar, text);
   const timer = setInterval(() => { text.textContent = `${label}… ${elapsed().toFixed(0)} s${step}`; }, 500);
@@ -53,9 +61,15 @@ export async function busy(view, label, work) {
   }
 }
 
+// A job's step without the counters of its current chunk ("text 1/2: 256/768 ablations" restarts
+// with each chunk, while the percentage is the job's overall progress).
+function overallStep(step) {
+  return step.replace(/:?\s*\d[\d,]*\/\d[\d,]* ablations/, '').replace(/^text \d+\/\d+$/, 'ablating');
+}
+
 // Wait for every task. Every failure is shown; the first one also fails the caller.
 export async function settled(tasks) {
   const failures = (await Promise.allSettled(tasks)).filter((r) => r.status === 'rejected').map((r) => r.reason);
-  failures.slice(1).forEach((err) => showError(err));
+  failures.slice(1).forEach((err) => showError(err)); // identical messages share one banner
   if (failures.length) throw failures[0];
 }

@@ -1,7 +1,7 @@
 // The model bar: current model, its shape and memory, and switching from the registry.
 
 import { api, setApiKey } from './api.js';
-import { bytes, el, scope, setOptions } from './dom.js';
+import { bytes, el, scope } from './dom.js';
 import { busy, showError } from './feedback.js';
 import { setModel } from './state.js';
 
@@ -38,12 +38,38 @@ function renderListing({ models, current_model: current, default_model: fallback
   $('#model-shape').textContent = info
     ? `${info.family} · ${info.layers} layers · d_model ${info.hidden_size} · d_mlp ${info.intermediate_size ?? '?'}`
     : '';
-  setOptions($('#model-select'), Object.entries(models).map(([name, m]) => ({
-    value: name,
-    label: `${name} (${m.availability}${m.loaded ? ', loaded' : ''})`,
-    disabled: m.availability === 'unavailable',
-    selected: name === (current || fallback),
-  })));
+  const option = ([name, m]) => el('option', {
+    value: name, disabled: m.availability === 'unavailable', selected: name === (current || fallback), title: m.description,
+  }, `${name} (${AVAILABILITY[m.availability] ?? m.availability}${m.loaded ? ', loaded' : ''})`);
+  const entries = Object.entries(models);
+  $('#model-select').replaceChildren(...GROUPS.map(({ label, kinds }) => {
+    const members = entries.filter(([, m]) => kinds.includes(m.availability));
+    return members.length ? el('optgroup', { label }, members.map(option)) : null;
+  }).filter(Boolean));
+}
+
+// How each availability reads in the list, and the groups it falls in: what loads offline first.
+const AVAILABILITY = {
+  embedded: 'embedded', local: 'local', cached: 'cached', hub: 'hub: downloads on first use',
+  unavailable: 'unavailable: not available offline',
+};
+const GROUPS = [
+  { label: 'Loads offline', kinds: ['embedded', 'local', 'cached'] },
+  { label: 'Downloads from the Hub', kinds: ['hub'] },
+  { label: 'Not available offline', kinds: ['unavailable'] },
+];
+
+// A shared link made on another model than the loaded one says so, with a way to switch.
+export function noteLinkModel(name) {
+  const note = $('#model-link-note');
+  const loaded = $('#model-select').querySelector(`option[value="${CSS.escape(name || '')}"]`);
+  if (!name || name === $('#model-name').textContent) {
+    note.replaceChildren();
+    return;
+  }
+  note.replaceChildren(`This link was made on ${name}. `, loaded && !loaded.disabled
+    ? el('button', { type: 'button', class: 'secondary small', onclick: () => switchModel(name) }, `Switch to ${name}`)
+    : el('span', {}, 'That model is not available here.'));
 }
 
 async function refreshMemory() {

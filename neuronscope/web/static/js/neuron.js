@@ -2,11 +2,14 @@
 // activation files, weight magnitude and rank, and an ablation on a prompt with its impact metrics.
 
 import { api } from './api.js';
-import { el, facts, fmt, real, scope } from './dom.js';
-import { busy, settled } from './feedback.js';
-import { histogram } from './charts.js';
-import { IMPACT_CLASS } from './options.js';
+import { el, facts, fmt, plural, real, scope, timed } from './dom.js';
+import { busy, settled, showError } from './feedback.js';
+import { diverging, histogram, inkOn } from './charts.js';
+import { IMPACT_CLASS, SCORE_METHODS } from './options.js';
 import { bindLayerInputs, onPromptChange, state } from './state.js';
+import { clearDownloads, downloads } from './downloads.js';
+import { corpusPage } from './neuron-page.js';
+import { share } from './url.js';
 
 const { root, $ } = scope('view-neuron');
 const TOP_EXAMPLES = 20;
@@ -25,17 +28,36 @@ export function initNeuron(navigate) {
   $('#neuron-ablate').addEventListener('click', () => busy(root, 'Ablating', ablate));
 }
 
-export function showNeuron(layer, neuron) {
-  if (layer === undefined) return;
+// Open a neuron; with `invalid` (an address that names no neuron) show that one message instead.
+// `params` (the link's): the ablation prompt, the scoring method of the ranks, the corpus.
+export function showNeuron(layer, neuron, invalid, params = new URLSearchParams()) {
+  for (const id of ['#neuron-examples', '#neuron-histogram', '#neuron-weights', '#neuron-impact', '#neuron-hist-caption',
+    '#neuron-examples-downloads', '#neuron-impact-downloads', '#neuron-page']) {
+    $(id).replaceChildren();
+  }
+  if (params.has('prompt')) $('#neuron-prompt').value = params.get('prompt');
+  if (SCORE_METHODS.some((m) => m.value === params.get('method'))) state.scoreMethod = params.get('method');
+  if (params.has('corpus')) state.corpus = params.get('corpus');
+  if (invalid) {
+    $('#neuron-title').textContent = 'No neuron open';
+    showError(invalid, root.querySelector('[data-status]'));
+    return;
+  }
   $('#neuron-layer').value = layer;
   $('#neuron-index').value = neuron;
   $('#neuron-title').textContent = `Neuron ${layer}:${neuron} — max-activating examples`;
-  for (const id of ['#neuron-examples', '#neuron-histogram', '#neuron-weights', '#neuron-impact', '#neuron-hist-caption']) {
-    $(id).replaceChildren();
-  }
   if (!$('#neuron-prompt').value) $('#neuron-prompt').value = state.prompt;
+  shareNeuron(layer, neuron);
   busy(root, `Loading neuron ${layer}:${neuron}`,
-    () => settled([examples(layer, neuron), weights(layer, neuron), activationHistogram(layer, neuron)]));
+    () => settled([examples(layer, neuron), weights(layer, neuron), activationHistogram(layer, neuron),
+      corpusPage($('#neuron-page'), layer, neuron, state.corpus)]));
+}
+
+function shareNeuron(layer, neuron) {
+  share(`neuron/${layer}/${neuron}`, {
+    method: state.scoreMethod === 'magnitude' ? undefined : state.scoreMethod,
+    corpus: state.corpus, prompt: $('#neuron-prompt').value.trim(),
+  });
 }
 
 function current() {
@@ -53,23 +75,34 @@ async function examples(layer, neuron) {
       el('button', { type: 'button', id: 'index-samples', onclick: () => indexSamples(layer, neuron) }, 'Index the sample prompts'));
     return;
   }
+  downloads($('#neuron-examples-downloads'), 'examples', () => ({
+    name: `neuron-${layer}-${neuron}-examples`,
+    json: result,
+    columns: ['rank', 'activation', 'token', 'before', 'after', 'source_kind', 'source', 'position'],
+    rows: list.map((r, i) => ({ rank: i + 1, activation: r.activation, token: r.context_parts.token, before: r.context_parts.before,
+      after: r.context_parts.after, source_kind: r.source_kind, source: r.source, position: r.position })),
+  }));
   const top = Math.max(...list.map((r) => Math.abs(r.activation))) || 1;
-  target.replaceChildren(el('ol', { class: 'example-list' }, list.map((r) => el('li', { class: 'example' },
-    el('span', { class: 'example-value', title: `activation at position ${r.position}` }, real(r.activation, 3)),
-    el('span', { class: 'example-bar' }, barFill(Math.abs(r.activation) / top)),
-    el('span', { class: 'example-context' }, context(r)),
-    el('span', { class: 'muted example-source', title: `${r.source_kind} ${r.source}, token ${r.position}` }, r.source)))));
+  timed('render neuron examples', () => target.replaceChildren(el('ol', { class: 'example-list', tabindex: 0, 'aria-label': `max-activating examples of neuron ${layer}:${neuron}` }, list.map((r) => el('li', { class: 'example' },
+    el('span', { class: `example-value ${r.activation < 0 ? 'negative' : 'positive'}`, title: `activation at position ${r.position}` }, real(r.activation, 3)),
+    el('span', { class: 'example-bar', title: 'signed: blue bars grow left from 0 (negative), red bars right (positive)' }, barFill(r.activation / top)),
+    el('span', { class: 'example-context' }, context(r, top)),
+    el('span', { class: 'muted example-source', title: `${r.source_kind} ${r.source}, token ${r.position}` }, r.source))))));
 }
 
+// A signed bar from the middle: right and red for positive, left and blue for negative.
 function barFill(fraction) {
-  const fill = el('span', { class: 'fill' });
-  fill.style.width = `${Math.round(fraction * 100)}%`;
+  const fill = el('span', { class: `fill ${fraction < 0 ? 'negative' : 'positive'}` });
+  fill.style.width = `${Math.round(Math.abs(fraction) * 50)}%`;
   return fill;
 }
 
-// The snippet with the activating token marked.
-function context({ context_parts: parts }) {
-  return [el('span', {}, parts.before), el('mark', {}, parts.token), el('span', {}, parts.after)];
+// The snippet with the activating token marked in the diverging colour of its activation.
+function context({ context_parts: parts, activation }, top) {
+  const mark = el('mark', { title: `activation ${real(activation)}` }, parts.token);
+  mark.style.background = diverging(activation, top);
+  mark.style.color = inkOn(activation, top);
+  return [el('span', {}, parts.before), mark, el('span', {}, parts.after)];
 }
 
 function indexSamples(layer, neuron) {
@@ -79,16 +112,21 @@ function indexSamples(layer, neuron) {
   });
 }
 
+// Weight magnitude, and rank and pruning score under the scoring method chosen in the weights view.
 async function weights(layer, neuron) {
   const d = state.model?.d_mlp;
+  const method = state.scoreMethod;
   const result = await api('pruning/candidates', {
-    params: { threshold: 100, layer_index: layer, limit: d, method: 'magnitude' },
+    params: { threshold: 100, layer_index: layer, limit: d, method },
   });
   const row = result.candidates.find((c) => c.layer_index === layer && c.neuron_index === neuron);
   if (!row) throw new Error(`neuron ${layer}:${neuron} is not in the candidates listing of layer ${layer}`);
+  const label = SCORE_METHODS.find((m) => m.value === method)?.label ?? method;
   facts($('#neuron-weights'), [
     ['weight magnitude', real(row.weight_magnitude)],
-    ['rank in layer', `${row.weight_rank} of ${d ?? '?'} (1 = smallest)`],
+    ['scoring method', label],
+    [`${label} score`, real(row.score)],
+    ['rank in layer', `${row.weight_rank} of ${d ?? '?'} (1 = smallest ${label} score)`],
     ['pruning score', real(row.pruning_score, 3)],
   ]);
 }
@@ -116,7 +154,7 @@ async function activationHistogram(layer, neuron) {
     caption.textContent = 'No saved activation files of this model yet: run a prompt in the Activations view.';
     return;
   }
-  caption.textContent = `Neuron ${layer}:${neuron} over ${values.length} tokens of ${used} saved activation file(s); `
+  caption.textContent = `Neuron ${layer}:${neuron} over ${plural(values.length, 'token')} of ${plural(used, 'saved activation file')}; `
     + `mean ${real(values.reduce((a, b) => a + b, 0) / values.length, 3)}, max ${real(Math.max(...values), 3)}.`;
   histogram($('#neuron-histogram'), values, { bins: Math.min(40, Math.max(8, Math.round(Math.sqrt(values.length)))) });
 }
@@ -124,9 +162,15 @@ async function activationHistogram(layer, neuron) {
 async function ablate() {
   const { layer, neuron } = current();
   const text = $('#neuron-prompt').value.trim();
+  clearDownloads($('#neuron-impact-downloads'));
   const result = await api('pruning/impact-analysis', {
     method: 'POST', body: { layer_index: layer, neuron_indices: [neuron], input_text: text },
   });
+  shareNeuron(layer, neuron);
+  const columns = ['layer_index', 'neuron_index', 'impact_score', 'impact_level', 'mean_change', 'max_change', 'kl_divergence', 'loss_delta', 'safe_to_prune'];
+  downloads($('#neuron-impact-downloads'), 'ablation', () => ({
+    name: `neuron-${layer}-${neuron}-ablation`, json: result, columns, rows: [{ ...result, layer_index: layer, neuron_index: neuron }],
+  }));
   facts($('#neuron-impact'), [
     ['impact score', `${real(result.impact_score)} (${result.impact_level})`, IMPACT_CLASS[result.impact_level]],
     ['mean change', real(result.mean_change)],

@@ -34,3 +34,21 @@ export const IMPORTANCE_METHODS = [
 
 // The CSS class of the server's impact_level.
 export const IMPACT_CLASS = { safe: 'good', moderate: 'warn', high: 'bad' };
+
+// What each metric the views show means (shown on hover, and read out by screen readers through
+// aria-describedby). Keys are the terms as the views print them.
+export const DEFINITIONS = {
+  'impact score': 'Mean over tokens of ||Δh|| / ||h||: how much the final hidden state (the LM head\'s input) moves, relative to its size, when the neuron is ablated (set to 0). Below 0.1 safe, 0.1–0.3 moderate, above 0.3 high.',
+  'mean change': 'Mean |Δh| over all tokens and hidden dimensions of the final hidden state when the neuron is ablated.',
+  'max change': 'Largest |Δh| of any token and hidden dimension of the final hidden state when the neuron is ablated.',
+  'KL divergence': 'Mean over positions of KL(p_clean ‖ p_ablated), in nats: how far the next-token distribution moves when the neuron is ablated.',
+  'loss delta': 'Mean next-token cross-entropy with the neuron ablated minus without (nats); positive means the model got worse.',
+  'pruning score': '1 − (rank − 1) / (d_mlp − 1) within its layer under the chosen scoring method: 1 = the lowest score of the layer (safest to prune), 0 = the highest.',
+  'rank in layer': 'Place of the neuron\'s score among its layer\'s neurons, 1 = the smallest (pruned first).',
+  'critical': 'A neuron among the top quarter of its layer\'s impact scores (the ceil(n/4) largest). Relative to its layer: a critical neuron can still have an impact below 0.1.',
+  'silhouette': 'Mean silhouette coefficient of the clustering, from −1 to 1: near 1 the clusters are compact and well apart, near 0 they overlap, below 0 neurons sit closer to another cluster.',
+  'inertia': 'Sum of squared distances of the neurons to their cluster centre (k-means objective, on standardised activations); lower is tighter.',
+  'safe to prune': 'Whether the impact score is below 0.1, the server\'s threshold for a safe ablation.',
+  'achieved sparsity': 'Share of the MLP neurons the plan removes.',
+  'parameter reduction': 'Share of the model\'s parameters removed with those neurons.',
+};

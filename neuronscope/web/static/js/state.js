@@ -8,6 +8,8 @@ export const state = {
   prompt: '',
   activationFile: null,
   samples: [],
+  corpus: undefined, // the corpus a shared neuron link names (kept in its address)
+  scoreMethod: 'magnitude', // the neuron scorer chosen in the weights view (ranks shown in the neuron view)
 };
 
 function notify(kind, ...args) {
