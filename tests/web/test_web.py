@@ -71,14 +71,7 @@ def test_every_api_path_the_page_calls_is_a_route_of_the_app(app):
         except MethodNotAllowed:
             pass
         except NotFound:
-            if path not in ANSWERS_404_UNTIL_MERGED:
-                pytest.fail(f"the page calls {path}, which the app does not serve")
-
-
-# Endpoints of issues being built in parallel that the page calls only when the server's OpenAPI
-# document lists them (tests/web/test_frontend_e2e.py checks both cases): GET /api/neurons/{layer}/{neuron}
-# and its /activations (issue 15). Drop an entry once its route is served.
-ANSWERS_404_UNTIL_MERGED = {"/api/neurons/x.json/x.json", "/api/neurons/x.json/x.json/activations"}
+            pytest.fail(f"the page calls {path}, which the app does not serve")
 
 
 def test_unknown_static_file_is_a_json_404_and_the_api_is_unchanged(client):
