@@ -26,6 +26,7 @@ def plan(svc: Services, r: req.Plan, progress: ProgressFn = no_progress) -> dict
         seed=r.seed,
         texts=r.texts,
         use_samples=r.use_samples,
+        allow_overlap=r.allow_overlap,
         progress=progress,
     )
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from neuronscope.analysis.importance import ATTRIBUTION_PROBES
+from neuronscope.analysis.attribution import ATTRIBUTION_PROBES
 from neuronscope.analysis.pruning_plan import SCOPES
 from neuronscope.api.fields import (
     Request,
@@ -272,6 +272,7 @@ class Plan(TextSource):
     method: str = choice(METHODS)
     scope: str = choice(SCOPES, default="layer")
     seed: int = integer(default=0, minimum=0, maximum=MAX_INT)
+    allow_overlap: bool = boolean(default=False)
 
     def forward_tokens(self, lm: Any, svc: Any) -> int:
         if self.method not in CALIBRATED_METHODS:

@@ -18,8 +18,15 @@ from neuronscope.config import Settings
 from neuronscope.errors import BadRequest, Conflict
 from neuronscope.modeling.adapters import adapter_for
 from neuronscope.modeling.manager import LoadedModel, ModelManager, release_memory
-from neuronscope.resources.texts import builtin_texts
 from neuronscope.services.calibration import calibration, neuron_scores, pad_id, token_pieces
+from neuronscope.services.evaluation_set import (
+    Evaluation,
+    TextSet,
+    calibration_set,
+    check_overlap,
+    evaluation_record,
+    evaluation_set,
+)
 from neuronscope.services.samples import SampleService
 from neuronscope.services.validation import check_layer, check_neurons, encode_texts, token_limit
 from neuronscope.storage.files import atomic_write_json
@@ -42,42 +49,53 @@ class CompressionService:
 
     # -- texts ---------------------------------------------------------------------------------
 
-    def _texts(
-        self, lm: LoadedModel, texts: Sequence[str] | None, use_samples: bool, builtin: str
-    ) -> tuple[list[str] | None, str]:
-        """The given texts, the stored samples that fit the token limit, or ``None`` for the built-in
-        set ``builtin``; and their source name (the request has checked that not both are given)."""
+    def _texts(self, lm: LoadedModel, texts: Sequence[str] | None, use_samples: bool, default: TextSet) -> TextSet:
+        """The given texts, the stored samples that fit the token limit, or the ``default`` set
+        (the request has checked that not both are given)."""
         if texts is not None:
-            return list(texts), "texts"
+            return TextSet("texts", None, tuple(texts))
         if use_samples:
             limit, _ = token_limit(lm, self.settings.max_input_tokens)
-            return self.samples.fitting(lm, limit)[: self.settings.max_texts], "samples"
-        return None, f"builtin:{builtin}"
+            return TextSet("samples", None, tuple(self.samples.fitting(lm, limit)[: self.settings.max_texts]))
+        return default
 
-    def sequences(
-        self, lm: LoadedModel, texts: Sequence[str] | None, use_samples: bool, builtin: str
-    ) -> tuple[list[torch.Tensor], str]:
-        """1-D token id sequences to evaluate on and where the texts came from (``texts``, ``samples``, ``builtin``).
+    def evaluation_texts(self, lm: LoadedModel, texts: Sequence[str] | None = None, use_samples: bool = False) -> TextSet:
+        """The texts a perplexity is measured on: the given ones, the stored samples, or :func:`evaluation_set`."""
+        return self._texts(lm, texts, use_samples, evaluation_set())
 
-        Given texts must fit the token limit (400 otherwise); stored samples that do not are skipped;
-        built-in texts are cut into pieces that fit it, so short-context models can use them too.
+    def sequences(self, lm: LoadedModel, chosen: TextSet) -> Evaluation:
+        """``chosen`` as 1-D token id sequences to evaluate on, with their ``evaluation`` record.
+
+        Given texts must fit the token limit (400 otherwise); stored samples that do not were skipped;
+        a named set's texts are cut into pieces that fit it, so short-context models can use them too.
         """
         limit, _ = token_limit(lm, self.settings.max_input_tokens)
-        chosen, source = self._texts(lm, texts, use_samples, builtin)
-        if chosen is not None:
-            sequences = [ids[0] for ids in encode_texts(lm, chosen, limit)]
+        if chosen.split is None:
+            sequences = [ids[0] for ids in encode_texts(lm, list(chosen.texts), limit)]
         else:
-            sequences = [piece for text in builtin_texts(builtin) for piece in token_pieces(lm, text, limit) if len(piece) >= 2]
+            sequences = [piece for text in chosen.texts for piece in token_pieces(lm, text, limit) if len(piece) >= 2]
         if sum(len(seq) - 1 for seq in sequences) < 1:
             raise BadRequest("the texts are too short: at least one text needs two tokens")
-        return sequences, source
+        record = evaluation_record(
+            sequences, corpus=chosen.corpus, split=chosen.split, texts=len(chosen.texts), max_length=limit, dtype=lm.model.dtype
+        )
+        return Evaluation(sequences, record)
 
     def calibration(
-        self, lm: LoadedModel, texts: Sequence[str] | None, use_samples: bool, seed: int = 0
+        self,
+        lm: LoadedModel,
+        texts: Sequence[str] | None,
+        use_samples: bool,
+        seed: int = 0,
+        *,
+        evaluation: TextSet,
+        allow_overlap: bool = False,
     ) -> tuple[Calibration, str]:
-        """The calibration of a plan (the rule of ``services/calibration.py``) and its texts' source."""
-        chosen, source = self._texts(lm, texts, use_samples, "calibration")
-        return calibration(lm, builtin_texts("calibration") if chosen is None else chosen, self.settings.max_input_tokens, seed), source
+        """The calibration of a plan (the rule of ``services/calibration.py``) and its texts' source;
+        400 when its texts overlap the ``evaluation`` texts, unless ``allow_overlap``."""
+        chosen = self._texts(lm, texts, use_samples, calibration_set())
+        check_overlap(chosen.texts, evaluation.texts, allow_overlap)
+        return calibration(lm, chosen.texts, self.settings.max_input_tokens, seed), chosen.source
 
     def loss(
         self, lm: LoadedModel, model, sequences, progress: ProgressFn = no_progress, ablate=None
@@ -127,12 +145,14 @@ class CompressionService:
         """Perplexity, mean next-token loss and tokens counted, optionally with neurons ablated."""
         with self.manager.use() as lm:
             removed = self._check_groups(lm, ablate or {}, keep_one=False)
-            sequences, source = self.sequences(lm, texts, use_samples, "evaluation")
-            report = self.loss(lm, lm.model, sequences, progress, ablate=removed)
+            chosen = self.evaluation_texts(lm, texts, use_samples)
+            measured = self.sequences(lm, chosen)
+            report = self.loss(lm, lm.model, measured.sequences, progress, ablate=removed)
             return {
                 "model_name": lm.name,
                 **report.as_dict(),
-                "text_source": source,
+                "text_source": chosen.source,
+                "evaluation": measured.record,
                 "ablated_neurons": sum(len(neurons) for neurons in removed.values()),
             }
 
@@ -145,6 +165,7 @@ class CompressionService:
         texts: Sequence[str] | None = None,
         use_samples: bool = False,
         seed: int = 0,
+        allow_overlap: bool = False,
         progress: ProgressFn = no_progress,
     ) -> dict:
         """The neurons to remove for ``sparsity`` of the MLP neurons, chosen by ``method`` within ``scope``
@@ -152,7 +173,9 @@ class CompressionService:
         with self.manager.use() as lm:
             inputs, described = Calibration(seed=seed), None
             if method in CALIBRATED_METHODS:
-                inputs, source = self.calibration(lm, texts, use_samples, seed)
+                inputs, source = self.calibration(
+                    lm, texts, use_samples, seed, evaluation=evaluation_set(), allow_overlap=allow_overlap
+                )
                 described = {"text_source": source, "texts": len(inputs.sequences), "tokens": inputs.tokens}
             scores = neuron_scores(lm, method, inputs, scaled(progress, 0.0, 0.95))
             removed = select_neurons(scores, sparsity, scope)
@@ -196,11 +219,12 @@ class CompressionService:
         with self.manager.use() as lm:
             removed = self._check_apply(lm, target, plan_model, neurons)
             self.quota.check_room_for_model(lm.parameter_bytes())
-            sequences, source = self.sequences(lm, texts, use_samples, "evaluation") if evaluate else ([], None)
-            before = self.loss(lm, lm.model, sequences, scaled(progress, 0.0, 0.4)) if evaluate else None
+            chosen = self.evaluation_texts(lm, texts, use_samples)
+            measured = self.sequences(lm, chosen) if evaluate else Evaluation([], {})
+            before = self.loss(lm, lm.model, measured.sequences, scaled(progress, 0.0, 0.4)) if evaluate else None
             pruned = pruned_copy(lm.model, removed)
             try:
-                after = self.loss(lm, pruned, sequences, scaled(progress, 0.45, 0.85)) if evaluate else None
+                after = self.loss(lm, pruned, measured.sequences, scaled(progress, 0.45, 0.85)) if evaluate else None
                 sizes = _mlp_sizes(pruned)
                 with staged_folder(target) as staging:
                     pruned.save_pretrained(staging)
@@ -222,7 +246,9 @@ class CompressionService:
             "loads_with_transformers": len(set(sizes)) == 1,
             "parameters": parameters,
             "files": _folder_sizes(target),
-            "evaluation": {"text_source": source, "before": before.as_dict(), "after": after.as_dict()} if evaluate else None,
+            "evaluation": {
+                **measured.record, "text_source": chosen.source, "before": before.as_dict(), "after": after.as_dict()
+            } if evaluate else None,
             "perplexity_before": before.perplexity if evaluate else None,
             "perplexity_after": after.perplexity if evaluate else None,
             "switch_with": {"endpoint": "POST /api/models/switch", "body": {"model_name": output_name}},
