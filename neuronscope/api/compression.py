@@ -26,6 +26,8 @@ def plan(svc: Services, r: req.Plan, progress: ProgressFn = no_progress) -> dict
         seed=r.seed,
         texts=r.texts,
         use_samples=r.use_samples,
+        compensation=r.compensation,
+        estimate=r.estimate,
         allow_overlap=r.allow_overlap,
         progress=progress,
     )
@@ -41,5 +43,9 @@ def apply(svc: Services, r: req.Apply, progress: ProgressFn = no_progress) -> di
         texts=r.texts,
         use_samples=r.use_samples,
         evaluate=r.evaluate,
+        compensation=r.chosen_compensation,
+        calibration_texts=r.calibration_texts,
+        allow_overlap=r.allow_overlap,
+        max_perplexity_ratio=r.max_perplexity_ratio,
         progress=progress,
     )

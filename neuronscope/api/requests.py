@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from neuronscope.analysis.attribution import ATTRIBUTION_PROBES
+from neuronscope.analysis.compensation import COMPENSATIONS
 from neuronscope.analysis.pruning_plan import SCOPES
 from neuronscope.api.fields import (
     Request,
@@ -272,13 +273,21 @@ class Plan(TextSource):
     method: str = choice(METHODS)
     scope: str = choice(SCOPES, default="layer")
     seed: int = integer(default=0, minimum=0, maximum=MAX_INT)
+    compensation: str = choice(COMPENSATIONS, default="none")
+    estimate: bool = boolean(default=False)
     allow_overlap: bool = boolean(default=False)
 
     def forward_tokens(self, lm: Any, svc: Any) -> int:
-        if self.method not in CALIBRATED_METHODS:
-            return 0
-        passes = TAYLOR_PASSES if self.method == "taylor" else 1
-        return passes * _tokens(lm, self.chosen_texts(svc, "calibration"))
+        calibrated = self.method in CALIBRATED_METHODS
+        passes = (TAYLOR_PASSES if self.method == "taylor" else 1) if calibrated else 0
+        passes += compensation_passes(self.compensation, lm)
+        evaluation = 2 * _tokens(lm, builtin_texts("evaluation")) if self.estimate else 0
+        return passes * _tokens(lm, self.chosen_texts(svc, "calibration")) + evaluation
+
+
+def compensation_passes(compensation: str, lm: Any) -> int:
+    """Forward passes over the calibration texts a compensation makes: bias one, reconstruct one per layer more."""
+    return {"none": 0, "bias": 1, "reconstruct": 1 + lm.adapter.n_layers}[compensation]
 
 
 def _read_output_name(source: dict, key: str, settings: Settings) -> str:
@@ -326,11 +335,25 @@ class Apply(TextSource):
     plan: SubmittedPlan | None = custom(_read_plan, PLAN_SCHEMA, default=None, dump=lambda plan: plan.info)
     neurons: NeuronGroups | None = custom(read_neuron_groups, NEURON_GROUPS_SCHEMA, default=None, dump=dump_neuron_groups)
     evaluate: bool = boolean(default=True)
+    compensation: str | None = choice(COMPENSATIONS, default=None)
+    calibration_texts: tuple[str, ...] | None = text_list(default=None, max_items="max_texts")
+    allow_overlap: bool = boolean(default=False)
+    max_perplexity_ratio: float | None = number(default=None, minimum=0.0)
 
     def check(self, settings: Settings) -> None:
         if (self.plan is None) == (self.neurons is None):
             raise BadRequest("give exactly one of 'plan' (an object returned by /api/pruning/plan) or 'neurons'")
+        if self.max_perplexity_ratio is not None and not self.evaluate:
+            raise BadRequest("'max_perplexity_ratio' needs the evaluation: leave 'evaluate' true")
         super().check(settings)
+
+    @property
+    def chosen_compensation(self) -> str:
+        """The compensation given, else the plan's (so applying a plan does what it estimated), else none."""
+        if self.compensation is not None:
+            return self.compensation
+        planned = self.plan.info.get("compensation") if self.plan is not None else None
+        return planned if planned in COMPENSATIONS else "none"
 
     @property
     def removed(self) -> NeuronGroups:
@@ -338,7 +361,9 @@ class Apply(TextSource):
         return self.plan.neurons if self.plan is not None else self.neurons
 
     def forward_tokens(self, lm: Any, svc: Any) -> int:
-        return 2 * _tokens(lm, self.chosen_texts(svc, "evaluation")) if self.evaluate else 0
+        evaluation = 2 * _tokens(lm, self.chosen_texts(svc, "evaluation")) if self.evaluate else 0
+        calibration = self.calibration_texts or builtin_texts("calibration")
+        return evaluation + compensation_passes(self.chosen_compensation, lm) * _tokens(lm, calibration)
 
 
 # -- activations, clusters, queries --------------------------------------------------------

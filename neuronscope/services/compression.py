@@ -7,13 +7,15 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 import torch
+from torch import nn
 
 from neuronscope.analysis.evaluation import LossReport, next_token_loss
 from neuronscope.analysis.progress import ProgressFn, no_progress, scaled
 from neuronscope.analysis.calibration import Calibration
 from neuronscope.analysis.pruning_plan import select_neurons
 from neuronscope.analysis.scores import CALIBRATED_METHODS, SCORE_METHODS, SCORERS
-from neuronscope.analysis.surgery import parameter_count, parameters_per_neuron, pruned_copy
+from neuronscope.analysis.compensation import compensate, dense_layers
+from neuronscope.analysis.surgery import kept_neurons, parameter_count, parameters_per_neuron, pruned_copy
 from neuronscope.config import Settings
 from neuronscope.errors import BadRequest, Conflict
 from neuronscope.modeling.adapters import adapter_for
@@ -26,6 +28,7 @@ from neuronscope.services.evaluation_set import (
     check_overlap,
     evaluation_record,
     evaluation_set,
+    token_digest,
 )
 from neuronscope.services.samples import SampleService
 from neuronscope.services.validation import check_layer, check_neurons, encode_texts, token_limit
@@ -37,7 +40,9 @@ from neuronscope.timestamps import utc_now
 METHODS = SCORE_METHODS
 MAX_SPARSITY = 0.95
 PRUNING_RECORD = "neuronscope_pruning.json"
-PLAN_FIELDS = ("method", "scope", "sparsity", "seed")
+PLAN_FIELDS = ("method", "scope", "sparsity", "seed", "compensation")
+LARGE_LOSS_RATIO = 1.5
+BROKEN_RATIO = 10.0
 
 
 class CompressionService:
@@ -132,6 +137,82 @@ class CompressionService:
             for layer in range(lm.adapter.n_layers)
         ]
 
+    # -- pruned copies and their quality -------------------------------------------------------
+
+    def dense_loss(self, lm: LoadedModel, measured: Evaluation, progress: ProgressFn = no_progress) -> LossReport:
+        """The loaded model's loss on ``measured``, memoized per token ids."""
+        key = ("dense_loss", measured.record["sha256"], measured.record["batch_tokens"])
+        return lm.memo.get(key, lambda: self.loss(lm, lm.model, measured.sequences, progress))
+
+    def compressed(
+        self,
+        lm: LoadedModel,
+        removed: Mapping[int, Sequence[int]],
+        compensation: str,
+        inputs: Calibration,
+        progress: ProgressFn = no_progress,
+    ) -> tuple[nn.Module, list[dict]]:
+        """A copy of the loaded model with ``removed`` gone and ``compensation`` applied (from the
+        calibration ``inputs``), and the per-layer compensation report; the served model is not touched."""
+        if compensation != "none" and not lm.adapter.supports_output_bias():
+            raise BadRequest(
+                f"compensation {compensation!r} needs an MLP output bias, which {lm.config.model_type!r} "
+                "models cannot have and still load with stock transformers; use 'none'"
+            )
+        pruned = pruned_copy(lm.model, removed)
+        if compensation == "none":
+            return pruned, []
+        try:
+            with_outputs = compensation == "reconstruct"
+            layers = lm.memo.get(
+                ("dense_layers", inputs.digest(), with_outputs),
+                lambda: dense_layers(lm.adapter, inputs.sequences, range(lm.adapter.n_layers), with_outputs),
+            )
+            kept = {layer: kept_neurons(lm.adapter.d_mlp(layer), neurons) for layer, neurons in removed.items()}
+            report = compensate(
+                lm.adapter, adapter_for(pruned), removed, kept, compensation, inputs.sequences, layers, progress
+            )
+        except BaseException:
+            del pruned
+            release_memory()
+            raise
+        return pruned, report
+
+    def quality(
+        self,
+        lm: LoadedModel,
+        removed: Mapping[int, Sequence[int]],
+        compensation: str,
+        inputs: Calibration,
+        measured: Evaluation,
+        progress: ProgressFn = no_progress,
+    ) -> dict:
+        """Perplexity before and after removing ``removed`` with ``compensation``, measured on a
+        temporary copy (nothing written): the plan's estimate and the sweep's row."""
+        before = self.dense_loss(lm, measured, scaled(progress, 0.0, 0.3))
+        pruned, report = self.compressed(lm, removed, compensation, inputs, scaled(progress, 0.3, 0.5))
+        try:
+            after = self.loss(lm, pruned, measured.sequences, scaled(progress, 0.5, 1.0))
+        finally:
+            del pruned
+            release_memory()
+        return {
+            "perplexity_before": before.perplexity,
+            "perplexity_after": after.perplexity,
+            "ratio": after.perplexity / before.perplexity,
+            "evaluation": measured.record,
+            "compensation_layers": report,
+        }
+
+    def _plan_calibration(
+        self, lm: LoadedModel, method: str, compensation: str, texts, use_samples: bool, seed: int, allow_overlap: bool
+    ) -> tuple[Calibration, dict | None]:
+        """The calibration a plan reads (scores of calibrated methods, compensation) and its description."""
+        if method not in CALIBRATED_METHODS and compensation == "none":
+            return Calibration(seed=seed), None
+        inputs, source = self.calibration(lm, texts, use_samples, seed, evaluation=evaluation_set(), allow_overlap=allow_overlap)
+        return inputs, {"text_source": source, "texts": len(inputs.sequences), "tokens": inputs.tokens, "sha256": token_digest(inputs.sequences)}
+
     # -- endpoints -----------------------------------------------------------------------------
 
     def evaluate(
@@ -165,22 +246,24 @@ class CompressionService:
         texts: Sequence[str] | None = None,
         use_samples: bool = False,
         seed: int = 0,
+        compensation: str = "none",
+        estimate: bool = False,
         allow_overlap: bool = False,
         progress: ProgressFn = no_progress,
     ) -> dict:
         """The neurons to remove for ``sparsity`` of the MLP neurons, chosen by ``method`` within ``scope``
-        (the request has checked the values: :class:`neuronscope.api.requests.Plan`)."""
+        (the request has checked the values: :class:`neuronscope.api.requests.Plan`); with ``estimate``,
+        the perplexity after removing them with ``compensation``, measured on a temporary copy."""
         with self.manager.use() as lm:
-            inputs, described = Calibration(seed=seed), None
-            if method in CALIBRATED_METHODS:
-                inputs, source = self.calibration(
-                    lm, texts, use_samples, seed, evaluation=evaluation_set(), allow_overlap=allow_overlap
-                )
-                described = {"text_source": source, "texts": len(inputs.sequences), "tokens": inputs.tokens}
-            scores = neuron_scores(lm, method, inputs, scaled(progress, 0.0, 0.95))
+            inputs, described = self._plan_calibration(lm, method, compensation, texts, use_samples, seed, allow_overlap)
+            scores = neuron_scores(lm, method, inputs, scaled(progress, 0.0, 0.5 if estimate else 0.95))
             removed = select_neurons(scores, sparsity, scope)
             total = sum(lm.adapter.d_mlp(layer) for layer in range(lm.adapter.n_layers))
             count = sum(len(neurons) for neurons in removed.values())
+            estimated = None
+            if estimate:
+                measured = self.sequences(lm, evaluation_set())
+                estimated = self.quality(lm, removed, compensation, inputs, measured, scaled(progress, 0.5, 1.0))
             progress(1.0, "plan ready")
             return {
                 "model_name": lm.name,
@@ -188,6 +271,7 @@ class CompressionService:
                 "scope": scope,
                 "sparsity": sparsity,
                 "seed": seed if SCORERS[method].seeded else None,
+                "compensation": compensation,
                 "calibration": described,
                 "total_neurons": total,
                 "removed_neurons": count,
@@ -195,6 +279,8 @@ class CompressionService:
                 "layers": self._layers(lm, removed),
                 "parameters": self._parameter_change(lm, removed),
                 "neurons": [{"layer_index": layer, "neuron_indices": neurons} for layer, neurons in removed.items()],
+                "estimate": estimated,
+                "warnings": quality_warnings(estimated["ratio"]) if estimated else [],
             }
 
     def apply(
@@ -207,29 +293,43 @@ class CompressionService:
         texts: Sequence[str] | None = None,
         use_samples: bool = False,
         evaluate: bool = True,
+        compensation: str = "none",
+        calibration_texts: Sequence[str] | None = None,
+        allow_overlap: bool = False,
+        max_perplexity_ratio: float | None = None,
         progress: ProgressFn = no_progress,
     ) -> dict:
-        """Remove ``neurons`` from a copy of the loaded model and save it as ``output_name``.
+        """Remove ``neurons`` from a copy of the loaded model, compensate, and save it as ``output_name``.
 
         The served model is never modified: the neurons are removed from a deep copy, which is
         saved to ``<models dir>/<output_name>/`` through a staged folder and then dropped.
         ``output_name`` is a plain new name (checked by :class:`neuronscope.api.requests.Apply`).
+        With ``max_perplexity_ratio``, a copy whose measured ratio exceeds it is not saved (409).
         """
         target = self.settings.resolved_models_dir / output_name
         with self.manager.use() as lm:
             removed = self._check_apply(lm, target, plan_model, neurons)
             self.quota.check_room_for_model(lm.parameter_bytes())
             chosen = self.evaluation_texts(lm, texts, use_samples)
+            inputs = Calibration()
+            if compensation != "none":
+                inputs, _ = self.calibration(lm, calibration_texts, False, evaluation=chosen, allow_overlap=allow_overlap)
             measured = self.sequences(lm, chosen) if evaluate else Evaluation([], {})
-            before = self.loss(lm, lm.model, measured.sequences, scaled(progress, 0.0, 0.4)) if evaluate else None
-            pruned = pruned_copy(lm.model, removed)
+            before = self.dense_loss(lm, measured, scaled(progress, 0.0, 0.4)) if evaluate else None
+            pruned, report = self.compressed(lm, removed, compensation, inputs, scaled(progress, 0.4, 0.45))
             try:
                 after = self.loss(lm, pruned, measured.sequences, scaled(progress, 0.45, 0.85)) if evaluate else None
+                ratio = after.perplexity / before.perplexity if evaluate else None
+                if max_perplexity_ratio is not None and ratio > max_perplexity_ratio:
+                    raise Conflict(
+                        f"removing these neurons multiplies perplexity by {ratio:.3g}, over max_perplexity_ratio "
+                        f"{max_perplexity_ratio:g}; nothing was saved"
+                    )
                 sizes = _mlp_sizes(pruned)
                 with staged_folder(target) as staging:
                     pruned.save_pretrained(staging)
                     lm.tokenizer.save_pretrained(staging)
-                    atomic_write_json(staging / PRUNING_RECORD, _record(lm.name, plan_info, removed, sizes), indent=1)
+                    atomic_write_json(staging / PRUNING_RECORD, _record(lm.name, plan_info, removed, sizes, compensation), indent=1)
                 parameters = _parameter_counts(lm.model, pruned)
                 progress(1.0, f"saved {output_name}")
             finally:
@@ -246,11 +346,15 @@ class CompressionService:
             "loads_with_transformers": len(set(sizes)) == 1,
             "parameters": parameters,
             "files": _folder_sizes(target),
+            "compensation": compensation,
+            "compensation_layers": report,
             "evaluation": {
                 **measured.record, "text_source": chosen.source, "before": before.as_dict(), "after": after.as_dict()
             } if evaluate else None,
             "perplexity_before": before.perplexity if evaluate else None,
             "perplexity_after": after.perplexity if evaluate else None,
+            "ratio": ratio,
+            "warnings": quality_warnings(ratio) if evaluate else [],
             "switch_with": {"endpoint": "POST /api/models/switch", "body": {"model_name": output_name}},
         }
 
@@ -284,7 +388,18 @@ def _parameter_counts(full, pruned) -> dict:
     return {"before": before, "after": after, "removed": before - after, "reduction": (before - after) / before}
 
 
-def _record(source_model: str, plan: Mapping | None, removed: Mapping[int, list[int]], sizes: list[int]) -> dict:
+def quality_warnings(ratio: float) -> list[str]:
+    """What a perplexity ratio means for a user: nothing, a large loss of quality, a broken model."""
+    if ratio > BROKEN_RATIO:
+        return [f"this plan breaks the model: perplexity x{ratio:.3g} (over x{BROKEN_RATIO:g})"]
+    if ratio > LARGE_LOSS_RATIO:
+        return [f"large loss of quality: perplexity x{ratio:.3g} (over x{LARGE_LOSS_RATIO:g})"]
+    return []
+
+
+def _record(
+    source_model: str, plan: Mapping | None, removed: Mapping[int, list[int]], sizes: list[int], compensation: str
+) -> dict:
     """What ``neuronscope_pruning.json`` keeps: provenance, the plan's settings, the removed neurons."""
     summary = None
     if plan:
@@ -293,6 +408,7 @@ def _record(source_model: str, plan: Mapping | None, removed: Mapping[int, list[
         "source_model": source_model,
         "created_at": utc_now(),
         "plan": summary,
+        "compensation": compensation,
         "removed": [{"layer_index": layer, "neuron_indices": idx} for layer, idx in removed.items()],
         "mlp_sizes": sizes,
     }

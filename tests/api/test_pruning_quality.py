@@ -8,8 +8,11 @@ import torch
 import transformers
 
 from neuronscope import create_app
+from neuronscope.analysis.hooks import ablated_many, captured_activations, forward_hook
 from neuronscope.config import Settings
+from neuronscope.modeling.adapters import adapter_for
 from neuronscope.resources.texts import builtin_texts
+from neuronscope.services.compression import quality_warnings
 from neuronscope.services.evaluation_set import evaluation_set, overlapping
 
 TEXTS = [
@@ -96,3 +99,154 @@ def test_the_overlap_rule():
     assert overlapping(["a paragraph"], evaluation) == []
     assert overlapping(["x " + evaluation[0] + " y", "A paragraph of evaluation text that is long enough to be counted as"], evaluation) == [0, 1]
     assert overlapping(builtin_texts("calibration"), builtin_texts("evaluation")) == []
+
+
+# -- 2. plan-time estimates and guardrails; 3. compensation -----------------------------------------
+
+
+@pytest.mark.parametrize("compensation", ["none", "bias"])
+def test_the_estimate_is_what_apply_measures(client, data_dir, compensation):
+    plan = post(client, "/api/pruning/plan", {"sparsity": 0.3, "method": "wanda", "estimate": True, "compensation": compensation})
+    estimate = plan["estimate"]
+    assert plan["compensation"] == compensation and not (data_dir / "models" / "small").exists()
+    applied = post(client, "/api/pruning/apply", {"plan": plan, "output_name": "small"}, status=201)
+    assert applied["compensation"] == compensation
+    assert estimate["perplexity_before"] == pytest.approx(applied["perplexity_before"], rel=1e-6)
+    assert estimate["perplexity_after"] == pytest.approx(applied["perplexity_after"], rel=1e-6)
+    assert estimate["ratio"] == pytest.approx(applied["ratio"], rel=1e-6)
+    assert estimate["evaluation"]["sha256"] == applied["evaluation"]["sha256"]
+    assert plan["warnings"] == applied["warnings"]
+
+
+def calibration_means(lm, layers):
+    """Mean activation per neuron over the built-in calibration set's pieces (computed here, independently)."""
+    limit = 128
+    sums = {layer: 0.0 for layer in layers}
+    count = 0
+    with captured_activations(lm.adapter, layers) as records:
+        for text in builtin_texts("calibration"):
+            ids = lm.tokenizer(text, return_tensors="pt")["input_ids"][0]
+            for piece in torch.split(ids, limit):
+                with torch.no_grad():
+                    lm.model(input_ids=piece[None])
+                count += len(piece)
+                for layer in layers:
+                    acts = records[layer].pop()
+                    sums[layer] = sums[layer] + acts.reshape(-1, acts.shape[-1]).double().sum(dim=0)
+    return {layer: total / count for layer, total in sums.items()}
+
+
+@pytest.mark.parametrize("model_name", ["tiny-gpt2", "tiny-llama", "tiny-neox", "tiny-opt"])
+def test_bias_compensated_models_load_with_stock_transformers_and_equal_mean_ablation(client, app, data_dir, model_name):
+    plan = post(client, "/api/pruning/plan", {"sparsity": 0.25, "method": "activation", "compensation": "bias"})
+    applied = post(client, "/api/pruning/apply", {"plan": plan, "output_name": "small", "texts": TEXTS}, status=201)
+    assert applied["compensation"] == "bias" and applied["loads_with_transformers"]
+
+    lm = lm_of(app)
+    removed = {g["layer_index"]: g["neuron_indices"] for g in plan["neurons"]}
+    means = calibration_means(lm, list(removed))
+    fills = {layer: means[layer][neurons].float() for layer, neurons in removed.items()}
+    ids = lm.tokenizer(TEXTS[1], return_tensors="pt")["input_ids"]
+    with torch.no_grad(), ablated_many(lm.adapter, removed, fills):
+        expected = lm.model(input_ids=ids).logits
+
+    stock = transformers.AutoModelForCausalLM.from_pretrained(data_dir / "models" / "small").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(stock(input_ids=ids).logits, expected, atol=1e-4, rtol=0)
+    post(client, "/api/models/switch", {"model_name": "small"})
+    served = lm_of(app)
+    with torch.no_grad():
+        torch.testing.assert_close(served.model(input_ids=ids).logits, expected, atol=1e-4, rtol=0)
+    if model_name == "tiny-llama":
+        assert stock.config.mlp_bias and all(
+            not block.mlp.gate_proj.bias.any() and not block.mlp.up_proj.bias.any()
+            for block in stock.model.layers
+        )
+
+
+def test_bias_compensation_keeps_the_layer_mean_output(app):
+    """Only layer 0 pruned (its inputs are the dense ones): the mean MLP output over the calibration
+    tokens equals the dense one (the removed neurons' mean contribution is in the bias)."""
+    svc = app.extensions["neuronscope"].compression
+    with svc.manager.use() as lm:
+        inputs, _ = svc.calibration(lm, None, False, evaluation=evaluation_set())
+        removed = {0: list(range(0, lm.adapter.d_mlp(0), 3))}
+        pruned, report = svc.compressed(lm, removed, "bias", inputs)
+        outputs = {}
+        for name, model in (("dense", lm.model), ("pruned", pruned)):
+            module = adapter_for(model).mlp_output(0)
+            seen = []
+            with forward_hook(module, lambda _m, _a, out: seen.append(out.reshape(-1, out.shape[-1]).double())):
+                for seq in inputs.sequences:
+                    with torch.no_grad():
+                        model(input_ids=seq[None])
+            outputs[name] = torch.cat(seen).mean(dim=0)
+    assert report == [{"layer_index": 0, "used": "bias"}]
+    torch.testing.assert_close(outputs["pruned"], outputs["dense"], atol=1e-5, rtol=0)
+    assert (outputs["dense"] - outputs["pruned"]).abs().max() < (outputs["dense"]).abs().max()
+
+
+def mlp_output_error(lm, model, sequences, layer):
+    """Mean squared difference of ``model``'s MLP output at ``layer`` from the dense model's, over ``sequences``."""
+    outs = {}
+    for name, m in (("dense", lm.model), ("other", model)):
+        seen = []
+        with forward_hook(adapter_for(m).mlp_output(layer), lambda _m, _a, out: seen.append(out.reshape(-1, out.shape[-1]).double())):
+            for seq in sequences:
+                with torch.no_grad():
+                    m(input_ids=seq[None])
+        outs[name] = torch.cat(seen)
+    return float((outs["dense"] - outs["other"]).square().mean())
+
+
+@pytest.mark.parametrize("model_name", ["tiny-gpt2", "tiny-llama", "tiny-neox", "tiny-opt"])
+def test_reconstruct_beats_none_on_held_out_tokens(app, model_name):
+    svc = app.extensions["neuronscope"].compression
+    with svc.manager.use() as lm:
+        inputs, _ = svc.calibration(lm, None, False, evaluation=evaluation_set())
+        held_out = svc.sequences(lm, evaluation_set()).sequences[:6]
+        removed = {layer: list(range(1, lm.adapter.d_mlp(layer), 4)) for layer in range(lm.adapter.n_layers)}
+        errors = {}
+        for compensation in ("none", "bias", "reconstruct"):
+            pruned, report = svc.compressed(lm, removed, compensation, inputs)
+            errors[compensation] = mlp_output_error(lm, pruned, held_out, lm.adapter.n_layers - 1)
+    assert errors["reconstruct"] < errors["none"]
+    assert {r["used"] for r in report} <= {"bias", "reconstruct"} and len(report) == lm.adapter.n_layers
+    assert all(r["held_out_error"]["reconstruct"] < r["held_out_error"]["bias"] for r in report if r["used"] == "reconstruct")
+
+
+def test_warnings_and_the_ratio_limit(client, data_dir):
+    plan = post(client, "/api/pruning/plan", {"sparsity": 0.9, "method": "random", "estimate": True})
+    ratio = plan["estimate"]["ratio"]
+    assert plan["warnings"] == quality_warnings(ratio)
+    response = client.post("/api/pruning/apply", json={"plan": plan, "output_name": "small", "max_perplexity_ratio": ratio * 0.99})
+    assert response.status_code == 409 and "max_perplexity_ratio" in response.get_json()["details"]
+    assert not (data_dir / "models" / "small").exists()
+    limit = ratio * 1.01
+    applied = post(client, "/api/pruning/apply", {"plan": plan, "output_name": "small", "max_perplexity_ratio": limit}, status=201)
+    assert applied["ratio"] == pytest.approx(ratio, rel=1e-6) and applied["warnings"] == plan["warnings"]
+
+
+def test_quality_warnings():
+    assert quality_warnings(1.2) == []
+    assert quality_warnings(1.6)[0].startswith("large loss of quality")
+    assert quality_warnings(12)[0].startswith("this plan breaks the model")
+
+
+BAD_BODIES = [
+    ("/api/pruning/plan", {"sparsity": 0.2, "method": "wanda", "compensation": "magic"}),
+    ("/api/pruning/plan", {"sparsity": 0.2, "method": "wanda", "estimate": "yes"}),
+    ("/api/pruning/plan", {"sparsity": 0.2, "method": "wanda", "allow_overlap": 1}),
+    ("/api/pruning/apply", {"neurons": [{"layer_index": 0, "neuron_indices": [1]}], "output_name": "x", "compensation": "magic"}),
+    ("/api/pruning/apply", {"neurons": [{"layer_index": 0, "neuron_indices": [1]}], "output_name": "x", "max_perplexity_ratio": -1}),
+    ("/api/pruning/apply", {"neurons": [{"layer_index": 0, "neuron_indices": [1]}], "output_name": "x", "max_perplexity_ratio": 2, "evaluate": False}),
+    ("/api/pruning/apply", {"neurons": [{"layer_index": 0, "neuron_indices": [1]}], "output_name": "x", "calibration_texts": []}),
+]
+
+
+@pytest.mark.parametrize("path,body", BAD_BODIES)
+def test_bad_inputs_are_400(client, data_dir, path, body):
+    response = client.post(path, json=body)
+    assert response.status_code == 400, response.get_json()
+    assert set(response.get_json()) == {"error", "details"}
+    assert not (data_dir / "models" / "x").exists()
