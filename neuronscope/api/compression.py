@@ -49,3 +49,18 @@ def apply(svc: Services, r: req.Apply, progress: ProgressFn = no_progress) -> di
         max_perplexity_ratio=r.max_perplexity_ratio,
         progress=progress,
     )
+
+
+@route(bp, "POST", "pruning/sweep", req.Sweep, cacheable=True, supports_async=True)
+def sweep(svc: Services, r: req.Sweep, progress: ProgressFn = no_progress) -> dict:
+    return svc.compression.sweep(
+        methods=r.methods,
+        sparsities=r.sparsities,
+        compensations=r.compensations,
+        scope=r.scope,
+        seed=r.seed,
+        texts=r.texts,
+        use_samples=r.use_samples,
+        allow_overlap=r.allow_overlap,
+        progress=progress,
+    )

@@ -290,6 +290,64 @@ def compensation_passes(compensation: str, lm: Any) -> int:
     return {"none": 0, "bias": 1, "reconstruct": 1 + lm.adapter.n_layers}[compensation]
 
 
+MAX_SWEEP_SPARSITIES = 20
+
+
+def _read_choices(options: Sequence[str]):
+    def read(source: dict, key: str, settings: Settings) -> tuple[str, ...]:
+        values = get_list(source, key, max_items=len(options))
+        for i, value in enumerate(values):
+            if value not in options:
+                raise BadRequest(f"'{key}[{i}]' must be one of {', '.join(options)}; got {value!r}")
+        if len(set(values)) != len(values):
+            raise BadRequest(f"'{key}' must not repeat values")
+        return tuple(values)
+
+    return read
+
+
+def _read_sparsities(source: dict, key: str, settings: Settings) -> tuple[float, ...]:
+    values = get_list(source, key, max_items=MAX_SWEEP_SPARSITIES)
+    for i, value in enumerate(values):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_SPARSITY:
+            raise BadRequest(f"'{key}[{i}]' must be a number in [0, {MAX_SPARSITY}]")
+    if len(set(values)) != len(values):
+        raise BadRequest(f"'{key}' must not repeat values")
+    return tuple(float(value) for value in values)
+
+
+def _choices_schema(options: Sequence[str]) -> dict:
+    return {"type": "array", "minItems": 1, "uniqueItems": True, "items": {"type": "string", "enum": list(options)}}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Sweep(TextSource):
+    """Every ``methods`` x ``sparsities`` x ``compensations`` plan, measured; ``texts`` calibrate."""
+
+    methods: tuple[str, ...] = custom(_read_choices(METHODS), _choices_schema(METHODS), dump=list)
+    sparsities: tuple[float, ...] = custom(
+        _read_sparsities,
+        {
+            "type": "array", "minItems": 1, "maxItems": MAX_SWEEP_SPARSITIES, "uniqueItems": True,
+            "items": {"type": "number", "minimum": 0.0, "maximum": MAX_SPARSITY},
+        },
+        dump=list,
+    )
+    compensations: tuple[str, ...] = custom(
+        _read_choices(COMPENSATIONS), _choices_schema(COMPENSATIONS), default=("none",), dump=list
+    )
+    scope: str = choice(SCOPES, default="layer")
+    seed: int = integer(default=0, minimum=0, maximum=MAX_INT)
+    allow_overlap: bool = boolean(default=False)
+
+    def forward_tokens(self, lm: Any, svc: Any) -> int:
+        rows = len(self.methods) * len(self.sparsities) * len(self.compensations)
+        passes = sum(TAYLOR_PASSES if m == "taylor" else m in CALIBRATED_METHODS for m in self.methods)
+        passes += sum(compensation_passes(c, lm) for c in self.compensations) * len(self.sparsities) * len(self.methods)
+        evaluation = (rows + 1) * _tokens(lm, builtin_texts("evaluation"))
+        return passes * _tokens(lm, self.chosen_texts(svc, "calibration")) + evaluation
+
+
 def _read_output_name(source: dict, key: str, settings: Settings) -> str:
     """A name for a new local model: a plain folder name, not a registry model's."""
     name = get_str(source, key, max_chars=MAX_NAME_CHARS)

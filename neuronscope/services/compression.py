@@ -205,10 +205,11 @@ class CompressionService:
         }
 
     def _plan_calibration(
-        self, lm: LoadedModel, method: str, compensation: str, texts, use_samples: bool, seed: int, allow_overlap: bool
+        self, lm: LoadedModel, needed: bool, texts, use_samples: bool, seed: int, allow_overlap: bool
     ) -> tuple[Calibration, dict | None]:
-        """The calibration a plan reads (scores of calibrated methods, compensation) and its description."""
-        if method not in CALIBRATED_METHODS and compensation == "none":
+        """The calibration a plan or sweep reads when ``needed`` (scores of calibrated methods,
+        compensation), and its description (``None`` when not needed)."""
+        if not needed:
             return Calibration(seed=seed), None
         inputs, source = self.calibration(lm, texts, use_samples, seed, evaluation=evaluation_set(), allow_overlap=allow_overlap)
         return inputs, {"text_source": source, "texts": len(inputs.sequences), "tokens": inputs.tokens, "sha256": token_digest(inputs.sequences)}
@@ -255,7 +256,8 @@ class CompressionService:
         (the request has checked the values: :class:`neuronscope.api.requests.Plan`); with ``estimate``,
         the perplexity after removing them with ``compensation``, measured on a temporary copy."""
         with self.manager.use() as lm:
-            inputs, described = self._plan_calibration(lm, method, compensation, texts, use_samples, seed, allow_overlap)
+            needed = method in CALIBRATED_METHODS or compensation != "none"
+            inputs, described = self._plan_calibration(lm, needed, texts, use_samples, seed, allow_overlap)
             scores = neuron_scores(lm, method, inputs, scaled(progress, 0.0, 0.5 if estimate else 0.95))
             removed = select_neurons(scores, sparsity, scope)
             total = sum(lm.adapter.d_mlp(layer) for layer in range(lm.adapter.n_layers))
@@ -357,6 +359,53 @@ class CompressionService:
             "warnings": quality_warnings(ratio) if evaluate else [],
             "switch_with": {"endpoint": "POST /api/models/switch", "body": {"model_name": output_name}},
         }
+
+    def sweep(
+        self,
+        *,
+        methods: Sequence[str],
+        sparsities: Sequence[float],
+        compensations: Sequence[str] = ("none",),
+        scope: str = "layer",
+        seed: int = 0,
+        texts: Sequence[str] | None = None,
+        use_samples: bool = False,
+        allow_overlap: bool = False,
+        progress: ProgressFn = no_progress,
+    ) -> dict:
+        """The perplexity of every plan ``method`` x ``sparsity`` x ``compensation`` on the default
+        evaluation set (each row is what :meth:`plan` with ``estimate`` answers for it)."""
+        with self.manager.use() as lm:
+            needed = any(m in CALIBRATED_METHODS for m in methods) or any(c != "none" for c in compensations)
+            inputs, described = self._plan_calibration(lm, needed, texts, use_samples, seed, allow_overlap)
+            measured = self.sequences(lm, evaluation_set())
+            dense = self.dense_loss(lm, measured, scaled(progress, 0.0, 0.05))
+            total, rows = len(methods) * len(sparsities) * len(compensations), []
+            for method in methods:
+                scores = neuron_scores(lm, method, inputs)
+                for sparsity in sparsities:
+                    removed = select_neurons(scores, sparsity, scope)
+                    for compensation in compensations:
+                        step = scaled(progress, 0.05 + 0.95 * len(rows) / total, 0.05 + 0.95 * (len(rows) + 1) / total)
+                        quality = self.quality(lm, removed, compensation, inputs, measured, step)
+                        rows.append({
+                            "method": method,
+                            "sparsity": sparsity,
+                            "compensation": compensation,
+                            "perplexity": quality["perplexity_after"],
+                            "ratio": quality["ratio"],
+                            "parameters_after": self._parameter_change(lm, removed)["after"],
+                        })
+            progress(1.0, f"swept {total} plans")
+            return {
+                "model_name": lm.name,
+                "scope": scope,
+                "seed": seed,
+                "calibration": described,
+                "dense_perplexity": dense.perplexity,
+                "evaluation": measured.record,
+                "rows": rows,
+            }
 
     def _check_apply(
         self, lm: LoadedModel, target: Path, plan_model: str | None, neurons: Mapping[int, Sequence[int]]

@@ -250,3 +250,43 @@ def test_bad_inputs_are_400(client, data_dir, path, body):
     assert response.status_code == 400, response.get_json()
     assert set(response.get_json()) == {"error", "details"}
     assert not (data_dir / "models" / "x").exists()
+
+
+# -- 4. the sweep ---------------------------------------------------------------------------------
+
+
+def test_the_sweep_rows_equal_the_plan_estimates(client, app):
+    body = {"methods": ["magnitude", "activation"], "sparsities": [0.1, 0.4], "compensations": ["none", "bias", "reconstruct"]}
+    sweep = post(client, "/api/pruning/sweep", body)
+    assert len(sweep["rows"]) == 12 and sweep["evaluation"] == post(client, "/api/pruning/evaluate", {})["evaluation"]
+    assert sweep["dense_perplexity"] == post(client, "/api/pruning/evaluate", {})["perplexity"]
+    for row in sweep["rows"][::3] + [sweep["rows"][-1]]:
+        plan = post(client, "/api/pruning/plan", {
+            "method": row["method"], "sparsity": row["sparsity"], "compensation": row["compensation"], "estimate": True,
+        })
+        assert plan["estimate"]["perplexity_after"] == row["perplexity"]
+        assert plan["estimate"]["ratio"] == row["ratio"] == pytest.approx(row["perplexity"] / sweep["dense_perplexity"])
+        assert plan["parameters"]["after"] == row["parameters_after"]
+    cached = client.post("/api/pruning/sweep", json=body)
+    assert cached.get_json() == {**sweep, "cached": True}
+
+
+@pytest.mark.parametrize("body", [
+    {"methods": [], "sparsities": [0.1]},
+    {"methods": ["wanda"], "sparsities": []},
+    {"methods": ["wanda"], "sparsities": [0.1], "compensations": []},
+    {"methods": ["wanda"], "sparsities": [0.1], "compensations": ["magic"]},
+    {"methods": ["magic"], "sparsities": [0.1]},
+    {"methods": ["wanda"], "sparsities": [0.96]},
+    {"methods": ["wanda"], "sparsities": [-0.1]},
+    {"methods": ["wanda"], "sparsities": ["0.1"]},
+    {"methods": ["wanda"], "sparsities": [0.1, 0.1]},
+    {"methods": ["wanda", "wanda"], "sparsities": [0.1]},
+    {"methods": "wanda", "sparsities": [0.1]},
+    {"sparsities": [0.1]},
+    {"methods": ["wanda"], "sparsities": [0.1], "scope": "everywhere"},
+])
+def test_bad_sweeps_are_400(client, body):
+    response = client.post("/api/pruning/sweep", json=body)
+    assert response.status_code == 400, response.get_json()
+    assert set(response.get_json()) == {"error", "details"}
