@@ -32,7 +32,8 @@ from neuronscope.services.evaluation_set import (
 )
 from neuronscope.services.samples import SampleService
 from neuronscope.services.validation import check_layer, check_neurons, encode_texts, token_limit
-from neuronscope.storage.files import atomic_write_json
+from neuronscope.services.model_card import model_card
+from neuronscope.storage.files import atomic_write_bytes, atomic_write_json
 from neuronscope.storage.folders import staged_folder
 from neuronscope.storage.quota import StorageQuota
 from neuronscope.timestamps import utc_now
@@ -40,6 +41,7 @@ from neuronscope.timestamps import utc_now
 METHODS = SCORE_METHODS
 MAX_SPARSITY = 0.95
 PRUNING_RECORD = "neuronscope_pruning.json"
+MODEL_CARD = "README.md"
 PLAN_FIELDS = ("method", "scope", "sparsity", "seed", "compensation")
 LARGE_LOSS_RATIO = 1.5
 BROKEN_RATIO = 10.0
@@ -328,11 +330,16 @@ class CompressionService:
                         f"{max_perplexity_ratio:g}; nothing was saved"
                     )
                 sizes = _mlp_sizes(pruned)
+                parameters = _parameter_counts(lm.model, pruned)
+                evaluation = {
+                    **measured.record, "text_source": chosen.source, "before": before.as_dict(), "after": after.as_dict()
+                } if evaluate else None
+                record = _record(lm, plan_info, removed, sizes, compensation, parameters, evaluation)
                 with staged_folder(target) as staging:
                     pruned.save_pretrained(staging)
                     lm.tokenizer.save_pretrained(staging)
-                    atomic_write_json(staging / PRUNING_RECORD, _record(lm.name, plan_info, removed, sizes, compensation), indent=1)
-                parameters = _parameter_counts(lm.model, pruned)
+                    atomic_write_json(staging / PRUNING_RECORD, record, indent=1)
+                    atomic_write_bytes(staging / MODEL_CARD, model_card(output_name, record).encode("utf-8"))
                 progress(1.0, f"saved {output_name}")
             finally:
                 del pruned
@@ -350,9 +357,7 @@ class CompressionService:
             "files": _folder_sizes(target),
             "compensation": compensation,
             "compensation_layers": report,
-            "evaluation": {
-                **measured.record, "text_source": chosen.source, "before": before.as_dict(), "after": after.as_dict()
-            } if evaluate else None,
+            "evaluation": evaluation,
             "perplexity_before": before.perplexity if evaluate else None,
             "perplexity_after": after.perplexity if evaluate else None,
             "ratio": ratio,
@@ -447,19 +452,32 @@ def quality_warnings(ratio: float) -> list[str]:
 
 
 def _record(
-    source_model: str, plan: Mapping | None, removed: Mapping[int, list[int]], sizes: list[int], compensation: str
+    lm: LoadedModel,
+    plan: Mapping | None,
+    removed: Mapping[int, list[int]],
+    sizes: list[int],
+    compensation: str,
+    parameters: dict,
+    evaluation: dict | None,
 ) -> dict:
-    """What ``neuronscope_pruning.json`` keeps: provenance, the plan's settings, the removed neurons."""
+    """What ``neuronscope_pruning.json`` keeps: provenance, the plan's settings, the removed neurons,
+    the kept neurons' original indices per layer, compensation, parameters and the evaluation."""
     summary = None
     if plan:
         summary = {key: plan[key] for key in PLAN_FIELDS if isinstance(plan.get(key), (str, int, float))}
     return {
-        "source_model": source_model,
+        "source_model": lm.name,
         "created_at": utc_now(),
         "plan": summary,
         "compensation": compensation,
         "removed": [{"layer_index": layer, "neuron_indices": idx} for layer, idx in removed.items()],
+        "kept": [
+            {"layer_index": layer, "original_indices": kept_neurons(lm.adapter.d_mlp(layer), removed.get(layer, ())).tolist()}
+            for layer in range(lm.adapter.n_layers)
+        ],
         "mlp_sizes": sizes,
+        "parameters": parameters,
+        "evaluation": evaluation,
     }
 
 

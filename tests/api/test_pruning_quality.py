@@ -290,3 +290,41 @@ def test_bad_sweeps_are_400(client, body):
     response = client.post("/api/pruning/sweep", json=body)
     assert response.status_code == 400, response.get_json()
     assert set(response.get_json()) == {"error", "details"}
+
+
+# -- 5. saved models: model card and the kept -> original mapping ---------------------------------
+
+
+def test_saved_models_have_a_card_and_trace_kept_neurons_to_the_original(client, app, data_dir, model_name):
+    plan = post(client, "/api/pruning/plan", {"sparsity": 0.25, "method": "wanda", "scope": "global", "compensation": "bias"})
+    applied = post(client, "/api/pruning/apply", {"plan": plan, "output_name": "small"}, status=201)
+    info = post_get(client, "/api/models/small")
+    record = info["pruning"]
+    assert record["source_model"] == model_name and record["compensation"] == "bias"
+    assert record["evaluation"]["sha256"] == applied["evaluation"]["sha256"]
+    assert record["parameters"] == applied["parameters"]
+    assert post_get(client, f"/api/models/{model_name}")["pruning"] is None
+
+    dense = lm_of(app)
+    removed = {g["layer_index"]: set(g["neuron_indices"]) for g in plan["neurons"]}
+    for entry in record["kept"]:
+        layer, original = entry["layer_index"], entry["original_indices"]
+        expected = [n for n in range(dense.adapter.d_mlp(layer)) if n not in removed.get(layer, set())]
+        assert original == expected and len(original) == applied["mlp_sizes"][layer]
+    layer = record["kept"][0]["layer_index"]
+    dense_rows = dense.adapter.w_in(layer)
+    post(client, "/api/models/switch", {"model_name": "small"})
+    small = lm_of(app)
+    for role, rows in small.adapter.w_in(layer).items():
+        torch.testing.assert_close(rows, dense_rows[role][record["kept"][0]["original_indices"]])
+
+    card = (data_dir / "models" / "small" / "README.md").read_text()
+    assert f"A copy of `{model_name}`" in card and "- method: wanda (scope global, sparsity 0.25)" in card
+    assert "- compensation: bias" in card and f"{applied['parameters']['after']:,} after" in card
+    assert f"{applied['perplexity_after']:.4f}" in card and applied["evaluation"]["sha256"] in card
+
+
+def post_get(client, path):
+    response = client.get(path)
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()
