@@ -47,6 +47,7 @@ def apply(svc: Services, r: req.Apply, progress: ProgressFn = no_progress) -> di
         calibration_texts=r.calibration_texts,
         allow_overlap=r.allow_overlap,
         max_perplexity_ratio=r.max_perplexity_ratio,
+        recovery=r.recovery,
         progress=progress,
     )
 

@@ -7,11 +7,13 @@ define them, and tests/api/test_request_schemas.py ties each type to docs/openap
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 from neuronscope.analysis.attribution import ATTRIBUTION_PROBES
 from neuronscope.analysis.compensation import COMPENSATIONS
+from neuronscope.analysis.recovery import Recovery
 from neuronscope.analysis.pruning_plan import SCOPES
 from neuronscope.api.fields import (
     Request,
@@ -25,7 +27,7 @@ from neuronscope.api.fields import (
     text,
 )
 from neuronscope.api.fields import texts as text_list
-from neuronscope.api.params import MAX_INT, get_int, get_int_list, get_list, get_str
+from neuronscope.api.params import MAX_INT, get_float, get_int, get_int_list, get_list, get_str
 from neuronscope.config import Settings
 from neuronscope.errors import BadRequest
 from neuronscope.jobs.job import CANCELLED, DONE, FAILED, QUEUED, RUNNING
@@ -39,6 +41,8 @@ MAX_LAYERS = 1024
 MAX_NAME_CHARS = registry.MAX_NAME_CHARS
 JOB_STATUSES = (QUEUED, RUNNING, DONE, FAILED, CANCELLED)
 TAYLOR_PASSES = 3
+RECOVERY_PASSES = 4
+"""Forward-pass equivalents per token of a recovery step: the teacher's forward, the student's forward and backward."""
 """Forward-pass equivalents per token of a gradient (Taylor / attribution) pass: forward + backward."""
 
 NeuronGroups = dict[int, tuple[int, ...]]
@@ -291,6 +295,34 @@ def compensation_passes(compensation: str, lm: Any) -> int:
 
 
 MAX_SWEEP_SPARSITIES = 20
+MAX_RECOVERY_STEPS = 10_000
+
+
+def _read_recovery(source: dict, key: str, settings: Settings) -> Recovery:
+    value = source[key]
+    if not isinstance(value, dict):
+        raise BadRequest("'recovery' must be an object with 'steps', 'learning_rate' and 'tokens_per_step'")
+    unknown = set(value) - {"steps", "learning_rate", "tokens_per_step", "seed"}
+    if unknown:
+        raise BadRequest(f"'recovery' has unknown fields: {', '.join(sorted(unknown))}")
+    return Recovery(
+        steps=get_int(value, "steps", minimum=1, maximum=MAX_RECOVERY_STEPS),
+        learning_rate=get_float(value, "learning_rate", minimum=1e-12, maximum=1.0),
+        tokens_per_step=get_int(value, "tokens_per_step", minimum=2, maximum=settings.max_input_tokens),
+        seed=get_int(value, "seed", 0, minimum=0, maximum=MAX_INT),
+    )
+
+
+RECOVERY_SCHEMA = {
+    "type": "object",
+    "required": ["steps", "learning_rate", "tokens_per_step"],
+    "properties": {
+        "steps": {"type": "integer", "minimum": 1, "maximum": MAX_RECOVERY_STEPS},
+        "learning_rate": {"type": "number", "minimum": 1e-12, "maximum": 1.0},
+        "tokens_per_step": {"type": "integer", "minimum": 2},
+        "seed": {"type": "integer", "minimum": 0, "maximum": MAX_INT},
+    },
+}
 
 
 def _read_choices(options: Sequence[str]):
@@ -397,6 +429,7 @@ class Apply(TextSource):
     calibration_texts: tuple[str, ...] | None = text_list(default=None, max_items="max_texts")
     allow_overlap: bool = boolean(default=False)
     max_perplexity_ratio: float | None = number(default=None, minimum=0.0)
+    recovery: Recovery | None = custom(_read_recovery, RECOVERY_SCHEMA, default=None, dump=dataclasses.asdict)
 
     def check(self, settings: Settings) -> None:
         if (self.plan is None) == (self.neurons is None):
@@ -421,7 +454,8 @@ class Apply(TextSource):
     def forward_tokens(self, lm: Any, svc: Any) -> int:
         evaluation = 2 * _tokens(lm, self.chosen_texts(svc, "evaluation")) if self.evaluate else 0
         calibration = self.calibration_texts or builtin_texts("calibration")
-        return evaluation + compensation_passes(self.chosen_compensation, lm) * _tokens(lm, calibration)
+        recovery = RECOVERY_PASSES * self.recovery.steps * self.recovery.tokens_per_step if self.recovery else 0
+        return evaluation + compensation_passes(self.chosen_compensation, lm) * _tokens(lm, calibration) + recovery
 
 
 # -- activations, clusters, queries --------------------------------------------------------

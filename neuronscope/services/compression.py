@@ -13,6 +13,7 @@ from neuronscope.analysis.evaluation import LossReport, next_token_loss
 from neuronscope.analysis.progress import ProgressFn, no_progress, scaled
 from neuronscope.analysis.calibration import Calibration
 from neuronscope.analysis.pruning_plan import select_neurons
+from neuronscope.analysis.recovery import Recovery, recover
 from neuronscope.analysis.scores import CALIBRATED_METHODS, SCORE_METHODS, SCORERS
 from neuronscope.analysis.compensation import compensate, dense_layers
 from neuronscope.analysis.surgery import kept_neurons, parameter_count, parameters_per_neuron, pruned_copy
@@ -301,6 +302,7 @@ class CompressionService:
         calibration_texts: Sequence[str] | None = None,
         allow_overlap: bool = False,
         max_perplexity_ratio: float | None = None,
+        recovery: Recovery | None = None,
         progress: ProgressFn = no_progress,
     ) -> dict:
         """Remove ``neurons`` from a copy of the loaded model, compensate, and save it as ``output_name``.
@@ -316,13 +318,17 @@ class CompressionService:
             self.quota.check_room_for_model(lm.parameter_bytes())
             chosen = self.evaluation_texts(lm, texts, use_samples)
             inputs = Calibration()
-            if compensation != "none":
+            if compensation != "none" or recovery is not None:
                 inputs, _ = self.calibration(lm, calibration_texts, False, evaluation=chosen, allow_overlap=allow_overlap)
             measured = self.sequences(lm, chosen) if evaluate else Evaluation([], {})
             before = self.dense_loss(lm, measured, scaled(progress, 0.0, 0.4)) if evaluate else None
             pruned, report = self.compressed(lm, removed, compensation, inputs, scaled(progress, 0.4, 0.45))
             try:
-                after = self.loss(lm, pruned, measured.sequences, scaled(progress, 0.45, 0.85)) if evaluate else None
+                recovered = None
+                if recovery is not None:
+                    limit, _ = token_limit(lm, self.settings.max_input_tokens)
+                    recovered = recover(pruned, lm.model, inputs.sequences, recovery, limit, scaled(progress, 0.45, 0.7))
+                after = self.loss(lm, pruned, measured.sequences, scaled(progress, 0.7, 0.85)) if evaluate else None
                 ratio = after.perplexity / before.perplexity if evaluate else None
                 if max_perplexity_ratio is not None and ratio > max_perplexity_ratio:
                     raise Conflict(
@@ -334,7 +340,7 @@ class CompressionService:
                 evaluation = {
                     **measured.record, "text_source": chosen.source, "before": before.as_dict(), "after": after.as_dict()
                 } if evaluate else None
-                record = _record(lm, plan_info, removed, sizes, compensation, parameters, evaluation)
+                record = _record(lm, plan_info, removed, sizes, compensation, recovered, parameters, evaluation)
                 with staged_folder(target) as staging:
                     pruned.save_pretrained(staging)
                     lm.tokenizer.save_pretrained(staging)
@@ -357,6 +363,7 @@ class CompressionService:
             "files": _folder_sizes(target),
             "compensation": compensation,
             "compensation_layers": report,
+            "recovery": recovered,
             "evaluation": evaluation,
             "perplexity_before": before.perplexity if evaluate else None,
             "perplexity_after": after.perplexity if evaluate else None,
@@ -457,6 +464,7 @@ def _record(
     removed: Mapping[int, list[int]],
     sizes: list[int],
     compensation: str,
+    recovered: dict | None,
     parameters: dict,
     evaluation: dict | None,
 ) -> dict:
@@ -470,6 +478,7 @@ def _record(
         "created_at": utc_now(),
         "plan": summary,
         "compensation": compensation,
+        "recovery": recovered,
         "removed": [{"layer_index": layer, "neuron_indices": idx} for layer, idx in removed.items()],
         "kept": [
             {"layer_index": layer, "original_indices": kept_neurons(lm.adapter.d_mlp(layer), removed.get(layer, ())).tolist()}

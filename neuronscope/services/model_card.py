@@ -29,6 +29,16 @@ def _evaluation_lines(evaluation: Mapping | None) -> list[str]:
     ]
 
 
+def _recovery_text(recovery: Mapping | None) -> str:
+    if not recovery:
+        return "none"
+    return (
+        f"{recovery['steps']} steps of KL distillation toward the source model on calibration text "
+        f"({recovery['tokens_per_step']} tokens per step, learning rate {recovery['learning_rate']:g}, "
+        f"seed {recovery['seed']}; KL {recovery['kl_first']:.4f} at the first step, {recovery['kl_last']:.4f} at the last)"
+    )
+
+
 def model_card(name: str, record: Mapping) -> str:
     """Markdown: source model, what was removed and how, compensation, perplexity, parameters."""
     plan = record.get("plan") or {}
@@ -44,7 +54,7 @@ def model_card(name: str, record: Mapping) -> str:
         "",
         f"- method: {method}" + (f" ({settings})" if settings else ""),
         f"- compensation: {record['compensation']}",
-        "- recovery: none",
+        f"- recovery: {_recovery_text(record.get('recovery'))}",
         "",
         *_removed_lines(record),
         "",

@@ -9,6 +9,7 @@ import transformers
 
 from neuronscope import create_app
 from neuronscope.analysis.hooks import ablated_many, captured_activations, forward_hook
+from neuronscope.analysis.recovery import kl_to_teacher
 from neuronscope.config import Settings
 from neuronscope.modeling.adapters import adapter_for
 from neuronscope.resources.texts import builtin_texts
@@ -328,3 +329,49 @@ def post_get(client, path):
     response = client.get(path)
     assert response.status_code == 200, response.get_json()
     return response.get_json()
+
+
+# -- 6. recovery ----------------------------------------------------------------------------------
+
+
+def kl_on(dense, folder, texts):
+    model = transformers.AutoModelForCausalLM.from_pretrained(folder).eval()
+    with torch.no_grad():
+        return sum(float(kl_to_teacher(model, dense, dense_ids)) for dense_ids in texts) / len(texts)
+
+
+def test_recovery_reduces_kl_and_is_deterministic_under_a_seed(client, app, data_dir):
+    neurons = [{"layer_index": layer, "neuron_indices": list(range(0, 64, 2))} for layer in (0, 1)]
+    recovery = {"steps": 12, "learning_rate": 3e-3, "tokens_per_step": 48, "seed": 5}
+    post(client, "/api/pruning/apply", {"neurons": neurons, "output_name": "plain", "texts": TEXTS}, status=201)
+    runs = [
+        post(client, "/api/pruning/apply", {"neurons": neurons, "output_name": name, "texts": TEXTS, "recovery": {**recovery, "seed": seed}}, status=201)
+        for name, seed in (("a", 5), ("b", 5), ("c", 6))
+    ]
+    assert runs[0]["recovery"] == runs[1]["recovery"] != runs[2]["recovery"]
+    assert runs[0]["recovery"]["steps"] == 12 and runs[0]["recovery"]["tokens_per_step"] == 48
+    models = data_dir / "models"
+    assert (models / "a" / "model.safetensors").read_bytes() == (models / "b" / "model.safetensors").read_bytes()
+    assert (models / "a" / "model.safetensors").read_bytes() != (models / "c" / "model.safetensors").read_bytes()
+    lm = lm_of(app)
+    held_out = [lm.tokenizer(text, return_tensors="pt")["input_ids"] for text in TEXTS]
+    assert kl_on(lm.model, models / "a", held_out) < kl_on(lm.model, models / "plain", held_out)
+    assert runs[0]["perplexity_after"] < post_get(client, "/api/models/plain")["pruning"]["evaluation"]["after"]["perplexity"]
+    assert "12 steps of KL distillation" in (models / "a" / "README.md").read_text()
+    assert post_get(client, "/api/models/a")["pruning"]["recovery"] == runs[0]["recovery"]
+
+
+@pytest.mark.parametrize("recovery", [
+    {"steps": -1, "learning_rate": 1e-3, "tokens_per_step": 32},
+    {"steps": 0, "learning_rate": 1e-3, "tokens_per_step": 32},
+    {"steps": 2, "learning_rate": 0, "tokens_per_step": 32},
+    {"steps": 2, "learning_rate": 1e-3, "tokens_per_step": 1},
+    {"steps": 2, "learning_rate": 1e-3},
+    {"steps": 2, "learning_rate": 1e-3, "tokens_per_step": 32, "epochs": 3},
+    [2, 1e-3, 32],
+])
+def test_bad_recovery_is_400(client, data_dir, recovery):
+    body = {"neurons": [{"layer_index": 0, "neuron_indices": [1]}], "output_name": "x", "recovery": recovery}
+    response = client.post("/api/pruning/apply", json=body)
+    assert response.status_code == 400, response.get_json()
+    assert not (data_dir / "models" / "x").exists()
