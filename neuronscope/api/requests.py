@@ -32,9 +32,9 @@ from neuronscope.config import Settings
 from neuronscope.errors import BadRequest
 from neuronscope.jobs.job import CANCELLED, DONE, FAILED, QUEUED, RUNNING
 from neuronscope.modeling import registry
-from neuronscope.resources.texts import builtin_texts
 from neuronscope.services.compression import CALIBRATED_METHODS, MAX_SPARSITY, METHODS
 from neuronscope.services.pruning import ABLATION_KINDS, EXPORT_FILES, IMPORTANCE_METHODS, SCORE_METHODS
+from neuronscope.services.evaluation_set import calibration_set, evaluation_set
 from neuronscope.services.validation import token_count
 
 MAX_LAYERS = 1024
@@ -44,6 +44,9 @@ TAYLOR_PASSES = 3
 RECOVERY_PASSES = 4
 """Forward-pass equivalents per token of a recovery step: the teacher's forward, the student's forward and backward."""
 """Forward-pass equivalents per token of a gradient (Taylor / attribution) pass: forward + backward."""
+
+DEFAULT_SETS = {"evaluation": evaluation_set, "calibration": calibration_set}
+"""The default text set of each role (what a request without texts reads)."""
 
 NeuronGroups = dict[int, tuple[int, ...]]
 NEURON_GROUPS_SCHEMA = {"$ref": "#/components/schemas/NeuronGroups"}
@@ -92,7 +95,7 @@ class TextSource(Request):
     def chosen_texts(self, svc: Any, builtin: str) -> Sequence[str]:
         if self.texts is not None:
             return self.texts
-        return svc.samples.list()[: svc.settings.max_texts] if self.use_samples else builtin_texts(builtin)
+        return svc.samples.list()[: svc.settings.max_texts] if self.use_samples else DEFAULT_SETS[builtin]().texts
 
 
 # -- models and samples --------------------------------------------------------------------
@@ -285,7 +288,7 @@ class Plan(TextSource):
         calibrated = self.method in CALIBRATED_METHODS
         passes = (TAYLOR_PASSES if self.method == "taylor" else 1) if calibrated else 0
         passes += compensation_passes(self.compensation, lm)
-        evaluation = 2 * _tokens(lm, builtin_texts("evaluation")) if self.estimate else 0
+        evaluation = 2 * _tokens(lm, evaluation_set().texts) if self.estimate else 0
         return passes * _tokens(lm, self.chosen_texts(svc, "calibration")) + evaluation
 
 
@@ -376,7 +379,7 @@ class Sweep(TextSource):
         rows = len(self.methods) * len(self.sparsities) * len(self.compensations)
         passes = sum(TAYLOR_PASSES if m == "taylor" else m in CALIBRATED_METHODS for m in self.methods)
         passes += sum(compensation_passes(c, lm) for c in self.compensations) * len(self.sparsities) * len(self.methods)
-        evaluation = (rows + 1) * _tokens(lm, builtin_texts("evaluation"))
+        evaluation = (rows + 1) * _tokens(lm, evaluation_set().texts)
         return passes * _tokens(lm, self.chosen_texts(svc, "calibration")) + evaluation
 
 
@@ -453,7 +456,7 @@ class Apply(TextSource):
 
     def forward_tokens(self, lm: Any, svc: Any) -> int:
         evaluation = 2 * _tokens(lm, self.chosen_texts(svc, "evaluation")) if self.evaluate else 0
-        calibration = self.calibration_texts or builtin_texts("calibration")
+        calibration = self.calibration_texts or calibration_set().texts
         recovery = RECOVERY_PASSES * self.recovery.steps * self.recovery.tokens_per_step if self.recovery else 0
         return evaluation + compensation_passes(self.chosen_compensation, lm) * _tokens(lm, calibration) + recovery
 
