@@ -8,6 +8,13 @@ timed against the full model's, alternating the two: median times, and the speed
 median of the per-round ratios; "ideal" is the ratio of projection weights (multiply-adds per token).
 
     .venv/bin/python benchmarks/bench_compression.py [--eval-texts 12] [--threads 1]
+
+With ``--sweep`` it instead prints the table of ``POST /api/pruning/sweep`` (issue 16): every
+method x ``--sparsities`` x ``--compensations`` plan on the whole default evaluation set (never the
+calibration texts), with the dense perplexity and the evaluation record's token digest:
+
+    .venv/bin/python benchmarks/bench_compression.py --sweep --methods wanda,activation \
+        --sparsities 0.2 --compensations none,bias,reconstruct
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from neuronscope.config import EMBEDDED_MODEL_NAME, Settings
 from neuronscope.modeling.manager import ModelManager
 from neuronscope.resources.texts import builtin_texts
 from neuronscope.services.compression import CompressionService
+from neuronscope.services.evaluation_set import evaluation_set
 from neuronscope.services.samples import SampleService
 
 SPARSITIES = (0.1, 0.2, 0.3)
@@ -64,6 +72,33 @@ def folder_bytes(folder: Path) -> int:
     return sum(path.stat().st_size for path in folder.iterdir() if path.is_file())
 
 
+def _names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def sweep_table(service: CompressionService, args: argparse.Namespace, started: float) -> None:
+    """One sweep, printed as a markdown table with the per-row time."""
+    methods, compensations = _names(args.methods), _names(args.compensations)
+    sparsities = [float(value) for value in _names(args.sparsities)]
+
+    def progress(fraction: float, step: str) -> None:
+        if step.startswith("evaluated") and fraction == 1.0:
+            print(f"  [{time.perf_counter() - started:6.0f} s] {step}", flush=True)
+
+    result = service.sweep(methods=methods, sparsities=sparsities, compensations=compensations, progress=progress)
+    record = result["evaluation"]
+    print(f"model {result['model_name']}; evaluation {record['corpus']}:{record['split']}, {record['texts']} texts, "
+          f"{record['tokens']} tokens, sha256 {record['sha256'][:16]}..., {record['dtype']}, torch {record['torch']}, "
+          f"transformers {record['transformers']}; calibration {result['calibration']}")
+    print(f"dense perplexity {result['dense_perplexity']:.3f}\n")
+    print("| method | removed | compensation | perplexity | ratio | parameters after |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for row in result["rows"]:
+        print(f"| {row['method']} | {row['sparsity']:.0%} | {row['compensation']} | {row['perplexity']:.3f} "
+              f"| x{row['ratio']:.3f} | {row['parameters_after']:,} |")
+    print(f"\ntotal {time.perf_counter() - started:.0f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--eval-texts", type=int, default=12, help="first N texts of the built-in evaluation set")
@@ -71,6 +106,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=9, help="alternating forward timings per sparsity")
     parser.add_argument("--methods", default=",".join(SCORE_METHODS), help="comma-separated scoring methods")
     parser.add_argument("--data-dir", default=None, help="data directory (default: NEURONSCOPE_DATA_DIR or data/)")
+    parser.add_argument("--sweep", action="store_true", help="print the sweep table instead")
+    parser.add_argument("--sparsities", default="0.1,0.2,0.3,0.4", help="comma-separated (with --sweep)")
+    parser.add_argument("--compensations", default="none,bias,reconstruct", help="comma-separated (with --sweep)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -80,10 +118,13 @@ def main() -> None:
     settings = Settings.from_env(model=EMBEDDED_MODEL_NAME, offline=True, **overrides)
     manager = ModelManager(settings)
     service = CompressionService(settings, manager, SampleService(settings))
+    if args.sweep:
+        sweep_table(service, args, started)
+        return
     with manager.use() as lm:
         full = lm.model
         evaluation = [lm.tokenizer(t, return_tensors="pt")["input_ids"][0] for t in builtin_texts("evaluation")[: args.eval_texts]]
-        calibration, _ = service.calibration(lm, None, False)
+        calibration, _ = service.calibration(lm, None, False, evaluation=evaluation_set())
         print(f"model {lm.name}: {lm.adapter.n_layers} layers x {lm.adapter.d_mlp(0)} MLP neurons, "
               f"{parameter_count(full):,} parameters; torch threads {torch.get_num_threads()}")
         print(f"evaluation: first {len(evaluation)} built-in evaluation texts, "

@@ -26,6 +26,9 @@ def plan(svc: Services, r: req.Plan, progress: ProgressFn = no_progress) -> dict
         seed=r.seed,
         texts=r.texts,
         use_samples=r.use_samples,
+        compensation=r.compensation,
+        estimate=r.estimate,
+        allow_overlap=r.allow_overlap,
         progress=progress,
     )
 
@@ -40,5 +43,25 @@ def apply(svc: Services, r: req.Apply, progress: ProgressFn = no_progress) -> di
         texts=r.texts,
         use_samples=r.use_samples,
         evaluate=r.evaluate,
+        compensation=r.chosen_compensation,
+        calibration_texts=r.calibration_texts,
+        allow_overlap=r.allow_overlap,
+        max_perplexity_ratio=r.max_perplexity_ratio,
+        recovery=r.recovery,
+        progress=progress,
+    )
+
+
+@route(bp, "POST", "pruning/sweep", req.Sweep, cacheable=True, supports_async=True)
+def sweep(svc: Services, r: req.Sweep, progress: ProgressFn = no_progress) -> dict:
+    return svc.compression.sweep(
+        methods=r.methods,
+        sparsities=r.sparsities,
+        compensations=r.compensations,
+        scope=r.scope,
+        seed=r.seed,
+        texts=r.texts,
+        use_samples=r.use_samples,
+        allow_overlap=r.allow_overlap,
         progress=progress,
     )

@@ -7,10 +7,13 @@ define them, and tests/api/test_request_schemas.py ties each type to docs/openap
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar, Sequence
 
 from neuronscope.analysis.attribution import ATTRIBUTION_PROBES
+from neuronscope.analysis.compensation import COMPENSATIONS
+from neuronscope.analysis.recovery import Recovery
 from neuronscope.analysis.pruning_plan import SCOPES
 from neuronscope.api.fields import (
     Request,
@@ -24,15 +27,15 @@ from neuronscope.api.fields import (
     text,
 )
 from neuronscope.api.fields import texts as text_list
-from neuronscope.api.params import MAX_INT, get_int, get_int_list, get_list, get_str
+from neuronscope.api.params import MAX_INT, get_float, get_int, get_int_list, get_list, get_str
 from neuronscope.config import Settings
 from neuronscope.errors import BadRequest
 from neuronscope.jobs.job import CANCELLED, DONE, FAILED, QUEUED, RUNNING
 from neuronscope.modeling import registry
-from neuronscope.resources.texts import builtin_texts
 from neuronscope.services.compression import CALIBRATED_METHODS, MAX_SPARSITY, METHODS
 from neuronscope.services.corpora import DEFAULT_CORPUS
 from neuronscope.services.pruning import ABLATION_KINDS, EXPORT_FILES, IMPORTANCE_METHODS, SCORE_METHODS
+from neuronscope.services.evaluation_set import calibration_set, evaluation_set
 from neuronscope.services.validation import token_count
 
 MAX_LAYERS = 1024
@@ -43,7 +46,12 @@ SEARCH_TEXT_K = 50
 MAX_NAME_CHARS = registry.MAX_NAME_CHARS
 JOB_STATUSES = (QUEUED, RUNNING, DONE, FAILED, CANCELLED)
 TAYLOR_PASSES = 3
+RECOVERY_PASSES = 4
+"""Forward-pass equivalents per token of a recovery step: the teacher's forward, the student's forward and backward."""
 """Forward-pass equivalents per token of a gradient (Taylor / attribution) pass: forward + backward."""
+
+DEFAULT_SETS = {"evaluation": evaluation_set, "calibration": calibration_set}
+"""The default text set of each role (what a request without texts reads)."""
 
 NeuronGroups = dict[int, tuple[int, ...]]
 NEURON_GROUPS_SCHEMA = {"$ref": "#/components/schemas/NeuronGroups"}
@@ -92,7 +100,7 @@ class TextSource(Request):
     def chosen_texts(self, svc: Any, builtin: str) -> Sequence[str]:
         if self.texts is not None:
             return self.texts
-        return svc.samples.list()[: svc.settings.max_texts] if self.use_samples else builtin_texts(builtin)
+        return svc.samples.list()[: svc.settings.max_texts] if self.use_samples else DEFAULT_SETS[builtin]().texts
 
 
 # -- models and samples --------------------------------------------------------------------
@@ -277,12 +285,107 @@ class Plan(TextSource):
     method: str = choice(METHODS)
     scope: str = choice(SCOPES, default="layer")
     seed: int = integer(default=0, minimum=0, maximum=MAX_INT)
+    compensation: str = choice(COMPENSATIONS, default="none")
+    estimate: bool = boolean(default=False)
+    allow_overlap: bool = boolean(default=False)
 
     def forward_tokens(self, lm: Any, svc: Any) -> int:
-        if self.method not in CALIBRATED_METHODS:
-            return 0
-        passes = TAYLOR_PASSES if self.method == "taylor" else 1
-        return passes * _tokens(lm, self.chosen_texts(svc, "calibration"))
+        calibrated = self.method in CALIBRATED_METHODS
+        passes = (TAYLOR_PASSES if self.method == "taylor" else 1) if calibrated else 0
+        passes += compensation_passes(self.compensation, lm)
+        evaluation = 2 * _tokens(lm, evaluation_set().texts) if self.estimate else 0
+        return passes * _tokens(lm, self.chosen_texts(svc, "calibration")) + evaluation
+
+
+def compensation_passes(compensation: str, lm: Any) -> int:
+    """Forward passes over the calibration texts a compensation makes: bias one, reconstruct one per layer more."""
+    return {"none": 0, "bias": 1, "reconstruct": 1 + lm.adapter.n_layers}[compensation]
+
+
+MAX_SWEEP_SPARSITIES = 20
+MAX_RECOVERY_STEPS = 10_000
+
+
+def _read_recovery(source: dict, key: str, settings: Settings) -> Recovery:
+    value = source[key]
+    if not isinstance(value, dict):
+        raise BadRequest("'recovery' must be an object with 'steps', 'learning_rate' and 'tokens_per_step'")
+    unknown = set(value) - {"steps", "learning_rate", "tokens_per_step", "seed"}
+    if unknown:
+        raise BadRequest(f"'recovery' has unknown fields: {', '.join(sorted(unknown))}")
+    return Recovery(
+        steps=get_int(value, "steps", minimum=1, maximum=MAX_RECOVERY_STEPS),
+        learning_rate=get_float(value, "learning_rate", minimum=1e-12, maximum=1.0),
+        tokens_per_step=get_int(value, "tokens_per_step", minimum=2, maximum=settings.max_input_tokens),
+        seed=get_int(value, "seed", 0, minimum=0, maximum=MAX_INT),
+    )
+
+
+RECOVERY_SCHEMA = {
+    "type": "object",
+    "required": ["steps", "learning_rate", "tokens_per_step"],
+    "properties": {
+        "steps": {"type": "integer", "minimum": 1, "maximum": MAX_RECOVERY_STEPS},
+        "learning_rate": {"type": "number", "minimum": 1e-12, "maximum": 1.0},
+        "tokens_per_step": {"type": "integer", "minimum": 2},
+        "seed": {"type": "integer", "minimum": 0, "maximum": MAX_INT},
+    },
+}
+
+
+def _read_choices(options: Sequence[str]):
+    def read(source: dict, key: str, settings: Settings) -> tuple[str, ...]:
+        values = get_list(source, key, max_items=len(options))
+        for i, value in enumerate(values):
+            if value not in options:
+                raise BadRequest(f"'{key}[{i}]' must be one of {', '.join(options)}; got {value!r}")
+        if len(set(values)) != len(values):
+            raise BadRequest(f"'{key}' must not repeat values")
+        return tuple(values)
+
+    return read
+
+
+def _read_sparsities(source: dict, key: str, settings: Settings) -> tuple[float, ...]:
+    values = get_list(source, key, max_items=MAX_SWEEP_SPARSITIES)
+    for i, value in enumerate(values):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_SPARSITY:
+            raise BadRequest(f"'{key}[{i}]' must be a number in [0, {MAX_SPARSITY}]")
+    if len(set(values)) != len(values):
+        raise BadRequest(f"'{key}' must not repeat values")
+    return tuple(float(value) for value in values)
+
+
+def _choices_schema(options: Sequence[str]) -> dict:
+    return {"type": "array", "minItems": 1, "uniqueItems": True, "items": {"type": "string", "enum": list(options)}}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Sweep(TextSource):
+    """Every ``methods`` x ``sparsities`` x ``compensations`` plan, measured; ``texts`` calibrate."""
+
+    methods: tuple[str, ...] = custom(_read_choices(METHODS), _choices_schema(METHODS), dump=list)
+    sparsities: tuple[float, ...] = custom(
+        _read_sparsities,
+        {
+            "type": "array", "minItems": 1, "maxItems": MAX_SWEEP_SPARSITIES, "uniqueItems": True,
+            "items": {"type": "number", "minimum": 0.0, "maximum": MAX_SPARSITY},
+        },
+        dump=list,
+    )
+    compensations: tuple[str, ...] = custom(
+        _read_choices(COMPENSATIONS), _choices_schema(COMPENSATIONS), default=("none",), dump=list
+    )
+    scope: str = choice(SCOPES, default="layer")
+    seed: int = integer(default=0, minimum=0, maximum=MAX_INT)
+    allow_overlap: bool = boolean(default=False)
+
+    def forward_tokens(self, lm: Any, svc: Any) -> int:
+        rows = len(self.methods) * len(self.sparsities) * len(self.compensations)
+        passes = sum(TAYLOR_PASSES if m == "taylor" else m in CALIBRATED_METHODS for m in self.methods)
+        passes += sum(compensation_passes(c, lm) for c in self.compensations) * len(self.sparsities) * len(self.methods)
+        evaluation = (rows + 1) * _tokens(lm, evaluation_set().texts)
+        return passes * _tokens(lm, self.chosen_texts(svc, "calibration")) + evaluation
 
 
 def _read_output_name(source: dict, key: str, settings: Settings) -> str:
@@ -330,11 +433,26 @@ class Apply(TextSource):
     plan: SubmittedPlan | None = custom(_read_plan, PLAN_SCHEMA, default=None, dump=lambda plan: plan.info)
     neurons: NeuronGroups | None = custom(read_neuron_groups, NEURON_GROUPS_SCHEMA, default=None, dump=dump_neuron_groups)
     evaluate: bool = boolean(default=True)
+    compensation: str | None = choice(COMPENSATIONS, default=None)
+    calibration_texts: tuple[str, ...] | None = text_list(default=None, max_items="max_texts")
+    allow_overlap: bool = boolean(default=False)
+    max_perplexity_ratio: float | None = number(default=None, minimum=0.0)
+    recovery: Recovery | None = custom(_read_recovery, RECOVERY_SCHEMA, default=None, dump=dataclasses.asdict)
 
     def check(self, settings: Settings) -> None:
         if (self.plan is None) == (self.neurons is None):
             raise BadRequest("give exactly one of 'plan' (an object returned by /api/pruning/plan) or 'neurons'")
+        if self.max_perplexity_ratio is not None and not self.evaluate:
+            raise BadRequest("'max_perplexity_ratio' needs the evaluation: leave 'evaluate' true")
         super().check(settings)
+
+    @property
+    def chosen_compensation(self) -> str:
+        """The compensation given, else the plan's (so applying a plan does what it estimated), else none."""
+        if self.compensation is not None:
+            return self.compensation
+        planned = self.plan.info.get("compensation") if self.plan is not None else None
+        return planned if planned in COMPENSATIONS else "none"
 
     @property
     def removed(self) -> NeuronGroups:
@@ -342,7 +460,10 @@ class Apply(TextSource):
         return self.plan.neurons if self.plan is not None else self.neurons
 
     def forward_tokens(self, lm: Any, svc: Any) -> int:
-        return 2 * _tokens(lm, self.chosen_texts(svc, "evaluation")) if self.evaluate else 0
+        evaluation = 2 * _tokens(lm, self.chosen_texts(svc, "evaluation")) if self.evaluate else 0
+        calibration = self.calibration_texts or calibration_set().texts
+        recovery = RECOVERY_PASSES * self.recovery.steps * self.recovery.tokens_per_step if self.recovery else 0
+        return evaluation + compensation_passes(self.chosen_compensation, lm) * _tokens(lm, calibration) + recovery
 
 
 # -- activations, clusters, queries --------------------------------------------------------

@@ -7,22 +7,34 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 import torch
+from torch import nn
 
 from neuronscope.analysis.evaluation import LossReport, next_token_loss
 from neuronscope.analysis.progress import ProgressFn, no_progress, scaled
 from neuronscope.analysis.calibration import Calibration
 from neuronscope.analysis.pruning_plan import select_neurons
+from neuronscope.analysis.recovery import Recovery, recover
 from neuronscope.analysis.scores import CALIBRATED_METHODS, SCORE_METHODS, SCORERS
-from neuronscope.analysis.surgery import parameter_count, parameters_per_neuron, pruned_copy
+from neuronscope.analysis.compensation import compensate, dense_layers
+from neuronscope.analysis.surgery import kept_neurons, parameter_count, parameters_per_neuron, pruned_copy
 from neuronscope.config import Settings
 from neuronscope.errors import BadRequest, Conflict
 from neuronscope.modeling.adapters import adapter_for
 from neuronscope.modeling.manager import LoadedModel, ModelManager, release_memory
-from neuronscope.resources.texts import builtin_texts
 from neuronscope.services.calibration import calibration, neuron_scores, pad_id, token_pieces
+from neuronscope.services.evaluation_set import (
+    Evaluation,
+    TextSet,
+    calibration_set,
+    check_overlap,
+    evaluation_record,
+    evaluation_set,
+    token_digest,
+)
 from neuronscope.services.samples import SampleService
 from neuronscope.services.validation import check_layer, check_neurons, encode_texts, token_limit
-from neuronscope.storage.files import atomic_write_json
+from neuronscope.services.model_card import model_card
+from neuronscope.storage.files import atomic_write_bytes, atomic_write_json
 from neuronscope.storage.folders import staged_folder
 from neuronscope.storage.quota import StorageQuota
 from neuronscope.timestamps import utc_now
@@ -30,7 +42,10 @@ from neuronscope.timestamps import utc_now
 METHODS = SCORE_METHODS
 MAX_SPARSITY = 0.95
 PRUNING_RECORD = "neuronscope_pruning.json"
-PLAN_FIELDS = ("method", "scope", "sparsity", "seed")
+MODEL_CARD = "README.md"
+PLAN_FIELDS = ("method", "scope", "sparsity", "seed", "compensation")
+LARGE_LOSS_RATIO = 1.5
+BROKEN_RATIO = 10.0
 
 
 class CompressionService:
@@ -42,42 +57,53 @@ class CompressionService:
 
     # -- texts ---------------------------------------------------------------------------------
 
-    def _texts(
-        self, lm: LoadedModel, texts: Sequence[str] | None, use_samples: bool, builtin: str
-    ) -> tuple[list[str] | None, str]:
-        """The given texts, the stored samples that fit the token limit, or ``None`` for the built-in
-        set ``builtin``; and their source name (the request has checked that not both are given)."""
+    def _texts(self, lm: LoadedModel, texts: Sequence[str] | None, use_samples: bool, default: TextSet) -> TextSet:
+        """The given texts, the stored samples that fit the token limit, or the ``default`` set
+        (the request has checked that not both are given)."""
         if texts is not None:
-            return list(texts), "texts"
+            return TextSet("texts", None, tuple(texts))
         if use_samples:
             limit, _ = token_limit(lm, self.settings.max_input_tokens)
-            return self.samples.fitting(lm, limit)[: self.settings.max_texts], "samples"
-        return None, f"builtin:{builtin}"
+            return TextSet("samples", None, tuple(self.samples.fitting(lm, limit)[: self.settings.max_texts]))
+        return default
 
-    def sequences(
-        self, lm: LoadedModel, texts: Sequence[str] | None, use_samples: bool, builtin: str
-    ) -> tuple[list[torch.Tensor], str]:
-        """1-D token id sequences to evaluate on and where the texts came from (``texts``, ``samples``, ``builtin``).
+    def evaluation_texts(self, lm: LoadedModel, texts: Sequence[str] | None = None, use_samples: bool = False) -> TextSet:
+        """The texts a perplexity is measured on: the given ones, the stored samples, or :func:`evaluation_set`."""
+        return self._texts(lm, texts, use_samples, evaluation_set())
 
-        Given texts must fit the token limit (400 otherwise); stored samples that do not are skipped;
-        built-in texts are cut into pieces that fit it, so short-context models can use them too.
+    def sequences(self, lm: LoadedModel, chosen: TextSet) -> Evaluation:
+        """``chosen`` as 1-D token id sequences to evaluate on, with their ``evaluation`` record.
+
+        Given texts must fit the token limit (400 otherwise); stored samples that do not were skipped;
+        a named set's texts are cut into pieces that fit it, so short-context models can use them too.
         """
         limit, _ = token_limit(lm, self.settings.max_input_tokens)
-        chosen, source = self._texts(lm, texts, use_samples, builtin)
-        if chosen is not None:
-            sequences = [ids[0] for ids in encode_texts(lm, chosen, limit)]
+        if chosen.split is None:
+            sequences = [ids[0] for ids in encode_texts(lm, list(chosen.texts), limit)]
         else:
-            sequences = [piece for text in builtin_texts(builtin) for piece in token_pieces(lm, text, limit) if len(piece) >= 2]
+            sequences = [piece for text in chosen.texts for piece in token_pieces(lm, text, limit) if len(piece) >= 2]
         if sum(len(seq) - 1 for seq in sequences) < 1:
             raise BadRequest("the texts are too short: at least one text needs two tokens")
-        return sequences, source
+        record = evaluation_record(
+            sequences, corpus=chosen.corpus, split=chosen.split, texts=len(chosen.texts), max_length=limit, dtype=lm.model.dtype
+        )
+        return Evaluation(sequences, record)
 
     def calibration(
-        self, lm: LoadedModel, texts: Sequence[str] | None, use_samples: bool, seed: int = 0
+        self,
+        lm: LoadedModel,
+        texts: Sequence[str] | None,
+        use_samples: bool,
+        seed: int = 0,
+        *,
+        evaluation: TextSet,
+        allow_overlap: bool = False,
     ) -> tuple[Calibration, str]:
-        """The calibration of a plan (the rule of ``services/calibration.py``) and its texts' source."""
-        chosen, source = self._texts(lm, texts, use_samples, "calibration")
-        return calibration(lm, builtin_texts("calibration") if chosen is None else chosen, self.settings.max_input_tokens, seed), source
+        """The calibration of a plan (the rule of ``services/calibration.py``) and its texts' source;
+        400 when its texts overlap the ``evaluation`` texts, unless ``allow_overlap``."""
+        chosen = self._texts(lm, texts, use_samples, calibration_set())
+        check_overlap(chosen.texts, evaluation.texts, allow_overlap)
+        return calibration(lm, chosen.texts, self.settings.max_input_tokens, seed), chosen.source
 
     def loss(
         self, lm: LoadedModel, model, sequences, progress: ProgressFn = no_progress, ablate=None
@@ -114,6 +140,83 @@ class CompressionService:
             for layer in range(lm.adapter.n_layers)
         ]
 
+    # -- pruned copies and their quality -------------------------------------------------------
+
+    def dense_loss(self, lm: LoadedModel, measured: Evaluation, progress: ProgressFn = no_progress) -> LossReport:
+        """The loaded model's loss on ``measured``, memoized per token ids."""
+        key = ("dense_loss", measured.record["sha256"], measured.record["batch_tokens"])
+        return lm.memo.get(key, lambda: self.loss(lm, lm.model, measured.sequences, progress))
+
+    def compressed(
+        self,
+        lm: LoadedModel,
+        removed: Mapping[int, Sequence[int]],
+        compensation: str,
+        inputs: Calibration,
+        progress: ProgressFn = no_progress,
+    ) -> tuple[nn.Module, list[dict]]:
+        """A copy of the loaded model with ``removed`` gone and ``compensation`` applied (from the
+        calibration ``inputs``), and the per-layer compensation report; the served model is not touched."""
+        if compensation != "none" and not lm.adapter.supports_output_bias():
+            raise BadRequest(
+                f"compensation {compensation!r} needs an MLP output bias, which {lm.config.model_type!r} "
+                "models cannot have and still load with stock transformers; use 'none'"
+            )
+        pruned = pruned_copy(lm.model, removed)
+        if compensation == "none":
+            return pruned, []
+        try:
+            with_outputs = compensation == "reconstruct"
+            layers = lm.memo.get(
+                ("dense_layers", inputs.digest(), with_outputs),
+                lambda: dense_layers(lm.adapter, inputs.sequences, range(lm.adapter.n_layers), with_outputs),
+            )
+            kept = {layer: kept_neurons(lm.adapter.d_mlp(layer), neurons) for layer, neurons in removed.items()}
+            report = compensate(
+                lm.adapter, adapter_for(pruned), removed, kept, compensation, inputs.sequences, layers, progress
+            )
+        except BaseException:
+            del pruned
+            release_memory()
+            raise
+        return pruned, report
+
+    def quality(
+        self,
+        lm: LoadedModel,
+        removed: Mapping[int, Sequence[int]],
+        compensation: str,
+        inputs: Calibration,
+        measured: Evaluation,
+        progress: ProgressFn = no_progress,
+    ) -> dict:
+        """Perplexity before and after removing ``removed`` with ``compensation``, measured on a
+        temporary copy (nothing written): the plan's estimate and the sweep's row."""
+        before = self.dense_loss(lm, measured, scaled(progress, 0.0, 0.3))
+        pruned, report = self.compressed(lm, removed, compensation, inputs, scaled(progress, 0.3, 0.5))
+        try:
+            after = self.loss(lm, pruned, measured.sequences, scaled(progress, 0.5, 1.0))
+        finally:
+            del pruned
+            release_memory()
+        return {
+            "perplexity_before": before.perplexity,
+            "perplexity_after": after.perplexity,
+            "ratio": after.perplexity / before.perplexity,
+            "evaluation": measured.record,
+            "compensation_layers": report,
+        }
+
+    def _plan_calibration(
+        self, lm: LoadedModel, needed: bool, texts, use_samples: bool, seed: int, allow_overlap: bool
+    ) -> tuple[Calibration, dict | None]:
+        """The calibration a plan or sweep reads when ``needed`` (scores of calibrated methods,
+        compensation), and its description (``None`` when not needed)."""
+        if not needed:
+            return Calibration(seed=seed), None
+        inputs, source = self.calibration(lm, texts, use_samples, seed, evaluation=evaluation_set(), allow_overlap=allow_overlap)
+        return inputs, {"text_source": source, "texts": len(inputs.sequences), "tokens": inputs.tokens, "sha256": token_digest(inputs.sequences)}
+
     # -- endpoints -----------------------------------------------------------------------------
 
     def evaluate(
@@ -127,12 +230,14 @@ class CompressionService:
         """Perplexity, mean next-token loss and tokens counted, optionally with neurons ablated."""
         with self.manager.use() as lm:
             removed = self._check_groups(lm, ablate or {}, keep_one=False)
-            sequences, source = self.sequences(lm, texts, use_samples, "evaluation")
-            report = self.loss(lm, lm.model, sequences, progress, ablate=removed)
+            chosen = self.evaluation_texts(lm, texts, use_samples)
+            measured = self.sequences(lm, chosen)
+            report = self.loss(lm, lm.model, measured.sequences, progress, ablate=removed)
             return {
                 "model_name": lm.name,
                 **report.as_dict(),
-                "text_source": source,
+                "text_source": chosen.source,
+                "evaluation": measured.record,
                 "ablated_neurons": sum(len(neurons) for neurons in removed.values()),
             }
 
@@ -145,19 +250,25 @@ class CompressionService:
         texts: Sequence[str] | None = None,
         use_samples: bool = False,
         seed: int = 0,
+        compensation: str = "none",
+        estimate: bool = False,
+        allow_overlap: bool = False,
         progress: ProgressFn = no_progress,
     ) -> dict:
         """The neurons to remove for ``sparsity`` of the MLP neurons, chosen by ``method`` within ``scope``
-        (the request has checked the values: :class:`neuronscope.api.requests.Plan`)."""
+        (the request has checked the values: :class:`neuronscope.api.requests.Plan`); with ``estimate``,
+        the perplexity after removing them with ``compensation``, measured on a temporary copy."""
         with self.manager.use() as lm:
-            inputs, described = Calibration(seed=seed), None
-            if method in CALIBRATED_METHODS:
-                inputs, source = self.calibration(lm, texts, use_samples, seed)
-                described = {"text_source": source, "texts": len(inputs.sequences), "tokens": inputs.tokens}
-            scores = neuron_scores(lm, method, inputs, scaled(progress, 0.0, 0.95))
+            needed = method in CALIBRATED_METHODS or compensation != "none"
+            inputs, described = self._plan_calibration(lm, needed, texts, use_samples, seed, allow_overlap)
+            scores = neuron_scores(lm, method, inputs, scaled(progress, 0.0, 0.5 if estimate else 0.95))
             removed = select_neurons(scores, sparsity, scope)
             total = sum(lm.adapter.d_mlp(layer) for layer in range(lm.adapter.n_layers))
             count = sum(len(neurons) for neurons in removed.values())
+            estimated = None
+            if estimate:
+                measured = self.sequences(lm, evaluation_set())
+                estimated = self.quality(lm, removed, compensation, inputs, measured, scaled(progress, 0.5, 1.0))
             progress(1.0, "plan ready")
             return {
                 "model_name": lm.name,
@@ -165,6 +276,7 @@ class CompressionService:
                 "scope": scope,
                 "sparsity": sparsity,
                 "seed": seed if SCORERS[method].seeded else None,
+                "compensation": compensation,
                 "calibration": described,
                 "total_neurons": total,
                 "removed_neurons": count,
@@ -172,6 +284,8 @@ class CompressionService:
                 "layers": self._layers(lm, removed),
                 "parameters": self._parameter_change(lm, removed),
                 "neurons": [{"layer_index": layer, "neuron_indices": neurons} for layer, neurons in removed.items()],
+                "estimate": estimated,
+                "warnings": quality_warnings(estimated["ratio"]) if estimated else [],
             }
 
     def apply(
@@ -184,29 +298,54 @@ class CompressionService:
         texts: Sequence[str] | None = None,
         use_samples: bool = False,
         evaluate: bool = True,
+        compensation: str = "none",
+        calibration_texts: Sequence[str] | None = None,
+        allow_overlap: bool = False,
+        max_perplexity_ratio: float | None = None,
+        recovery: Recovery | None = None,
         progress: ProgressFn = no_progress,
     ) -> dict:
-        """Remove ``neurons`` from a copy of the loaded model and save it as ``output_name``.
+        """Remove ``neurons`` from a copy of the loaded model, compensate, and save it as ``output_name``.
 
         The served model is never modified: the neurons are removed from a deep copy, which is
         saved to ``<models dir>/<output_name>/`` through a staged folder and then dropped.
         ``output_name`` is a plain new name (checked by :class:`neuronscope.api.requests.Apply`).
+        With ``max_perplexity_ratio``, a copy whose measured ratio exceeds it is not saved (409).
         """
         target = self.settings.resolved_models_dir / output_name
         with self.manager.use() as lm:
             removed = self._check_apply(lm, target, plan_model, neurons)
             self.quota.check_room_for_model(lm.parameter_bytes())
-            sequences, source = self.sequences(lm, texts, use_samples, "evaluation") if evaluate else ([], None)
-            before = self.loss(lm, lm.model, sequences, scaled(progress, 0.0, 0.4)) if evaluate else None
-            pruned = pruned_copy(lm.model, removed)
+            chosen = self.evaluation_texts(lm, texts, use_samples)
+            inputs = Calibration()
+            if compensation != "none" or recovery is not None:
+                inputs, _ = self.calibration(lm, calibration_texts, False, evaluation=chosen, allow_overlap=allow_overlap)
+            measured = self.sequences(lm, chosen) if evaluate else Evaluation([], {})
+            before = self.dense_loss(lm, measured, scaled(progress, 0.0, 0.4)) if evaluate else None
+            pruned, report = self.compressed(lm, removed, compensation, inputs, scaled(progress, 0.4, 0.45))
             try:
-                after = self.loss(lm, pruned, sequences, scaled(progress, 0.45, 0.85)) if evaluate else None
+                recovered = None
+                if recovery is not None:
+                    limit, _ = token_limit(lm, self.settings.max_input_tokens)
+                    recovered = recover(pruned, lm.model, inputs.sequences, recovery, limit, scaled(progress, 0.45, 0.7))
+                after = self.loss(lm, pruned, measured.sequences, scaled(progress, 0.7, 0.85)) if evaluate else None
+                ratio = after.perplexity / before.perplexity if evaluate else None
+                if max_perplexity_ratio is not None and ratio > max_perplexity_ratio:
+                    raise Conflict(
+                        f"removing these neurons multiplies perplexity by {ratio:.3g}, over max_perplexity_ratio "
+                        f"{max_perplexity_ratio:g}; nothing was saved"
+                    )
                 sizes = _mlp_sizes(pruned)
+                parameters = _parameter_counts(lm.model, pruned)
+                evaluation = {
+                    **measured.record, "text_source": chosen.source, "before": before.as_dict(), "after": after.as_dict()
+                } if evaluate else None
+                record = _record(lm, plan_info, removed, sizes, compensation, recovered, parameters, evaluation)
                 with staged_folder(target) as staging:
                     pruned.save_pretrained(staging)
                     lm.tokenizer.save_pretrained(staging)
-                    atomic_write_json(staging / PRUNING_RECORD, _record(lm.name, plan_info, removed, sizes), indent=1)
-                parameters = _parameter_counts(lm.model, pruned)
+                    atomic_write_json(staging / PRUNING_RECORD, record, indent=1)
+                    atomic_write_bytes(staging / MODEL_CARD, model_card(output_name, record).encode("utf-8"))
                 progress(1.0, f"saved {output_name}")
             finally:
                 del pruned
@@ -222,11 +361,63 @@ class CompressionService:
             "loads_with_transformers": len(set(sizes)) == 1,
             "parameters": parameters,
             "files": _folder_sizes(target),
-            "evaluation": {"text_source": source, "before": before.as_dict(), "after": after.as_dict()} if evaluate else None,
+            "compensation": compensation,
+            "compensation_layers": report,
+            "recovery": recovered,
+            "evaluation": evaluation,
             "perplexity_before": before.perplexity if evaluate else None,
             "perplexity_after": after.perplexity if evaluate else None,
+            "ratio": ratio,
+            "warnings": quality_warnings(ratio) if evaluate else [],
             "switch_with": {"endpoint": "POST /api/models/switch", "body": {"model_name": output_name}},
         }
+
+    def sweep(
+        self,
+        *,
+        methods: Sequence[str],
+        sparsities: Sequence[float],
+        compensations: Sequence[str] = ("none",),
+        scope: str = "layer",
+        seed: int = 0,
+        texts: Sequence[str] | None = None,
+        use_samples: bool = False,
+        allow_overlap: bool = False,
+        progress: ProgressFn = no_progress,
+    ) -> dict:
+        """The perplexity of every plan ``method`` x ``sparsity`` x ``compensation`` on the default
+        evaluation set (each row is what :meth:`plan` with ``estimate`` answers for it)."""
+        with self.manager.use() as lm:
+            needed = any(m in CALIBRATED_METHODS for m in methods) or any(c != "none" for c in compensations)
+            inputs, described = self._plan_calibration(lm, needed, texts, use_samples, seed, allow_overlap)
+            measured = self.sequences(lm, evaluation_set())
+            dense = self.dense_loss(lm, measured, scaled(progress, 0.0, 0.05))
+            total, rows = len(methods) * len(sparsities) * len(compensations), []
+            for method in methods:
+                scores = neuron_scores(lm, method, inputs)
+                for sparsity in sparsities:
+                    removed = select_neurons(scores, sparsity, scope)
+                    for compensation in compensations:
+                        step = scaled(progress, 0.05 + 0.95 * len(rows) / total, 0.05 + 0.95 * (len(rows) + 1) / total)
+                        quality = self.quality(lm, removed, compensation, inputs, measured, step)
+                        rows.append({
+                            "method": method,
+                            "sparsity": sparsity,
+                            "compensation": compensation,
+                            "perplexity": quality["perplexity_after"],
+                            "ratio": quality["ratio"],
+                            "parameters_after": self._parameter_change(lm, removed)["after"],
+                        })
+            progress(1.0, f"swept {total} plans")
+            return {
+                "model_name": lm.name,
+                "scope": scope,
+                "seed": seed,
+                "calibration": described,
+                "dense_perplexity": dense.perplexity,
+                "evaluation": measured.record,
+                "rows": rows,
+            }
 
     def _check_apply(
         self, lm: LoadedModel, target: Path, plan_model: str | None, neurons: Mapping[int, Sequence[int]]
@@ -258,17 +449,44 @@ def _parameter_counts(full, pruned) -> dict:
     return {"before": before, "after": after, "removed": before - after, "reduction": (before - after) / before}
 
 
-def _record(source_model: str, plan: Mapping | None, removed: Mapping[int, list[int]], sizes: list[int]) -> dict:
-    """What ``neuronscope_pruning.json`` keeps: provenance, the plan's settings, the removed neurons."""
+def quality_warnings(ratio: float) -> list[str]:
+    """What a perplexity ratio means for a user: nothing, a large loss of quality, a broken model."""
+    if ratio > BROKEN_RATIO:
+        return [f"this plan breaks the model: perplexity x{ratio:.3g} (over x{BROKEN_RATIO:g})"]
+    if ratio > LARGE_LOSS_RATIO:
+        return [f"large loss of quality: perplexity x{ratio:.3g} (over x{LARGE_LOSS_RATIO:g})"]
+    return []
+
+
+def _record(
+    lm: LoadedModel,
+    plan: Mapping | None,
+    removed: Mapping[int, list[int]],
+    sizes: list[int],
+    compensation: str,
+    recovered: dict | None,
+    parameters: dict,
+    evaluation: dict | None,
+) -> dict:
+    """What ``neuronscope_pruning.json`` keeps: provenance, the plan's settings, the removed neurons,
+    the kept neurons' original indices per layer, compensation, parameters and the evaluation."""
     summary = None
     if plan:
         summary = {key: plan[key] for key in PLAN_FIELDS if isinstance(plan.get(key), (str, int, float))}
     return {
-        "source_model": source_model,
+        "source_model": lm.name,
         "created_at": utc_now(),
         "plan": summary,
+        "compensation": compensation,
+        "recovery": recovered,
         "removed": [{"layer_index": layer, "neuron_indices": idx} for layer, idx in removed.items()],
+        "kept": [
+            {"layer_index": layer, "original_indices": kept_neurons(lm.adapter.d_mlp(layer), removed.get(layer, ())).tolist()}
+            for layer in range(lm.adapter.n_layers)
+        ],
         "mlp_sizes": sizes,
+        "parameters": parameters,
+        "evaluation": evaluation,
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import psutil
@@ -62,7 +63,18 @@ class ModelService:
             entry = _entry_for_loaded(current)
         if entry is None:
             raise NotFound(f"unknown model {name!r}; GET /api/models lists the known ones")
-        return self._describe(entry, current)
+        return {**self._describe(entry, current), "pruning": self._pruning_record(name)}
+
+    def _pruning_record(self, name: str) -> dict | None:
+        """A model saved by apply: its ``neuronscope_pruning.json`` (provenance, removed neurons, the
+        kept neurons' original indices, compensation, evaluation); ``None`` for any other model."""
+        if registry.local_entry(self.settings.resolved_models_dir, name) is None:
+            return None
+        path = self.settings.resolved_models_dir / name / PRUNING_RECORD
+        try:
+            return json.loads(path.read_text("utf-8"))
+        except (OSError, ValueError):
+            return None
 
     def switch(self, name: str) -> dict:
         """Load ``name`` (registry, local folder or Hub id) and make it the current model."""

@@ -9,7 +9,7 @@ from neuronscope.errors import BadRequest
 from neuronscope.modeling.fingerprint import weights_fingerprint
 from neuronscope.resources.texts import builtin_texts
 from neuronscope.services.calibration import calibration
-from neuronscope.services.validation import token_limit
+from neuronscope.services.evaluation_set import token_digest
 
 LIMIT = 16
 
@@ -52,8 +52,11 @@ def test_compression_plans_calibrate_by_the_same_rule(make_app):
     svc = app.extensions["neuronscope"]
     body = app.test_client().post("/api/pruning/plan", json={"sparsity": 0.25, "method": "wanda"}).get_json()
     with svc.manager.use() as lm:
-        expected = calibration(lm, builtin_texts("calibration"), token_limit(lm, LIMIT)[0])
-    assert body["calibration"] == {"text_source": "builtin:calibration", "texts": len(expected.sequences), "tokens": expected.tokens}
+        expected = calibration(lm, builtin_texts("calibration"), LIMIT)
+    assert body["calibration"] == {
+        "text_source": "builtin:calibration", "texts": len(expected.sequences), "tokens": expected.tokens,
+        "sha256": token_digest(expected.sequences),
+    }
 
 
 def test_scores_are_memoized_per_loaded_model(make_app, monkeypatch):

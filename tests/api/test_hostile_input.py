@@ -26,6 +26,7 @@ VALID_BODIES = {
     "pruning/export": {"type": "impact"},
     "pruning/evaluate": {"texts": TEXTS, "ablate": [{"layer_index": 0, "neuron_indices": [1]}]},
     "pruning/plan": {"sparsity": 0.25, "method": "wanda", "texts": TEXTS, "seed": 3},
+    "pruning/sweep": {"methods": ["magnitude"], "sparsities": [0.25], "compensations": ["none"], "texts": TEXTS},
     "pruning/apply": {"output_name": "pruned-x", "plan": PLAN, "evaluate": False},
     "activations/generate": {"prompt": "Hello world"},
     "activations/corpus": {"texts": TEXTS, "batch_size": 2},

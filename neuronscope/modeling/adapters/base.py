@@ -127,6 +127,28 @@ class ArchitectureAdapter(ABC):
         output = self.mlp_output(layer)
         self._replace(output, sliced_projection(output, keep, "in"))
 
+    def supports_output_bias(self) -> bool:
+        """Whether the MLP output projection has a bias, or can get one that stock transformers reloads."""
+        return getattr(self.mlp_output(0), "bias", None) is not None
+
+    def output_bias(self, layer: int) -> torch.Tensor:
+        """The MLP output projection's bias ``[d_model]`` (a parameter, changed in place by compensation).
+
+        Call only where :meth:`supports_output_bias`; architectures whose projections may lack a
+        bias override :meth:`_add_biases` to create zero biases that their config then declares.
+        """
+        if getattr(self.mlp_output(layer), "bias", None) is None:
+            self._add_biases()
+        return self.mlp_output(layer).bias
+
+    def set_output_weight(self, layer: int, weight: torch.Tensor) -> None:
+        """Overwrite ``layer``'s output projection weight with ``weight`` ``[d_mlp, d_model]``."""
+        with torch.no_grad():
+            weight_in_out(self.mlp_output(layer)).copy_(weight)
+
+    def _add_biases(self) -> None:
+        raise TypeError(f"{self.family} MLP output projections have no bias")
+
     def record_mlp_sizes(self, sizes: Sequence[int]) -> None:
         """Write the per-layer MLP sizes into the config so a saved model rebuilds with them.
 
@@ -145,6 +167,11 @@ class ArchitectureAdapter(ABC):
     def _replace(self, old: nn.Module, new: nn.Module) -> None:
         name = next(name for name, module in self.model.named_modules() if module is old)
         self.model.set_submodule(name, new)
+
+
+def add_zero_bias(module: nn.Module) -> None:
+    """Give ``module`` (an ``nn.Linear`` without one) a zero bias ``[out_features]``."""
+    module.bias = nn.Parameter(torch.zeros(module.out_features, dtype=module.weight.dtype, device=module.weight.device))
 
 
 def recorded_mlp_sizes(config) -> list[int] | None:

@@ -1,8 +1,12 @@
-"""LLaMA-style gated MLPs (LLaMA, Mistral, Qwen2/3): ``model.layers``, act(gate) * up -> down."""
+"""LLaMA-style gated MLPs (LLaMA, Mistral, Qwen2/3): ``model.layers``, act(gate) * up -> down.
+
+Only LLaMA's config has ``mlp_bias`` (biases on all three projections); an output bias for
+compensation turns it on, with zero biases on ``gate_proj`` and ``up_proj``.
+"""
 
 from torch import nn
 
-from neuronscope.modeling.adapters.base import ArchitectureAdapter
+from neuronscope.modeling.adapters.base import ArchitectureAdapter, add_zero_bias
 
 
 class LlamaAdapter(ArchitectureAdapter):
@@ -22,3 +26,15 @@ class LlamaAdapter(ArchitectureAdapter):
 
     def final_norm(self) -> nn.Module:
         return self.model.model.norm
+
+    def supports_output_bias(self) -> bool:
+        return self.model.config.model_type == "llama" or super().supports_output_bias()
+
+    def _add_biases(self) -> None:
+        if self.model.config.model_type != "llama":
+            super()._add_biases()
+        for block in self.blocks():
+            for module in (block.mlp.gate_proj, block.mlp.up_proj, block.mlp.down_proj):
+                if module.bias is None:
+                    add_zero_bias(module)
+        self.model.config.mlp_bias = True

@@ -1,0 +1,150 @@
+"""Compensation after removing MLP neurons: what the removed neurons contributed, put back.
+
+``none``: the neurons are simply gone. ``bias``: each removed neuron's mean contribution over the
+calibration tokens, ``mean(a_n) * W_out[n]``, is added to the output projection's bias (FLAP's
+fluctuation-free baseline, the same as mean-ablating the neuron). ``reconstruct``: the kept rows of
+``W_out`` and the bias are re-fitted by ridge least squares, layer by layer on the pruned model's own
+inputs, to reproduce the dense layer's output; the regulariser is chosen on held-out calibration
+tokens and the fit is used only where it beats ``bias`` there (docs/compression.md has the maths).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import torch
+
+from neuronscope.analysis.forward import run
+from neuronscope.analysis.hooks import captured_activations
+from neuronscope.analysis.progress import ProgressFn, no_progress
+from neuronscope.modeling.adapters import ArchitectureAdapter
+
+COMPENSATIONS = ("none", "bias", "reconstruct")
+RIDGE_SCALES = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
+"""Regularisers tried, as multiples of the mean eigenvalue of the centred activations' Gram matrix."""
+HELD_OUT_EVERY = 4
+"""Every 4th calibration token is held out to choose the regulariser and to compare with ``bias``."""
+
+
+@dataclass(frozen=True)
+class DenseLayer:
+    """A dense layer on the calibration tokens: mean activations ``[d_mlp]`` and, for ``reconstruct``,
+    the output projection's output without its bias ``[tokens, d_model]`` (float64 both)."""
+
+    mean: torch.Tensor
+    output: torch.Tensor | None
+
+
+@torch.no_grad()
+def layer_activations(adapter: ArchitectureAdapter, sequences: Sequence[torch.Tensor], layers: Sequence[int]) -> dict[int, torch.Tensor]:
+    """Activations ``[tokens, d_mlp]`` (float64, every token of every 1-D sequence in order) of ``layers``.
+
+    Each record is ``[1, seq, d_mlp]``, or ``[seq, d_mlp]`` where the architecture flattens (OPT).
+    """
+    with captured_activations(adapter, layers) as records:
+        for seq in sequences:
+            run(adapter.model, seq[None])
+    return {
+        layer: torch.cat([acts.reshape(-1, acts.shape[-1]) for acts in records[layer]]).double().cpu() for layer in layers
+    }
+
+
+@torch.no_grad()
+def dense_layers(
+    adapter: ArchitectureAdapter, sequences: Sequence[torch.Tensor], layers: Sequence[int], with_outputs: bool
+) -> dict[int, DenseLayer]:
+    """:class:`DenseLayer` of each of ``layers`` of the (unpruned) model of ``adapter``."""
+    acts = layer_activations(adapter, sequences, layers)
+    return {
+        layer: DenseLayer(a.mean(dim=0), a @ adapter.w_out(layer).double().cpu() if with_outputs else None)
+        for layer, a in acts.items()
+    }
+
+
+def removed_contribution(dense: ArchitectureAdapter, layer: int, removed: Sequence[int], mean: torch.Tensor) -> torch.Tensor:
+    """``sum_n mean(a_n) * W_out[n]`` over the removed neurons ``n``: ``[d_model]`` float64."""
+    index = torch.as_tensor(list(removed), dtype=torch.long)
+    return mean[index] @ dense.w_out(layer).double().cpu()[index]
+
+
+def _add_to_bias(pruned: ArchitectureAdapter, layer: int, delta: torch.Tensor) -> None:
+    bias = pruned.output_bias(layer)
+    with torch.no_grad():
+        bias.add_(delta.to(bias))
+
+
+def ridge_fit(x: torch.Tensor, y: torch.Tensor, w0: torch.Tensor, ridge: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``W, c`` minimising ``||x W + c - y||^2 + ridge * ||W - w0||^2`` (float64).
+
+    ``x``: ``[tokens, k]``, ``y``: ``[tokens, d_model]``, ``w0``: ``[k, d_model]``; ``c`` is not
+    regularised, so it is ``mean(y) - mean(x) W``.
+    """
+    x_mean, y_mean = x.mean(dim=0), y.mean(dim=0)
+    xc, yc = x - x_mean, y - y_mean
+    gram = xc.T @ xc + ridge * torch.eye(x.shape[1], dtype=x.dtype)
+    weight = w0 + torch.linalg.solve(gram, xc.T @ (yc - xc @ w0))
+    return weight, y_mean - x_mean @ weight
+
+
+def _error(x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, offset: torch.Tensor) -> float:
+    return float((x @ weight + offset - y).square().mean())
+
+
+def reconstruct_layer(x: torch.Tensor, y: torch.Tensor, w0: torch.Tensor, bias_offset: torch.Tensor) -> tuple[dict, torch.Tensor | None, torch.Tensor | None]:
+    """Choose the regulariser on held-out tokens and compare with ``bias`` there.
+
+    ``x``: the pruned layer's kept activations ``[tokens, k]``; ``y``: the dense layer's output
+    without bias ``[tokens, d_model]``; ``w0``: the kept rows of ``W_out`` ``[k, d_model]``;
+    ``bias_offset``: what ``bias`` would add ``[d_model]``. Returns the report and, when the fit wins,
+    the new weight and the offset to add to the bias (refitted on every token), else ``None, None``.
+    """
+    held = torch.arange(x.shape[0]) % HELD_OUT_EVERY == HELD_OUT_EVERY - 1
+    fit_x, fit_y, test_x, test_y = x[~held], y[~held], x[held], y[held]
+    xc = fit_x - fit_x.mean(dim=0)
+    scale = float((xc * xc).sum()) / max(x.shape[1], 1) or 1.0
+    bias_error = _error(test_x, test_y, w0, bias_offset)
+    errors = {ridge: _error(test_x, test_y, *ridge_fit(fit_x, fit_y, w0, ridge * scale)) for ridge in RIDGE_SCALES}
+    best = min(errors, key=errors.get)
+    report = {"held_out_error": {"bias": bias_error, "reconstruct": errors[best]}, "regulariser": best}
+    if errors[best] >= bias_error:
+        return {**report, "used": "bias"}, None, None
+    weight, offset = ridge_fit(x, y, w0, best * scale)
+    return {**report, "used": "reconstruct"}, weight, offset
+
+
+@torch.no_grad()
+def compensate(
+    dense: ArchitectureAdapter,
+    pruned: ArchitectureAdapter,
+    removed: Mapping[int, Sequence[int]],
+    kept: Mapping[int, torch.Tensor],
+    compensation: str,
+    sequences: Sequence[torch.Tensor],
+    layers: Mapping[int, DenseLayer],
+    progress: ProgressFn = no_progress,
+) -> list[dict]:
+    """Apply ``compensation`` to ``pruned`` (``dense`` with ``removed`` gone; ``kept[layer]`` the kept
+    indices ``[k]``), in place, layer by layer in order; returns a report per compensated layer.
+
+    ``layers``: :func:`dense_layers` of every layer in ``removed`` (with outputs for ``reconstruct``);
+    ``sequences``: the calibration token ids (1-D each) that ``layers`` was measured on.
+    """
+    reports = []
+    order = [layer for layer in sorted(removed) if len(removed[layer])]
+    for done, layer in enumerate(order):
+        offset = removed_contribution(dense, layer, removed[layer], layers[layer].mean)
+        report = {"layer_index": layer, "used": "bias"}
+        weight = None
+        if compensation == "reconstruct":
+            x = layer_activations(pruned, sequences, [layer])[layer]
+            w0 = dense.w_out(layer).double().cpu()[kept[layer]]
+            fitted, weight, new_offset = reconstruct_layer(x, layers[layer].output, w0, offset)
+            report = {"layer_index": layer, **fitted}
+            if weight is not None:
+                pruned.set_output_weight(layer, weight.to(pruned.w_out(layer)))
+                offset = new_offset
+        _add_to_bias(pruned, layer, offset)
+        reports.append(report)
+        progress((done + 1) / len(order), f"compensated layer {layer}")
+    return reports

@@ -1,0 +1,84 @@
+"""Recovery after pruning: a short distillation of the pruned model toward the dense one (KL on next-token distributions)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from neuronscope.analysis.progress import ProgressFn, no_progress
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """``steps`` AdamW steps at ``learning_rate``, each on one window of ``tokens_per_step``
+    consecutive calibration tokens (at most the token limit), windows drawn with ``seed``."""
+
+    steps: int
+    learning_rate: float
+    tokens_per_step: int
+    seed: int = 0
+
+
+def kl_to_teacher(student: nn.Module, teacher: nn.Module, ids: torch.Tensor) -> torch.Tensor:
+    """Mean over the positions of ``ids`` ``[1, seq]`` of KL(teacher || student) of the next-token distributions."""
+    with torch.no_grad():
+        target = F.log_softmax(teacher(input_ids=ids, use_cache=False).logits.float(), dim=-1)
+    log_probs = F.log_softmax(student(input_ids=ids, use_cache=False).logits.float(), dim=-1)
+    return F.kl_div(log_probs.flatten(0, 1), target.flatten(0, 1), log_target=True, reduction="batchmean")
+
+
+def windows(sequences: Sequence[torch.Tensor], recovery: Recovery, limit: int) -> list[torch.Tensor]:
+    """The ``[1, w]`` token windows of every step, drawn from the concatenated ``sequences`` with ``recovery.seed``."""
+    stream = torch.cat([seq.cpu() for seq in sequences])
+    width = max(2, min(recovery.tokens_per_step, limit, len(stream)))
+    generator = torch.Generator().manual_seed(recovery.seed)
+    starts = torch.randint(0, len(stream) - width + 1, (recovery.steps,), generator=generator)
+    device = sequences[0].device
+    return [stream[start:start + width][None].to(device) for start in starts.tolist()]
+
+
+def recover(
+    student: nn.Module,
+    teacher: nn.Module,
+    sequences: Sequence[torch.Tensor],
+    recovery: Recovery,
+    limit: int,
+    progress: ProgressFn = no_progress,
+) -> dict:
+    """Train every parameter of ``student`` in place to match ``teacher`` on calibration ``sequences``
+    (1-D token ids each); returns ``{steps, tokens_per_step, kl_first, kl_last}`` (KL per step, nats).
+
+    The student stays in eval mode (no dropout), so the run is deterministic under ``recovery.seed``
+    on one device; ``progress`` is called every step (a
+    cancelled job stops there). ``teacher`` is only read.
+    """
+    batches = windows(sequences, recovery, limit)
+    parameters = [p for p in student.parameters()]
+    for parameter in parameters:
+        parameter.requires_grad_(True)
+    optimizer = torch.optim.AdamW(parameters, lr=recovery.learning_rate, weight_decay=0.0)
+    losses = []
+    try:
+        for step, ids in enumerate(batches):
+            loss = kl_to_teacher(student, teacher, ids)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss.detach()))
+            progress((step + 1) / len(batches), f"recovery step {step + 1}/{len(batches)}: KL {losses[-1]:.4f}")
+    finally:
+        optimizer.zero_grad(set_to_none=True)
+        for parameter in parameters:
+            parameter.requires_grad_(False)
+    return {
+        "steps": len(batches),
+        "tokens_per_step": batches[0].shape[1] if batches else 0,
+        "learning_rate": recovery.learning_rate,
+        "seed": recovery.seed,
+        "kl_first": losses[0] if losses else None,
+        "kl_last": losses[-1] if losses else None,
+    }
