@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from neuronscope.analysis.importance import ATTRIBUTION_PROBES
+from neuronscope.analysis.attribution import ATTRIBUTION_PROBES
 from neuronscope.analysis.pruning_plan import SCOPES
 from neuronscope.api.fields import (
     Request,
