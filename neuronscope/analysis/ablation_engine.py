@@ -40,6 +40,8 @@ BATCH_TOKENS = 4096
 """Rows x tokens per downstream batch when no tuning store is given."""
 ROW_TRIALS = (32, 64, 128, 256)
 """Rows per batch tried (in this order, on real work) before a tuned sweep settles on the fastest."""
+TRIAL_ROUNDS = 2
+"""Rounds of :data:`ROW_TRIALS` timed before the choice (each size keeps its best round)."""
 KEEP_CLEAN_TOKENS = 512
 """Tokens of texts whose clean runs a sweep may keep in its store for the next sweep."""
 SPARSE_SHARE = 8
@@ -281,21 +283,26 @@ def _starts(ablations: Sequence[Ablation]) -> dict[int, list[int]]:
 class RowTuning:
     """Rows per batch for one shape of work (blocks to run, tokens), chosen by measurement.
 
-    The first batches try each of :data:`ROW_TRIALS` in turn (their results count like any
-    other), then every batch uses the size with the least time per row. Kept in a tuning store
-    (the loaded model's memo), so a model tunes each shape once.
+    The first batches try each of :data:`ROW_TRIALS` in turn, :data:`TRIAL_ROUNDS` rounds (their
+    results count like any other), then every batch uses the size with the least time per row,
+    each size judged by its best round (one timing on a loaded machine can be off by 2x). Kept in
+    a tuning store (the loaded model's memo), so a model tunes each shape once.
     """
 
     seconds_per_row: dict[int, float] = field(default_factory=dict)
+    rounds: dict[int, int] = field(default_factory=dict)
 
     def rows(self) -> int:
-        untried = [size for size in ROW_TRIALS if size not in self.seconds_per_row]
-        return untried[0] if untried else min(self.seconds_per_row, key=self.seconds_per_row.__getitem__)
+        done = min((self.rounds.get(size, 0) for size in ROW_TRIALS), default=TRIAL_ROUNDS)
+        if done < TRIAL_ROUNDS:
+            return next(size for size in ROW_TRIALS if self.rounds.get(size, 0) == done)
+        return min(self.seconds_per_row, key=self.seconds_per_row.__getitem__)
 
     def record(self, size: int, rows: int, seconds: float) -> None:
         """Count a batch of ``rows`` run with ``size`` asked (a short last batch says nothing)."""
-        if rows == size and size not in self.seconds_per_row:
-            self.seconds_per_row[size] = seconds / rows
+        if rows == size and self.rounds.get(size, 0) < TRIAL_ROUNDS:
+            self.rounds[size] = self.rounds.get(size, 0) + 1
+            self.seconds_per_row[size] = min(self.seconds_per_row.get(size, float("inf")), seconds / rows)
 
 
 class _Batches:
