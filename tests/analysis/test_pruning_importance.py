@@ -170,3 +170,12 @@ def test_row_tuning_tries_each_size_on_full_batches_then_keeps_the_fastest():
     assert plan.rows() == 64  # judged by its best round
     plan.record(64, 64, 100.0)  # measured: later batches do not move the choice
     assert plan.rows() == 64
+
+
+def test_row_tuning_is_one_plan_per_text_length_for_every_start_layer(loaded):
+    texts = _ids(loaded)
+    store: dict = {}
+    for layer in (0, 1):
+        neuron_importance(loaded.adapter, texts, layer, store=store)
+    plans = {key for key, value in store.items() if isinstance(value, RowTuning)}
+    assert plans == {("rows", ids.shape[1]) for ids in texts}
