@@ -296,7 +296,7 @@ class RowTuning:
     rounds: dict[int, int] = field(default_factory=dict)
 
     def rows(self) -> int:
-        done = min((self.rounds.get(size, 0) for size in ROW_TRIALS), default=TRIAL_ROUNDS)
+        done = min(self.rounds.get(size, 0) for size in ROW_TRIALS)
         if done < TRIAL_ROUNDS:
             return next(size for size in ROW_TRIALS if self.rounds.get(size, 0) == done)
         return min(self.seconds_per_row, key=self.seconds_per_row.__getitem__)
