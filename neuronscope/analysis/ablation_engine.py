@@ -40,6 +40,8 @@ BATCH_TOKENS = 4096
 """Rows x tokens per downstream batch when no tuning store is given."""
 ROW_TRIALS = (32, 64, 128, 256)
 """Rows per batch tried (in this order, on real work) before a tuned sweep settles on the fastest."""
+TRIAL_ROUNDS = 2
+"""Rounds of :data:`ROW_TRIALS` timed before the choice (each size keeps its best round)."""
 KEEP_CLEAN_TOKENS = 512
 """Tokens of texts whose clean runs a sweep may keep in its store for the next sweep."""
 SPARSE_SHARE = 8
@@ -279,23 +281,31 @@ def _starts(ablations: Sequence[Ablation]) -> dict[int, list[int]]:
 
 @dataclass
 class RowTuning:
-    """Rows per batch for one shape of work (blocks to run, tokens), chosen by measurement.
+    """Rows per batch for one text length, chosen by measurement.
 
-    The first batches try each of :data:`ROW_TRIALS` in turn (their results count like any
-    other), then every batch uses the size with the least time per row. Kept in a tuning store
-    (the loaded model's memo), so a model tunes each shape once.
+    The first batches try each of :data:`ROW_TRIALS` in turn, :data:`TRIAL_ROUNDS` rounds (their
+    results count like any other), then every batch uses the size with the least time per row
+    and block run, each size judged by its best round (one timing on a loaded machine can be off
+    by 2x). The best size follows the matmuls' rows (rows x tokens), not the number of blocks, so
+    one plan serves every start layer: a whole-model sweep tunes once, not once per layer. Kept in
+    a tuning store (the loaded model's memo), so a model tunes each length once.
     """
 
     seconds_per_row: dict[int, float] = field(default_factory=dict)
+    """Best seconds per row and block, by rows per batch."""
+    rounds: dict[int, int] = field(default_factory=dict)
 
     def rows(self) -> int:
-        untried = [size for size in ROW_TRIALS if size not in self.seconds_per_row]
-        return untried[0] if untried else min(self.seconds_per_row, key=self.seconds_per_row.__getitem__)
+        done = min(self.rounds.get(size, 0) for size in ROW_TRIALS)
+        if done < TRIAL_ROUNDS:
+            return next(size for size in ROW_TRIALS if self.rounds.get(size, 0) == done)
+        return min(self.seconds_per_row, key=self.seconds_per_row.__getitem__)
 
     def record(self, size: int, rows: int, seconds: float) -> None:
-        """Count a batch of ``rows`` run with ``size`` asked (a short last batch says nothing)."""
-        if rows == size and size not in self.seconds_per_row:
-            self.seconds_per_row[size] = seconds / rows
+        """Count a batch of ``rows`` run with ``size`` asked, ``seconds`` per block (a short last batch says nothing)."""
+        if rows == size and self.rounds.get(size, 0) < TRIAL_ROUNDS:
+            self.rounds[size] = self.rounds.get(size, 0) + 1
+            self.seconds_per_row[size] = min(self.seconds_per_row.get(size, float("inf")), seconds / rows)
 
 
 class _Batches:
@@ -307,13 +317,13 @@ class _Batches:
     def plan(self, start: int, seq: int) -> RowTuning | None:
         if self.store is None:
             return None
-        key = ("rows", self.n_layers - start, seq)
+        key = ("rows", seq)
         if key not in self.store:
             self.store[key] = RowTuning()
         return self.store[key]
 
     def chunks(self, start: int, rows: list[int], seq: int) -> Iterator[list[int]]:
-        """``rows`` in batches; a tuned plan times each batch from its hand-out to the next request."""
+        """``rows`` in batches; a tuned plan times each batch (per block from ``start`` on) from its hand-out to the next request."""
         plan, i = self.plan(start, seq), 0
         while i < len(rows):
             size = plan.rows() if plan else max(1, self.batch_tokens // seq)
@@ -321,7 +331,7 @@ class _Batches:
             began = time.perf_counter()
             yield chunk
             if plan:
-                plan.record(size, len(chunk), time.perf_counter() - began)
+                plan.record(size, len(chunk), (time.perf_counter() - began) / (self.n_layers - start))
             i += size
 
 

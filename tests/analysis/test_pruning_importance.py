@@ -12,7 +12,7 @@ from scipy.stats import spearmanr
 
 from neuronscope.analysis.forward import encode, run
 from neuronscope.analysis.hooks import ablated, hook_count
-from neuronscope.analysis.ablation_engine import ROW_TRIALS, RowTuning
+from neuronscope.analysis.ablation_engine import ROW_TRIALS, TRIAL_ROUNDS, RowTuning
 from neuronscope.analysis.attribution import attribution_importance
 from neuronscope.analysis.importance import critical_mask, neuron_importance
 
@@ -158,11 +158,24 @@ def test_critical_rule():
 
 def test_row_tuning_tries_each_size_on_full_batches_then_keeps_the_fastest():
     plan = RowTuning()
-    seconds = {32: 3.2, 64: 4.8, 128: 12.8, 256: 30.0}  # per row: 0.1, 0.075, 0.1, 0.117
+    rounds = [
+        {32: 3.2, 64: 9.6, 128: 12.8, 256: 30.0},  # per row: 0.1, 0.15 (a loaded moment), 0.1, 0.117
+        {32: 3.5, 64: 4.8, 128: 14.0, 256: 28.0},  # per row: 0.109, 0.075, 0.109, 0.109
+    ]
     plan.record(32, 20, 1.0)  # a short last batch says nothing
-    for size in ROW_TRIALS:
-        assert plan.rows() == size
-        plan.record(size, size, seconds[size])
+    for seconds in rounds[:TRIAL_ROUNDS]:
+        for size in ROW_TRIALS:
+            assert plan.rows() == size
+            plan.record(size, size, seconds[size])
+    assert plan.rows() == 64  # judged by its best round
+    plan.record(64, 64, 100.0)  # measured: later batches do not move the choice
     assert plan.rows() == 64
-    plan.record(64, 64, 100.0)  # measured once: later batches do not move the choice
-    assert plan.rows() == 64
+
+
+def test_row_tuning_is_one_plan_per_text_length_for_every_start_layer(loaded):
+    texts = _ids(loaded)
+    store: dict = {}
+    for layer in (0, 1):
+        neuron_importance(loaded.adapter, texts, layer, store=store)
+    plans = {key for key, value in store.items() if isinstance(value, RowTuning)}
+    assert plans == {("rows", ids.shape[1]) for ids in texts}
