@@ -2,44 +2,14 @@
 
 import json
 import math
-import shutil
 
 import numpy as np
 import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from neuronscope import create_app
 from neuronscope.analysis.hooks import ablated_many, hook_count
-from neuronscope.config import Settings
-
-TEXTS = [
-    "The quick brown fox jumps over the lazy dog.",
-    "Hello world, this is a test for pruning analysis.",
-    "One two three four five six seven eight nine ten.",
-]
-
-
-@pytest.fixture
-def data_dir(tmp_path, models_dir, model_name):
-    """A data directory whose ``models/`` holds a copy of the tiny model (the default models dir)."""
-    data = tmp_path / "data"
-    shutil.copytree(models_dir / model_name, data / "models" / model_name)
-    return data
-
-
-@pytest.fixture
-def app(data_dir, model_name):
-    return create_app(Settings.from_env(data_dir=data_dir, model=model_name, offline=True, rate_limit_per_minute=0))
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
-
-
-def lm_of(app):
-    return app.extensions["neuronscope"].manager.ensure_loaded()
+from tests.support.compression_app import TEXTS, app, client, data_dir, lm_of  # noqa: F401 (fixtures)
 
 
 def snapshot(folder):

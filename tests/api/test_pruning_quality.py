@@ -1,47 +1,18 @@
 """Issue 16: reproducible evaluation records, plan-time estimates, compensation, sweeps, saved-model trust."""
 
 import hashlib
-import shutil
 
 import pytest
 import torch
 import transformers
 
-from neuronscope import create_app
 from neuronscope.analysis.hooks import ablated_many, captured_activations, forward_hook
 from neuronscope.analysis.recovery import kl_to_teacher
-from neuronscope.config import Settings
 from neuronscope.modeling.adapters import adapter_for
 from neuronscope.resources.texts import builtin_texts
 from neuronscope.services.compression import quality_warnings
 from neuronscope.services.evaluation_set import evaluation_set, overlapping
-
-TEXTS = [
-    "The quick brown fox jumps over the lazy dog.",
-    "Hello world, this is a test for pruning analysis.",
-    "One two three four five six seven eight nine ten.",
-]
-
-
-@pytest.fixture
-def data_dir(tmp_path, models_dir, model_name):
-    data = tmp_path / "data"
-    shutil.copytree(models_dir / model_name, data / "models" / model_name)
-    return data
-
-
-@pytest.fixture
-def app(data_dir, model_name):
-    return create_app(Settings.from_env(data_dir=data_dir, model=model_name, offline=True, rate_limit_per_minute=0))
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
-
-
-def lm_of(app):
-    return app.extensions["neuronscope"].manager.ensure_loaded()
+from tests.support.compression_app import TEXTS, app, client, data_dir, lm_of  # noqa: F401 (fixtures)
 
 
 def post(client, path, body, status=200):
