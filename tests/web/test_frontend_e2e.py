@@ -153,6 +153,15 @@ class Page:
         filename = re.search(r"\((.+)\)$", self.find("#act-title").text).group(1)
         return self.ok(f"activations/{filename}?layer={layer}&top_k={top_k}") | {"filename": filename}
 
+    def open_neuron_with_impact(self, data: dict) -> None:
+        """Open the first neuron of an activation slice ``data`` and run its ablation (impact shown)."""
+        layer, neuron = data["layers"][0]["layer_index"], data["layers"][0]["neurons"][0]["neuron_index"]
+        self.go(f"neuron/{layer}/{neuron}")
+        self.wait_idle("neuron")
+        self.find("#neuron-ablate").click()
+        self.wait_for("#neuron-impact dd")
+        self.wait_idle("neuron")
+
 
 def close(text: str, value: float) -> bool:
     """Whether the number the page shows is ``value`` correctly rounded to the digits shown."""
@@ -256,12 +265,7 @@ def defined_terms(page: Page, view: str) -> dict[str, str]:
 
 def test_every_metric_has_a_definition_on_hover(page: Page):
     data = page.run_activation()
-    layer, neuron = data["layers"][0]["layer_index"], data["layers"][0]["neurons"][0]["neuron_index"]
-    page.go(f"neuron/{layer}/{neuron}")
-    page.wait_idle("neuron")
-    page.find("#neuron-ablate").click()
-    page.wait_for("#neuron-impact dd")
-    page.wait_idle("neuron")
+    page.open_neuron_with_impact(data)
     terms = defined_terms(page, "neuron")
     assert {"impact score", "kl divergence", "pruning score", "loss delta"} <= set(terms)
     assert "||Δh|| / ||h||" in terms["impact score"]
@@ -294,12 +298,7 @@ def axe_violations(page: Page) -> list[str]:
 def test_no_serious_accessibility_violations_on_any_view(page: Page):
     data = page.run_activation()
     found = {"activations": axe_violations(page)}
-    layer, neuron = data["layers"][0]["layer_index"], data["layers"][0]["neurons"][0]["neuron_index"]
-    page.go(f"neuron/{layer}/{neuron}")
-    page.wait_idle("neuron")
-    page.find("#neuron-ablate").click()
-    page.wait_for("#neuron-impact dd")
-    page.wait_idle("neuron")
+    page.open_neuron_with_impact(data)
     found["neuron"] = axe_violations(page)
     page.go("weights")
     page.wait_for("#cand-rows tbody tr")
