@@ -187,7 +187,7 @@ class Request:
         return [name for name, _ in cls.specs()]
 
     @classmethod
-    def from_request(cls, request: Any) -> dict:
+    def from_body(cls) -> dict:
         """The POST body this request reads: the JSON object, or an upload's form fields."""
         return params.json_body() if cls.content_type == "application/json" else params.form_fields()
 

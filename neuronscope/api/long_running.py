@@ -140,7 +140,7 @@ def file_routes(bp: Blueprint, area: str, service: Callable[[Services], Any], ta
 def respond(operation: Operation, **path: Any):
     """The response of ``operation`` to the current request."""
     svc = services()
-    source = operation.request.from_request(request) if operation.method == "POST" else operation.request.from_query(request.args)
+    source = operation.request.from_body() if operation.method == "POST" else operation.request.from_query(request.args)
     fields = set(operation.request.field_names())
     source.update({key: value for key, value in path.items() if key in fields})
     path = {key: value for key, value in path.items() if key not in fields}
