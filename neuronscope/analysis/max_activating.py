@@ -16,12 +16,16 @@ from torch import nn
 from neuronscope.analysis.activations import forward_padded, pad_right
 from neuronscope.analysis.hooks import activation_hooks
 from neuronscope.analysis.neuron_stats import LayerStats, RunningStats, RunningTokenSums, TokenSums
+from neuronscope.analysis.neuron_view import WINDOW, window_bounds
 from neuronscope.analysis.progress import ProgressFn, no_progress
 from neuronscope.modeling.adapters import ArchitectureAdapter
 from neuronscope.modeling.placement import input_device
 
 _POSITION_BITS = 32
 MAX_PADDING = 0.1  # padded positions a batch may add, as a fraction of its real tokens
+
+WindowFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""``(rows [m], neurons [m]) -> [m, WINDOW]``: the activation windows of neurons at kept positions ``rows``."""
 
 
 def token_refs(sequence: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
@@ -33,12 +37,16 @@ def token_refs(sequence: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
 class TopList:
     """The top positions of every neuron of one layer, best first.
 
-    ``values``, ``sequences``, ``positions``: ``[d_mlp, k]`` numpy arrays (``k`` <= depth).
+    ``values``, ``sequences``, ``positions``: ``[d_mlp, k]`` numpy arrays (``k`` <= depth);
+    ``windows``: ``[d_mlp, k, WINDOW]`` float32, each entry's signed activations over its example
+    window (:func:`~neuronscope.analysis.neuron_view.window_bounds`), NaN past the window's end;
+    None when the pass kept no windows.
     """
 
     values: np.ndarray
     sequences: np.ndarray
     positions: np.ndarray
+    windows: np.ndarray | None = None
 
 
 class TopActivations:
@@ -50,43 +58,61 @@ class TopActivations:
     one row per neuron; they are merged into the lists (raising the thresholds) once the rows
     kept aside are ``depth`` wide, and before the result is read. Most activations are thus
     compared once and never sorted.
+
+    With ``windowed``, every entry also carries its activation window (``[WINDOW]``, gathered
+    from the batch when the entry is first kept, see :class:`TopList`), so the examples can be
+    shown without running the model again.
     """
 
-    def __init__(self, d_mlp: int, depth: int, device: torch.device | str):
+    def __init__(self, d_mlp: int, depth: int, device: torch.device | str, *, windowed: bool = False):
         self.depth = depth
         self.values = torch.empty((d_mlp, 0), device=device)  # [d_mlp, <=depth], descending
         self.refs = torch.empty((d_mlp, 0), dtype=torch.long, device=device)  # [d_mlp, <=depth]
-        self.pending: list[tuple[torch.Tensor, torch.Tensor]] = []  # (values, refs) [d_mlp, width] each
+        self.windows = torch.empty((d_mlp, 0, WINDOW), device=device) if windowed else None  # [d_mlp, <=depth, WINDOW]
+        self.pending: list[tuple[torch.Tensor, ...]] = []  # (values, refs[, windows]) [d_mlp, width(, WINDOW)] each
         self.pending_width = 0
 
-    def update(self, acts: torch.Tensor, refs: torch.Tensor) -> None:
-        """Merge ``acts`` ``[n, d_mlp]`` observed at the token references ``refs`` ``[n]`` (moved to this list's device)."""
+    def update(self, acts: torch.Tensor, refs: torch.Tensor, windows_of: WindowFn | None = None) -> None:
+        """Merge ``acts`` ``[n, d_mlp]`` observed at the token references ``refs`` ``[n]`` (moved to
+        this list's device); ``windows_of`` gives the windows of the kept entries when ``windowed``."""
         if acts.shape[0] == 0:
             return
         acts = acts.to(self.values.device).float()
         if self.values.shape[1] < self.depth:
             batch = acts.T.topk(min(self.depth, acts.shape[0]), dim=1)  # [d_mlp, k]
-            self._merge([batch.values], [refs[batch.indices]])
+            self._merge([(batch.values, refs[batch.indices], *self._windows(windows_of, batch.indices))])
             return
-        above = _above(acts, refs, self.values[:, -1])  # ([d_mlp, width], [d_mlp, width])
-        if above[0].shape[1]:
-            self.pending.append(above)
-            self.pending_width += above[0].shape[1]
+        values, rows = _above(acts, self.values[:, -1])  # [d_mlp, width] each
+        if values.shape[1]:
+            self.pending.append((values, refs[rows], *self._windows(windows_of, rows)))
+            self.pending_width += values.shape[1]
         if self.pending_width >= self.depth:
             self._merge_pending()
 
+    def _windows(self, windows_of: WindowFn | None, rows: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """``(windows,)`` ``[d_mlp, width, WINDOW]`` of the entries at kept positions ``rows`` ``[d_mlp, width]``, or ``()``."""
+        if self.windows is None:
+            return ()
+        d_mlp, width = rows.shape
+        neurons = torch.arange(d_mlp, device=rows.device).repeat_interleave(width)
+        return (windows_of(rows.reshape(-1), neurons).to(self.windows.device).view(d_mlp, width, WINDOW),)
+
     def _merge_pending(self) -> None:
         """Merge the rows kept aside into the lists and start a new set."""
-        values, refs = zip(*self.pending)
-        self.pending, self.pending_width = [], 0
-        self._merge(values, refs)
+        pending, self.pending, self.pending_width = self.pending, [], 0
+        self._merge(pending)
 
-    def _merge(self, values: Sequence[torch.Tensor], refs: Sequence[torch.Tensor]) -> None:
-        """Merge rows of candidates ``values`` with their ``refs`` (``[d_mlp, width]`` each) into the lists."""
-        values = torch.cat([self.values, *values], dim=1)
+    def _merge(self, candidates: Sequence[tuple[torch.Tensor, ...]]) -> None:
+        """Merge rows of candidates ``(values, refs[, windows])`` (``[d_mlp, width(, WINDOW)]``) into the lists."""
+        values, refs, *windows = (torch.cat([mine, *theirs], dim=1) for mine, *theirs in zip(self._lists(), *candidates))
         best = values.topk(min(self.depth, values.shape[1]), dim=1)
         self.values = best.values
-        self.refs = torch.cat([self.refs, *refs], dim=1).gather(1, best.indices)
+        self.refs = refs.gather(1, best.indices)
+        if windows:
+            self.windows = windows[0].gather(1, best.indices[..., None].expand(-1, -1, WINDOW))
+
+    def _lists(self) -> tuple[torch.Tensor, ...]:
+        return (self.values, self.refs) if self.windows is None else (self.values, self.refs, self.windows)
 
     def result(self) -> TopList:
         if self.pending:
@@ -96,15 +122,16 @@ class TopActivations:
             values=self.values.cpu().numpy(),
             sequences=refs >> _POSITION_BITS,
             positions=refs & ((1 << _POSITION_BITS) - 1),
+            windows=self.windows.cpu().numpy() if self.windows is not None else None,
         )
 
 
-def _above(acts: torch.Tensor, refs: torch.Tensor, thresholds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _above(acts: torch.Tensor, thresholds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per neuron, the activations above its threshold, packed to the left of a row.
 
-    ``acts``: ``[n, d_mlp]``, ``refs``: ``[n]``, ``thresholds``: ``[d_mlp]``. Returns values and
-    references ``[d_mlp, width]``, ``width`` the most any neuron has; the rest of a row is -inf
-    with reference 0, which never enters a full list (its values are finite).
+    ``acts``: ``[n, d_mlp]``, ``thresholds``: ``[d_mlp]``. Returns values and their rows of
+    ``acts`` ``[d_mlp, width]``, ``width`` the most any neuron has; the rest of a row is -inf at
+    row 0, which never enters a full list (its values are finite).
     """
     n, d_mlp = acts.shape
     above = (acts > thresholds).T.contiguous()  # [d_mlp, n]
@@ -113,10 +140,10 @@ def _above(acts: torch.Tensor, refs: torch.Tensor, thresholds: torch.Tensor) -> 
     counts = torch.bincount(neurons, minlength=d_mlp)  # [d_mlp]
     slots = torch.arange(len(flat), device=acts.device) - (torch.cumsum(counts, dim=0) - counts)[neurons]
     values = torch.full((d_mlp, int(counts.max()) if len(flat) else 0), float("-inf"), device=acts.device)
-    at = torch.zeros(values.shape, dtype=torch.long, device=acts.device)
+    rows = torch.zeros(values.shape, dtype=torch.long, device=acts.device)
     values[neurons, slots] = acts.reshape(-1)[tokens * d_mlp + neurons]
-    at[neurons, slots] = refs[tokens]
-    return values, at
+    rows[neurons, slots] = tokens
+    return values, rows
 
 
 def top_from_activations(layers: Sequence[torch.Tensor], indexable: torch.Tensor, depth: int) -> list[TopList]:
@@ -136,20 +163,21 @@ def top_from_activations(layers: Sequence[torch.Tensor], indexable: torch.Tensor
 
 class LayerRecorder:
     """What one indexing pass gathers from one layer's activations at the indexable positions:
-    the top list, and with ``full`` the bottom list (most negative first), the running statistics
-    and, when ``token_rows`` > 0, the per-token sums (see :mod:`neuronscope.analysis.neuron_stats`)."""
+    the top list, and with ``full`` the bottom list (most negative first), both with their
+    activation windows, the running statistics and, when ``token_rows`` > 0, the per-token sums
+    (see :mod:`neuronscope.analysis.neuron_stats`)."""
 
     def __init__(self, d_mlp: int, depth: int, device: torch.device | str, *, full: bool = False, token_rows: int = 0):
-        self.top = TopActivations(d_mlp, depth, device)
-        self.bottom = TopActivations(d_mlp, depth, device) if full else None
+        self.top = TopActivations(d_mlp, depth, device, windowed=full)
+        self.bottom = TopActivations(d_mlp, depth, device, windowed=True) if full else None
         self.stats = RunningStats(d_mlp, device) if full else None
         self.tokens = RunningTokenSums(token_rows, d_mlp, device) if full and token_rows else None
 
-    def update(self, acts: torch.Tensor, batch: dict) -> None:
+    def update(self, acts: torch.Tensor, batch: dict, windows_of: WindowFn) -> None:
         """Record ``acts`` ``[n, d_mlp]`` at the batch's token references (``refs``, ``rows``, ``halves`` ``[n]``)."""
-        self.top.update(acts, batch["refs"])
+        self.top.update(acts, batch["refs"], windows_of)
         if self.bottom is not None:
-            self.bottom.update(-acts, batch["refs"])
+            self.bottom.update(-acts, batch["refs"], windows_of)
             self.stats.update(acts)
         if self.tokens is not None:
             self.tokens.update(acts, batch["rows"], batch["halves"])
@@ -160,9 +188,29 @@ def _recorder(recorders: Sequence[LayerRecorder], batch: dict) -> Callable[[int,
 
     def hook(layer: int, acts: torch.Tensor) -> None:
         acts = acts.flatten(0, 1)
-        recorders[layer].update(acts.index_select(0, batch["kept"].to(acts.device)), batch)
+
+        def windows_of(rows: torch.Tensor, neurons: torch.Tensor) -> torch.Tensor:
+            return gather_windows(acts, batch["starts"], batch["spans"], rows, neurons)
+
+        recorders[layer].update(acts.index_select(0, batch["kept"].to(acts.device)), batch, windows_of)
 
     return hook
+
+
+def gather_windows(
+    acts: torch.Tensor, starts: torch.Tensor, spans: torch.Tensor, rows: torch.Tensor, neurons: torch.Tensor
+) -> torch.Tensor:
+    """``[m, WINDOW]`` float32: neuron ``neurons[i]``'s activations over the window of kept position ``rows[i]``.
+
+    ``acts``: ``[batch * seq, d_mlp]``; ``starts`` ``[n]``: each kept position's window start as a
+    flat position of ``acts``; ``spans`` ``[n]``: its length (<= ``WINDOW``). Past a window's end: NaN.
+    """
+    device = acts.device
+    rows, neurons = rows.to(device), neurons.to(device)
+    offsets = torch.arange(WINDOW, device=device)
+    flat = (starts.to(device)[rows, None] + offsets).clamp(max=acts.shape[0] - 1)  # [m, WINDOW]
+    values = acts[flat, neurons[:, None]].float()
+    return values.masked_fill(offsets >= spans.to(device)[rows, None], float("nan"))
 
 
 def length_batches(lengths: Sequence[int], batch_size: int, max_padding: float = MAX_PADDING) -> list[list[int]]:
@@ -275,11 +323,15 @@ def _run(
             keep, _ = pad_right([indexable[i] for i in members], 0, device)
             keep = keep.bool() & mask
             kept = torch.nonzero(keep.view(-1), as_tuple=True)[0]  # flat positions [n]
-            rows = torch.as_tensor(members, device=device)[kept // ids.shape[1]]
-            batch.update(kept=kept, refs=token_refs(rows, kept % ids.shape[1]))
+            row, position = kept // ids.shape[1], kept % ids.shape[1]
+            starts, ends = window_bounds(mask.sum(dim=1)[row], position)
+            batch.update(
+                kept=kept, refs=token_refs(torch.as_tensor(members, device=device)[row], position),
+                starts=row * ids.shape[1] + starts, spans=ends - starts,
+            )
             if extras is not None:
                 table_rows, _ = pad_right([extras[0][i] for i in members], 0, device)
-                batch.update(rows=table_rows.view(-1)[kept], halves=torch.as_tensor([extras[1][i] for i in members], device=device)[kept // ids.shape[1]])
+                batch.update(rows=table_rows.view(-1)[kept], halves=torch.as_tensor([extras[1][i] for i in members], device=device)[row])
             forward_padded(model, ids, mask)
             done += int(mask.sum())
             progress(done / total, f"indexed batch {number}/{len(batches)} ({done} of {total} tokens)")

@@ -1,5 +1,8 @@
 """What one neuron writes and how it fires: output tokens, similar neurons, activation windows.
 
+An example's window is at most ``WINDOW`` tokens of its text around the example's position, up
+to ``WINDOW_BEFORE`` of them before it (:func:`window_bounds`).
+
 Output tokens (pinned by the API): with ``w`` the neuron's output direction (its row of
 ``W_out``, ``[d_model]``), ``γ`` the final norm's scale and ``W_U`` the unembedding
 (``[vocab, d_model]``), ``logits = W_U · (γ ⊙ w)``. The final norm's mean subtraction,
@@ -21,6 +24,8 @@ from neuronscope.modeling.placement import input_device
 
 WINDOW = 32
 WINDOW_BEFORE = 24
+EXAMPLES = 20
+"""Examples a neuron page shows per tail; the index stores the activation windows of this many."""
 
 
 @torch.no_grad()
@@ -54,12 +59,18 @@ def similar_neurons(adapter: ArchitectureAdapter, layer: int, neuron: int, k: in
     return sorted(found, key=lambda item: (-item[2], item[0], item[1]))[:k]
 
 
-def window(length: int, position: int, size: int = WINDOW, before: int = WINDOW_BEFORE) -> tuple[int, int]:
-    """``(start, end)``: at most ``size`` positions of a text of ``length`` holding ``position``,
-    up to ``before`` of them before it."""
-    start = max(0, position - before)
-    end = min(length, start + size)
-    return max(0, end - size), end
+def window_bounds(lengths: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(starts, ends)`` ``[n]`` each: the example window of each position, at most ``WINDOW``
+    positions of its text (of ``lengths`` ``[n]``) holding ``positions`` ``[n]``, up to
+    ``WINDOW_BEFORE`` of them before it."""
+    ends = torch.minimum(lengths, (positions - WINDOW_BEFORE).clamp(min=0) + WINDOW)
+    return (ends - WINDOW).clamp(min=0), ends
+
+
+def window(length: int, position: int) -> tuple[int, int]:
+    """:func:`window_bounds` of one position of a text of ``length``."""
+    starts, ends = window_bounds(torch.tensor([length]), torch.tensor([position]))
+    return int(starts[0]), int(ends[0])
 
 
 class _Stop(Exception):

@@ -62,21 +62,25 @@ def merge_passes(total: IndexPass | None, part: IndexPass, depth: int) -> IndexP
 
 
 def merge_tops(parts: Sequence[Sequence[TopList]], depth: int) -> list[TopList]:
-    """Per layer, the ``depth`` best positions of every neuron over all parts, best first.
+    """Per layer, the ``depth`` best positions of every neuron over all parts, best first (with
+    their windows when every part has them).
 
     ``parts``: one list of per-layer :class:`TopList` per chunk (sequence indices already global).
     """
     merged = []
     for layer_parts in zip(*parts):
         values = np.concatenate([top.values for top in layer_parts], axis=1)  # [d_mlp, sum k]
-        sequences = np.concatenate([top.sequences for top in layer_parts], axis=1)
-        positions = np.concatenate([top.positions for top in layer_parts], axis=1)
         best = np.argsort(-values, axis=1, kind="stable")[:, :depth]  # [d_mlp, <=depth]
+
+        def pick(field: str) -> np.ndarray:
+            joined = np.concatenate([getattr(top, field) for top in layer_parts], axis=1)  # [d_mlp, sum k, ...]
+            return np.take_along_axis(joined, best.reshape(best.shape + (1,) * (joined.ndim - 2)), axis=1)
+
+        windowed = all(top.windows is not None for top in layer_parts)
         merged.append(
             TopList(
-                values=np.take_along_axis(values, best, axis=1),
-                sequences=np.take_along_axis(sequences, best, axis=1),
-                positions=np.take_along_axis(positions, best, axis=1),
+                values=pick("values"), sequences=pick("sequences"), positions=pick("positions"),
+                windows=pick("windows") if windowed else None,
             )
         )
     return merged

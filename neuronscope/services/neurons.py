@@ -1,5 +1,5 @@
-"""Neuron pages: one JSON document per (model, corpus, layer, neuron), from the corpus index,
-the weights and one short forward pass over the example texts (memoised per model identity)."""
+"""Neuron pages: one JSON document per (model, corpus, layer, neuron), from the corpus index
+(the examples' activation windows included) and the weights (memoised per model identity)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 from neuronscope.analysis.activations import neuron_activations
 from neuronscope.analysis.neuron_stats import HISTOGRAM_EDGES
 from neuronscope.analysis.neuron_view import (
-    extreme_entries, neuron_activation_rows, output_logits, similar_neurons, window,
+    EXAMPLES, extreme_entries, neuron_activation_rows, output_logits, similar_neurons, window,
 )
 from neuronscope.analysis.scores import layer_magnitude, rank_layer
 from neuronscope.analysis.tokens import padding_id, token_strings
@@ -23,7 +23,6 @@ from neuronscope.services.long_runs import LongRunService
 from neuronscope.services.validation import check_layer, check_neurons, encode_texts
 from neuronscope.storage.index import ActivationIndex, Hit, NeuronRecord
 
-EXAMPLES = 20
 OUTPUT_TOKENS = 20
 SIMILAR = 10
 SERVED_BINS = 50
@@ -102,7 +101,7 @@ class NeuronService:
             record = index.neuron_stats(lm.name, layer, neuron)
             if record is None:
                 return self._build(lm, lm.identity(), index, None, layer, neuron, corpus)
-            key = ("neuron-page", corpus, layer, neuron, index.stats(lm.name)["sources"])
+            key = ("neuron-page", corpus, layer, neuron, index.version(lm.name))
             return lm.memo.get(key, lambda: self._build(lm, lm.identity(), index, record, layer, neuron, corpus))
 
     def search_token(self, token: str, corpus: str, layer: int | None, k: int) -> dict:
@@ -213,28 +212,33 @@ class NeuronService:
         return {"state": "not_indexed"}
 
     def _examples(self, lm: LoadedModel, layer: int, neuron: int, hits: list[Hit]) -> list[dict]:
-        """Each hit's window of at most 32 tokens with the neuron's activation at every token of it
-        (one forward pass per distinct text, as far as its last window reaches)."""
+        """Each hit's window of at most 32 tokens with the neuron's activation at every token of it:
+        the window stored by the indexing pass, else computed (one forward pass per distinct text,
+        as far as its last window reaches)."""
         spans = [window(len(hit.source.token_ids), hit.position) for hit in hits]
-        reach: dict[int, int] = {}
-        for hit, (_, end) in zip(hits, spans):
-            reach[hit.source.id] = max(reach.get(hit.source.id, 0), end)
-        sources = {hit.source.id: hit.source for hit in hits}
-        texts = list(reach)
-        prefixes = [sources[i].token_ids[: reach[i]] for i in texts]
-        computed = neuron_activation_rows(lm.model, lm.adapter, layer, neuron, prefixes, pad_id=padding_id(lm.tokenizer))
-        by_text = dict(zip(texts, computed))
-        rows = [by_text[hit.source.id] for hit in hits]
+        computed = self._computed_windows(lm, layer, neuron, [(hit, span) for hit, span in zip(hits, spans) if hit.window is None])
+        rows = [hit.window[: end - start] if hit.window is not None else computed[hit.source.id][start:end] for hit, (start, end) in zip(hits, spans)]
         return [
             {
                 "text_id": hit.source.name,
                 "tokens": hit.source.tokens[start:end],
-                "activations": [_round(a) for a in acts[start:end]],
+                "activations": [_round(a) for a in acts],
                 "max_position": hit.position - start,
                 "max_activation": _round(hit.activation),
             }
             for hit, (start, end), acts in zip(hits, spans, rows)
         ]
+
+    @staticmethod
+    def _computed_windows(lm: LoadedModel, layer: int, neuron: int, wanted: list[tuple[Hit, tuple[int, int]]]) -> dict[int, np.ndarray]:
+        """Per source id of the ``wanted`` hits, the neuron's activations ``[reach]`` up to its last window's end."""
+        reach: dict[int, int] = {}
+        for hit, (_, end) in wanted:
+            reach[hit.source.id] = max(reach.get(hit.source.id, 0), end)
+        sources = {hit.source.id: hit.source for hit, _ in wanted}
+        texts = list(reach)
+        prefixes = [sources[i].token_ids[: reach[i]] for i in texts]
+        return dict(zip(texts, neuron_activation_rows(lm.model, lm.adapter, layer, neuron, prefixes, pad_id=padding_id(lm.tokenizer))))
 
     @staticmethod
     def _input_tokens(lm: LoadedModel, record: NeuronRecord | None) -> list[dict]:

@@ -3,9 +3,12 @@
 Per model, layer and neuron the index keeps the ``depth`` (default 50) highest activations over
 everything indexed, each with its source (an activation file or a corpus text) and position: one
 row per neuron in ``neuron_tops``, its list stored as three little-endian arrays (float32
-activations, int32 source ids, int32 positions), best first. The ``sources`` table keeps each
-text's token ids and readable tokens, so context snippets are cut at query time and activations
-can be recomputed. Adding sources merges the new top lists into the stored ones in one
+activations, int32 source ids, int32 positions), best first, and, for the first ``EXAMPLES``
+entries of a list that an indexing pass gave windows, their activation windows (float32
+``[EXAMPLES, WINDOW]``, NaN where an entry has none or past a window's end), so a neuron page
+shows its examples without running the model. The ``sources`` table keeps each text's token ids
+and readable tokens, so context snippets are cut at query time and activations can be
+recomputed. Adding sources merges the new top lists into the stored ones in one
 transaction, so the index stays one bounded row per neuron however large the corpus grows.
 
 With an indexing pass of a corpus (:func:`~neuronscope.analysis.max_activating.index_pass`)
@@ -35,8 +38,9 @@ from typing import Iterator, Protocol, Sequence
 import numpy as np
 
 from neuronscope.analysis.neuron_stats import LayerStats, TokenView
+from neuronscope.analysis.neuron_view import EXAMPLES, WINDOW
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS models (
     id INTEGER PRIMARY KEY,
@@ -60,6 +64,7 @@ CREATE TABLE IF NOT EXISTS neuron_tops (
     activations BLOB NOT NULL,
     source_ids BLOB NOT NULL,
     positions BLOB NOT NULL,
+    windows BLOB,
     PRIMARY KEY (model_id, layer, neuron)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS neuron_bottoms (
@@ -69,6 +74,7 @@ CREATE TABLE IF NOT EXISTS neuron_bottoms (
     activations BLOB NOT NULL,
     source_ids BLOB NOT NULL,
     positions BLOB NOT NULL,
+    windows BLOB,
     PRIMARY KEY (model_id, layer, neuron)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS neuron_stats (
@@ -101,21 +107,23 @@ CREATE TABLE IF NOT EXISTS token_neurons (
 _VALUE, _ID, _COUNT = np.dtype("<f4"), np.dtype("<i4"), np.dtype("<i8")
 TAILS = ("neuron_tops", "neuron_bottoms")
 _LAYER_LISTS = """
-SELECT neuron, activations, source_ids, positions FROM {table} WHERE model_id = ? AND layer = ?
+SELECT neuron, activations, source_ids, positions, windows FROM {table} WHERE model_id = ? AND layer = ?
 """
 _NEURON_LISTS = """
-SELECT neuron, activations, source_ids, positions FROM {table}
+SELECT neuron, activations, source_ids, positions, windows FROM {table}
 WHERE model_id = (SELECT id FROM models WHERE name = ?) AND layer = ? AND neuron IN (SELECT value FROM json_each(?))
 """
 _STATS_COLUMNS = "count, mean, m2, positive, minimum, maximum, histogram, input_ids, input_means, input_counts, score"
 
 
 class LayerTops(Protocol):
-    """Top positions of every neuron of one layer: ``[d_mlp, k]`` arrays, sequences index the new sources."""
+    """Top positions of every neuron of one layer: ``[d_mlp, k]`` arrays, sequences index the new
+    sources; ``windows`` ``[d_mlp, k, WINDOW]`` or None."""
 
     values: np.ndarray
     sequences: np.ndarray
     positions: np.ndarray
+    windows: np.ndarray | None
 
 
 @dataclass(frozen=True)
@@ -144,11 +152,13 @@ class StoredSource:
 
 @dataclass(frozen=True)
 class Hit:
-    """One indexed token position of a neuron."""
+    """One indexed token position of a neuron; ``window``: the neuron's activations over the
+    position's example window, when the index stored it."""
 
     activation: float
     source: StoredSource
     position: int
+    window: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -170,18 +180,21 @@ class NeuronRecord:
 
 @dataclass(frozen=True)
 class TopListRows:
-    """One neuron's stored list, best first: ``values``, ``sources``, ``positions`` ``[<=depth]``."""
+    """One neuron's stored list, best first: ``values``, ``sources``, ``positions`` ``[<=depth]``;
+    ``windows`` ``[<=EXAMPLES, WINDOW]`` (NaN rows: none stored)."""
 
     values: np.ndarray
     sources: np.ndarray
     positions: np.ndarray
+    windows: np.ndarray
 
 
-def _decode(values: bytes, sources: bytes, positions: bytes) -> TopListRows:
+def _decode(values: bytes, sources: bytes, positions: bytes, windows: bytes | None) -> TopListRows:
     return TopListRows(
         np.frombuffer(values, dtype=_VALUE),
         np.frombuffer(sources, dtype=_ID).astype(np.int64),
         np.frombuffer(positions, dtype=_ID).astype(np.int64),
+        np.frombuffer(windows, dtype=_VALUE).reshape(-1, WINDOW) if windows else np.empty((0, WINDOW), dtype=np.float32),
     )
 
 
@@ -196,6 +209,9 @@ class ActivationIndex:
         with closing(sqlite3.connect(path, timeout=30, isolation_level=None)) as conn:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.executescript(SCHEMA)
+            for table in TAILS:
+                if "windows" not in {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN windows BLOB")
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     @contextmanager
@@ -241,7 +257,7 @@ class ActivationIndex:
             source_ids = np.asarray(ids, dtype=np.int64)
             for table, lists in zip(TAILS, (tops, bottoms or [])):
                 for layer, top in enumerate(lists):
-                    self._merge_layer(conn, table, model_id, layer, top.values, source_ids[top.sequences], top.positions)
+                    self._merge_layer(conn, table, model_id, layer, top, source_ids[top.sequences])
             for layer, layer_stats in enumerate(stats or []):
                 self._merge_stats(conn, model_id, layer, layer_stats, views[layer] if views else None)
             for layer, view in enumerate(views or []):
@@ -331,19 +347,20 @@ class ActivationIndex:
         )
         return int(cursor.lastrowid)
 
-    def _merge_layer(
-        self, conn: sqlite3.Connection, table: str, model_id: int, layer: int,
-        values: np.ndarray, sources: np.ndarray, positions: np.ndarray,
-    ) -> None:
-        """Merge the candidates ``[d_mlp, k]`` into the stored lists; rewrite the neurons that changed.
+    def _merge_layer(self, conn: sqlite3.Connection, table: str, model_id: int, layer: int, new: LayerTops, sources: np.ndarray) -> None:
+        """Merge the candidates ``new`` (``[d_mlp, k]``, ``sources`` their source ids) into the stored
+        lists; rewrite the neurons that changed.
 
         Lists are ordered by activation (descending), then source id and position, so ties are
-        resolved the same way whatever order the sources arrive in.
+        resolved the same way whatever order the sources arrive in. Only the first ``EXAMPLES``
+        windows of a list are stored: a stored entry past them can never move ahead of them, so the
+        merged list's first ``EXAMPLES`` always have their windows when the candidates do.
         """
-        d_mlp = values.shape[0]
+        d_mlp = new.values.shape[0]
         old_values = np.full((d_mlp, self.depth), -np.inf, dtype=np.float32)
         old_sources = np.zeros((d_mlp, self.depth), dtype=np.int64)
         old_positions = np.zeros((d_mlp, self.depth), dtype=np.int64)
+        old_windows = np.full((d_mlp, self.depth, WINDOW), np.nan, dtype=np.float32)
         for neuron, *blobs in conn.execute(_LAYER_LISTS.format(table=table), (model_id, layer)):
             if neuron < d_mlp:
                 stored = _decode(*blobs)
@@ -351,23 +368,28 @@ class ActivationIndex:
                 old_values[neuron, :count] = stored.values
                 old_sources[neuron, :count] = stored.sources
                 old_positions[neuron, :count] = stored.positions
-        all_values = np.concatenate([old_values, values.astype(np.float32)], axis=1)
+                old_windows[neuron, : len(stored.windows)] = stored.windows
+        new_windows = new.windows if new.windows is not None else np.full(new.values.shape + (WINDOW,), np.nan)
+        all_values = np.concatenate([old_values, new.values.astype(np.float32)], axis=1)
         all_sources = np.concatenate([old_sources, sources], axis=1)
-        all_positions = np.concatenate([old_positions, positions], axis=1)
+        all_positions = np.concatenate([old_positions, new.positions], axis=1)
         order = np.lexsort((all_positions, all_sources, -all_values), axis=1)[:, : self.depth]
-        new_values = np.take_along_axis(all_values, order, axis=1)
-        new_sources = np.take_along_axis(all_sources, order, axis=1)
-        new_positions = np.take_along_axis(all_positions, order, axis=1)
-        changed = ((new_values != old_values) | (new_sources != old_sources) | (new_positions != old_positions)).any(axis=1)
-        counts = np.isfinite(new_values).sum(axis=1)
+        values = np.take_along_axis(all_values, order, axis=1)
+        kept_sources = np.take_along_axis(all_sources, order, axis=1)
+        positions = np.take_along_axis(all_positions, order, axis=1)
+        first = order[:, :EXAMPLES, None]
+        windows = np.take_along_axis(np.concatenate([old_windows, new_windows.astype(np.float32)], axis=1), first, axis=1)
+        changed = ((values != old_values) | (kept_sources != old_sources) | (positions != old_positions)).any(axis=1)
+        counts = np.isfinite(values).sum(axis=1)
         conn.executemany(
-            f"INSERT OR REPLACE INTO {table} VALUES (?, ?, ?, ?, ?, ?)",
+            f"INSERT OR REPLACE INTO {table} VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
                 (
                     model_id, layer, int(n),
-                    new_values[n, : counts[n]].astype(_VALUE).tobytes(),
-                    new_sources[n, : counts[n]].astype(_ID).tobytes(),
-                    new_positions[n, : counts[n]].astype(_ID).tobytes(),
+                    values[n, : counts[n]].astype(_VALUE).tobytes(),
+                    kept_sources[n, : counts[n]].astype(_ID).tobytes(),
+                    positions[n, : counts[n]].astype(_ID).tobytes(),
+                    windows[n, : min(counts[n], EXAMPLES)].astype(_VALUE).tobytes(),
                 )
                 for n in np.nonzero(changed & (counts > 0))[0]
             ),
@@ -383,9 +405,10 @@ class ActivationIndex:
                 return []
             stored = _decode(*rows[0][1:])
             sources = self._sources(conn, np.unique(stored.sources[:k]).tolist())
+        windows = [w if not np.isnan(w[0]) else None for w in stored.windows] + [None] * max(0, k - len(stored.windows))
         return [
-            Hit(sign * float(value), sources[int(source)], int(position))
-            for value, source, position in zip(stored.values[:k], stored.sources[:k], stored.positions[:k])
+            Hit(sign * float(value), sources[int(source)], int(position), window)
+            for value, source, position, window in zip(stored.values[:k], stored.sources[:k], stored.positions[:k], windows)
         ]
 
     def neuron_lists(self, model: str, layer: int, neurons: Sequence[int]) -> dict[int, TopListRows]:
@@ -409,6 +432,14 @@ class ActivationIndex:
         """The stored sources with these ids, token ids included."""
         with self._connect() as conn:
             return self._sources(conn, ids)
+
+    def version(self, model: str) -> str:
+        """Changes whenever sources are added for ``model``, also across a deleted and re-created
+        index: this file's path, the number of sources and the latest one's creation time."""
+        query = """SELECT COUNT(*), MAX(s.created_at) FROM sources AS s JOIN models AS m ON m.id = s.model_id WHERE m.name = ?"""
+        with self._connect() as conn:
+            count, latest = conn.execute(query, (model,)).fetchone()
+        return f"{self.path}:{count}:{latest!r}"
 
     def indexed_models(self) -> list[dict]:
         """Each model with indexed sources: ``{model_name, texts, tokens}``."""

@@ -3,16 +3,20 @@ every activation: sorts, numpy statistics and a direct lookup-explanation comput
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 
 from neuronscope.analysis.max_activating import index_pass
+from neuronscope.analysis.neuron_view import WINDOW, window
 from neuronscope.analysis.neuron_stats import (
     HISTOGRAM_EDGES, MAGNITUDE_EDGES, N_BINS, RunningStats, token_rows, token_view, tracked_tokens,
 )
 from neuronscope.executors.chunks import merge_passes
 
+from tests.support.activation_helpers import captured
 from tests.support.tiny_models import CORPUS as TRAINING_CORPUS
 
 TEXTS = [*dict.fromkeys(TRAINING_CORPUS), "Paris and Rome, the fox and the dog.", "two three four five"]
@@ -37,24 +41,6 @@ def test_histogram_bins_are_exact_at_the_edges():
     np.testing.assert_array_equal(result.histogram[0], np.bincount(reference_bins(values), minlength=N_BINS))
     assert result.positive[0] == (values > 0).sum()
     assert result.minimum[0] == values.min() and result.maximum[0] == values.max()
-
-
-def captured(model, adapter, ids: list[int]) -> list[np.ndarray]:
-    """Per layer ``[seq, d_mlp]``: the inputs of each MLP output projection, by a plain pre-hook."""
-    seen: dict[int, np.ndarray] = {}
-    handles = [
-        adapter.mlp_output(layer).register_forward_pre_hook(
-            lambda _m, args, layer=layer: seen.__setitem__(layer, args[0][0].detach().numpy().copy())
-        )
-        for layer in range(adapter.n_layers)
-    ]
-    try:
-        with torch.no_grad():
-            model(input_ids=torch.tensor([ids]))
-    finally:
-        for handle in handles:
-            handle.remove()
-    return [seen[layer] for layer in range(adapter.n_layers)]
 
 
 @pytest.fixture
@@ -140,3 +126,39 @@ def test_lookup_explanation_and_input_tokens_equal_a_direct_computation(loaded, 
             assert view.input_ids[n][: len(best)].tolist() == best
             np.testing.assert_allclose(view.input_means[n][: len(best)], [means[t] for t in best], rtol=1e-4, atol=1e-5)
             assert view.input_counts[n][: len(best)].tolist() == [int((all_ids == t).sum()) for t in best]
+
+
+def assert_windows_match(tail, sign, acts, layer, lengths):
+    """Every entry's window equals the capture over :func:`window`'s span of its position, NaN after."""
+    assert tail.windows is not None and tail.windows.shape == tail.values.shape + (WINDOW,)
+    for n in range(tail.values.shape[0]):
+        for k, (seq, pos) in enumerate(zip(tail.sequences[n], tail.positions[n])):
+            start, end = window(lengths[seq], pos)
+            row = tail.windows[n, k]
+            np.testing.assert_allclose(row[: end - start], acts[seq][layer][start:end, n], rtol=1e-4, atol=1e-5)
+            assert np.isnan(row[end - start :]).all()
+            assert row[pos - start] == pytest.approx(sign * tail.values[n, k], rel=1e-4, abs=1e-5)
+
+
+@pytest.mark.parametrize("batch_size", [1, 4])
+def test_windows_of_both_tails_equal_the_capture_also_after_merging_chunks(loaded, corpus, batch_size):
+    """Long texts too (windows cut on both sides), with DEPTH entries per neuron from every text."""
+    sequences, flags, tracked, halves, acts = corpus
+    long = [loaded.tokenizer(" ".join(TEXTS[i : i + 4]))["input_ids"] for i in (0, 4)]  # 60-100 tokens
+    sequences, flags = [*sequences, *long], [*flags, *([True] * len(s) for s in long)]
+    halves, acts = [*halves, 1, 1], [*acts, *(captured(loaded.model, loaded.adapter, s) for s in long)]
+    lengths = [len(s) for s in sequences]
+    assert max(lengths) > 60
+    cut = 3
+    first = run_pass(loaded, sequences[:cut], flags[:cut], tracked, halves[:cut], batch_size=batch_size)
+    second = run_pass(loaded, sequences[cut:], flags[cut:], tracked, halves[cut:], batch_size=batch_size)
+    shifted = replace(
+        second,
+        tops=[replace(t, sequences=t.sequences + cut) for t in second.tops],
+        bottoms=[replace(t, sequences=t.sequences + cut) for t in second.bottoms],
+    )
+    merged = merge_passes(merge_passes(None, first, DEPTH), shifted, DEPTH)
+    assert any((t.positions > WINDOW).any() for t in merged.tops + merged.bottoms)  # windows starting inside a text
+    for layer in range(loaded.adapter.n_layers):
+        assert_windows_match(merged.tops[layer], 1, acts, layer, lengths)
+        assert_windows_match(merged.bottoms[layer], -1, acts, layer, lengths)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import io
+import sqlite3
 
 import numpy as np
 import pytest
 import torch
 
-from neuronscope.analysis.tokens import indexable_positions
+from neuronscope.analysis.tokens import indexable_positions, token_strings
+
+from tests.support.activation_helpers import captured
 
 TEXTS = [
     "The quick brown fox jumps over the lazy dog.",
@@ -18,18 +21,6 @@ TEXTS = [
     "One two three four five six seven eight nine ten.",
     "def add(a, b): return a + b",
 ] * 6
-
-
-def captured(model, adapter, ids: list[int], layer: int) -> np.ndarray:
-    """``[seq, d_mlp]``: the input of the layer's MLP output projection, by a plain pre-hook."""
-    seen = {}
-    handle = adapter.mlp_output(layer).register_forward_pre_hook(lambda _m, args: seen.update(acts=args[0][0].detach().numpy().copy()))
-    try:
-        with torch.no_grad():
-            model(input_ids=torch.tensor([ids]))
-    finally:
-        handle.remove()
-    return seen["acts"]
 
 
 @pytest.fixture(params=["tiny-gpt2", "tiny-llama"])
@@ -50,15 +41,34 @@ def explore_activations(app, layer: int):
         per_text = {}
         for t in texts:
             ids = lm.tokenizer(t["text"])["input_ids"]
-            per_text[str(t["id"])] = (ids, captured(lm.model, lm.adapter, ids, layer))
+            per_text[str(t["id"])] = (ids, captured(lm.model, lm.adapter, ids)[layer])
         every = np.concatenate([acts[np.array(indexable_positions(lm.tokenizer, ids))] for ids, acts in per_text.values()])
         return lm, per_text, every
 
 
+def forward_calls(model) -> tuple[list, object]:
+    """A list that grows by one per forward pass of ``model``'s backbone, and the hook's handle."""
+    calls: list = []
+    return calls, model.base_model.register_forward_pre_hook(lambda *_: calls.append(1))
+
+
+@pytest.mark.parametrize("stored_windows", [True, False], ids=["windows stored", "windows computed"])
 @pytest.mark.parametrize("layer, neuron", [(0, 3), (1, 40)])
-def test_page_matches_an_independent_capture(indexed, layer, neuron):
+def test_page_matches_an_independent_capture(indexed, layer, neuron, stored_windows):
+    """With the windows the indexing pass stored, the page runs no forward pass; an index without
+    them (from before they were stored) gives the same page from one forward pass."""
     app, client = indexed
-    page = client.get(f"/api/neurons/{layer}/{neuron}?corpus=small").get_json()
+    svc = app.extensions["neuronscope"]
+    if not stored_windows:
+        with sqlite3.connect(svc.corpora.store.index("small").path) as conn:
+            conn.execute("UPDATE neuron_tops SET windows = NULL")
+            conn.execute("UPDATE neuron_bottoms SET windows = NULL")
+    calls, handle = forward_calls(svc.manager.ensure_loaded().model)
+    try:
+        page = client.get(f"/api/neurons/{layer}/{neuron}?corpus=small").get_json()
+    finally:
+        handle.remove()
+    assert (len(calls) == 0) == stored_windows
     lm, per_text, every = explore_activations(app, layer)
     assert page["status"] == {"state": "indexed"} and page["model_name"] == lm.name
     assert page["model_identity"].startswith(f"{lm.name}:")
@@ -155,7 +165,7 @@ def test_search_by_text_and_neuron_activations_equal_a_capture(indexed):
     svc = app.extensions["neuronscope"]
     with svc.manager.use() as lm:
         ids = lm.tokenizer(text)["input_ids"]
-        layers = [captured(lm.model, lm.adapter, ids, layer) for layer in range(lm.adapter.n_layers)]
+        layers = captured(lm.model, lm.adapter, ids)
     every = np.concatenate(layers, axis=1)  # [seq, 2 * d_mlp]
     d_mlp = layers[0].shape[1]
     assert [t["token_id"] for t in per_token] == ids
@@ -184,3 +194,23 @@ def test_page_answers_with_indexing_status_while_a_job_holds_the_model(make_app,
     assert wait_for_status(client, holder, {"done"})["status"] == "done"
     assert wait_for_status(client, queued, {"done"})["status"] == "done"
     assert client.get("/api/neurons/0/1").get_json()["status"] == {"state": "indexed"}
+
+
+def test_a_recreated_corpus_never_gets_the_old_pages(indexed):
+    """Pages are memoised per index version: deleting a corpus and uploading other texts under its
+    name (the same number of texts) gives pages of the new texts."""
+    app, client = indexed
+    before = client.get("/api/neurons/0/3?corpus=small").get_json()
+    assert client.delete("/api/corpora/small").status_code == 200
+    other = "\n\n".join(" ".join(reversed(t.split())) for t in TEXTS).encode()
+    assert client.post("/api/corpora", data={"file": (io.BytesIO(other), "small.txt")}, content_type="multipart/form-data").status_code == 201
+    assert client.post("/api/corpora/small/index", json={}).status_code == 200
+    after = client.get("/api/neurons/0/3?corpus=small").get_json()
+    assert after["top_examples"] != before["top_examples"]
+    svc = app.extensions["neuronscope"]
+    texts = {str(t["id"]): t["text"] for t in svc.corpora.get("small")["texts"]}
+    with svc.manager.use() as lm:
+        for example in after["top_examples"] + after["bottom_examples"]:
+            tokens = token_strings(lm.tokenizer, lm.tokenizer(texts[example["text_id"]])["input_ids"])
+            n = len(example["tokens"])
+            assert any(tokens[s : s + n] == example["tokens"] for s in range(len(tokens) - n + 1))

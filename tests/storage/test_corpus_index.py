@@ -9,11 +9,12 @@ import pytest
 import torch
 
 from neuronscope.analysis.activations import neuron_activations
-from neuronscope.analysis.max_activating import TopActivations, length_batches, max_activating, token_refs
+from neuronscope.analysis.max_activating import TopActivations, index_pass, length_batches, max_activating, token_refs
+from neuronscope.analysis.neuron_view import EXAMPLES, WINDOW, window
 from neuronscope.analysis.tokens import indexable_positions, token_strings
 from neuronscope.storage.index import ActivationIndex, NewSource
 
-from tests.support.activation_helpers import projection_hooks
+from tests.support.activation_helpers import captured, projection_hooks
 from tests.support.tiny_models import CORPUS as TRAINING_CORPUS
 
 CORPUS = [*dict.fromkeys(TRAINING_CORPUS), "Paris", "A dog, a fox and a cat."]
@@ -253,3 +254,32 @@ def test_queries_run_while_a_corpus_is_indexed(make_app):
         thread.join()
     assert errors == []
     assert client.post("/api/activations/corpus", json={"texts": CORPUS}).json["texts_skipped"] == len(CORPUS)
+
+
+def test_stored_windows_survive_merges_and_equal_a_capture(tmp_path, loaded):
+    """Two indexing passes added one after the other: the first EXAMPLES entries of each merged
+    list carry their windows, equal to an independent capture; lists from a pass without windows
+    come back without them."""
+    texts = [*CORPUS, " ".join(CORPUS[:3])]  # the last one longer than a window
+    sequences = [loaded.tokenizer(t)["input_ids"] for t in texts]
+    flags = [indexable_positions(loaded.tokenizer, s) for s in sequences]
+    assert len(sequences[-1]) > WINDOW
+    index = ActivationIndex(tmp_path / "index.sqlite3", depth=EXAMPLES + 5)
+    for part in (slice(0, 4), slice(4, None)):
+        result = index_pass(loaded.model, loaded.adapter, sequences[part], flags[part], pad_id=0, depth=index.depth, batch_size=3)
+        sources = [NewSource("corpus", str(i), sequences[i], token_strings(loaded.tokenizer, sequences[i])) for i in range(len(texts))[part]]
+        index.add(loaded.name, sources, result.tops, bottoms=result.bottoms)
+    acts = {str(i): captured(loaded.model, loaded.adapter, s) for i, s in enumerate(sequences)}
+    for layer in range(loaded.adapter.n_layers):
+        for neuron in range(0, loaded.adapter.d_mlp(layer), 5):
+            for tail in ("top", "bottom"):
+                hits = index.top(loaded.name, layer, neuron, EXAMPLES, tail=tail)
+                assert len(hits) == EXAMPLES
+                for hit in hits:
+                    start, end = window(len(hit.source.token_ids), hit.position)
+                    expected = acts[hit.source.name][layer][start:end, neuron]
+                    np.testing.assert_allclose(hit.window[: end - start], expected, rtol=1e-4, atol=1e-5)
+    bare = ActivationIndex(tmp_path / "bare.sqlite3", depth=4)
+    tops = max_activating(loaded.model, loaded.adapter, sequences[:2], flags[:2], pad_id=0, depth=4, batch_size=2)
+    bare.add(loaded.name, [NewSource("corpus", str(i), sequences[i], token_strings(loaded.tokenizer, sequences[i])) for i in range(2)], tops)
+    assert all(hit.window is None for hit in bare.top(loaded.name, 0, 0, 4))

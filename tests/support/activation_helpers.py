@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import numpy as np
+import torch
+
 
 def projection_hooks(adapter) -> int:
     """Hooks on the MLP output projections, where NeuronScope's hooks live.
@@ -13,3 +16,21 @@ def projection_hooks(adapter) -> int:
         len(adapter.mlp_output(layer)._forward_pre_hooks) + len(adapter.mlp_output(layer)._forward_hooks)
         for layer in range(adapter.n_layers)
     )
+
+
+def captured(model, adapter, ids: list[int]) -> list[np.ndarray]:
+    """Per layer ``[seq, d_mlp]``: the inputs of each MLP output projection, by a plain pre-hook."""
+    seen: dict[int, np.ndarray] = {}
+    handles = [
+        adapter.mlp_output(layer).register_forward_pre_hook(
+            lambda _m, args, layer=layer: seen.__setitem__(layer, args[0][0].detach().numpy().copy())
+        )
+        for layer in range(adapter.n_layers)
+    ]
+    try:
+        with torch.no_grad():
+            model(input_ids=torch.tensor([ids]))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return [seen[layer] for layer in range(adapter.n_layers)]
