@@ -59,9 +59,11 @@ class TopActivations:
     kept aside are ``depth`` wide, and before the result is read. Most activations are thus
     compared once and never sorted.
 
-    With ``windowed``, every entry also carries its activation window (``[WINDOW]``, gathered
-    from the batch when the entry is first kept, see :class:`TopList`), so the examples can be
-    shown without running the model again.
+    With ``windowed``, every entry also carries its activation window (``[WINDOW]``, see
+    :class:`TopList`), so the examples can be shown without running the model again. A window
+    can only be read while its batch's activations exist, so windowed lists merge each batch's
+    candidates at once and gather the windows of the entries that enter the lists, never of the
+    candidates that do not.
     """
 
     def __init__(self, d_mlp: int, depth: int, device: torch.device | str, *, windowed: bool = False):
@@ -69,50 +71,65 @@ class TopActivations:
         self.values = torch.empty((d_mlp, 0), device=device)  # [d_mlp, <=depth], descending
         self.refs = torch.empty((d_mlp, 0), dtype=torch.long, device=device)  # [d_mlp, <=depth]
         self.windows = torch.empty((d_mlp, 0, WINDOW), device=device) if windowed else None  # [d_mlp, <=depth, WINDOW]
-        self.pending: list[tuple[torch.Tensor, ...]] = []  # (values, refs[, windows]) [d_mlp, width(, WINDOW)] each
+        self.pending: list[tuple[torch.Tensor, torch.Tensor]] = []  # (values, refs) [d_mlp, width] each
         self.pending_width = 0
 
     def update(self, acts: torch.Tensor, refs: torch.Tensor, windows_of: WindowFn | None = None) -> None:
         """Merge ``acts`` ``[n, d_mlp]`` observed at the token references ``refs`` ``[n]`` (moved to
-        this list's device); ``windows_of`` gives the windows of the kept entries when ``windowed``."""
+        this list's device); ``windows_of`` gives the windows of entries when ``windowed``."""
         if acts.shape[0] == 0:
             return
         acts = acts.to(self.values.device).float()
         if self.values.shape[1] < self.depth:
             batch = acts.T.topk(min(self.depth, acts.shape[0]), dim=1)  # [d_mlp, k]
-            self._merge([(batch.values, refs[batch.indices], *self._windows(windows_of, batch.indices))])
-            return
-        values, rows = _above(acts, self.values[:, -1])  # [d_mlp, width] each
-        if values.shape[1]:
-            self.pending.append((values, refs[rows], *self._windows(windows_of, rows)))
+            values, rows = batch.values, batch.indices
+        else:
+            values, rows = _above(acts, self.values[:, -1])  # [d_mlp, width] each
+        if self.windows is not None:
+            self._merge_windowed(values, rows, refs, windows_of)
+        elif self.values.shape[1] < self.depth:
+            self._merge([values], [refs[rows]])
+        elif values.shape[1]:
+            self.pending.append((values, refs[rows]))
             self.pending_width += values.shape[1]
-        if self.pending_width >= self.depth:
-            self._merge_pending()
-
-    def _windows(self, windows_of: WindowFn | None, rows: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """``(windows,)`` ``[d_mlp, width, WINDOW]`` of the entries at kept positions ``rows`` ``[d_mlp, width]``, or ``()``."""
-        if self.windows is None:
-            return ()
-        d_mlp, width = rows.shape
-        neurons = torch.arange(d_mlp, device=rows.device).repeat_interleave(width)
-        return (windows_of(rows.reshape(-1), neurons).to(self.windows.device).view(d_mlp, width, WINDOW),)
+            if self.pending_width >= self.depth:
+                self._merge_pending()
 
     def _merge_pending(self) -> None:
         """Merge the rows kept aside into the lists and start a new set."""
-        pending, self.pending, self.pending_width = self.pending, [], 0
-        self._merge(pending)
+        values, refs = zip(*self.pending)
+        self.pending, self.pending_width = [], 0
+        self._merge(values, refs)
 
-    def _merge(self, candidates: Sequence[tuple[torch.Tensor, ...]]) -> None:
-        """Merge rows of candidates ``(values, refs[, windows])`` (``[d_mlp, width(, WINDOW)]``) into the lists."""
-        values, refs, *windows = (torch.cat([mine, *theirs], dim=1) for mine, *theirs in zip(self._lists(), *candidates))
+    def _merge(self, values: Sequence[torch.Tensor], refs: Sequence[torch.Tensor]) -> None:
+        """Merge rows of candidates ``values`` with their ``refs`` (``[d_mlp, width]`` each) into the lists."""
+        values = torch.cat([self.values, *values], dim=1)
         best = values.topk(min(self.depth, values.shape[1]), dim=1)
         self.values = best.values
-        self.refs = refs.gather(1, best.indices)
-        if windows:
-            self.windows = windows[0].gather(1, best.indices[..., None].expand(-1, -1, WINDOW))
+        self.refs = torch.cat([self.refs, *refs], dim=1).gather(1, best.indices)
 
-    def _lists(self) -> tuple[torch.Tensor, ...]:
-        return (self.values, self.refs) if self.windows is None else (self.values, self.refs, self.windows)
+    def _merge_windowed(self, values: torch.Tensor, rows: torch.Tensor, refs: torch.Tensor, windows_of: WindowFn) -> None:
+        """Merge one batch's candidates ``values`` at kept positions ``rows`` (``[d_mlp, width]``)
+        into the lists, gathering the windows of those that enter."""
+        if not values.shape[1]:
+            return
+        old = self.values.shape[1]
+        best = torch.cat([self.values, values], dim=1).topk(min(self.depth, old + values.shape[1]), dim=1)
+        entering = best.indices >= old  # [d_mlp, k]
+        batch_rows = rows.gather(1, (best.indices - old).clamp(min=0))  # [d_mlp, k]
+        kept = best.indices.clamp(max=max(old - 1, 0))  # [d_mlp, k]
+        d_mlp, k = best.indices.shape
+        self.refs = torch.where(entering, refs[batch_rows], self.refs.gather(1, kept) if old else 0)
+        if k == old:  # full lists: rewrite the rows that changed (ties may reorder a list too), in place
+            moved = (entering | (best.indices != torch.arange(k, device=entering.device))).any(dim=1)  # [d_mlp]
+            self.windows[moved] = self.windows[moved].gather(1, kept[moved][..., None].expand(-1, -1, WINDOW))
+        else:
+            grown = torch.empty((d_mlp, k, WINDOW), device=self.values.device)
+            grown[:, :old] = self.windows
+            self.windows = grown.gather(1, kept[..., None].expand(-1, -1, WINDOW)) if old else grown
+        neurons, slots = torch.nonzero(entering, as_tuple=True)
+        self.windows[neurons, slots] = windows_of(batch_rows[neurons, slots], neurons).to(self.windows.device)
+        self.values = best.values
 
     def result(self) -> TopList:
         if self.pending:

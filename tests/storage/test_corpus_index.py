@@ -33,8 +33,10 @@ PROMPTS = ["Neurons fire on the word fox.", "Rome is the capital of Italy."]
         (5, 60, None, "random"),  # the lists never fill
     ],
 )
-def test_top_activations_equal_a_sort(chunk, depth, decimals, order):
-    """Running lists (dense while filling, thresholded once full) equal a sort of everything."""
+@pytest.mark.parametrize("windowed", [False, True], ids=["lists", "with windows"])
+def test_top_activations_equal_a_sort(chunk, depth, decimals, order, windowed):
+    """Running lists (dense while filling, thresholded once full) equal a sort of everything; with
+    windows, every entry keeps its own window (here: its global row and value), ties included."""
     rng = np.random.default_rng(chunk)
     acts = rng.normal(size=(8 * chunk, 16)).astype(np.float32)  # [tokens, neurons]
     if decimals is not None:
@@ -42,10 +44,17 @@ def test_top_activations_equal_a_sort(chunk, depth, decimals, order):
     if order != "random":
         acts = np.sort(acts, axis=0)[:: 1 if order == "ascending" else -1].copy()
     acts = acts.reshape(8, chunk, 16)  # [chunks, tokens, neurons]
-    top = TopActivations(16, depth=depth, device="cpu")
+    top = TopActivations(16, depth=depth, device="cpu", windowed=windowed)
     for number in range(8):
         refs = token_refs(torch.full((chunk,), number), torch.arange(chunk))
-        top.update(torch.from_numpy(acts[number]), refs)
+        batch = torch.from_numpy(acts[number])
+
+        def windows_of(rows, neurons, number=number, batch=batch):
+            marks = torch.zeros((len(rows), WINDOW))
+            marks[:, 0], marks[:, 1] = (number * chunk + rows).float(), batch[rows, neurons]
+            return marks
+
+        top.update(batch, refs, windows_of)
     result = top.result()
     flat = acts.reshape(-1, 16)  # [chunk number * chunk + position, neurons]
     kept = min(depth, len(flat))
@@ -54,6 +63,9 @@ def test_top_activations_equal_a_sort(chunk, depth, decimals, order):
         rows = result.sequences[neuron] * chunk + result.positions[neuron]
         assert len(set(rows.tolist())) == kept
         np.testing.assert_array_equal(flat[rows, neuron], result.values[neuron])
+        if windowed:
+            np.testing.assert_array_equal(result.windows[neuron, :, 0], rows)
+            np.testing.assert_array_equal(result.windows[neuron, :, 1], result.values[neuron])
 
 
 def test_top_activations_of_uneven_batches_equal_a_sort():
