@@ -11,6 +11,7 @@ normalisation and bias are left out (GPT-2's final LayerNorm: γ only).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -42,21 +43,42 @@ def extreme_entries(values: torch.Tensor, k: int) -> tuple[list[int], list[int]]
     return values.topk(k).indices.tolist(), (-values).topk(k).indices.tolist()
 
 
+@dataclass(frozen=True)
+class OutputDirections:
+    """Every neuron's unit output direction: ``unit`` ``[neurons, d_model]`` float32 on the CPU,
+    the rows of each layer's ``W_out`` stacked in layer order from row ``starts[layer]``."""
+
+    unit: torch.Tensor
+    starts: torch.Tensor
+
+    def row(self, layer: int, neuron: int) -> int:
+        return int(self.starts[layer]) + neuron
+
+
 @torch.no_grad()
-def similar_neurons(adapter: ArchitectureAdapter, layer: int, neuron: int, k: int) -> list[tuple[int, int, float]]:
+def output_directions(adapter: ArchitectureAdapter) -> OutputDirections:
+    """The :class:`OutputDirections` of every layer (computed once per model: pages memoise it)."""
+    rows = [adapter.w_out(layer).float().cpu() for layer in range(adapter.n_layers)]  # [d_mlp, d_model] each
+    unit = torch.cat(rows)
+    unit = unit / unit.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    sizes = torch.tensor([0] + [r.shape[0] for r in rows])
+    return OutputDirections(unit=unit, starts=torch.cumsum(sizes, 0)[:-1])
+
+
+@torch.no_grad()
+def similar_neurons(directions: OutputDirections, layer: int, neuron: int, k: int) -> list[tuple[int, int, float]]:
     """The ``k`` neurons of any layer whose output directions have the highest cosine similarity
     with neuron (layer, neuron)'s (itself left out): ``(layer, neuron, cosine)``, most similar first."""
-    w = adapter.w_out(layer)[neuron].float().cpu()
-    w = w / w.norm().clamp_min(1e-12)
-    found: list[tuple[int, int, float]] = []
-    for other in range(adapter.n_layers):
-        rows = adapter.w_out(other).float().cpu()  # [d_mlp, d_model]
-        cosine = (rows @ w) / rows.norm(dim=1).clamp_min(1e-12)  # [d_mlp]
-        if other == layer:
-            cosine[neuron] = -2.0
-        best = cosine.topk(min(k, cosine.shape[0]))
-        found += [(other, int(n), float(c)) for c, n in zip(best.values, best.indices) if c > -2.0]
-    return sorted(found, key=lambda item: (-item[2], item[0], item[1]))[:k]
+    me = directions.row(layer, neuron)
+    cosine = directions.unit @ directions.unit[me]  # [neurons]
+    cosine[me] = float("-inf")
+    best = cosine.topk(min(k, cosine.shape[0] - 1))
+    layers = torch.searchsorted(directions.starts, best.indices, right=True) - 1
+    found = [
+        (int(other), int(row - directions.starts[other]), float(c))
+        for other, row, c in zip(layers, best.indices, best.values)
+    ]
+    return sorted(found, key=lambda item: (-item[2], item[0], item[1]))
 
 
 def window_bounds(lengths: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -11,7 +11,7 @@ import torch
 from neuronscope.analysis.activations import neuron_activations
 from neuronscope.analysis.neuron_stats import HISTOGRAM_EDGES
 from neuronscope.analysis.neuron_view import (
-    EXAMPLES, extreme_entries, neuron_activation_rows, output_logits, similar_neurons, window,
+    EXAMPLES, extreme_entries, neuron_activation_rows, output_directions, output_logits, similar_neurons, window,
 )
 from neuronscope.analysis.scores import layer_magnitude, rank_layer
 from neuronscope.analysis.tokens import padding_id, token_strings
@@ -195,10 +195,16 @@ class NeuronService:
             "explanation": self._explanation(lm, record),
             "output_tokens": self._output_tokens(lm, layer, neuron),
             "weights": self._weights(lm, layer, neuron),
-            "similar_neurons": [
-                {"layer": other, "neuron": n, "cosine": _round(c)} for other, n, c in similar_neurons(lm.adapter, layer, neuron, SIMILAR)
-            ],
+            "similar_neurons": self._similar(lm, layer, neuron),
         }
+
+    @staticmethod
+    def _similar(lm: LoadedModel, layer: int, neuron: int) -> list[dict]:
+        """The ``SIMILAR`` neurons with the closest output directions (all directions memoised per model)."""
+        directions = lm.memo.get(("output-directions",), lambda: output_directions(lm.adapter))
+        return [
+            {"layer": other, "neuron": n, "cosine": _round(c)} for other, n, c in similar_neurons(directions, layer, neuron, SIMILAR)
+        ]
 
     def _status(self, corpus: str, record: NeuronRecord | None) -> dict:
         """``indexed``, or ``indexing`` with the running job's progress, or ``not_indexed``."""

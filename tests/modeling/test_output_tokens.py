@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from neuronscope.analysis.neuron_view import extreme_entries, output_logits, similar_neurons
+from neuronscope.analysis.neuron_view import extreme_entries, output_directions, output_logits, similar_neurons
 from neuronscope.modeling.adapters import adapter_for
 
 from tests.support.tiny_models import tiny_configs
@@ -53,6 +53,6 @@ def test_similar_neurons_are_the_highest_cosines_of_output_directions():
     cosine = torch.nn.functional.cosine_similarity(rows, rows[64 + 5][None, :], dim=1)
     cosine[64 + 5] = -2
     expected = [(int(i) // 64, int(i) % 64) for i in torch.argsort(cosine, descending=True)[:10]]
-    found = similar_neurons(adapter, 1, 5, 10)
+    found = similar_neurons(output_directions(adapter), 1, 5, 10)
     assert [(layer, n) for layer, n, _ in found] == expected
     assert [c for _, _, c in found] == pytest.approx(torch.sort(cosine, descending=True).values[:10].tolist(), abs=1e-6)
