@@ -3,13 +3,15 @@
 latency of the neuron page and of search over HTTP.
 
 One run prints:
-  * real tokens/s of the forward passes alone (no hooks; the indexer's length batches) and of
-    indexing the same explore texts of the default corpus with both tails, the statistics and
-    the per-token sums (``POST /api/corpora/{name}/index``'s path), and of the top-only index
-    (``POST /api/activations/corpus``'s path), medians of ``--repeats`` runs, with their ratios;
+  * real tokens per wall second and per CPU second of this process (steady on a shared machine
+    with one torch thread) of the forward passes alone (no hooks; the indexer's length batches)
+    and of indexing the same explore texts of the default corpus with both tails, the
+    statistics, the per-token sums and the example windows (``POST /api/corpora/{name}/index``'s
+    path), and of the top-only index (``POST /api/activations/corpus``'s path), runs alternated,
+    medians of ``--repeats``, with their ratios;
   * the projected time of indexing the whole explore split at that speed (first start);
   * p50/p95 of ``GET /api/neurons/{layer}/{neuron}`` over HTTP (waitress) on random neurons,
-    the first view of each (one forward pass over its examples) and a repeat (memoised), and of
+    the first view of each and a repeat (memoised), and of
     ``GET /api/neurons/search?token=`` and ``?text=``.
 
     PYTHONPATH=. .venv/bin/python benchmarks/bench_neurons.py --texts 300
@@ -30,7 +32,7 @@ import urllib.request
 import torch
 from waitress.server import create_server
 
-from bench_queries import forward_throughput, p95_ms, median_ms
+from bench_queries import forward_passes, median_ms, p95_ms
 from bench_setup import add_model_arguments, scratch_settings
 from neuronscope import create_app
 from neuronscope.analysis.forward import encode
@@ -38,12 +40,19 @@ from neuronscope.corpora.texts import MAX_TEXT_TOKENS
 from neuronscope.services.corpora import DEFAULT_CORPUS
 
 
-def index_speed(svc, lm, texts: list[dict], batch_size: int, full: bool) -> float:
-    """Real tokens/s of indexing ``texts`` into a fresh index of a scratch corpus."""
-    encoded = [encode(lm.tokenizer, t["text"])[0, :MAX_TEXT_TOKENS].tolist() for t in texts]
+def timed(run) -> tuple[float, float]:
+    """``(wall seconds, CPU seconds of this process)`` of ``run()``. With one torch thread the CPU
+    time is what the work cost, whatever else the shared machine runs meanwhile."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    run()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def index_run(svc, lm, names: list[str], encoded: list[list[int]], batch_size: int, full: bool) -> None:
+    """Index ``encoded`` into a fresh index of a scratch corpus (``POST /api/corpora/{name}/index``'s
+    path with ``full``, ``POST /api/activations/corpus``'s without)."""
     index = svc.corpora.store.index(f"bench-{time.monotonic_ns()}")
-    result = svc.activations.index_sequences(lm, index, [str(t["id"]) for t in texts], encoded, batch_size, lambda f, s: None, full=full)
-    return result["tokens_indexed"] / result["seconds"]
+    svc.activations.index_sequences(lm, index, names, encoded, batch_size, lambda f, s: None, full=full)
 
 
 def serve(app) -> tuple[str, object]:
@@ -83,26 +92,34 @@ def main(argv: list[str] | None = None) -> int:
     print(f"model {lm.name} on {lm.device}, torch threads {torch.get_num_threads()}, "
           f"{lm.adapter.n_layers} layers x {lm.adapter.d_mlp(0)} neurons; {len(texts)} of {len(explore)} explore texts")
 
+    encoded = [encode(lm.tokenizer, t["text"])[0, :MAX_TEXT_TOKENS].tolist() for t in texts]
+    names = [str(t["id"]) for t in texts]
+    tokens = sum(len(ids) for ids in encoded)
+    runs = {
+        "forward passes alone (ceiling)": lambda: forward_passes(lm, encoded, args.batch_size),
+        "both tails + statistics + token sums": lambda: index_run(svc, lm, names, encoded, args.batch_size, True),
+        "top list only (activations/corpus)": lambda: index_run(svc, lm, names, encoded, args.batch_size, False),
+    }
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in runs}
     with svc.manager.use():
-        forward_throughput(lm, [t["text"] for t in texts[:8]], args.batch_size)  # warm-up
-        ceiling, full, tops = [], [], []
-        for _ in range(args.repeats):
-            ceiling.append(forward_throughput(lm, [t["text"] for t in texts], args.batch_size))
-            full.append(index_speed(svc, lm, texts, args.batch_size, full=True))
-            tops.append(index_speed(svc, lm, texts, args.batch_size, full=False))
-    ceiling_s, full_s, tops_s = (statistics.median(x) for x in (ceiling, full, tops))
+        forward_passes(lm, encoded[:8], args.batch_size)  # warm-up
+        for _ in range(args.repeats):  # alternated, so load changes hit every kind alike
+            for name, run in runs.items():
+                times[name].append(timed(run))
+    print(f"indexing {tokens} tokens, batch_size {args.batch_size} (median of {args.repeats}; tokens per wall second | per CPU second):")
+    ceiling = None
+    for name, samples in times.items():
+        wall = tokens / statistics.median(w for w, _ in samples)
+        cpu = tokens / statistics.median(c for _, c in samples)
+        ceiling = ceiling or (wall, cpu)
+        print(f"  {name:<40} {wall:8.1f} | {cpu:8.1f} tokens/s   {wall / ceiling[0]:6.1%} | {cpu / ceiling[1]:6.1%} of the ceiling")
     explore_tokens = sum(min(len(encode(lm.tokenizer, t["text"])[0]), MAX_TEXT_TOKENS) for t in explore)
-    print(f"indexing, batch_size {args.batch_size} (median of {args.repeats}):")
-    print(f"  {'forward passes alone (ceiling)':<44} {ceiling_s:>10.1f} tokens/s")
-    print(f"  {'both tails + statistics + token sums':<44} {full_s:>10.1f} tokens/s  {full_s / ceiling_s:6.1%} of the ceiling")
-    print(f"  {'top list only (activations/corpus)':<44} {tops_s:>10.1f} tokens/s  {tops_s / ceiling_s:6.1%} of the ceiling")
-    print(f"  whole explore split: {explore_tokens} tokens, about {explore_tokens / full_s / 60:.1f} min at that speed")
+    full = tokens / statistics.median(w for w, _ in times["both tails + statistics + token sums"])
+    print(f"  whole explore split: {explore_tokens} tokens, about {explore_tokens / full / 60:.1f} min at that wall speed")
 
-    with svc.manager.use() as held:
-        encoded = [encode(held.tokenizer, t["text"])[0, :MAX_TEXT_TOKENS].tolist() for t in texts]
+    with svc.manager.use():
         svc.activations.index_sequences(
-            held, svc.corpora.store.index(DEFAULT_CORPUS), [str(t["id"]) for t in texts], encoded,
-            args.batch_size, lambda f, s: None, full=True,
+            lm, svc.corpora.store.index(DEFAULT_CORPUS), names, encoded, args.batch_size, lambda f, s: None, full=True
         )
     base, server = serve(app)
     rng = random.Random(0)

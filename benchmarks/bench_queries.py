@@ -79,14 +79,19 @@ def index_throughput(manager: ModelManager, root: Path, texts: list[str], batch_
     return result["tokens_indexed"] / result["seconds"], result["seconds"], result["tokens_indexed"]
 
 
-def forward_throughput(lm, texts: list[str], batch_size: int) -> float:
-    """Real tokens/s of the backbone's forward passes alone over ``texts`` (no hooks, no index),
-    in the indexer's length batches: the ceiling of what batching can give the indexer."""
-    sequences = [lm.tokenizer(text)["input_ids"] for text in texts]
-    started = time.perf_counter()
+def forward_passes(lm, sequences: list[list[int]], batch_size: int) -> None:
+    """The backbone's forward passes alone over ``sequences`` (no hooks, no index), in the
+    indexer's length batches: the ceiling of what batching can give the indexer."""
     for members in length_batches([len(seq) for seq in sequences], batch_size):
         ids, mask = pad_right([sequences[i] for i in members], padding_id(lm.tokenizer), lm.device)
         forward_padded(lm.model, ids, mask)
+
+
+def forward_throughput(lm, texts: list[str], batch_size: int) -> float:
+    """Real tokens/s of :func:`forward_passes` over ``texts``."""
+    sequences = [lm.tokenizer(text)["input_ids"] for text in texts]
+    started = time.perf_counter()
+    forward_passes(lm, sequences, batch_size)
     return sum(len(seq) for seq in sequences) / (time.perf_counter() - started)
 
 

@@ -7,20 +7,19 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from neuronscope.analysis.forward import run
 from neuronscope.analysis.hooks import captured_activations
 from neuronscope.modeling.adapters import ArchitectureAdapter
 from neuronscope.modeling.placement import input_device
 
 
 def neuron_activations(model: nn.Module, adapter: ArchitectureAdapter, input_ids: torch.Tensor) -> list[torch.Tensor]:
-    """Every neuron's activation at every token of one text, in one forward pass.
+    """Every neuron's activation at every token of one text, in one forward pass of the blocks (no LM head).
 
     ``input_ids``: ``[1, seq]``. Returns one tensor ``[seq, d_mlp(layer)]`` per layer, in layer order.
     """
     layers = range(adapter.n_layers)
     with captured_activations(adapter, layers) as records:
-        run(model, input_ids)
+        forward_padded(model, input_ids, torch.ones_like(input_ids, dtype=torch.bool))
     return [records[layer][0][0] for layer in layers]
 
 
