@@ -11,7 +11,9 @@ import argparse
 import json
 import logging
 import os
+import socket
 import sys
+import time
 
 from waitress.channel import HTTPChannel
 from waitress.server import BaseWSGIServer, create_server
@@ -63,10 +65,57 @@ class JsonErrorTask(ErrorTask):
         self.set_close_on_finish()
         self.content_length = len(body)
         self.write(body)
+        self.channel.linger_on_close = True
+
+
+LINGER_SECONDS = 2.0
+LINGER_BYTES = 8 * 2**20
 
 
 class JsonErrorChannel(HTTPChannel):
+    """waitress's channel with JSON refusals (:class:`JsonErrorTask`) closed gracefully.
+
+    A refused request may still be arriving (the rest of an oversized body or header block).
+    Closing a socket with unread input makes the kernel reset the connection, and a reset can
+    make the client discard the answer before reading it. So after a refusal the channel shuts
+    its write side (the client reads the answer, then the end of the stream), and reads and drops
+    what the client still sends until it closes, for at most ``LINGER_SECONDS`` and
+    ``LINGER_BYTES`` (the "lingering close" of Apache and nginx).
+    """
+
     error_task_class = JsonErrorTask
+    linger_on_close = False
+    lingering_since: float | None = None
+    lingered_bytes = 0
+
+    def handle_close(self) -> None:
+        if self.linger_on_close and self.lingering_since is None and self.connected:
+            try:
+                self.socket.shutdown(socket.SHUT_WR)
+            except OSError:
+                return super().handle_close()
+            self.lingering_since, self.will_close = time.monotonic(), False
+            return None
+        return super().handle_close()
+
+    def readable(self) -> bool:
+        return True if self.lingering_since is not None else super().readable()
+
+    def writable(self) -> bool:
+        return False if self.lingering_since is not None else super().writable()
+
+    def handle_read(self) -> None:
+        if self.lingering_since is None:
+            return super().handle_read()
+        try:
+            data = self.recv(self.adj.recv_bytes)
+        except OSError:
+            data = b""
+        self.lingered_bytes += len(data)
+        spent = time.monotonic() - self.lingering_since
+        if not data or self.lingered_bytes > LINGER_BYTES or spent > LINGER_SECONDS:
+            super().handle_close()
+        return None
 
 
 def waitress_options(settings: Settings) -> dict:
