@@ -16,7 +16,7 @@ from torch import nn
 from neuronscope.analysis.activations import forward_padded, pad_right
 from neuronscope.analysis.hooks import activation_hooks
 from neuronscope.analysis.neuron_stats import LayerStats, RunningStats, RunningTokenSums, TokenSums
-from neuronscope.analysis.neuron_view import WINDOW, window_bounds
+from neuronscope.analysis.neuron_view import EXAMPLES, WINDOW, window_bounds
 from neuronscope.analysis.progress import ProgressFn, no_progress
 from neuronscope.modeling.adapters import ArchitectureAdapter
 from neuronscope.modeling.placement import input_device
@@ -38,15 +38,23 @@ class TopList:
     """The top positions of every neuron of one layer, best first.
 
     ``values``, ``sequences``, ``positions``: ``[d_mlp, k]`` numpy arrays (``k`` <= depth);
-    ``windows``: ``[d_mlp, k, WINDOW]`` float32, each entry's signed activations over its example
-    window (:func:`~neuronscope.analysis.neuron_view.window_bounds`), NaN past the window's end;
-    None when the pass kept no windows.
+    ``windows``: ``[d_mlp, min(k, EXAMPLES), WINDOW]`` float32, the first ``EXAMPLES`` entries'
+    signed activations over their example windows
+    (:func:`~neuronscope.analysis.neuron_view.window_bounds`), NaN past a window's end; None when
+    the pass kept no windows.
     """
 
     values: np.ndarray
     sequences: np.ndarray
     positions: np.ndarray
     windows: np.ndarray | None = None
+
+    def padded_windows(self) -> np.ndarray:
+        """The windows ``[d_mlp, k, WINDOW]``, NaN for the entries past the first ``EXAMPLES`` (all, without windows)."""
+        padded = np.full(self.values.shape + (WINDOW,), np.nan, dtype=np.float32)
+        if self.windows is not None:
+            padded[:, : self.windows.shape[1]] = self.windows
+        return padded
 
 
 class TopActivations:
@@ -59,18 +67,19 @@ class TopActivations:
     kept aside are ``depth`` wide, and before the result is read. Most activations are thus
     compared once and never sorted.
 
-    With ``windowed``, every entry also carries its activation window (``[WINDOW]``, see
-    :class:`TopList`), so the examples can be shown without running the model again. A window
-    can only be read while its batch's activations exist, so windowed lists merge each batch's
-    candidates at once and gather the windows of the entries that enter the lists, never of the
-    candidates that do not.
+    With ``windowed``, the first ``EXAMPLES`` entries of a list also carry their activation
+    windows (``[WINDOW]``, see :class:`TopList`), so the examples can be shown without running the
+    model again. A window can only be read while its batch's activations exist, so windowed
+    lists merge each batch's candidates at once, by a stable sort (an entry never moves ahead of
+    one that was ahead of it, ties included: an entry past the first ``EXAMPLES`` never comes
+    back), and gather the windows of the candidates that enter the first ``EXAMPLES`` only.
     """
 
     def __init__(self, d_mlp: int, depth: int, device: torch.device | str, *, windowed: bool = False):
         self.depth = depth
         self.values = torch.empty((d_mlp, 0), device=device)  # [d_mlp, <=depth], descending
         self.refs = torch.empty((d_mlp, 0), dtype=torch.long, device=device)  # [d_mlp, <=depth]
-        self.windows = torch.empty((d_mlp, 0, WINDOW), device=device) if windowed else None  # [d_mlp, <=depth, WINDOW]
+        self.windows = torch.empty((d_mlp, 0, WINDOW), device=device) if windowed else None  # [d_mlp, <=EXAMPLES, WINDOW]
         self.pending: list[tuple[torch.Tensor, torch.Tensor]] = []  # (values, refs) [d_mlp, width] each
         self.pending_width = 0
 
@@ -110,26 +119,30 @@ class TopActivations:
 
     def _merge_windowed(self, values: torch.Tensor, rows: torch.Tensor, refs: torch.Tensor, windows_of: WindowFn) -> None:
         """Merge one batch's candidates ``values`` at kept positions ``rows`` (``[d_mlp, width]``)
-        into the lists, gathering the windows of those that enter."""
+        into the lists, gathering the windows of those that enter the first ``EXAMPLES``."""
         if not values.shape[1]:
             return
-        old = self.values.shape[1]
-        best = torch.cat([self.values, values], dim=1).topk(min(self.depth, old + values.shape[1]), dim=1)
-        entering = best.indices >= old  # [d_mlp, k]
-        batch_rows = rows.gather(1, (best.indices - old).clamp(min=0))  # [d_mlp, k]
-        kept = best.indices.clamp(max=max(old - 1, 0))  # [d_mlp, k]
-        d_mlp, k = best.indices.shape
+        old, shown = self.values.shape[1], self.windows.shape[1]
+        merged = torch.sort(torch.cat([self.values, values], dim=1), dim=1, descending=True, stable=True)
+        k = min(self.depth, merged.values.shape[1])
+        order = merged.indices[:, :k]  # [d_mlp, k]
+        entering = order >= old
+        batch_rows = rows.gather(1, (order - old).clamp(min=0))  # [d_mlp, k]
+        kept = order.clamp(max=max(old - 1, 0))
         self.refs = torch.where(entering, refs[batch_rows], self.refs.gather(1, kept) if old else 0)
-        if k == old:  # full lists: rewrite the rows that changed (ties may reorder a list too), in place
-            moved = (entering | (best.indices != torch.arange(k, device=entering.device))).any(dim=1)  # [d_mlp]
-            self.windows[moved] = self.windows[moved].gather(1, kept[moved][..., None].expand(-1, -1, WINDOW))
+        self.values = merged.values[:, :k]
+        first = min(k, EXAMPLES)
+        head, entering, batch_rows = order[:, :first], entering[:, :first], batch_rows[:, :first]
+        slots = head.clamp(max=max(shown - 1, 0))[..., None].expand(-1, -1, WINDOW)  # where a kept entry's window is
+        if first == shown:  # rewrite, in place, the rows whose first entries changed
+            moved = (head != torch.arange(first, device=head.device)).any(dim=1)  # [d_mlp]
+            self.windows[moved] = self.windows[moved].gather(1, slots[moved])
         else:
-            grown = torch.empty((d_mlp, k, WINDOW), device=self.values.device)
-            grown[:, :old] = self.windows
-            self.windows = grown.gather(1, kept[..., None].expand(-1, -1, WINDOW)) if old else grown
+            grown = torch.empty((head.shape[0], first, WINDOW), device=self.values.device)
+            grown[:, :shown] = self.windows
+            self.windows = grown.gather(1, slots) if shown else grown
         neurons, slots = torch.nonzero(entering, as_tuple=True)
         self.windows[neurons, slots] = windows_of(batch_rows[neurons, slots], neurons).to(self.windows.device)
-        self.values = best.values
 
     def result(self) -> TopList:
         if self.pending:

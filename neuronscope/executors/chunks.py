@@ -9,6 +9,7 @@ import torch
 
 from neuronscope.analysis.importance import LayerImportance
 from neuronscope.analysis.max_activating import IndexPass, TopList
+from neuronscope.analysis.neuron_view import EXAMPLES
 from neuronscope.executors.work import NeuronRange, TextBatch
 
 
@@ -62,10 +63,12 @@ def merge_passes(total: IndexPass | None, part: IndexPass, depth: int) -> IndexP
 
 
 def merge_tops(parts: Sequence[Sequence[TopList]], depth: int) -> list[TopList]:
-    """Per layer, the ``depth`` best positions of every neuron over all parts, best first (with
-    their windows when every part has them).
+    """Per layer, the ``depth`` best positions of every neuron over all parts, best first (with the
+    first ``EXAMPLES`` windows when every part has windows).
 
     ``parts``: one list of per-layer :class:`TopList` per chunk (sequence indices already global).
+    The sort is stable, so within a part no entry moves ahead of one that was ahead of it, and
+    the first ``EXAMPLES`` of the merged list come from the parts' first ``EXAMPLES``.
     """
     merged = []
     for layer_parts in zip(*parts):
@@ -73,14 +76,19 @@ def merge_tops(parts: Sequence[Sequence[TopList]], depth: int) -> list[TopList]:
         best = np.argsort(-values, axis=1, kind="stable")[:, :depth]  # [d_mlp, <=depth]
 
         def pick(field: str) -> np.ndarray:
-            joined = np.concatenate([getattr(top, field) for top in layer_parts], axis=1)  # [d_mlp, sum k, ...]
-            return np.take_along_axis(joined, best.reshape(best.shape + (1,) * (joined.ndim - 2)), axis=1)
+            return np.take_along_axis(np.concatenate([getattr(top, field) for top in layer_parts], axis=1), best, axis=1)
 
-        windowed = all(top.windows is not None for top in layer_parts)
         merged.append(
             TopList(
                 values=pick("values"), sequences=pick("sequences"), positions=pick("positions"),
-                windows=pick("windows") if windowed else None,
+                windows=_merged_windows(layer_parts, best) if all(top.windows is not None for top in layer_parts) else None,
             )
         )
     return merged
+
+
+def _merged_windows(layer_parts: Sequence[TopList], best: np.ndarray) -> np.ndarray:
+    """``[d_mlp, min(k, EXAMPLES), WINDOW]``: the windows of the merged list's first entries
+    (``best`` ``[d_mlp, k]`` indexes the parts' entries side by side)."""
+    joined = np.concatenate([top.padded_windows() for top in layer_parts], axis=1)  # [d_mlp, sum k, WINDOW]
+    return np.take_along_axis(joined, best[:, :EXAMPLES, None], axis=1)

@@ -118,12 +118,16 @@ _STATS_COLUMNS = "count, mean, m2, positive, minimum, maximum, histogram, input_
 
 class LayerTops(Protocol):
     """Top positions of every neuron of one layer: ``[d_mlp, k]`` arrays, sequences index the new
-    sources; ``windows`` ``[d_mlp, k, WINDOW]`` or None."""
+    sources; ``windows`` those of the first entries or None
+    (:class:`~neuronscope.analysis.max_activating.TopList`)."""
 
     values: np.ndarray
     sequences: np.ndarray
     positions: np.ndarray
     windows: np.ndarray | None
+
+    def padded_windows(self) -> np.ndarray:
+        """``[d_mlp, k, WINDOW]``: the windows, NaN where an entry has none."""
 
 
 @dataclass(frozen=True)
@@ -369,7 +373,6 @@ class ActivationIndex:
                 old_sources[neuron, :count] = stored.sources
                 old_positions[neuron, :count] = stored.positions
                 old_windows[neuron, : len(stored.windows)] = stored.windows
-        new_windows = new.windows if new.windows is not None else np.full(new.values.shape + (WINDOW,), np.nan)
         all_values = np.concatenate([old_values, new.values.astype(np.float32)], axis=1)
         all_sources = np.concatenate([old_sources, sources], axis=1)
         all_positions = np.concatenate([old_positions, new.positions], axis=1)
@@ -378,7 +381,7 @@ class ActivationIndex:
         kept_sources = np.take_along_axis(all_sources, order, axis=1)
         positions = np.take_along_axis(all_positions, order, axis=1)
         first = order[:, :EXAMPLES, None]
-        windows = np.take_along_axis(np.concatenate([old_windows, new_windows.astype(np.float32)], axis=1), first, axis=1)
+        windows = np.take_along_axis(np.concatenate([old_windows, new.padded_windows()], axis=1), first, axis=1)
         changed = ((values != old_values) | (kept_sources != old_sources) | (positions != old_positions)).any(axis=1)
         counts = np.isfinite(values).sum(axis=1)
         conn.executemany(

@@ -28,6 +28,7 @@ PROMPTS = ["Neurons fire on the word fox.", "Rome is the capital of Italy."]
         (3, 10, None, "random"),
         (25, 50, None, "random"),
         (16, 5, 1, "random"),  # many ties
+        (16, 30, 1, "random"),  # many ties, deeper than the entries with windows
         (6, 4, None, "ascending"),  # every activation beats the thresholds: kept aside, merged often
         (6, 4, None, "descending"),  # none does once the lists are full
         (5, 60, None, "random"),  # the lists never fill
@@ -36,7 +37,8 @@ PROMPTS = ["Neurons fire on the word fox.", "Rome is the capital of Italy."]
 @pytest.mark.parametrize("windowed", [False, True], ids=["lists", "with windows"])
 def test_top_activations_equal_a_sort(chunk, depth, decimals, order, windowed):
     """Running lists (dense while filling, thresholded once full) equal a sort of everything; with
-    windows, every entry keeps its own window (here: its global row and value), ties included."""
+    windows, each of the first EXAMPLES entries keeps its own window (here: its global row and
+    value), ties included."""
     rng = np.random.default_rng(chunk)
     acts = rng.normal(size=(8 * chunk, 16)).astype(np.float32)  # [tokens, neurons]
     if decimals is not None:
@@ -64,8 +66,10 @@ def test_top_activations_equal_a_sort(chunk, depth, decimals, order, windowed):
         assert len(set(rows.tolist())) == kept
         np.testing.assert_array_equal(flat[rows, neuron], result.values[neuron])
         if windowed:
-            np.testing.assert_array_equal(result.windows[neuron, :, 0], rows)
-            np.testing.assert_array_equal(result.windows[neuron, :, 1], result.values[neuron])
+            shown = min(kept, EXAMPLES)
+            assert result.windows.shape[1] == shown
+            np.testing.assert_array_equal(result.windows[neuron, :, 0], rows[:shown])
+            np.testing.assert_array_equal(result.windows[neuron, :, 1], result.values[neuron, :shown])
 
 
 def test_top_activations_of_uneven_batches_equal_a_sort():
