@@ -178,32 +178,65 @@ function keyboardCursor(root, count, label, at) {
   root.addEventListener('blur', () => { cursor.setAttribute('hidden', ''); hideTip(); });
 }
 
-// series: [{name, color, points: [[x, y], ...]}]
-export function lineChart(target, { series, height = 260, xLabel, yLabel, thresholds, integerX = false, includeZero = true }) {
+// series: [{name, color, points: [[x, y], ...], tips?: [string[] per point]}]. `logY`: a log10 y-axis
+// (every y must be > 0) with ticks at 1, 2, 5 × powers of ten. `onPoint(series, index)`: the points are
+// clickable, and the chart is one tab stop whose arrow keys move over every point (Enter runs it).
+export function lineChart(target, {
+  series, height = 260, xLabel, yLabel, thresholds, integerX = false, includeZero = true, logY = false, onPoint, label,
+}) {
   const { root, width, plotW, plotH } = frame(target, height);
   const xs = series.flatMap((s) => s.points.map((p) => p[0]));
   const ys = series.flatMap((s) => s.points.map((p) => p[1]));
   const [x0, x1] = [Math.min(...xs), Math.max(...xs)];
-  const [y0, y1] = niceDomain(Math.min(...ys, ...(includeZero ? [0] : [])), Math.max(...ys));
   const x = linear([x0, x1 > x0 ? x1 : x0 + 1], [MARGIN.left, MARGIN.left + plotW]);
-  const y = linear([y0, y1], [MARGIN.top + plotH, MARGIN.top]);
-  axisY(root, y, niceTicks(y0, y1), width, yLabel);
+  const { y, ticks, domain: [y0, y1] } = logY ? logScale(ys, plotH) : linearScale(ys, plotH, includeZero);
+  axisY(root, y, ticks, width, yLabel);
   const xticks = niceTicks(x0, x1 > x0 ? x1 : x0 + 1, 8).filter((t) => !integerX || Number.isInteger(t));
   axisX(root, x, xticks, height, xLabel, width);
   thresholdLines(root, y, (thresholds || []).filter((t) => t.value >= y0 && t.value <= y1), width);
+  const marks = [];
   series.forEach((s, i) => {
     const color = s.color || PALETTE[i % PALETTE.length];
     root.append(svg('polyline', { points: s.points.map(([px, py]) => `${x(px)},${y(py)}`).join(' '), stroke: color, class: 'line' }));
-    for (const [px, py] of s.points) {
+    s.points.forEach(([px, py], k) => {
+      const tip = s.tips?.[k] || [s.name, `${xLabel || 'x'} ${fmt(px)}`, `${yLabel || 'y'} ${real(py)}`];
+      const activate = onPoint ? () => { hideTip(); onPoint(s, k); } : undefined;
+      marks.push({ cx: x(px), cy: y(py), tip, activate });
       root.append(svg('circle', {
-        cx: x(px), cy: y(py), r: 3, fill: color, class: 'point', 'data-x': px, 'data-y': py,
-        onmousemove: (event) => showTip(event, [s.name, `${xLabel || 'x'} ${fmt(px)}`, `${yLabel || 'y'} ${real(py)}`]),
-        onmouseleave: hideTip,
+        cx: x(px), cy: y(py), r: onPoint ? 5 : 3, fill: color, class: onPoint ? 'point clickable' : 'point',
+        'data-x': px, 'data-y': py, 'data-series': i,
+        onmousemove: (event) => showTip(event, tip), onmouseleave: hideTip, onclick: activate,
       }));
-    }
+    });
   });
+  if (onPoint) {
+    keyboardCursor(root, marks.length, label || yLabel || 'line chart', (i) => ({
+      box: { x: marks[i].cx - 7, y: marks[i].cy - 7, width: 14, height: 14 }, tip: marks[i].tip, activate: marks[i].activate,
+    }));
+  }
   if (series.length > 1) target.append(legend(series));
   return root;
+}
+
+function linearScale(ys, plotH, includeZero) {
+  const domain = niceDomain(Math.min(...ys, ...(includeZero ? [0] : [])), Math.max(...ys));
+  return { domain, y: linear(domain, [MARGIN.top + plotH, MARGIN.top]), ticks: niceTicks(...domain) };
+}
+
+// A log10 axis over whole decades around the data; ticks at 1, 2, 5 × 10^k (only powers of ten
+// when it spans more than two decades).
+function logScale(ys, plotH) {
+  let lo = Math.floor(Math.log10(Math.min(...ys)));
+  let hi = Math.ceil(Math.log10(Math.max(...ys)));
+  if (hi === lo) hi += 1;
+  const steps = hi - lo > 2 ? [1] : [1, 2, 5];
+  const ticks = [];
+  for (let e = lo; e <= hi; e += 1) for (const m of steps) if (e < hi || m === 1) ticks.push(+(m * 10 ** e).toPrecision(6));
+  const within = ticks.filter((t) => t >= Math.min(...ys) / 2 && t <= Math.max(...ys) * 2.5);
+  const shown = within.length >= 2 ? within : ticks;
+  const domain = [Math.min(shown[0], ...ys), Math.max(shown.at(-1), ...ys)];
+  const scale = linear([Math.log10(domain[0]), Math.log10(domain[1])], [MARGIN.top + plotH, MARGIN.top]);
+  return { domain, ticks: shown, y: (v) => scale(Math.log10(v)) };
 }
 
 function legend(series) {
@@ -241,16 +274,17 @@ export function diverging(value, limit) {
 }
 
 // A numeric legend of the diverging scale: -limit (blue) … 0 … +limit (red).
-export function colourLegend(limit, caption) {
+// `id`: of its gradient, unique on the page (several legends may be in the document at once).
+export function colourLegend(limit, caption, id = 'diverging-gradient') {
   const w = 220;
-  const gradient = svg('linearGradient', { id: 'diverging-gradient' },
+  const gradient = svg('linearGradient', { id },
     svg('stop', { offset: '0', 'stop-color': diverging(-1, 1) }), svg('stop', { offset: '0.5', 'stop-color': diverging(0, 1) }),
     svg('stop', { offset: '1', 'stop-color': diverging(1, 1) }));
   const labels = [[-limit, 0, 'start'], [0, w / 2, 'middle'], [limit, w, 'end']].map(([v, x, anchor]) =>
     svg('text', { x: x + 10, y: 30, class: 'tick', 'text-anchor': anchor }, typeof v === 'number' ? tickLabel(+v.toPrecision(3)) : v));
   return el('div', { class: 'colour-legend' },
     svg('svg', { width: w + 20, height: 34, class: 'svg-chart', role: 'img', 'aria-label': `colour scale from ${labels[0].textContent} to ${labels[2].textContent}` },
-      svg('defs', {}, gradient), svg('rect', { x: 10, y: 4, width: w, height: 12, fill: 'url(#diverging-gradient)', class: 'legend-bar' }), ...labels),
+      svg('defs', {}, gradient), svg('rect', { x: 10, y: 4, width: w, height: 12, fill: `url(#${id})`, class: 'legend-bar' }), ...labels),
     el('span', { class: 'muted' }, caption));
 }
 
