@@ -223,19 +223,27 @@ function linearScale(ys, plotH, includeZero) {
   return { domain, y: linear(domain, [MARGIN.top + plotH, MARGIN.top]), ticks: niceTicks(...domain) };
 }
 
-// A log10 axis over whole decades around the data; ticks at 1, 2, 5 × 10^k (only powers of ten
-// when it spans more than two decades).
+// A log10 axis: ticks at m × 10^k for the sparsest mantissa set m that puts at least three ticks on
+// the data's span (1; 1, 2, 5; … down to 1, 1.1, 1.2, … within a narrow span); the domain runs from
+// the tick at or below the smallest value to the tick at or above the largest.
+const LOG_MANTISSAS = [[1], [1, 2, 5], [1, 1.5, 2, 3, 5, 7], [1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 7, 8, 9],
+  Array.from({ length: 90 }, (_, i) => 1 + i / 10)];
+
 function logScale(ys, plotH) {
-  let lo = Math.floor(Math.log10(Math.min(...ys)));
-  let hi = Math.ceil(Math.log10(Math.max(...ys)));
-  if (hi === lo) hi += 1;
-  const steps = hi - lo > 2 ? [1] : [1, 2, 5];
-  const ticks = [];
-  for (let e = lo; e <= hi; e += 1) for (const m of steps) if (e < hi || m === 1) ticks.push(+(m * 10 ** e).toPrecision(6));
-  const within = ticks.filter((t) => t >= Math.min(...ys) / 2 && t <= Math.max(...ys) * 2.5);
-  const shown = within.length >= 2 ? within : ticks;
-  const domain = [Math.min(shown[0], ...ys), Math.max(shown.at(-1), ...ys)];
+  const [min, max] = [Math.min(...ys), Math.max(...ys)];
+  const candidates = (mantissas) => {
+    const all = [];
+    for (let e = Math.floor(Math.log10(min)) - 1; e <= Math.ceil(Math.log10(max)); e += 1) {
+      for (const m of mantissas) all.push(+(m * 10 ** e).toPrecision(6));
+    }
+    const below = all.filter((t) => t <= min).at(-1);
+    const above = all.find((t) => t >= max);
+    return all.filter((t) => t >= below && t <= above);
+  };
+  const ticks = LOG_MANTISSAS.map(candidates).find((t) => t.length >= 3) ?? candidates(LOG_MANTISSAS.at(-1));
+  const domain = [ticks[0], ticks.at(-1) > ticks[0] ? ticks.at(-1) : ticks[0] * 10];
   const scale = linear([Math.log10(domain[0]), Math.log10(domain[1])], [MARGIN.top + plotH, MARGIN.top]);
+  const shown = ticks.length > 12 ? ticks.filter((_, i) => i % Math.ceil(ticks.length / 8) === 0 || i === ticks.length - 1) : ticks;
   return { domain, ticks: shown, y: (v) => scale(Math.log10(v)) };
 }
 

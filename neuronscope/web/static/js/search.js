@@ -25,6 +25,8 @@ export function initSearch(navigate) {
     event.preventDefault();
     busy(root, 'Searching the token', searchToken);
   });
+  $('#search-corpus').addEventListener('change', showCorpusState);
+  $('#corpus-index').addEventListener('click', () => busy(root, 'Indexing the corpus', indexCorpus));
   $('#text-form').addEventListener('submit', (event) => {
     event.preventDefault();
     busy(root, 'Running the phrase', searchText);
@@ -52,13 +54,34 @@ export async function showSearch(params = new URLSearchParams()) {
   }
 }
 
+let corpora = [];
+
+// The corpora and, for the one chosen, how much of it is indexed for the loaded model.
 async function fillCorpora(wanted) {
-  const { corpora } = await api('corpora');
+  ({ corpora } = await api('corpora'));
   const chosen = wanted || $('#search-corpus').value || 'default';
   setOptions($('#search-corpus'), corpora.map((c) => ({
-    value: c.name, selected: c.name === chosen,
-    label: `${c.name}${(c.indexed_models || []).includes(state.model?.name) ? ' (indexed)' : ' (not indexed for this model)'}`,
+    value: c.name, selected: c.name === chosen, label: `${c.name}${indexedFor(c) ? '' : ' (not indexed)'}`,
   })));
+  showCorpusState();
+}
+
+const indexedFor = (corpus) => (corpus.indexed_models || []).find((m) => m.model_name === state.model?.name);
+
+function showCorpusState() {
+  const corpus = corpora.find((c) => c.name === $('#search-corpus').value);
+  if (!corpus) { $('#search-corpus-state').textContent = ''; return; }
+  const done = indexedFor(corpus);
+  $('#search-corpus-state').textContent = done
+    ? `Indexed for ${done.model_name}: ${plural(done.texts, 'text')}, ${plural(done.tokens, 'token')} (of ${plural(corpus.splits?.explore ?? corpus.texts, 'text')} to explore).`
+    : `Not indexed for ${state.model?.name ?? 'this model'} yet: index it to search its tokens and fill the neuron pages.`;
+}
+
+// Index the chosen corpus for the loaded model (a job: its progress in the bar); new texts only.
+async function indexCorpus(onProgress) {
+  const name = $('#search-corpus').value;
+  await api(`corpora/${encodeURIComponent(name)}/index`, { method: 'POST', body: {}, onProgress });
+  await fillCorpora(name);
 }
 
 const optional = (input) => (input.value.trim() === '' ? undefined : +input.value);
