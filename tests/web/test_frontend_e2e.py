@@ -912,17 +912,34 @@ def multipart(fields: dict[str, str], file_name: str, content: bytes) -> tuple[b
 SEARCH_CORPUS = "e2e-search"
 
 
-def uploaded_corpus(page: Page) -> str:
+def uploaded_corpus(page: Page, name: str = SEARCH_CORPUS) -> str:
     """A small corpus uploaded (once per server)."""
     names = [c["name"] for c in page.ok("corpora")["corpora"]]
-    if SEARCH_CORPUS not in names:
+    if name not in names:
         texts = ["The quick brown fox jumps over the lazy dog.", "The capital of France is Paris. The capital of Italy is Rome.",
                  "Hello world, this is a test for pruning analysis."] * 6
-        body, content_type = multipart({"name": SEARCH_CORPUS}, "small.txt", "\n\n".join(texts).encode())
+        body, content_type = multipart({"name": name}, "small.txt", "\n\n".join(texts).encode())
         request = urllib.request.Request(f"{page.url}/api/corpora", data=body, headers={"Content-Type": content_type})
         with urllib.request.urlopen(request, timeout=page.timeout) as response:
             assert response.status == 201
-    return SEARCH_CORPUS
+    return name
+
+
+def test_corpus_page_indexes_its_corpus_and_shows_the_api_page(page: Page):
+    corpus = uploaded_corpus(page, f"e2e-page-{uuid.uuid4().hex[:6]}")
+    page.go(f"neuron/1/3?corpus={corpus}")
+    page.wait_for("#neuron-index-corpus")
+    page.wait_idle("neuron")
+    assert "not indexed" in page.find("#neuron-page").text
+    page.find("#neuron-index-corpus").click()
+    page.wait_for("#neuron-page .corpus-examples li")
+    page.wait_idle("neuron")
+    api_page = page.ok(f"neurons/1/3?corpus={corpus}")
+    assert api_page["status"]["state"] == "indexed" and not page.find_all("#neuron-index-corpus")
+    values = [e.get_attribute("textContent") for e in page.find_all("#neuron-page .corpus-examples .example-value")]
+    expected = [e["max_activation"] for e in api_page["top_examples"] + api_page["bottom_examples"]]
+    assert len(values) == len(expected) > 0 and all(close(v, e) for v, e in zip(values, expected))
+    assert page.console_errors() == []
 
 
 def test_search_by_token_and_phrase_links_to_neurons(page: Page):
