@@ -342,10 +342,10 @@ def test_page_load_and_view_render_times_are_measured(page: Page):
         page.find("#index-samples").click()
         page.wait_idle("neuron")
     renders = page.driver.execute_script(
-        "return Object.fromEntries(['render activations', 'render neuron examples'].map((name) =>"
+        "return Object.fromEntries(['render activations', 'render neuron examples', 'render neuron page'].map((name) =>"
         " [name, performance.getEntriesByName(name).map((m) => m.duration)]));")
     timings = {**load, **{f"{k} ms": v for k, v in renders.items()}}
-    assert timings["ready_ms"] > 0 and renders["render activations"] and renders["render neuron examples"]
+    assert timings["ready_ms"] > 0 and renders["render activations"] and renders["render neuron examples"] and renders["render neuron page"]
     out = PROJECT_ROOT / "test-output"
     out.mkdir(exist_ok=True)
     (out / "timings.json").write_text(json.dumps(timings, indent=1))
@@ -679,7 +679,7 @@ def test_pruning_view_runs_jobs_with_progress_then_plans_and_applies(page: Page,
     assert job["status"] == "done" and job["progress"] == 1
     assert len(page.find_all("#imp-chart rect[data-index]")) == job["result"]["total_neurons"]
 
-    body = {"sparsity": 0.25, "method": "magnitude", "scope": "layer"}
+    body = {"sparsity": 0.25, "method": "magnitude", "scope": "layer", "compensation": "none", "estimate": True}
     page.set_value("#plan-sparsity", body["sparsity"])
     page.set_value("#plan-method", body["method"])
     page.find("#plan-run").click()
@@ -692,6 +692,8 @@ def test_pruning_view_runs_jobs_with_progress_then_plans_and_applies(page: Page,
     assert page.fact("pruning", "parameter reduction").endswith(" %")
     assert close(page.fact("pruning", "parameter reduction"), 100 * plan["parameters"]["reduction"])
     assert close(page.fact("pruning", "achieved sparsity"), 100 * plan["achieved_sparsity"])
+    assert close(page.fact("pruning", "perplexity ratio").lstrip("×"), plan["estimate"]["ratio"])
+    assert plan["warnings"] == [] and page.find_all("#plan-warnings .warning-box") == []  # so apply asks nothing
 
     name = f"e2e-pruned-{uuid.uuid4().hex[:8]}"
     page.set_value("#apply-name", name)
@@ -703,13 +705,13 @@ def test_pruning_view_runs_jobs_with_progress_then_plans_and_applies(page: Page,
     finally:
         shutil.rmtree(models_dir / name, ignore_errors=True)
     assert applied["output_name"] == name and applied["parameters"] == plan["parameters"]
-    assert page.fact("pruning", "parameters before") == f"{plan['parameters']['before']:,}"
-    assert page.fact("pruning", "parameters after") == f"{applied['parameters']['after']:,}"
-    assert page.fact("pruning", "file size").endswith(f"({applied['files']['total_bytes']:,} bytes)")
+    assert page.find("#apply-facts dd[data-fact='parameters before']").text == f"{plan['parameters']['before']:,}"
+    assert page.find("#apply-facts dd[data-fact='parameters after']").text == f"{applied['parameters']['after']:,}"
+    assert page.find("#apply-facts dd[data-fact='file size']").text.endswith(f"({applied['files']['total_bytes']:,} bytes)")
     before = page.ok("pruning/evaluate", {})["perplexity"]
     ablated = page.ok("pruning/evaluate", {"ablate": plan["neurons"]})["perplexity"]
-    assert close(page.fact("pruning", "perplexity before"), applied["perplexity_before"])
-    assert close(page.fact("pruning", "perplexity after"), applied["perplexity_after"])
+    assert close(page.find("#apply-facts dd[data-fact='perplexity before']").text, applied["perplexity_before"])
+    assert close(page.find("#apply-facts dd[data-fact='perplexity after']").text, applied["perplexity_after"])
     assert applied["perplexity_before"] == pytest.approx(before, rel=1e-5)
     assert applied["perplexity_after"] == pytest.approx(ablated, rel=1e-4)
     page.shot("pruning-plan-apply")
@@ -897,7 +899,7 @@ def test_a_plan_that_breaks_the_model_is_red_and_apply_asks_first(page: Page):
     page.wait_for("#apply-warnings .warning-box.severe")
     page.wait_idle("pruning")
     assert page.driver.execute_script("return window.__applies") == [{"plan": BROKEN_PLAN, "output_name": "broken"}]
-    assert close(page.fact("pruning", "perplexity after"), BROKEN_APPLY["perplexity_after"])
+    assert close(page.find("#apply-facts dd[data-fact='perplexity ratio']").text.lstrip("×"), BROKEN_APPLY["ratio"])
     assert page.console_errors() == []
 
 
