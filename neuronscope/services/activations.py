@@ -184,7 +184,7 @@ class ActivationService:
         next tokens at every position, and the KL divergence between the two distributions there."""
         with self.manager.use() as lm:
             check_layer(lm, layer)
-            removed = {l: check_neurons(lm, check_layer(lm, l), neurons) for l, neurons in sorted(ablate.items())}
+            removed = {l: check_neurons(lm, l, neurons) for l, neurons in sorted(ablate.items())}
             ids = encode_texts(lm, [prompt], self.settings.max_input_tokens)[0]
             original, pruned = original_and_ablated(lm.model, lm.adapter, ids, layer, removed)
             token_ids = ids[0].tolist()

@@ -9,6 +9,8 @@ model), which is how the screenshots in ``docs/screenshots/`` are made.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import re
@@ -566,9 +568,6 @@ def captured_download(page: Page, button_css: str) -> str:
 
 
 def test_downloads_hold_what_the_api_answers(page: Page):
-    import csv
-    import io
-
     data = page.run_activation(top_k=4)
     neurons = data["layers"][0]["neurons"]
     rows = list(csv.DictReader(io.StringIO(captured_download(page, "#act-downloads [data-download='csv']"))))
@@ -825,6 +824,8 @@ def test_sweep_chart_on_a_log_scale_and_a_click_makes_that_plan(page: Page):
     for value, y in ticks:
         assert y == pytest.approx(y0 + per_decade * (math.log10(value) - math.log10(v0)), abs=0.01)
     assert "perplexity ratio (log)" in page.find("#sweep-chart").text and "sparsity" in page.find("#sweep-chart").text
+    saved = list(csv.DictReader(io.StringIO(captured_download(page, "#sweep-downloads [data-download='csv']"))))
+    assert [(r["method"], float(r["sparsity"]), float(r["ratio"])) for r in saved] == [(r["method"], r["sparsity"], r["ratio"]) for r in sweep["rows"]]
     assert axe_violations(page) == []
     shots(page, "pruning-sweep")
 
@@ -1039,6 +1040,9 @@ def test_compare_original_and_pruned_model_and_two_neurons(page: Page):
     assert close(page.fact("compare", "mean KL divergence"), result["mean_kl_divergence"])
     assert close(page.fact("compare", "top-1 agreement"), 100 * result["top1_agreement"])
     assert page.fact("compare", "removed neurons").startswith(f"{result['ablated_neurons']:,} of {plan['total_neurons']:,}")
+    saved = list(csv.DictReader(io.StringIO(captured_download(page, "#cmp-downloads [data-download='csv']"))))
+    assert [float(r["kl_divergence"]) for r in saved] == result["kl_divergence"]
+    assert [r["pruned_top1"] for r in saved] == [p[0]["token"] for p in result["pruned"]["predictions"]]
 
     page.set_value("#pair-a", "0:1")
     page.set_value("#pair-b", f"{layer}:2")
