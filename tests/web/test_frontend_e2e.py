@@ -395,6 +395,7 @@ def test_corpus_neuron_page_renders_the_documented_shape(page: Page):
     text = page.find("#neuron-page").text
     assert "mat 1.25" in text and "sky -0.75" in text and "lookup score 0.610" in text and "0:9 (0.420)" in text
     assert "Indexing the corpus: 40 %" in text and "17 of 128" in text
+    assert page.find("#neuron-page a.compare-link").get_attribute("href").endswith("#compare?a=1:3&b=0:9")
     page.set_value("#neuron-test-text", "Hi cat")
     page.find(".neuron-test button").click()
     tested = page.wait_for("#neuron-test-result .tok", count=2)
@@ -693,6 +694,7 @@ def test_pruning_view_runs_jobs_with_progress_then_plans_and_applies(page: Page,
     assert close(page.fact("pruning", "achieved sparsity"), 100 * plan["achieved_sparsity"])
     assert close(page.fact("pruning", "perplexity ratio").lstrip("×"), plan["estimate"]["ratio"])
     assert plan["warnings"] == [] and page.find_all("#plan-warnings .warning-box") == []  # so apply asks nothing
+    assert page.find("#plan-compare").get_attribute("href").endswith("#compare?sparsity=0.25&method=magnitude&scope=layer")
 
     name = f"e2e-pruned-{uuid.uuid4().hex[:8]}"
     page.set_value("#apply-name", name)

@@ -130,6 +130,7 @@ function neuronOf(id) {
 async function compareNeurons() {
   const pair = [neuronOf('#pair-a'), neuronOf('#pair-b')];
   const text = $('#pair-text').value.trim() || $('#cmp-prompt').value.trim() || state.prompt;
+  if (!text) throw new Error('Type a text for the two neurons (or a prompt above).');
   $('#pair-text').value = text;
   $('#pair-result').replaceChildren();
   $('#pair-facts').replaceChildren();

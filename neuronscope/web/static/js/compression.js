@@ -85,6 +85,9 @@ async function plan(onProgress) {
     columns: ['layer_index', 'neuron_index'],
     rows: result.neurons.flatMap((g) => g.neuron_indices.map((n) => ({ layer_index: g.layer_index, neuron_index: n }))),
   }));
+  const compare = new URLSearchParams({ sparsity: result.sparsity, method: result.method, scope: result.scope });
+  $('#plan-downloads').append(el('a', { id: 'plan-compare', class: 'compare-link', href: `#compare?${compare}` },
+    'Compare this plan with the original on a prompt (without compensation)'));
   const p = result.parameters;
   const est = result.estimate;
   $('#plan-title').textContent = `Plan: ${result.method}, ${result.scope}, sparsity ${percent(result.sparsity, 0)}`

@@ -77,9 +77,12 @@ function render(page, layer) {
     page.explanation ? el('p', { id: 'neuron-explanation' }, page.explanation.text,
       el('span', { class: 'muted' }, ` (lookup score ${real(page.explanation.score, 3)})`)) : null,
     el('h4', {}, 'Similar neurons (cosine of output directions)'),
-    el('div', { class: 'chips' }, (page.similar_neurons || []).map((s) => el('a', {
+    el('div', { class: 'chips' }, (page.similar_neurons || []).map((s) => el('span', { class: 'similar' }, el('a', {
       class: 'chip', href: `#neuron/${s.layer}/${s.neuron}`,
-    }, `${s.layer}:${s.neuron} (${real(s.cosine, 3)})`))),
+    }, `${s.layer}:${s.neuron} (${real(s.cosine, 3)})`), el('a', {
+      class: 'compare-link', href: `#compare?a=${layer}:${page.neuron}&b=${s.layer}:${s.neuron}`,
+      'aria-label': `compare ${layer}:${page.neuron} with ${s.layer}:${s.neuron} on a text`,
+    }, 'compare')))),
   ];
   if (stats?.histogram) queueMicrotask(() => histogramFromBins(histogramBox, stats.histogram));
   return parts.filter(Boolean).concat(weightRanks(page.weights, layer));
