@@ -338,7 +338,10 @@ def test_page_load_and_view_render_times_are_measured(page: Page):
         " ready_ms: performance.getEntriesByName('neuronscope-ready')[0].startTime};")
     data = page.run_activation(top_k=24)
     layer, neuron = data["layers"][0]["layer_index"], data["layers"][0]["neurons"][0]["neuron_index"]
-    page.go(f"neuron/{layer}/{neuron}")
+    corpus = uploaded_corpus(page)
+    page.ok(f"corpora/{corpus}/index", {})  # the corpus page then has its examples, statistics and histogram
+    page.go(f"neuron/{layer}/{neuron}?corpus={corpus}")
+    page.wait_for("#neuron-page .corpus-examples li")
     page.wait_idle("neuron")
     if page.find_all("#index-samples"):
         page.find("#index-samples").click()
