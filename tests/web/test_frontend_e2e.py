@@ -845,6 +845,11 @@ def test_sweep_chart_on_a_log_scale_and_a_click_makes_that_plan(page: Page):
     assert close(page.fact("pruning", "perplexity after"), plan["estimate"]["perplexity_after"])
     assert close(page.fact("pruning", "perplexity before"), plan["estimate"]["perplexity_before"])
     assert page.find_all("#plan-warnings .warning-box") == [] and plan["warnings"] == []
+    from selenium.webdriver.common.keys import Keys
+
+    page.find("#sweep-chart svg").send_keys(Keys.HOME, Keys.ENTER)  # the keyboard makes the first point's plan
+    page.wait_text("#plan-title", "Plan: magnitude, layer, sparsity 25 %, compensation none")
+    page.wait_idle("pruning")
     assert page.console_errors() == []
 
 

@@ -175,7 +175,7 @@ async function sweep(onProgress) {
 // One line per method (and compensation, when several were swept): ratio against sparsity, log y.
 function renderSweep(result) {
   const groups = new Map();
-  for (const row of result.rows) {
+  for (const row of result.rows.filter((r) => Number.isFinite(r.ratio) && r.ratio > 0)) { // a log axis: positive ratios only
     const key = `${row.method}|${row.compensation}`;
     if (!groups.has(key)) groups.set(key, []);
     groups.get(key).push(row);
