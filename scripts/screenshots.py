@@ -18,10 +18,13 @@ from tests.web.test_frontend_e2e import (
     Page,
     model_shape,
     test_activation_heatmap_shows_the_file_values,
+    test_a_plan_that_breaks_the_model_is_red_and_apply_asks_first,
     test_clusters_view,
+    test_compare_original_and_pruned_model_and_two_neurons,
     test_model_bar_shows_model_memory_and_registry,
     test_neuron_view_examples_weights_and_ablation,
     test_pruning_view_importance_and_batch,
+    test_sweep_chart_on_a_log_scale_and_a_click_makes_that_plan,
     test_weights_view_charts_and_candidates_slider,
 )
 
@@ -38,7 +41,10 @@ def main() -> int:
         page.model = model_shape(page)
         for test in (test_model_bar_shows_model_memory_and_registry, test_activation_heatmap_shows_the_file_values,
                      test_neuron_view_examples_weights_and_ablation, test_weights_view_charts_and_candidates_slider,
-                     test_pruning_view_importance_and_batch, test_clusters_view):
+                     test_pruning_view_importance_and_batch, test_clusters_view,
+                     test_sweep_chart_on_a_log_scale_and_a_click_makes_that_plan,
+                     test_a_plan_that_breaks_the_model_is_red_and_apply_asks_first,
+                     test_compare_original_and_pruned_model_and_two_neurons):
             page.open()
             test(page)
             print(f"ok  {test.__name__}")

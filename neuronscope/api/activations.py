@@ -21,6 +21,11 @@ def index_corpus(svc: Services, r: req.IndexCorpus, progress: ProgressFn = no_pr
     return svc.activations.index_corpus(r.texts, batch_size=r.batch_size, progress=progress)
 
 
+@route(bp, "POST", "activations/compare", req.CompareActivations)
+def compare(svc: Services, r: req.CompareActivations) -> dict:
+    return svc.activations.compare(r.prompt, r.ablate, r.layer_index, r.top_k, r.predictions)
+
+
 @route(bp, "GET", "activations/files", NoFields)
 def list_files(svc: Services, r: NoFields) -> dict:
     return svc.activations.list_files()

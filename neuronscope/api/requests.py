@@ -479,6 +479,21 @@ class GenerateActivations(Request):
         return [] if self.model_name is not None else [self.prompt]
 
 
+MAX_PREDICTIONS = 20
+"""Most next tokens per position a comparison lists."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class CompareActivations(Request):
+    """A prompt on the loaded model and with ``ablate``'s neurons removed (a plan's ``neurons``)."""
+
+    prompt: str = text()
+    ablate: NeuronGroups = custom(read_neuron_groups, NEURON_GROUPS_SCHEMA, dump=dump_neuron_groups)
+    layer_index: int = integer(minimum=0)
+    top_k: int = integer(default=16, minimum=1, maximum="max_neurons_per_request")
+    predictions: int = integer(default=5, minimum=1, maximum=MAX_PREDICTIONS)
+
+
 @dataclass(frozen=True, kw_only=True)
 class IndexCorpus(Request):
     """Exactly one of ``texts`` and ``use_samples: true``."""

@@ -5,12 +5,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
 
 from neuronscope.analysis.activations import layer_summary, neuron_activations
+from neuronscope.analysis.compare import Side, kl_per_position, original_and_ablated
 from neuronscope.analysis.max_activating import TopList, top_from_activations
 from neuronscope.analysis.neuron_stats import token_view, tracked_tokens
 from neuronscope.analysis.progress import ProgressFn, no_progress, scaled
@@ -22,7 +23,7 @@ from neuronscope.executors.chunks import merge_passes, merge_tops, text_batches
 from neuronscope.modeling.manager import LoadedModel, ModelManager
 from neuronscope.services.samples import SampleService
 from neuronscope.timestamps import utc_now
-from neuronscope.services.validation import encode_texts
+from neuronscope.services.validation import check_layer, check_neurons, encode_texts
 from neuronscope.storage.activation_files import ActivationStore
 from neuronscope.storage.index import ActivationIndex, NewSource
 from neuronscope.storage.names import activation_filename
@@ -172,6 +173,56 @@ class ActivationService:
         return {
             "layer_index": layer,
             "neurons": [{"neuron_index": int(n), "activations": _rounded(acts[:, n])} for n in neurons],
+        }
+
+    def compare(
+        self, prompt: str, ablate: Mapping[int, Sequence[int]], layer: int, top_k: int, predictions: int
+    ) -> dict:
+        """``prompt`` on the loaded model and with ``ablate``'s neurons set to 0 (the pruned model
+        without compensation, by hooks): ``layer``'s ``top_k`` neurons by the original's largest
+        |activation|, both sides' activations of those neurons and their ``predictions`` most likely
+        next tokens at every position, and the KL divergence between the two distributions there."""
+        with self.manager.use() as lm:
+            check_layer(lm, layer)
+            removed = {l: check_neurons(lm, l, neurons) for l, neurons in sorted(ablate.items())}
+            ids = encode_texts(lm, [prompt], self.settings.max_input_tokens)[0]
+            original, pruned = original_and_ablated(lm.model, lm.adapter, ids, layer, removed)
+            token_ids = ids[0].tolist()
+            tokens = token_strings(lm.tokenizer, token_ids)
+            sides = {name: self._side(lm, side, predictions) for name, side in (("original", original), ("pruned", pruned))}
+        peak = original.activations.abs().max(dim=0).values  # [d_mlp]
+        neurons = peak.argsort(descending=True, stable=True)[:top_k].tolist()
+        kl = kl_per_position(original.log_probs, pruned.log_probs)  # [seq]
+        for name, side in (("original", original), ("pruned", pruned)):
+            sides[name]["neurons"] = [
+                {"neuron_index": n, "activations": _rounded(side.activations[:, n].numpy())} for n in neurons
+            ]
+        top1 = original.log_probs.argmax(dim=-1) == pruned.log_probs.argmax(dim=-1)  # [seq]
+        return {
+            "model_name": lm.name,
+            "prompt": prompt,
+            "tokens": tokens,
+            "token_ids": token_ids,
+            "layer_index": layer,
+            "ablated_neurons": sum(len(neurons) for neurons in removed.values()),
+            **sides,
+            "kl_divergence": _rounded(kl.numpy()),
+            "mean_kl_divergence": round(float(kl.double().mean()), SERVED_DECIMALS),
+            "top1_agreement": round(float(top1.double().mean()), SERVED_DECIMALS),
+        }
+
+    @staticmethod
+    def _side(lm: LoadedModel, side: Side, k: int) -> dict:
+        """The ``k`` most likely next tokens at every position of one side, with their probabilities."""
+        best = side.log_probs.topk(min(k, side.log_probs.shape[1]), dim=-1)
+        return {
+            "predictions": [
+                [
+                    {"token": lm.tokenizer.decode([i]), "token_id": i, "probability": round(float(np.exp(v)), SERVED_DECIMALS)}
+                    for v, i in zip(values, indices)
+                ]
+                for values, indices in zip(best.values.tolist(), best.indices.tolist())
+            ]
         }
 
     def index_corpus(

@@ -29,6 +29,7 @@ VALID_BODIES = {
     "pruning/sweep": {"methods": ["magnitude"], "sparsities": [0.25], "compensations": ["none"], "texts": TEXTS},
     "pruning/apply": {"output_name": "pruned-x", "plan": PLAN, "evaluate": False},
     "activations/generate": {"prompt": "Hello world"},
+    "activations/compare": {"prompt": "Hello world", "ablate": [{"layer_index": 0, "neuron_indices": [1]}], "layer_index": 0, "top_k": 4, "predictions": 2},
     "activations/corpus": {"texts": TEXTS, "batch_size": 2},
     "clusters/generate": {"activation_file": "none.json", "layer_index": 0, "n_clusters": 2},
     "queries/neuron": {"layer_index": 0, "neuron_index": 1, "top_k": 3},
@@ -187,6 +188,7 @@ def test_a_prompt_over_the_token_limit_is_never_stored(client, app):
         ("pruning/evaluate", "texts", True),
         ("activations/corpus", "texts", True),
         ("activations/generate", "prompt", False),
+        ("activations/compare", "prompt", False),
     ],
 )
 def test_overlong_texts_are_refused_at_the_door_even_as_jobs(client, route, field, as_list):

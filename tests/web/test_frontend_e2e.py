@@ -9,10 +9,14 @@ model), which is how the screenshots in ``docs/screenshots/`` are made.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import math
 import re
 import shutil
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from dataclasses import dataclass, field
@@ -334,16 +338,19 @@ def test_page_load_and_view_render_times_are_measured(page: Page):
         " ready_ms: performance.getEntriesByName('neuronscope-ready')[0].startTime};")
     data = page.run_activation(top_k=24)
     layer, neuron = data["layers"][0]["layer_index"], data["layers"][0]["neurons"][0]["neuron_index"]
-    page.go(f"neuron/{layer}/{neuron}")
+    corpus = uploaded_corpus(page)
+    page.ok(f"corpora/{corpus}/index", {})  # the corpus page then has its examples, statistics and histogram
+    page.go(f"neuron/{layer}/{neuron}?corpus={corpus}")
+    page.wait_for("#neuron-page .corpus-examples li")
     page.wait_idle("neuron")
     if page.find_all("#index-samples"):
         page.find("#index-samples").click()
         page.wait_idle("neuron")
     renders = page.driver.execute_script(
-        "return Object.fromEntries(['render activations', 'render neuron examples'].map((name) =>"
+        "return Object.fromEntries(['render activations', 'render neuron examples', 'render neuron page'].map((name) =>"
         " [name, performance.getEntriesByName(name).map((m) => m.duration)]));")
     timings = {**load, **{f"{k} ms": v for k, v in renders.items()}}
-    assert timings["ready_ms"] > 0 and renders["render activations"] and renders["render neuron examples"]
+    assert timings["ready_ms"] > 0 and renders["render activations"] and renders["render neuron examples"] and renders["render neuron page"]
     out = PROJECT_ROOT / "test-output"
     out.mkdir(exist_ok=True)
     (out / "timings.json").write_text(json.dumps(timings, indent=1))
@@ -391,6 +398,7 @@ def test_corpus_neuron_page_renders_the_documented_shape(page: Page):
     text = page.find("#neuron-page").text
     assert "mat 1.25" in text and "sky -0.75" in text and "lookup score 0.610" in text and "0:9 (0.420)" in text
     assert "Indexing the corpus: 40 %" in text and "17 of 128" in text
+    assert page.find("#neuron-page a.compare-link").get_attribute("href").endswith("#compare?a=1:3&b=0:9")
     page.set_value("#neuron-test-text", "Hi cat")
     page.find(".neuron-test button").click()
     tested = page.wait_for("#neuron-test-result .tok", count=2)
@@ -564,9 +572,6 @@ def captured_download(page: Page, button_css: str) -> str:
 
 
 def test_downloads_hold_what_the_api_answers(page: Page):
-    import csv
-    import io
-
     data = page.run_activation(top_k=4)
     neurons = data["layers"][0]["neurons"]
     rows = list(csv.DictReader(io.StringIO(captured_download(page, "#act-downloads [data-download='csv']"))))
@@ -677,7 +682,7 @@ def test_pruning_view_runs_jobs_with_progress_then_plans_and_applies(page: Page,
     assert job["status"] == "done" and job["progress"] == 1
     assert len(page.find_all("#imp-chart rect[data-index]")) == job["result"]["total_neurons"]
 
-    body = {"sparsity": 0.25, "method": "magnitude", "scope": "layer"}
+    body = {"sparsity": 0.25, "method": "magnitude", "scope": "layer", "compensation": "none", "estimate": True}
     page.set_value("#plan-sparsity", body["sparsity"])
     page.set_value("#plan-method", body["method"])
     page.find("#plan-run").click()
@@ -690,6 +695,9 @@ def test_pruning_view_runs_jobs_with_progress_then_plans_and_applies(page: Page,
     assert page.fact("pruning", "parameter reduction").endswith(" %")
     assert close(page.fact("pruning", "parameter reduction"), 100 * plan["parameters"]["reduction"])
     assert close(page.fact("pruning", "achieved sparsity"), 100 * plan["achieved_sparsity"])
+    assert close(page.fact("pruning", "perplexity ratio").lstrip("×"), plan["estimate"]["ratio"])
+    assert plan["warnings"] == [] and page.find_all("#plan-warnings .warning-box") == []  # so apply asks nothing
+    assert page.find("#plan-compare").get_attribute("href").endswith("#compare?sparsity=0.25&method=magnitude&scope=layer")
 
     name = f"e2e-pruned-{uuid.uuid4().hex[:8]}"
     page.set_value("#apply-name", name)
@@ -701,13 +709,13 @@ def test_pruning_view_runs_jobs_with_progress_then_plans_and_applies(page: Page,
     finally:
         shutil.rmtree(models_dir / name, ignore_errors=True)
     assert applied["output_name"] == name and applied["parameters"] == plan["parameters"]
-    assert page.fact("pruning", "parameters before") == f"{plan['parameters']['before']:,}"
-    assert page.fact("pruning", "parameters after") == f"{applied['parameters']['after']:,}"
-    assert page.fact("pruning", "file size").endswith(f"({applied['files']['total_bytes']:,} bytes)")
+    assert page.find("#apply-facts dd[data-fact='parameters before']").text == f"{plan['parameters']['before']:,}"
+    assert page.find("#apply-facts dd[data-fact='parameters after']").text == f"{applied['parameters']['after']:,}"
+    assert page.find("#apply-facts dd[data-fact='file size']").text.endswith(f"({applied['files']['total_bytes']:,} bytes)")
     before = page.ok("pruning/evaluate", {})["perplexity"]
     ablated = page.ok("pruning/evaluate", {"ablate": plan["neurons"]})["perplexity"]
-    assert close(page.fact("pruning", "perplexity before"), applied["perplexity_before"])
-    assert close(page.fact("pruning", "perplexity after"), applied["perplexity_after"])
+    assert close(page.find("#apply-facts dd[data-fact='perplexity before']").text, applied["perplexity_before"])
+    assert close(page.find("#apply-facts dd[data-fact='perplexity after']").text, applied["perplexity_after"])
     assert applied["perplexity_before"] == pytest.approx(before, rel=1e-5)
     assert applied["perplexity_after"] == pytest.approx(ablated, rel=1e-4)
     page.shot("pruning-plan-apply")
@@ -780,6 +788,297 @@ def test_switching_model_from_the_bar(page: Page):
     info = page.ok(f"models/{target}")
     assert page.find("#act-layer").get_attribute("max") == str(info["layers"] - 1)
     page.shot("model-switched")
+
+
+def shots(page: Page, name: str) -> None:
+    """Screenshots of the page as it is at 1440×900 and 1024×700 (each checked for overflow)."""
+    size = page.driver.get_window_size()
+    try:
+        for width, height in ((1440, 900), (1024, 700)):
+            page.driver.set_window_size(width, height)
+            page.shot(f"{name}-{width}x{height}", max_height=2400)
+    finally:
+        page.driver.set_window_size(size["width"], size["height"])
+
+
+def y_ticks(page: Page, chart: str) -> list[tuple[float, float]]:
+    """(value, y position) of a chart's y-axis tick labels."""
+    return [(float(t.text), float(t.get_attribute("y"))) for t in page.find_all(f"{chart} text.tick") if t.get_attribute("text-anchor") == "end"]
+
+
+def test_sweep_chart_on_a_log_scale_and_a_click_makes_that_plan(page: Page):
+    page.go("pruning")
+    for box in page.find_all("#sweep-methods input"):  # magnitude and random
+        if box.is_selected() != (box.get_attribute("value") in {"magnitude", "random"}):
+            box.click()
+    page.set_value("#sweep-sparsities", "0.25, 0.5")
+    page.find("#sweep-run").click()
+    points = page.wait_for("#sweep-chart circle.point", count=4)
+    page.wait_idle("pruning")
+    sweep = page.ok("pruning/sweep", {"methods": ["magnitude", "random"], "sparsities": [0.25, 0.5], "compensations": ["none"], "scope": "layer"})
+    shown = sorted((float(p.get_attribute("data-x")), float(p.get_attribute("data-y"))) for p in points)
+    assert shown == pytest.approx(sorted((100 * r["sparsity"], r["ratio"]) for r in sweep["rows"]), rel=1e-12)
+    cells = [[td.text for td in tr.find_elements("css selector", "td")] for tr in page.find_all("#sweep-rows tbody tr")]
+    assert len(cells) == len(sweep["rows"])
+    for row, r in zip(cells, sweep["rows"]):
+        assert row[:2] == [r["method"], r["compensation"]] and close(row[3], r["perplexity"]) and close(row[4].lstrip("×"), r["ratio"])
+    ticks = y_ticks(page, "#sweep-chart")  # a log axis: equal ratios are equal distances
+    assert len(ticks) >= 2
+    (v0, y0), (v1, y1) = ticks[0], ticks[-1]
+    per_decade = (y1 - y0) / (math.log10(v1) - math.log10(v0))
+    for value, y in ticks:
+        assert y == pytest.approx(y0 + per_decade * (math.log10(value) - math.log10(v0)), abs=0.01)
+    assert "perplexity ratio (log)" in page.find("#sweep-chart").text and "sparsity" in page.find("#sweep-chart").text
+    saved = list(csv.DictReader(io.StringIO(captured_download(page, "#sweep-downloads [data-download='csv']"))))
+    assert [(r["method"], float(r["sparsity"]), float(r["ratio"])) for r in saved] == [(r["method"], r["sparsity"], r["ratio"]) for r in sweep["rows"]]
+    assert axe_violations(page) == []
+    shots(page, "pruning-sweep")
+
+    target = next(r for r in sweep["rows"] if r["method"] == "random" and r["sparsity"] == 0.5)
+    page.find(f"#sweep-chart circle.point[data-x='50'][data-y='{target['ratio']}']").click()
+    page.wait_text("#plan-title", "Plan: random, layer, sparsity 50 %, compensation none")
+    page.wait_idle("pruning")
+    assert [page.find(c).get_attribute("value") for c in ("#plan-method", "#plan-sparsity", "#plan-compensation")] == ["random", "0.5", "none"]
+    plan = page.ok("pruning/plan", {"sparsity": 0.5, "method": "random", "scope": "layer", "compensation": "none", "estimate": True})
+    assert plan["estimate"]["ratio"] == pytest.approx(target["ratio"], rel=1e-9)
+    assert close(page.fact("pruning", "perplexity ratio").lstrip("×"), plan["estimate"]["ratio"])
+    assert close(page.fact("pruning", "perplexity after"), plan["estimate"]["perplexity_after"])
+    assert close(page.fact("pruning", "perplexity before"), plan["estimate"]["perplexity_before"])
+    assert page.find_all("#plan-warnings .warning-box") == [] and plan["warnings"] == []
+    from selenium.webdriver.common.keys import Keys
+
+    page.find("#sweep-chart svg").send_keys(Keys.HOME, Keys.ENTER)  # the keyboard makes the first point's plan
+    page.wait_text("#plan-title", "Plan: magnitude, layer, sparsity 25 %, compensation none")
+    page.wait_idle("pruning")
+    assert page.console_errors() == []
+
+
+# A plan whose estimate breaks the model, and what apply answers for it: the browser's fetch answers
+# the plan and apply jobs, so only the rendering and the confirmation are under test here.
+BROKEN_PLAN = {
+    "model_name": "tiny-gpt2", "method": "random", "scope": "layer", "sparsity": 0.9, "seed": 0, "compensation": "none",
+    "total_neurons": 256, "removed_neurons": 230, "achieved_sparsity": 0.8984375,
+    "layers": [{"layer_index": 0, "neurons": 128, "removed": 115, "kept": 13}, {"layer_index": 1, "neurons": 128, "removed": 115, "kept": 13}],
+    "parameters": {"before": 41433, "after": 24858, "removed": 16575, "reduction": 0.4},
+    "neurons": [{"layer_index": 0, "neuron_indices": [1, 2]}, {"layer_index": 1, "neuron_indices": [3]}],
+    "estimate": {"perplexity_before": 22.69, "perplexity_after": 2299000.0, "ratio": 101322.2, "evaluation": {}, "compensation_layers": []},
+    "warnings": ["large loss of quality: perplexity x1.01e+05 (over x1.5)", "this plan breaks the model: perplexity x1.01e+05 (over x10)"],
+}
+BROKEN_APPLY = {
+    "output_name": "broken", "removed_neurons": 230, "parameters": BROKEN_PLAN["parameters"], "files": {"total_bytes": 123456},
+    "perplexity_before": 22.69, "perplexity_after": 2299000.0, "ratio": 101322.2, "warnings": BROKEN_PLAN["warnings"],
+}
+
+
+def test_a_plan_that_breaks_the_model_is_red_and_apply_asks_first(page: Page):
+    page.go("pruning")
+    page.driver.execute_script("""
+        const [plan, applied] = arguments;
+        window.EventSource = undefined;  // jobs are followed by polling, which fetch answers here
+        window.__applies = [];
+        const answer = (body, status = 200) => new Response(JSON.stringify(body), {status, headers: {'Content-Type': 'application/json'}});
+        const real = window.fetch;
+        window.fetch = (url, init) => {
+          const u = String(url);
+          if (u.startsWith('api/pruning/plan?')) return Promise.resolve(answer({job_id: 'stub-plan'}, 202));
+          if (u.startsWith('api/pruning/apply?')) { window.__applies.push(JSON.parse(init.body)); return Promise.resolve(answer({job_id: 'stub-apply'}, 202)); }
+          if (u.startsWith('api/jobs/stub-plan')) return Promise.resolve(answer({job_id: 'stub-plan', status: 'done', progress: 1, result: plan}));
+          if (u.startsWith('api/jobs/stub-apply')) return Promise.resolve(answer({job_id: 'stub-apply', status: 'done', progress: 1, result: applied}));
+          return real(url, init);
+        };
+    """, BROKEN_PLAN, BROKEN_APPLY)
+    page.find("#plan-run").click()
+    box = page.wait_for("#plan-warnings .warning-box.severe")[0]
+    page.wait_idle("pruning")
+    assert "This plan breaks the model" in box.text and all(w in box.text for w in BROKEN_PLAN["warnings"])
+    assert "bad" in page.find("#view-pruning dd[data-fact='perplexity ratio']").get_attribute("class")
+    assert close(page.fact("pruning", "perplexity ratio").lstrip("×"), BROKEN_PLAN["estimate"]["ratio"])
+    assert close(page.fact("pruning", "perplexity after"), BROKEN_PLAN["estimate"]["perplexity_after"])
+    colour = page.driver.execute_script("return getComputedStyle(arguments[0]).color", box)
+    assert colour == "rgb(185, 28, 28)"  # the --bad red
+    page.set_value("#apply-name", "broken")
+    page.find("#apply-run").click()
+    assert page.find("#apply-confirm").is_displayed() and "breaks the model" in page.find("#apply-confirm-text").text
+    assert page.driver.switch_to.active_element == page.find("#apply-confirm-no")
+    assert axe_violations(page) == []
+    shots(page, "pruning-plan-warning")
+    page.find("#apply-confirm-no").click()
+    assert not page.find("#apply-confirm").is_displayed()
+    assert page.driver.execute_script("return window.__applies.length") == 0  # cancelled: nothing sent
+    page.find("#apply-run").click()
+    page.find("#apply-confirm-yes").click()
+    page.wait_for("#apply-warnings .warning-box.severe")
+    page.wait_idle("pruning")
+    assert page.driver.execute_script("return window.__applies") == [{"plan": BROKEN_PLAN, "output_name": "broken"}]
+    assert close(page.find("#apply-facts dd[data-fact='perplexity ratio']").text.lstrip("×"), BROKEN_APPLY["ratio"])
+    assert page.console_errors() == []
+
+
+def multipart(fields: dict[str, str], file_name: str, content: bytes) -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode() for k, v in fields.items()]
+    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{file_name}"\r\n'
+                 "Content-Type: text/plain\r\n\r\n".encode() + content + b"\r\n")
+    return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+SEARCH_CORPUS = "e2e-search"
+
+
+def uploaded_corpus(page: Page, name: str = SEARCH_CORPUS) -> str:
+    """A small corpus uploaded (once per server)."""
+    names = [c["name"] for c in page.ok("corpora")["corpora"]]
+    if name not in names:
+        texts = ["The quick brown fox jumps over the lazy dog.", "The capital of France is Paris. The capital of Italy is Rome.",
+                 "Hello world, this is a test for pruning analysis."] * 6
+        body, content_type = multipart({"name": name}, "small.txt", "\n\n".join(texts).encode())
+        request = urllib.request.Request(f"{page.url}/api/corpora", data=body, headers={"Content-Type": content_type})
+        with urllib.request.urlopen(request, timeout=page.timeout) as response:
+            assert response.status == 201
+    return name
+
+
+def test_corpus_page_indexes_its_corpus_and_shows_the_api_page(page: Page):
+    corpus = uploaded_corpus(page, f"e2e-page-{uuid.uuid4().hex[:6]}")
+    page.go(f"neuron/1/3?corpus={corpus}")
+    page.wait_for("#neuron-index-corpus")
+    page.wait_idle("neuron")
+    assert "not indexed" in page.find("#neuron-page").text
+    page.find("#neuron-index-corpus").click()
+    page.wait_for("#neuron-page .corpus-examples li")
+    page.wait_idle("neuron")
+    api_page = page.ok(f"neurons/1/3?corpus={corpus}")
+    assert api_page["status"]["state"] == "indexed" and not page.find_all("#neuron-index-corpus")
+    values = [e.get_attribute("textContent") for e in page.find_all("#neuron-page .corpus-examples .example-value")]
+    expected = [e["max_activation"] for e in api_page["top_examples"] + api_page["bottom_examples"]]
+    assert len(values) == len(expected) > 0 and all(close(v, e) for v, e in zip(values, expected))
+    assert page.console_errors() == []
+
+
+def test_search_by_token_and_phrase_links_to_neurons(page: Page):
+    corpus = uploaded_corpus(page)
+    page.open("search")
+    page.wait_for(f"#search-corpus option[value='{corpus}']")
+    page.set_value("#search-corpus", corpus)
+    if "Not indexed" in page.find("#search-corpus-state").text:
+        page.find("#corpus-index").click()  # indexed from the page, as a job
+        page.wait_for("#view-search [data-status] .ok")
+        page.wait_idle("search")
+    done = next(m for c in page.ok("corpora")["corpora"] if c["name"] == corpus for m in c["indexed_models"] if m["model_name"] == page.model["name"])
+    assert f"{done['texts']} texts, {done['tokens']:,} tokens" in page.find("#search-corpus-state").text
+    page.set_value("#search-token", "The")
+    page.find("#search-token-run").click()
+    rows = page.wait_for("#search-token-rows tbody tr")
+    page.wait_idle("search")
+    found = page.ok(f"neurons/search?token=The&corpus={corpus}")
+    rows = page.find_all("#search-token-rows tbody tr")
+    assert len(rows) == len(found["neurons"]) > 0
+    for row, n in zip(rows, found["neurons"]):
+        cells = [td.text for td in row.find_elements("css selector", "td")]
+        assert cells[1] == f"{n['layer']}:{n['neuron']}" and close(cells[2], n["mean_activation"])
+    assert f"{found['occurrences']} occurrences" in page.find("#search-title").text
+    assert page.params() | {"model": ""} == {"model": "", "token": "The", "corpus": corpus}
+    reload(page)
+    assert len(page.wait_for("#search-token-rows tbody tr", count=len(found["neurons"]))) == len(found["neurons"])
+    page.wait_idle("search")
+    assert axe_violations(page) == []
+
+    page.set_value("#search-text", "The fox")
+    page.set_value("#search-text-k", 3)
+    page.find("#search-text-run").click()
+    page.wait_for("#search-text-rows .search-token-row")
+    page.wait_idle("search")
+    phrase = page.ok("neurons/search?text=The%20fox&k=3")
+    shown = page.find_all("#search-text-rows .search-token-row")
+    assert len(shown) == len(phrase["tokens"])
+    for row, token in zip(shown, phrase["tokens"]):
+        chips = [c.text for c in row.find_elements("css selector", "a.chip")]
+        assert chips == [f"{n['layer']}:{n['neuron']} ({n['activation']:.3f})" for n in token["neurons"]]
+    assert axe_violations(page) == []
+    shots(page, "search")
+    first = phrase["tokens"][0]["neurons"][0]
+    shown[0].find_element("css selector", "a.chip").click()
+    assert page.path() == f"neuron/{first['layer']}/{first['neuron']}"
+    page.wait_idle("neuron")
+
+    page.go("search")
+    page.set_value("#jump-address", " 1 : 3 ")
+    page.find("#jump-run").click()
+    assert page.path() == "neuron/1/3"
+    page.wait_idle("neuron")
+    assert page.console_errors() == []
+    page.go("search")
+    page.set_value("#jump-address", "one:three")
+    page.find("#jump-run").click()
+    assert "Not a neuron address" in page.wait_for("#errors .error")[0].text
+
+
+def test_compare_original_and_pruned_model_and_two_neurons(page: Page):
+    layer = page.model["layers"] - 1
+    page.go("compare")
+    page.set_value("#cmp-prompt", PROMPT)
+    page.set_value("#cmp-sparsity", 0.5)
+    page.set_value("#cmp-method", "magnitude")
+    page.set_value("#cmp-layer", layer)
+    page.find("#cmp-run").click()
+    page.wait_for("#cmp-prediction-rows tbody tr")
+    page.wait_idle("compare")
+    plan = page.ok("pruning/plan", {"sparsity": 0.5, "method": "magnitude", "scope": "layer"})
+    result = page.ok("activations/compare", {"prompt": PROMPT, "ablate": plan["neurons"], "layer_index": layer, "top_k": 16, "predictions": 3})
+    for side in ("original", "pruned"):
+        cells = page.find_all(f"#cmp-{side} rect.cell")
+        assert len(cells) == len(result["tokens"]) * len(result[side]["neurons"]) > 0
+        shown = {(int(c.get_attribute("data-row")), int(c.get_attribute("data-col"))): float(c.get_attribute("data-value")) for c in cells}
+        for j, neuron in enumerate(result[side]["neurons"]):
+            for i, value in enumerate(neuron["activations"]):
+                assert shown[i, j] == pytest.approx(value, rel=1e-9, abs=1e-12)
+    removed = set(next(g["neuron_indices"] for g in plan["neurons"] if g["layer_index"] == layer))
+    labels = [t.text for t in page.find_all("#cmp-pruned text.col-label")]
+    assert labels == [f"{n['neuron_index']}×" if n["neuron_index"] in removed else str(n["neuron_index"]) for n in result["pruned"]["neurons"]]
+    rows = page.find_all("#cmp-prediction-rows tbody tr")
+    assert len(rows) == len(result["tokens"])
+    for i, row in enumerate(rows):
+        cells = row.find_elements("css selector", "td")
+        original_top = cells[2].find_elements("css selector", ".pred")[0].text
+        pruned_top = cells[3].find_elements("css selector", ".pred")[0]
+        assert original_top.startswith(json.dumps(result["original"]["predictions"][i][0]["token"], ensure_ascii=False))
+        assert close(original_top.split()[-1], result["original"]["predictions"][i][0]["probability"])
+        assert pruned_top.text.startswith(json.dumps(result["pruned"]["predictions"][i][0]["token"], ensure_ascii=False))
+        changed = result["pruned"]["predictions"][i][0]["token_id"] != result["original"]["predictions"][i][0]["token_id"]
+        assert ("changed" in pruned_top.get_attribute("class")) == changed
+        assert close(cells[4].text, result["kl_divergence"][i])
+    assert close(page.fact("compare", "mean KL divergence"), result["mean_kl_divergence"])
+    assert close(page.fact("compare", "top-1 agreement"), 100 * result["top1_agreement"])
+    assert page.fact("compare", "removed neurons").startswith(f"{result['ablated_neurons']:,} of {plan['total_neurons']:,}")
+    saved = list(csv.DictReader(io.StringIO(captured_download(page, "#cmp-downloads [data-download='csv']"))))
+    assert [float(r["kl_divergence"]) for r in saved] == result["kl_divergence"]
+    assert [r["pruned_top1"] for r in saved] == [p[0]["token"] for p in result["pruned"]["predictions"]]
+
+    page.set_value("#pair-a", "0:1")
+    page.set_value("#pair-b", f"{layer}:2")
+    page.set_value("#pair-text", PROMPT)
+    page.find("#pair-run").click()
+    page.wait_for("#pair-result .pair-side", count=2)
+    page.wait_idle("compare")
+    a = page.ok("neurons/0/1/activations?" + urllib.parse.urlencode({"text": PROMPT}))
+    b = page.ok(f"neurons/{layer}/2/activations?" + urllib.parse.urlencode({"text": PROMPT}))
+    for side, answer in zip(page.find_all("#pair-result .pair-side"), (a, b)):
+        tokens = side.find_elements("css selector", ".tok")
+        assert [t.get_attribute("textContent") for t in tokens] == answer["tokens"]
+        assert [float(t.get_attribute("title").split()[1]) for t in tokens] == pytest.approx(answer["activations"], abs=5e-5)
+    mean_a, mean_b = (sum(v) / len(v) for v in (a["activations"], b["activations"]))
+    cov = sum((x - mean_a) * (y - mean_b) for x, y in zip(a["activations"], b["activations"]))
+    r = cov / math.sqrt(sum((x - mean_a) ** 2 for x in a["activations"]) * sum((y - mean_b) ** 2 for y in b["activations"]))
+    assert close(page.fact("compare", "correlation"), r)
+    assert axe_violations(page) == []
+    shots(page, "compare")
+    params = page.params()
+    assert (params["sparsity"], params["method"], params["layer"], params["a"], params["b"]) == ("0.5", "magnitude", str(layer), "0:1", f"{layer}:2")
+    reload(page)
+    page.wait_for("#cmp-prediction-rows tbody tr", count=len(result["tokens"]))
+    page.wait_for("#pair-result .pair-side", count=2)
+    page.wait_idle("compare")
+    assert page.console_errors() == []
 
 
 # --- fixtures ---------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-// Entry point: hash routing between the views (#activations, #neuron/L/n, #weights, #pruning, #clusters).
+// Entry point: hash routing between the views (#activations, #neuron/L/n, #weights, #pruning, #clusters,
+// #search, #compare).
 
 import { $, addDefinitions } from './dom.js';
 import { DEFINITIONS } from './options.js';
@@ -9,9 +10,11 @@ import { initNeuron, showNeuron } from './neuron.js';
 import { initWeights, showWeights } from './weights.js';
 import { initPruning, showPruning } from './pruning.js';
 import { initClusters, showClusters } from './clusters.js';
+import { initSearch, showSearch } from './search.js';
+import { initCompare, showCompare } from './compare.js';
 import { clearErrors, showError } from './feedback.js';
 
-const VIEWS = ['activations', 'neuron', 'weights', 'pruning', 'clusters'];
+const VIEWS = ['activations', 'neuron', 'weights', 'pruning', 'clusters', 'search', 'compare'];
 
 const navigate = (hash) => { window.location.hash = hash; };
 const openNeuron = (layer, neuron) => navigate(`neuron/${layer}/${neuron}`);
@@ -35,6 +38,8 @@ function route() {
   if (view === 'weights') showWeights(openNeuron, params);
   if (view === 'pruning') showPruning(params);
   if (view === 'clusters') refreshFiles().then(() => showClusters(params, openNeuron));
+  if (view === 'search') showSearch(params);
+  if (view === 'compare') showCompare(params, openNeuron);
 }
 
 // `#neuron/L/n`: two whole numbers, or one clear message (no request is made).
@@ -55,6 +60,8 @@ async function start() {
   initWeights(openNeuron);
   initPruning(openNeuron);
   initClusters(openNeuron);
+  initSearch(navigate);
+  initCompare(openNeuron);
   await initModelBar();
   window.addEventListener('hashchange', route);
   route();

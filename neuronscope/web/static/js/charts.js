@@ -178,32 +178,73 @@ function keyboardCursor(root, count, label, at) {
   root.addEventListener('blur', () => { cursor.setAttribute('hidden', ''); hideTip(); });
 }
 
-// series: [{name, color, points: [[x, y], ...]}]
-export function lineChart(target, { series, height = 260, xLabel, yLabel, thresholds, integerX = false, includeZero = true }) {
+// series: [{name, color, points: [[x, y], ...], tips?: [string[] per point]}]. `logY`: a log10 y-axis
+// (every y must be > 0) with ticks at 1, 2, 5 × powers of ten. `onPoint(series, index)`: the points are
+// clickable, and the chart is one tab stop whose arrow keys move over every point (Enter runs it).
+export function lineChart(target, {
+  series, height = 260, xLabel, yLabel, thresholds, integerX = false, includeZero = true, logY = false, onPoint, label,
+}) {
   const { root, width, plotW, plotH } = frame(target, height);
   const xs = series.flatMap((s) => s.points.map((p) => p[0]));
   const ys = series.flatMap((s) => s.points.map((p) => p[1]));
   const [x0, x1] = [Math.min(...xs), Math.max(...xs)];
-  const [y0, y1] = niceDomain(Math.min(...ys, ...(includeZero ? [0] : [])), Math.max(...ys));
   const x = linear([x0, x1 > x0 ? x1 : x0 + 1], [MARGIN.left, MARGIN.left + plotW]);
-  const y = linear([y0, y1], [MARGIN.top + plotH, MARGIN.top]);
-  axisY(root, y, niceTicks(y0, y1), width, yLabel);
+  const { y, ticks, domain: [y0, y1] } = logY ? logScale(ys, plotH) : linearScale(ys, plotH, includeZero);
+  axisY(root, y, ticks, width, yLabel);
   const xticks = niceTicks(x0, x1 > x0 ? x1 : x0 + 1, 8).filter((t) => !integerX || Number.isInteger(t));
   axisX(root, x, xticks, height, xLabel, width);
   thresholdLines(root, y, (thresholds || []).filter((t) => t.value >= y0 && t.value <= y1), width);
+  const marks = [];
   series.forEach((s, i) => {
     const color = s.color || PALETTE[i % PALETTE.length];
     root.append(svg('polyline', { points: s.points.map(([px, py]) => `${x(px)},${y(py)}`).join(' '), stroke: color, class: 'line' }));
-    for (const [px, py] of s.points) {
+    s.points.forEach(([px, py], k) => {
+      const tip = s.tips?.[k] || [s.name, `${xLabel || 'x'} ${fmt(px)}`, `${yLabel || 'y'} ${real(py)}`];
+      const activate = onPoint ? () => { hideTip(); onPoint(s, k); } : undefined;
+      marks.push({ cx: x(px), cy: y(py), tip, activate });
       root.append(svg('circle', {
-        cx: x(px), cy: y(py), r: 3, fill: color, class: 'point', 'data-x': px, 'data-y': py,
-        onmousemove: (event) => showTip(event, [s.name, `${xLabel || 'x'} ${fmt(px)}`, `${yLabel || 'y'} ${real(py)}`]),
-        onmouseleave: hideTip,
+        cx: x(px), cy: y(py), r: onPoint ? 5 : 3, fill: color, class: onPoint ? 'point clickable' : 'point',
+        'data-x': px, 'data-y': py, 'data-series': i,
+        onmousemove: (event) => showTip(event, tip), onmouseleave: hideTip, onclick: activate,
       }));
-    }
+    });
   });
+  if (onPoint) {
+    keyboardCursor(root, marks.length, label || yLabel || 'line chart', (i) => ({
+      box: { x: marks[i].cx - 7, y: marks[i].cy - 7, width: 14, height: 14 }, tip: marks[i].tip, activate: marks[i].activate,
+    }));
+  }
   if (series.length > 1) target.append(legend(series));
   return root;
+}
+
+function linearScale(ys, plotH, includeZero) {
+  const domain = niceDomain(Math.min(...ys, ...(includeZero ? [0] : [])), Math.max(...ys));
+  return { domain, y: linear(domain, [MARGIN.top + plotH, MARGIN.top]), ticks: niceTicks(...domain) };
+}
+
+// A log10 axis: ticks at m × 10^k for the sparsest mantissa set m that puts at least three ticks on
+// the data's span (1; 1, 2, 5; … down to 1, 1.1, 1.2, … within a narrow span); the domain runs from
+// the tick at or below the smallest value to the tick at or above the largest.
+const LOG_MANTISSAS = [[1], [1, 2, 5], [1, 1.5, 2, 3, 5, 7], [1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 7, 8, 9],
+  Array.from({ length: 90 }, (_, i) => 1 + i / 10)];
+
+function logScale(ys, plotH) {
+  const [min, max] = [Math.min(...ys), Math.max(...ys)];
+  const candidates = (mantissas) => {
+    const all = [];
+    for (let e = Math.floor(Math.log10(min)) - 1; e <= Math.ceil(Math.log10(max)); e += 1) {
+      for (const m of mantissas) all.push(+(m * 10 ** e).toPrecision(6));
+    }
+    const below = all.filter((t) => t <= min).at(-1);
+    const above = all.find((t) => t >= max);
+    return all.filter((t) => t >= below && t <= above);
+  };
+  const ticks = LOG_MANTISSAS.map(candidates).find((t) => t.length >= 3) ?? candidates(LOG_MANTISSAS.at(-1));
+  const domain = [ticks[0], ticks.at(-1) > ticks[0] ? ticks.at(-1) : ticks[0] * 10];
+  const scale = linear([Math.log10(domain[0]), Math.log10(domain[1])], [MARGIN.top + plotH, MARGIN.top]);
+  const shown = ticks.length > 12 ? ticks.filter((_, i) => i % Math.ceil(ticks.length / 8) === 0 || i === ticks.length - 1) : ticks;
+  return { domain, ticks: shown, y: (v) => scale(Math.log10(v)) };
 }
 
 function legend(series) {
@@ -241,16 +282,17 @@ export function diverging(value, limit) {
 }
 
 // A numeric legend of the diverging scale: -limit (blue) … 0 … +limit (red).
-export function colourLegend(limit, caption) {
+// `id`: of its gradient, unique on the page (several legends may be in the document at once).
+export function colourLegend(limit, caption, id = 'diverging-gradient') {
   const w = 220;
-  const gradient = svg('linearGradient', { id: 'diverging-gradient' },
+  const gradient = svg('linearGradient', { id },
     svg('stop', { offset: '0', 'stop-color': diverging(-1, 1) }), svg('stop', { offset: '0.5', 'stop-color': diverging(0, 1) }),
     svg('stop', { offset: '1', 'stop-color': diverging(1, 1) }));
   const labels = [[-limit, 0, 'start'], [0, w / 2, 'middle'], [limit, w, 'end']].map(([v, x, anchor]) =>
     svg('text', { x: x + 10, y: 30, class: 'tick', 'text-anchor': anchor }, typeof v === 'number' ? tickLabel(+v.toPrecision(3)) : v));
   return el('div', { class: 'colour-legend' },
     svg('svg', { width: w + 20, height: 34, class: 'svg-chart', role: 'img', 'aria-label': `colour scale from ${labels[0].textContent} to ${labels[2].textContent}` },
-      svg('defs', {}, gradient), svg('rect', { x: 10, y: 4, width: w, height: 12, fill: 'url(#diverging-gradient)', class: 'legend-bar' }), ...labels),
+      svg('defs', {}, gradient), svg('rect', { x: 10, y: 4, width: w, height: 12, fill: `url(#${id})`, class: 'legend-bar' }), ...labels),
     el('span', { class: 'muted' }, caption));
 }
 

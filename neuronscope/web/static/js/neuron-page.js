@@ -6,7 +6,7 @@
 
 import { api } from './api.js';
 import { el, fmt, real, timed } from './dom.js';
-import { showError } from './feedback.js';
+import { busy, showError } from './feedback.js';
 import { barChart, diverging, inkOn, PALETTE } from './charts.js';
 
 const PAGE_PATH = '/api/neurons/{layer}/{neuron}';
@@ -33,7 +33,18 @@ export async function corpusPage(target, layer, neuron, corpus) {
     return;
   }
   timed('render neuron page', () => target.replaceChildren(...render(page, layer)));
+  if (page.status?.state === 'not_indexed') target.prepend(indexButton(target, layer, neuron, page.corpus));
   if (await serves(TEST_PATH)) target.append(testBox(layer, neuron));
+}
+
+// Index the page's corpus for the loaded model (a job, its progress in the view's bar), then show the page again.
+function indexButton(target, layer, neuron, corpus) {
+  const view = target.closest('.view');
+  const run = () => busy(view, `Indexing corpus ${corpus}`, async (onProgress) => {
+    await api(`corpora/${encodeURIComponent(corpus)}/index`, { method: 'POST', body: {}, onProgress });
+    await corpusPage(target, layer, neuron, corpus);
+  });
+  return el('button', { type: 'button', id: 'neuron-index-corpus', onclick: run }, `Index corpus ${corpus} for this model`);
 }
 
 // "Test this neuron": its activation at every token of a text the user types.
@@ -66,9 +77,12 @@ function render(page, layer) {
     page.explanation ? el('p', { id: 'neuron-explanation' }, page.explanation.text,
       el('span', { class: 'muted' }, ` (lookup score ${real(page.explanation.score, 3)})`)) : null,
     el('h4', {}, 'Similar neurons (cosine of output directions)'),
-    el('div', { class: 'chips' }, (page.similar_neurons || []).map((s) => el('a', {
+    el('div', { class: 'chips' }, (page.similar_neurons || []).map((s) => el('span', { class: 'similar' }, el('a', {
       class: 'chip', href: `#neuron/${s.layer}/${s.neuron}`,
-    }, `${s.layer}:${s.neuron} (${real(s.cosine, 3)})`))),
+    }, `${s.layer}:${s.neuron} (${real(s.cosine, 3)})`), el('a', {
+      class: 'compare-link', href: `#compare?a=${layer}:${page.neuron}&b=${s.layer}:${s.neuron}`,
+      'aria-label': `compare ${layer}:${page.neuron} with ${s.layer}:${s.neuron} on a text`,
+    }, 'compare')))),
   ];
   if (stats?.histogram) queueMicrotask(() => histogramFromBins(histogramBox, stats.histogram));
   return parts.filter(Boolean).concat(weightRanks(page.weights, layer));

@@ -71,7 +71,8 @@ async function examples(layer, neuron) {
   const list = result.top_tokens;
   const target = $('#neuron-examples');
   if (!list.length) {
-    target.replaceChildren(el('p', { class: 'notice' }, result.message || 'No examples indexed for this neuron.'),
+    target.replaceChildren(el('p', { class: 'notice' }, `Nothing is indexed for ${result.model_name ?? 'this model'} yet: index the sample `
+      + 'prompts here, index a corpus (the button on the corpus page below, or the Search view), or run prompts in the Activations view.'),
       el('button', { type: 'button', id: 'index-samples', onclick: () => indexSamples(layer, neuron) }, 'Index the sample prompts'));
     return;
   }

@@ -26,6 +26,18 @@ export const PLAN_SCOPES = [
   { value: 'global', label: 'global' },
 ];
 
+// What a plan puts back for the removed neurons (POST /api/pruning/plan and /sweep `compensation`).
+export const COMPENSATIONS = [
+  { value: 'none', label: 'none' },
+  { value: 'bias', label: 'bias (mean ablation)' },
+  { value: 'reconstruct', label: 'reconstruct (ridge refit)' },
+];
+
+// A plan's perplexity ratio (after / before) above which the server warns (docs/compression.md):
+// "large loss of quality" and "this plan breaks the model".
+export const RATIO_WARN = 1.5;
+export const RATIO_BREAKS = 10;
+
 // Neuron importance (POST /api/pruning/neuron-importance `method`).
 export const IMPORTANCE_METHODS = [
   { value: 'ablation', label: 'ablation (exact)' },
@@ -51,4 +63,9 @@ export const DEFINITIONS = {
   'safe to prune': 'Whether the impact score is below 0.1, the server\'s threshold for a safe ablation.',
   'achieved sparsity': 'Share of the MLP neurons the plan removes.',
   'parameter reduction': 'Share of the model\'s parameters removed with those neurons.',
+  'perplexity ratio': 'Perplexity of the pruned model over the dense model\'s, on the built-in evaluation texts: 1 = no loss; above 1.5 the server warns of a large loss of quality, above 10 that the plan breaks the model.',
+  'perplexity': 'exp(mean next-token cross-entropy) on the evaluation texts: lower is better.',
+  'mean KL divergence': 'Mean over positions of KL(p_original ‖ p_pruned) of the next-token distributions, in nats: 0 = the pruned model predicts exactly as the original.',
+  'top-1 agreement': 'Share of positions where the original and the pruned model have the same most likely next token.',
+  'correlation': 'Pearson correlation of the two neurons\' activations over the tokens of the text, from −1 to 1.',
 };

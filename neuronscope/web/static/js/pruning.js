@@ -31,7 +31,10 @@ export function initPruning(openNeuron) {
 }
 
 // The inputs a link names (nothing runs by itself: these are long jobs); the rest as before.
-const LINKED = { layer: '#imp-layer', method: '#imp-method', texts: '#imp-texts', sparsity: '#plan-sparsity', plan_method: '#plan-method', scope: '#plan-scope' };
+const LINKED = {
+  layer: '#imp-layer', method: '#imp-method', texts: '#imp-texts', sparsity: '#plan-sparsity', plan_method: '#plan-method',
+  scope: '#plan-scope', compensation: '#plan-compensation', sweep: '#sweep-sparsities',
+};
 
 export function showPruning(params = new URLSearchParams()) {
   for (const [key, id] of Object.entries(LINKED)) if (params.has(key)) $(id).value = params.get(key);
