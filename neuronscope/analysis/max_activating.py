@@ -133,14 +133,14 @@ class TopActivations:
         self.values = merged.values[:, :k]
         first = min(k, EXAMPLES)
         head, entering, batch_rows = order[:, :first], entering[:, :first], batch_rows[:, :first]
-        slots = head.clamp(max=max(shown - 1, 0))[..., None].expand(-1, -1, WINDOW)  # where a kept entry's window is
+        stored = head.clamp(max=max(shown - 1, 0))[..., None].expand(-1, -1, WINDOW)  # where a kept entry's window is
         if first == shown:  # rewrite, in place, the rows whose first entries changed
             moved = (head != torch.arange(first, device=head.device)).any(dim=1)  # [d_mlp]
-            self.windows[moved] = self.windows[moved].gather(1, slots[moved])
+            self.windows[moved] = self.windows[moved].gather(1, stored[moved])
         else:
             grown = torch.empty((head.shape[0], first, WINDOW), device=self.values.device)
             grown[:, :shown] = self.windows
-            self.windows = grown.gather(1, slots) if shown else grown
+            self.windows = grown.gather(1, stored) if shown else grown
         neurons, slots = torch.nonzero(entering, as_tuple=True)
         self.windows[neurons, slots] = windows_of(batch_rows[neurons, slots], neurons).to(self.windows.device)
 
