@@ -355,8 +355,9 @@ class ActivationIndex:
         """Merge the candidates ``new`` (``[d_mlp, k]``, ``sources`` their source ids) into the stored
         lists; rewrite the neurons that changed.
 
-        Lists are ordered by activation (descending), then source id and position, so ties are
-        resolved the same way whatever order the sources arrive in. Only the first ``EXAMPLES``
+        Lists are ordered by activation (descending), then source id (the order sources were added
+        in) and position: a total order, so ties never make a list depend on how candidates were
+        batched. Only the first ``EXAMPLES``
         windows of a list are stored: a stored entry past them can never move ahead of them, so the
         merged list's first ``EXAMPLES`` always have their windows when the candidates do.
         """
