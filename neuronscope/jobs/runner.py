@@ -200,8 +200,8 @@ class JobRunner:
                 job.result, job.model, job.cached = outcome.result, outcome.model, outcome.cached
                 job.report(1.0, step)
             job.error = error
-            self._finish(job, status, step)
-            log.info("job %s %s after %.1f s", job.job_id, status, job.finished_at - (job.started_at or job.created_at))
+            log.info("job %s %s after %.1f s", job.job_id, status, time.time() - (job.started_at or job.created_at))
+            self._finish(job, status, step)  # after the log line: a client that sees the status finds it logged
             self._changed.notify_all()
 
     def _finish(self, job: Job, status: str, step: str) -> None:
