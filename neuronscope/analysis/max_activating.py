@@ -203,6 +203,13 @@ class LayerRecorder:
         self.stats = RunningStats(d_mlp, device) if full else None
         self.tokens = RunningTokenSums(token_rows, d_mlp, device) if full and token_rows else None
 
+    def statistics(self) -> LayerStats:
+        """The running statistics, their minimum and maximum the first entries of the exact tails."""
+        top, bottom = self.top.values, self.bottom.values  # [d_mlp, k]
+        if top.shape[1] == 0:
+            return self.stats.result(np.full(top.shape[0], np.inf), np.full(top.shape[0], -np.inf))
+        return self.stats.result(-bottom[:, 0].cpu().numpy(), top[:, 0].cpu().numpy())
+
     def update(self, acts: torch.Tensor, batch: dict, windows_of: WindowFn) -> None:
         """Record ``acts`` ``[n, d_mlp]`` at the batch's token references (``refs``, ``rows``, ``halves`` ``[n]``)."""
         self.top.update(acts, batch["refs"], windows_of)
@@ -323,7 +330,7 @@ def index_pass(
     return IndexPass(
         tops=[r.top.result() for r in recorders],
         bottoms=[r.bottom.result() for r in recorders],
-        stats=[r.stats.result() for r in recorders],
+        stats=[r.statistics() for r in recorders],
         tokens=[r.tokens.result() for r in recorders] if tokens else None,
     )
 

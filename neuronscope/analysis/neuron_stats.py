@@ -108,8 +108,6 @@ class RunningStats:
         self.mean = torch.zeros(d_mlp, dtype=torch.float64, device=device)
         self.m2 = torch.zeros(d_mlp, dtype=torch.float64, device=device)
         self.positive = torch.zeros(d_mlp, dtype=torch.long, device=device)
-        self.minimum = torch.full((d_mlp,), float("inf"), dtype=torch.float32, device=device)
-        self.maximum = torch.full((d_mlp,), float("-inf"), dtype=torch.float32, device=device)
         self.histogram = torch.zeros(d_mlp * N_BINS, dtype=torch.long, device=device)
         self._offsets = torch.arange(d_mlp, dtype=torch.int32, device=device) * N_BINS
 
@@ -129,22 +127,21 @@ class RunningStats:
         self.m2 += batch_m2 + delta**2 * self.count * n / count
         self.count = count
         self.positive += torch.count_nonzero(acts > 0, dim=0)
-        low, high = torch.aminmax(acts, dim=0)
-        self.minimum = torch.minimum(self.minimum, low)
-        self.maximum = torch.maximum(self.maximum, high)
         patterns = (acts.view(torch.int32) >> 16) & 0xFFFF  # [n, d_mlp]
         bins = self.table[patterns] + self._offsets
         self.histogram += torch.bincount(bins.view(-1), minlength=self.d_mlp * N_BINS)
 
-    def result(self) -> LayerStats:
+    def result(self, minimum: np.ndarray, maximum: np.ndarray) -> LayerStats:
+        """The statistics, with the exact ``minimum`` and ``maximum`` ``[d_mlp]`` given by the caller
+        (an indexing pass reads them from its exact tails instead of scanning for them again)."""
         histogram = self.histogram.view(self.d_mlp, N_BINS).cpu().numpy()
         return LayerStats(
             count=np.full(self.d_mlp, self.count, dtype=np.int64),
             mean=self.mean.cpu().numpy(),
             m2=self.m2.cpu().numpy(),
             positive=self.positive.cpu().numpy(),
-            minimum=self.minimum.double().cpu().numpy(),
-            maximum=self.maximum.double().cpu().numpy(),
+            minimum=np.asarray(minimum, dtype=np.float64),
+            maximum=np.asarray(maximum, dtype=np.float64),
             histogram=histogram,
         )
 
