@@ -55,13 +55,14 @@ def index_run(svc, lm, names: list[str], encoded: list[list[int]], batch_size: i
     svc.activations.index_sequences(lm, index, names, encoded, batch_size, lambda f, s: None, full=full)
 
 
-def serve(app) -> tuple[str, object]:
+def serve(app) -> str:
+    """Serve ``app`` with waitress on a free port in a daemon thread (it ends with the process); its base URL."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     server = create_server(app, host="127.0.0.1", port=port, threads=4)
     threading.Thread(target=server.run, daemon=True).start()
-    return f"http://127.0.0.1:{port}", server
+    return f"http://127.0.0.1:{port}"
 
 
 def timed_get(url: str) -> float:
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         svc.activations.index_sequences(
             lm, svc.corpora.store.index(DEFAULT_CORPUS), names, encoded, args.batch_size, lambda f, s: None, full=True
         )
-    base, server = serve(app)
+    base = serve(app)
     rng = random.Random(0)
     neurons = [(rng.randrange(lm.adapter.n_layers), rng.randrange(lm.adapter.d_mlp(0))) for _ in range(args.pages)]
     first = [timed_get(f"{base}/api/neurons/{layer}/{neuron}") for layer, neuron in neurons]
@@ -131,7 +132,6 @@ def main(argv: list[str] | None = None) -> int:
               for _ in range(args.searches)]
     text_searches = [timed_get(f"{base}/api/neurons/search?text={urllib.parse.quote(' '.join(rng.sample(words, 12)))}")
                      for _ in range(args.searches)]
-    server.close()
     print("over HTTP (waitress, one client):")
     for name, samples in (
         ("neuron page, first view", first), ("neuron page, repeat (memoised)", again),
