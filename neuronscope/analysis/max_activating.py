@@ -161,17 +161,18 @@ def _above(acts: torch.Tensor, thresholds: torch.Tensor) -> tuple[torch.Tensor, 
 
     ``acts``: ``[n, d_mlp]``, ``thresholds``: ``[d_mlp]``. Returns values and their rows of
     ``acts`` ``[d_mlp, width]``, ``width`` the most any neuron has; the rest of a row is -inf at
-    row 0, which never enters a full list (its values are finite).
+    row 0, which never enters a full list (its values are finite). The few hits are found token
+    by token and then grouped by neuron (cheaper than transposing the comparison).
     """
-    n, d_mlp = acts.shape
-    above = (acts > thresholds).T.contiguous()  # [d_mlp, n]
-    flat = torch.nonzero(above.view(-1), as_tuple=True)[0]  # [c], neuron by neuron
-    neurons, tokens = flat // n, flat % n
+    d_mlp = acts.shape[1]
+    tokens, neurons = torch.nonzero(acts > thresholds, as_tuple=True)  # [c] each, token-major
+    order = torch.argsort(neurons, stable=True)
+    tokens, neurons = tokens[order], neurons[order]
     counts = torch.bincount(neurons, minlength=d_mlp)  # [d_mlp]
-    slots = torch.arange(len(flat), device=acts.device) - (torch.cumsum(counts, dim=0) - counts)[neurons]
-    values = torch.full((d_mlp, int(counts.max()) if len(flat) else 0), float("-inf"), device=acts.device)
+    slots = torch.arange(len(neurons), device=acts.device) - (torch.cumsum(counts, dim=0) - counts)[neurons]
+    values = torch.full((d_mlp, int(counts.max()) if len(neurons) else 0), float("-inf"), device=acts.device)
     rows = torch.zeros(values.shape, dtype=torch.long, device=acts.device)
-    values[neurons, slots] = acts.reshape(-1)[tokens * d_mlp + neurons]
+    values[neurons, slots] = acts[tokens, neurons]
     rows[neurons, slots] = tokens
     return values, rows
 
