@@ -222,10 +222,11 @@ class LayerRecorder:
 
 
 def _recorder(recorders: Sequence[LayerRecorder], batch: dict) -> Callable[[int, torch.Tensor], None]:
-    """An activation hook passing a layer's activations ``[batch * seq, d_mlp]`` at the batch's ``kept`` flat positions to its recorder."""
+    """An activation hook passing a layer's activations ``[batch * seq, d_mlp]`` at the batch's ``kept`` flat positions to its recorder
+    (hooked as ``[batch, seq, d_mlp]``, or already flat where the architecture flattens them: OPT)."""
 
     def hook(layer: int, acts: torch.Tensor) -> None:
-        acts = acts.flatten(0, 1)
+        acts = acts.reshape(-1, acts.shape[-1])
 
         def windows_of(rows: torch.Tensor, neurons: torch.Tensor) -> torch.Tensor:
             return gather_windows(acts, batch["starts"], batch["spans"], rows, neurons)

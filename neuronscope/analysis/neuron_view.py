@@ -112,7 +112,7 @@ def neuron_activation_rows(
     seen: dict[str, torch.Tensor] = {}
 
     def hook(_layer: int, acts: torch.Tensor) -> None:
-        seen["acts"] = acts[..., neuron].float().cpu()  # [batch, seq]
+        seen["acts"] = acts[..., neuron].float().cpu().reshape(ids.shape)  # [batch, seq] (OPT hooks them flat)
         raise _Stop
 
     with activation_hooks(adapter, [layer], hook):

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from neuronscope.analysis.max_activating import index_pass
-from neuronscope.analysis.neuron_view import WINDOW, window
+from neuronscope.analysis.neuron_view import WINDOW, neuron_activation_rows, window
 from neuronscope.analysis.neuron_stats import (
     HISTOGRAM_EDGES, MAGNITUDE_EDGES, N_BINS, RunningStats, token_rows, token_view, tracked_tokens,
 )
@@ -161,3 +161,21 @@ def test_windows_of_both_tails_equal_the_capture_also_after_merging_chunks(loade
     for layer in range(loaded.adapter.n_layers):
         assert_windows_match(merged.tops[layer], 1, acts, layer, lengths)
         assert_windows_match(merged.bottoms[layer], -1, acts, layer, lengths)
+
+
+@pytest.mark.parametrize("name", ["tiny-neox", "tiny-opt"])
+def test_index_pass_and_windows_on_neox_and_opt(shared_managers, name):
+    """OPT hooks its MLP activations flat (``[batch * seq, d_mlp]``): tails and windows still equal the capture."""
+    lm = shared_managers(name).ensure_loaded()
+    sequences = [lm.tokenizer(t)["input_ids"] for t in TEXTS]
+    flags = [[True] * len(s) for s in sequences]
+    acts = [captured(lm.model, lm.adapter, s) for s in sequences]
+    result = index_pass(lm.model, lm.adapter, sequences, flags, pad_id=0, depth=DEPTH, batch_size=3)
+    for layer in range(lm.adapter.n_layers):
+        every = np.concatenate([a[layer] for a in acts])
+        np.testing.assert_allclose(result.tops[layer].values, -np.sort(-every, axis=0)[:DEPTH].T, rtol=1e-4, atol=1e-5)
+        assert_windows_match(result.tops[layer], 1, acts, layer, [len(s) for s in sequences])
+        assert_windows_match(result.bottoms[layer], -1, acts, layer, [len(s) for s in sequences])
+        rows = neuron_activation_rows(lm.model, lm.adapter, layer, 5, sequences[:3], pad_id=0)  # the pages' fallback
+        for row, a in zip(rows, acts):
+            np.testing.assert_allclose(row, a[layer][:, 5], rtol=1e-4, atol=1e-5)

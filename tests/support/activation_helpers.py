@@ -19,11 +19,12 @@ def projection_hooks(adapter) -> int:
 
 
 def captured(model, adapter, ids: list[int]) -> list[np.ndarray]:
-    """Per layer ``[seq, d_mlp]``: the inputs of each MLP output projection, by a plain pre-hook."""
+    """Per layer ``[seq, d_mlp]``: the inputs of each MLP output projection, by a plain pre-hook
+    (``[1, seq, d_mlp]``, or ``[seq, d_mlp]`` where the architecture flattens them: OPT)."""
     seen: dict[int, np.ndarray] = {}
     handles = [
         adapter.mlp_output(layer).register_forward_pre_hook(
-            lambda _m, args, layer=layer: seen.__setitem__(layer, args[0][0].detach().numpy().copy())
+            lambda _m, args, layer=layer: seen.__setitem__(layer, args[0].detach().reshape(len(ids), -1).numpy().copy())
         )
         for layer in range(adapter.n_layers)
     ]
