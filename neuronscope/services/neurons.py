@@ -222,8 +222,12 @@ class NeuronService:
         the window stored by the indexing pass, else computed (one forward pass per distinct text,
         as far as its last window reaches)."""
         spans = [window(len(hit.source.token_ids), hit.position) for hit in hits]
-        computed = self._computed_windows(lm, layer, neuron, [(hit, span) for hit, span in zip(hits, spans) if hit.window is None])
-        rows = [hit.window[: end - start] if hit.window is not None else computed[hit.source.id][start:end] for hit, (start, end) in zip(hits, spans)]
+        missing = [(hit, span) for hit, span in zip(hits, spans) if hit.window is None]
+        computed = self._computed_windows(lm, layer, neuron, missing)
+        rows = [
+            hit.window[: end - start] if hit.window is not None else computed[hit.source.id][start:end]
+            for hit, (start, end) in zip(hits, spans)
+        ]
         return [
             {
                 "text_id": hit.source.name,
@@ -236,7 +240,9 @@ class NeuronService:
         ]
 
     @staticmethod
-    def _computed_windows(lm: LoadedModel, layer: int, neuron: int, wanted: list[tuple[Hit, tuple[int, int]]]) -> dict[int, np.ndarray]:
+    def _computed_windows(
+        lm: LoadedModel, layer: int, neuron: int, wanted: list[tuple[Hit, tuple[int, int]]]
+    ) -> dict[int, np.ndarray]:
         """Per source id of the ``wanted`` hits, the neuron's activations ``[reach]`` up to its last window's end."""
         reach: dict[int, int] = {}
         for hit, (_, end) in wanted:
@@ -244,7 +250,8 @@ class NeuronService:
         sources = {hit.source.id: hit.source for hit, _ in wanted}
         texts = list(reach)
         prefixes = [sources[i].token_ids[: reach[i]] for i in texts]
-        return dict(zip(texts, neuron_activation_rows(lm.model, lm.adapter, layer, neuron, prefixes, pad_id=padding_id(lm.tokenizer))))
+        rows = neuron_activation_rows(lm.model, lm.adapter, layer, neuron, prefixes, pad_id=padding_id(lm.tokenizer))
+        return dict(zip(texts, rows))
 
     @staticmethod
     def _input_tokens(lm: LoadedModel, record: NeuronRecord | None) -> list[dict]:
