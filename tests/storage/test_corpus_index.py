@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from neuronscope.analysis.activations import neuron_activations
-from neuronscope.analysis.max_activating import TopActivations, index_pass, length_batches, max_activating, token_refs
+from neuronscope.analysis.max_activating import TopActivations, _true_positions, index_pass, length_batches, max_activating, token_refs
 from neuronscope.analysis.neuron_view import EXAMPLES, WINDOW, window
 from neuronscope.analysis.tokens import indexable_positions, token_strings
 from neuronscope.storage.index import ActivationIndex, NewSource
@@ -301,3 +301,9 @@ def test_stored_windows_survive_merges_and_equal_a_capture(tmp_path, loaded):
     tops = max_activating(loaded.model, loaded.adapter, sequences[:2], flags[:2], pad_id=0, depth=4, batch_size=2)
     bare.add(loaded.name, [NewSource("corpus", str(i), sequences[i], token_strings(loaded.tokenizer, sequences[i])) for i in range(2)], tops)
     assert all(hit.window is None for hit in bare.top(loaded.name, 0, 0, 4))
+
+
+@pytest.mark.parametrize("size, density", [(8, 0.5), (4096, 0.001), (4096, 0.6), (1003, 0.01), (0, 0.0)])
+def test_true_positions_equal_nonzero(size, density):
+    mask = torch.from_numpy(np.random.default_rng(size).random(size) < density)
+    np.testing.assert_array_equal(_true_positions(mask).numpy(), np.nonzero(mask.numpy())[0])
