@@ -1,18 +1,21 @@
 """Issue 16: reproducible evaluation records, plan-time estimates, compensation, sweeps, saved-model trust."""
 
 import hashlib
+import threading
 
 import pytest
 import torch
 import transformers
 
-from neuronscope.analysis.hooks import ablated_many, captured_activations, forward_hook
+from neuronscope.analysis.hooks import ablated_many, captured_activations, forward_hook, hook_count
 from neuronscope.analysis.recovery import kl_to_teacher
+from neuronscope.jobs.runner import JobRunner
 from neuronscope.modeling.adapters import adapter_for
 from neuronscope.resources.texts import builtin_texts
 from neuronscope.services.compression import quality_warnings
 from neuronscope.services.evaluation_set import overlapping
 from tests.support.compression_app import TEXTS, app, client, data_dir, lm_of, text_sets  # noqa: F401 (fixtures)
+from tests.support.jobs_support import wait_for_status
 
 
 def post(client, path, body, status=200):
@@ -349,3 +352,44 @@ def test_bad_recovery_is_400(client, data_dir, recovery):
     response = client.post("/api/pruning/apply", json=body)
     assert response.status_code == 400, response.get_json()
     assert not (data_dir / "models" / "x").exists()
+
+
+def test_a_recovery_cancelled_mid_way_writes_nothing_and_leaves_the_model_unchanged(client, app, data_dir, monkeypatch):
+    """The job is held at its second recovery step, cancelled there, then let go."""
+    paused, resume, steps = threading.Event(), threading.Event(), []
+    original = JobRunner._progress_of
+
+    def pausing_progress_of(self, job):
+        progress = original(self, job)
+
+        def held(fraction, step):
+            if step.startswith("recovery step"):
+                steps.append(step)
+                if len(steps) == 2:
+                    paused.set()
+                    resume.wait(timeout=20)
+            progress(fraction, step)
+
+        return held
+
+    monkeypatch.setattr(JobRunner, "_progress_of", pausing_progress_of)
+    lm = lm_of(app)
+    ids = lm.tokenizer(TEXTS[0], return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        before = lm.model(input_ids=ids).logits
+    text_sets(app)
+    models = sorted(p.name for p in (data_dir / "models").iterdir())
+    body = {
+        "neurons": [{"layer_index": 0, "neuron_indices": [1, 2, 3]}], "output_name": "small", "texts": TEXTS,
+        "recovery": {"steps": 6, "learning_rate": 1e-3, "tokens_per_step": 32},
+    }
+    job_id = post(client, "/api/pruning/apply?async=true", body, status=202)["job_id"]
+    assert paused.wait(timeout=60)
+    assert client.delete(f"/api/jobs/{job_id}").get_json()["cancel_requested"] is True
+    resume.set()
+    job = wait_for_status(client, job_id, {"cancelled"})
+    assert len(steps) == 2 and "result" not in job
+    assert sorted(p.name for p in (data_dir / "models").iterdir()) == models
+    assert hook_count(lm.model) == 0
+    with torch.no_grad():
+        torch.testing.assert_close(lm.model(input_ids=ids).logits, before, atol=0, rtol=0)
