@@ -83,26 +83,27 @@ def _names(text: str) -> list[str]:
 
 
 def sweep_table(service: CompressionService, args: argparse.Namespace, started: float) -> None:
-    """One sweep, printed as a markdown table with the per-row time."""
+    """The sweep, printed as a markdown table row by row: one ``service.sweep`` call per sparsity and
+    method, in the order given (the dense evaluation, scores and compensation statistics are memoized
+    on the loaded model, so this costs what one call does, and a stopped run keeps its rows)."""
     methods, compensations = _names(args.methods), _names(args.compensations)
     sparsities = [float(value) for value in _names(args.sparsities)]
-
-    def progress(fraction: float, step: str) -> None:
-        done, _, total = step.removeprefix("evaluated ").partition(" ")[0].partition("/")
-        if step.startswith("evaluated") and done == total:
-            print(f"  [{time.perf_counter() - started:6.0f} s] {fraction:.1%} {step}", flush=True)
-
-    result = service.sweep(methods=methods, sparsities=sparsities, compensations=compensations, progress=progress)
-    record = result["evaluation"]
-    print(f"model {result['model_name']}; evaluation {record['corpus']}:{record['split']}, {record['texts']} texts, "
-          f"{record['tokens']} tokens, sha256 {record['sha256'][:16]}..., {record['dtype']}, torch {record['torch']}, "
-          f"transformers {record['transformers']}; calibration {result['calibration']}")
-    print(f"dense perplexity {result['dense_perplexity']:.3f}\n")
-    print("| method | removed | compensation | perplexity | ratio | parameters after |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for row in result["rows"]:
-        print(f"| {row['method']} | {row['sparsity']:.0%} | {row['compensation']} | {row['perplexity']:.3f} "
-              f"| x{row['ratio']:.3f} | {row['parameters_after']:,} |")
+    header = False
+    for sparsity in sparsities:
+        for method in methods:
+            result = service.sweep(methods=[method], sparsities=[sparsity], compensations=compensations)
+            if not header:
+                record = result["evaluation"]
+                print(f"model {result['model_name']}; evaluation {record['corpus']}:{record['split']}, {record['texts']} texts, "
+                      f"{record['tokens']} tokens, sha256 {record['sha256'][:16]}..., {record['dtype']}, torch {record['torch']}, "
+                      f"transformers {record['transformers']}; calibration {result['calibration']}")
+                print(f"dense perplexity {result['dense_perplexity']:.3f}\n")
+                print("| method | removed | compensation | perplexity | ratio | parameters after | at |")
+                print("| --- | --- | --- | --- | --- | --- | --- |")
+                header = True
+            for row in result["rows"]:
+                print(f"| {row['method']} | {row['sparsity']:.0%} | {row['compensation']} | {row['perplexity']:.3f} "
+                      f"| x{row['ratio']:.3f} | {row['parameters_after']:,} | {time.perf_counter() - started:.0f} s |", flush=True)
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
 
 
