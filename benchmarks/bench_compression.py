@@ -112,18 +112,20 @@ def apply_row(service: CompressionService, args: argparse.Namespace) -> None:
     method, sparsity, compensation = args.apply.split(":")
     with service.manager.use() as lm:
         measured = service.sequences(lm, service.text_sets.evaluation())
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         dense = service.dense_loss(lm, measured)
-        one_pass = time.perf_counter() - t0
+        one_pass, one_pass_cpu = time.perf_counter() - t0, time.process_time() - cpu0
         service.plan(sparsity=float(sparsity), method=method, compensation=compensation)
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     plan = service.plan(sparsity=float(sparsity), method=method, compensation=compensation, estimate=True)
-    estimate_s = time.perf_counter() - t0
+    estimate_s, estimate_cpu = time.perf_counter() - t0, time.process_time() - cpu0
     estimate = plan["estimate"]
     print(f"evaluation {measured.record['corpus']}:{measured.record['split']}, {measured.record['tokens']} tokens, "
-          f"sha256 {measured.record['sha256'][:16]}...; dense perplexity {dense.perplexity:.3f}; one evaluation pass {one_pass:.0f} s")
+          f"sha256 {measured.record['sha256'][:16]}...; dense perplexity {dense.perplexity:.3f}; "
+          f"one evaluation pass {one_pass:.0f} s wall, {one_pass_cpu:.0f} s CPU")
     print(f"estimate {method} {float(sparsity):.0%} {compensation}: perplexity {estimate['perplexity_after']:.3f} "
-          f"(x{estimate['ratio']:.3f}) in {estimate_s:.0f} s = {estimate_s / one_pass:.2f}x one evaluation pass "
+          f"(x{estimate['ratio']:.3f}) in {estimate_s:.0f} s wall, {estimate_cpu:.0f} s CPU = {estimate_s / one_pass:.2f}x "
+          f"(wall), {estimate_cpu / one_pass_cpu:.2f}x (CPU) one evaluation pass "
           "(scores and compensation statistics memoized by a first plan, as after any earlier plan on the same calibration)")
     recovery = None
     if args.recovery_steps:
