@@ -2,7 +2,7 @@
 
 For each scoring method, the MLP neurons are scored once, then 10/20/30 % of every layer's
 neurons (scope "layer") are physically removed from a copy of the model, and the copy's
-perplexity is measured on (a subset of) the built-in evaluation set. For each sparsity the
+perplexity is measured on the first ``--eval-texts`` texts of the default evaluation set. For each sparsity the
 smaller model is saved once (safetensors) to measure its size on disk, and its forward pass is
 timed against the full model's, alternating the two: median times, and the speed-up as the
 median of the per-round ratios; "ideal" is the ratio of projection weights (multiply-adds per token).
@@ -15,6 +15,13 @@ calibration texts), with the dense perplexity and the evaluation record's token 
 
     .venv/bin/python benchmarks/bench_compression.py --sweep --methods wanda,activation \
         --sparsities 0.2 --compensations none,bias,reconstruct
+
+With ``--apply METHOD:SPARSITY:COMPENSATION`` it makes that plan with ``estimate: true`` and applies
+it (``POST /api/pruning/apply``, with ``--recovery-steps`` > 0 a recovery), saving into a temporary
+models folder, and prints the estimate, the measured perplexities and the times: the estimate's
+cost relative to one evaluation pass, and recovery's CPU time.
+
+The services are built as the API builds them (``build_services``), so the same code path runs.
 """
 
 from __future__ import annotations
@@ -34,11 +41,10 @@ from neuronscope.analysis.pruning_plan import select_neurons
 from neuronscope.analysis.scores import SCORE_METHODS, SCORERS
 from neuronscope.analysis.surgery import parameter_count, pruned_copy
 from neuronscope.config import EMBEDDED_MODEL_NAME, Settings
+from neuronscope.analysis.recovery import Recovery
 from neuronscope.modeling.manager import ModelManager
-from neuronscope.resources.texts import builtin_texts
+from neuronscope.services import build_services
 from neuronscope.services.compression import CompressionService
-from neuronscope.services.evaluation_set import evaluation_set
-from neuronscope.services.samples import SampleService
 
 SPARSITIES = (0.1, 0.2, 0.3)
 
@@ -77,31 +83,66 @@ def _names(text: str) -> list[str]:
 
 
 def sweep_table(service: CompressionService, args: argparse.Namespace, started: float) -> None:
-    """One sweep, printed as a markdown table with the per-row time."""
+    """The sweep, printed as a markdown table row by row: one ``service.sweep`` call per sparsity and
+    method, in the order given (the dense evaluation, scores and compensation statistics are memoized
+    on the loaded model, so this costs what one call does, and a stopped run keeps its rows)."""
     methods, compensations = _names(args.methods), _names(args.compensations)
     sparsities = [float(value) for value in _names(args.sparsities)]
-
-    def progress(fraction: float, step: str) -> None:
-        if step.startswith("evaluated") and fraction == 1.0:
-            print(f"  [{time.perf_counter() - started:6.0f} s] {step}", flush=True)
-
-    result = service.sweep(methods=methods, sparsities=sparsities, compensations=compensations, progress=progress)
-    record = result["evaluation"]
-    print(f"model {result['model_name']}; evaluation {record['corpus']}:{record['split']}, {record['texts']} texts, "
-          f"{record['tokens']} tokens, sha256 {record['sha256'][:16]}..., {record['dtype']}, torch {record['torch']}, "
-          f"transformers {record['transformers']}; calibration {result['calibration']}")
-    print(f"dense perplexity {result['dense_perplexity']:.3f}\n")
-    print("| method | removed | compensation | perplexity | ratio | parameters after |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for row in result["rows"]:
-        print(f"| {row['method']} | {row['sparsity']:.0%} | {row['compensation']} | {row['perplexity']:.3f} "
-              f"| x{row['ratio']:.3f} | {row['parameters_after']:,} |")
+    header = False
+    for sparsity in sparsities:
+        for method in methods:
+            result = service.sweep(methods=[method], sparsities=[sparsity], compensations=compensations)
+            if not header:
+                record = result["evaluation"]
+                print(f"model {result['model_name']}; evaluation {record['corpus']}:{record['split']}, {record['texts']} texts, "
+                      f"{record['tokens']} tokens, sha256 {record['sha256'][:16]}..., {record['dtype']}, torch {record['torch']}, "
+                      f"transformers {record['transformers']}; calibration {result['calibration']}")
+                print(f"dense perplexity {result['dense_perplexity']:.3f}\n")
+                print("| method | removed | compensation | perplexity | ratio | parameters after | at |")
+                print("| --- | --- | --- | --- | --- | --- | --- |")
+                header = True
+            for row in result["rows"]:
+                print(f"| {row['method']} | {row['sparsity']:.0%} | {row['compensation']} | {row['perplexity']:.3f} "
+                      f"| x{row['ratio']:.3f} | {row['parameters_after']:,} | {time.perf_counter() - started:.0f} s |", flush=True)
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
+
+
+def apply_row(service: CompressionService, args: argparse.Namespace) -> None:
+    """Plan one row with its estimate, time it against one evaluation pass, and apply it (with recovery)."""
+    method, sparsity, compensation = args.apply.split(":")
+    with service.manager.use() as lm:
+        measured = service.sequences(lm, service.text_sets.evaluation())
+        t0, cpu0 = time.perf_counter(), time.process_time()
+        dense = service.dense_loss(lm, measured)
+        one_pass, one_pass_cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        service.plan(sparsity=float(sparsity), method=method, compensation=compensation)
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    plan = service.plan(sparsity=float(sparsity), method=method, compensation=compensation, estimate=True)
+    estimate_s, estimate_cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    estimate = plan["estimate"]
+    print(f"evaluation {measured.record['corpus']}:{measured.record['split']}, {measured.record['tokens']} tokens, "
+          f"sha256 {measured.record['sha256'][:16]}...; dense perplexity {dense.perplexity:.3f}; "
+          f"one evaluation pass {one_pass:.0f} s wall, {one_pass_cpu:.0f} s CPU")
+    print(f"estimate {method} {float(sparsity):.0%} {compensation}: perplexity {estimate['perplexity_after']:.3f} "
+          f"(x{estimate['ratio']:.3f}) in {estimate_s:.0f} s wall, {estimate_cpu:.0f} s CPU = {estimate_s / one_pass:.2f}x "
+          f"(wall), {estimate_cpu / one_pass_cpu:.2f}x (CPU) one evaluation pass "
+          "(scores and compensation statistics memoized by a first plan, as after any earlier plan on the same calibration)")
+    recovery = None
+    if args.recovery_steps:
+        recovery = Recovery(steps=args.recovery_steps, learning_rate=args.learning_rate, tokens_per_step=args.tokens_per_step)
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    applied = service.apply(
+        neurons={g["layer_index"]: g["neuron_indices"] for g in plan["neurons"]}, output_name="bench-applied",
+        plan_info=plan, compensation=compensation, recovery=recovery,
+    )
+    print(f"apply{' with recovery ' + str(applied['recovery']) if recovery else ''}: perplexity "
+          f"{applied['perplexity_before']:.3f} -> {applied['perplexity_after']:.3f} (x{applied['ratio']:.3f}); "
+          f"{time.perf_counter() - t0:.0f} s wall, {time.process_time() - cpu0:.0f} s CPU")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--eval-texts", type=int, default=12, help="first N texts of the built-in evaluation set")
+    parser.add_argument("--eval-texts", type=int, default=12, help="first N texts of the default evaluation set")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     parser.add_argument("--rounds", type=int, default=9, help="alternating forward timings per sparsity")
     parser.add_argument("--methods", default=",".join(SCORE_METHODS), help="comma-separated scoring methods")
@@ -109,27 +150,37 @@ def main() -> None:
     parser.add_argument("--sweep", action="store_true", help="print the sweep table instead")
     parser.add_argument("--sparsities", default="0.1,0.2,0.3,0.4", help="comma-separated (with --sweep)")
     parser.add_argument("--compensations", default="none,bias,reconstruct", help="comma-separated (with --sweep)")
+    parser.add_argument("--apply", default=None, help="METHOD:SPARSITY:COMPENSATION: estimate and apply that plan")
+    parser.add_argument("--recovery-steps", type=int, default=0, help="recovery steps on --apply (0: none)")
+    parser.add_argument("--learning-rate", type=float, default=1e-4, help="recovery learning rate")
+    parser.add_argument("--tokens-per-step", type=int, default=256, help="recovery tokens per step")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     started = time.perf_counter()
 
     overrides = {"data_dir": Path(args.data_dir)} if args.data_dir else {}
+    if args.apply:
+        overrides["models_dir"] = Path(tempfile.mkdtemp(prefix="bench-models-"))
     settings = Settings.from_env(model=EMBEDDED_MODEL_NAME, offline=True, **overrides)
     manager = ModelManager(settings)
-    service = CompressionService(settings, manager, SampleService(settings))
+    service = build_services(settings, manager).compression
     if args.sweep:
         sweep_table(service, args, started)
         return
+    if args.apply:
+        apply_row(service, args)
+        return
     with manager.use() as lm:
         full = lm.model
-        evaluation = [lm.tokenizer(t, return_tensors="pt")["input_ids"][0] for t in builtin_texts("evaluation")[: args.eval_texts]]
-        calibration, _ = service.calibration(lm, None, False, evaluation=evaluation_set())
+        default = service.text_sets.evaluation()
+        evaluation = [lm.tokenizer(t, return_tensors="pt")["input_ids"][0] for t in default.texts[: args.eval_texts]]
+        calibration, source = service.calibration(lm, None, False, evaluation=default)
         print(f"model {lm.name}: {lm.adapter.n_layers} layers x {lm.adapter.d_mlp(0)} MLP neurons, "
               f"{parameter_count(full):,} parameters; torch threads {torch.get_num_threads()}")
-        print(f"evaluation: first {len(evaluation)} built-in evaluation texts, "
+        print(f"evaluation: first {len(evaluation)} texts of {default.source}, "
               f"{sum(len(s) - 1 for s in evaluation)} predicted tokens; "
-              f"calibration: built-in calibration set, {len(calibration.sequences)} pieces, {calibration.tokens} tokens")
+              f"calibration: {source}, {len(calibration.sequences)} pieces, {calibration.tokens} tokens")
         baseline = service.loss(lm, full, evaluation).perplexity
         print(f"full model perplexity {baseline:.3f}  ({time.perf_counter() - started:.0f} s)\n")
 

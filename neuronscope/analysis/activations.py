@@ -15,12 +15,13 @@ from neuronscope.modeling.placement import input_device
 def neuron_activations(model: nn.Module, adapter: ArchitectureAdapter, input_ids: torch.Tensor) -> list[torch.Tensor]:
     """Every neuron's activation at every token of one text, in one forward pass of the blocks (no LM head).
 
-    ``input_ids``: ``[1, seq]``. Returns one tensor ``[seq, d_mlp(layer)]`` per layer, in layer order.
+    ``input_ids``: ``[1, seq]``. Returns one tensor ``[seq, d_mlp(layer)]`` per layer, in layer order
+    (a hooked record is ``[1, seq, d_mlp]``, or ``[seq, d_mlp]`` where the architecture flattens: OPT).
     """
     layers = range(adapter.n_layers)
     with captured_activations(adapter, layers) as records:
         forward_padded(model, input_ids, torch.ones_like(input_ids, dtype=torch.bool))
-    return [records[layer][0][0] for layer in layers]
+    return [records[layer][0].reshape(input_ids.shape[1], -1) for layer in layers]
 
 
 def pad_right(sequences: Sequence[Sequence[int]], pad_id: int, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -68,8 +69,9 @@ def batched_activations(
         ids, mask = pad_right(chunk, pad_id, device)
         with captured_activations(adapter, layers) as records:
             forward_padded(model, ids, mask)
+        batches = {layer: records[layer][0].reshape(*ids.shape, -1) for layer in layers}  # [batch, longest, d_mlp]
         for row, seq in enumerate(chunk):
-            results.append({layer: records[layer][0][row, : len(seq)] for layer in layers})
+            results.append({layer: batches[layer][row, : len(seq)] for layer in layers})
     return results
 
 

@@ -11,12 +11,11 @@ tokens and the fit is used only where it beats ``bias`` there (docs/compression.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
 
-from neuronscope.analysis.forward import run
-from neuronscope.analysis.hooks import captured_activations
+from neuronscope.analysis.hooks import activation_hooks
 from neuronscope.analysis.progress import ProgressFn, no_progress
 from neuronscope.modeling.adapters import ArchitectureAdapter
 
@@ -36,29 +35,73 @@ class DenseLayer:
     output: torch.Tensor | None
 
 
-@torch.no_grad()
-def layer_activations(adapter: ArchitectureAdapter, sequences: Sequence[torch.Tensor], layers: Sequence[int]) -> dict[int, torch.Tensor]:
-    """Activations ``[tokens, d_mlp]`` (float64, every token of every 1-D sequence in order) of ``layers``.
+class _Stop(Exception):
+    """Raised by the capture hook once the last wanted layer has been seen: later blocks are skipped."""
 
-    Each record is ``[1, seq, d_mlp]``, or ``[seq, d_mlp]`` where the architecture flattens (OPT).
+
+@torch.no_grad()
+def each_sequence(
+    adapter: ArchitectureAdapter,
+    sequences: Sequence[torch.Tensor],
+    layers: Sequence[int],
+    consume: Callable[[dict[int, torch.Tensor]], None],
+) -> None:
+    """Run each 1-D sequence and give ``consume`` the activations ``{layer: [seq, d_mlp]}`` (float64,
+    CPU) of ``layers``; the blocks after the last of them (and the LM head) are not run.
+
+    Each hooked activation is ``[1, seq, d_mlp]``, or ``[seq, d_mlp]`` where the architecture flattens (OPT).
     """
-    with captured_activations(adapter, layers) as records:
+    last, seen = max(layers), {}
+
+    def record(layer: int, acts: torch.Tensor) -> None:
+        seen[layer] = acts.reshape(-1, acts.shape[-1]).double().cpu()
+        if layer == last:
+            raise _Stop
+
+    with activation_hooks(adapter, layers, record):
         for seq in sequences:
-            run(adapter.model, seq[None])
-    return {
-        layer: torch.cat([acts.reshape(-1, acts.shape[-1]) for acts in records[layer]]).double().cpu() for layer in layers
-    }
+            seen.clear()
+            try:
+                adapter.model(input_ids=seq[None], use_cache=False)
+            except _Stop:
+                pass
+            consume(dict(seen))
 
 
-@torch.no_grad()
+def layer_activations(adapter: ArchitectureAdapter, sequences: Sequence[torch.Tensor], layers: Sequence[int]) -> dict[int, torch.Tensor]:
+    """Activations ``[tokens, d_mlp]`` (float64, every token of every 1-D sequence in order) of ``layers``."""
+    parts: dict[int, list[torch.Tensor]] = {layer: [] for layer in layers}
+
+    def consume(acts: dict[int, torch.Tensor]) -> None:
+        for layer in layers:
+            parts[layer].append(acts[layer])
+
+    each_sequence(adapter, sequences, layers, consume)
+    return {layer: torch.cat(parts[layer]) for layer in layers}
+
+
 def dense_layers(
     adapter: ArchitectureAdapter, sequences: Sequence[torch.Tensor], layers: Sequence[int], with_outputs: bool
 ) -> dict[int, DenseLayer]:
-    """:class:`DenseLayer` of each of ``layers`` of the (unpruned) model of ``adapter``."""
-    acts = layer_activations(adapter, sequences, layers)
+    """:class:`DenseLayer` of each of ``layers`` of the (unpruned) model of ``adapter``, accumulated
+    sequence by sequence (the activations of every layer are never held at once)."""
+    layers = list(layers)
+    w_out = {layer: adapter.w_out(layer).double().cpu() for layer in layers} if with_outputs else {}
+    sums: dict[int, torch.Tensor] = {}
+    outputs: dict[int, list[torch.Tensor]] = {layer: [] for layer in layers}
+    count = 0
+
+    def consume(acts: dict[int, torch.Tensor]) -> None:
+        nonlocal count
+        count += len(acts[layers[0]])
+        for layer in layers:
+            sums[layer] = sums[layer] + acts[layer].sum(dim=0) if layer in sums else acts[layer].sum(dim=0)
+            if with_outputs:
+                outputs[layer].append(acts[layer] @ w_out[layer])
+
+    each_sequence(adapter, sequences, layers, consume)
     return {
-        layer: DenseLayer(a.mean(dim=0), a @ adapter.w_out(layer).double().cpu() if with_outputs else None)
-        for layer, a in acts.items()
+        layer: DenseLayer(sums[layer] / count, torch.cat(outputs[layer]) if with_outputs else None) for layer in layers
     }
 
 

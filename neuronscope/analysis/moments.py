@@ -48,12 +48,16 @@ def activation_moments(
     layers: Sequence[int],
     progress: ProgressFn = no_progress,
 ) -> dict[int, ActivationMoments]:
-    """Moments of each layer's neuron activations over every token of ``texts`` (``[1, seq]`` ids each)."""
+    """Moments of each layer's neuron activations over every token of ``texts`` (``[1, seq]`` ids each).
+
+    A hooked record is ``[1, seq, d_mlp]``, or ``[seq, d_mlp]`` where the architecture flattens (OPT).
+    """
     moments = {layer: ActivationMoments() for layer in layers}
     with captured_activations(adapter, layers) as records:
         for i, ids in enumerate(texts):
             run(adapter.model, ids)
             for layer in layers:
-                moments[layer].add(records[layer].pop()[0])
+                acts = records[layer].pop()
+                moments[layer].add(acts.reshape(-1, acts.shape[-1]))
             progress((i + 1) / len(texts), f"activations of text {i + 1}/{len(texts)}")
     return moments

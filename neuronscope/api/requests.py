@@ -35,7 +35,6 @@ from neuronscope.modeling import registry
 from neuronscope.services.compression import CALIBRATED_METHODS, MAX_SPARSITY, METHODS
 from neuronscope.services.corpora import DEFAULT_CORPUS
 from neuronscope.services.pruning import ABLATION_KINDS, EXPORT_FILES, IMPORTANCE_METHODS, SCORE_METHODS
-from neuronscope.services.evaluation_set import calibration_set, evaluation_set
 from neuronscope.services.validation import token_count
 
 MAX_LAYERS = 1024
@@ -49,9 +48,6 @@ TAYLOR_PASSES = 3
 RECOVERY_PASSES = 4
 """Forward-pass equivalents per token of a recovery step: the teacher's forward, the student's forward and backward."""
 """Forward-pass equivalents per token of a gradient (Taylor / attribution) pass: forward + backward."""
-
-DEFAULT_SETS = {"evaluation": evaluation_set, "calibration": calibration_set}
-"""The default text set of each role (what a request without texts reads)."""
 
 NeuronGroups = dict[int, tuple[int, ...]]
 NEURON_GROUPS_SCHEMA = {"$ref": "#/components/schemas/NeuronGroups"}
@@ -97,10 +93,13 @@ class TextSource(Request):
         if self.texts is not None and self.use_samples:
             raise BadRequest("give either 'texts' or 'use_samples', not both")
 
-    def chosen_texts(self, svc: Any, builtin: str) -> Sequence[str]:
+    def chosen_texts(self, svc: Any, role: str) -> Sequence[str]:
+        """The texts the request reads for ``role`` (``evaluation`` or ``calibration``): given, samples, or the default set."""
         if self.texts is not None:
             return self.texts
-        return svc.samples.list()[: svc.settings.max_texts] if self.use_samples else DEFAULT_SETS[builtin]().texts
+        if self.use_samples:
+            return svc.samples.list()[: svc.settings.max_texts]
+        return (svc.text_sets.evaluation() if role == "evaluation" else svc.text_sets.calibration()).texts
 
 
 # -- models and samples --------------------------------------------------------------------
@@ -293,13 +292,14 @@ class Plan(TextSource):
         calibrated = self.method in CALIBRATED_METHODS
         passes = (TAYLOR_PASSES if self.method == "taylor" else 1) if calibrated else 0
         passes += compensation_passes(self.compensation, lm)
-        evaluation = 2 * _tokens(lm, evaluation_set().texts) if self.estimate else 0
+        evaluation = 2 * _tokens(lm, svc.text_sets.evaluation().texts) if self.estimate else 0
         return passes * _tokens(lm, self.chosen_texts(svc, "calibration")) + evaluation
 
 
 def compensation_passes(compensation: str, lm: Any) -> int:
-    """Forward passes over the calibration texts a compensation makes: bias one, reconstruct one per layer more."""
-    return {"none": 0, "bias": 1, "reconstruct": 1 + lm.adapter.n_layers}[compensation]
+    """Forward passes over the calibration texts a compensation makes: bias one; reconstruct one more
+    per layer, each through the blocks up to that layer only (N layers: (N + 1) / 2 passes, rounded up)."""
+    return {"none": 0, "bias": 1, "reconstruct": 1 + (lm.adapter.n_layers + 2) // 2}[compensation]
 
 
 MAX_SWEEP_SPARSITIES = 20
@@ -384,7 +384,7 @@ class Sweep(TextSource):
         rows = len(self.methods) * len(self.sparsities) * len(self.compensations)
         passes = sum(TAYLOR_PASSES if m == "taylor" else m in CALIBRATED_METHODS for m in self.methods)
         passes += sum(compensation_passes(c, lm) for c in self.compensations) * len(self.sparsities) * len(self.methods)
-        evaluation = (rows + 1) * _tokens(lm, evaluation_set().texts)
+        evaluation = (rows + 1) * _tokens(lm, svc.text_sets.evaluation().texts)
         return passes * _tokens(lm, self.chosen_texts(svc, "calibration")) + evaluation
 
 
@@ -461,7 +461,7 @@ class Apply(TextSource):
 
     def forward_tokens(self, lm: Any, svc: Any) -> int:
         evaluation = 2 * _tokens(lm, self.chosen_texts(svc, "evaluation")) if self.evaluate else 0
-        calibration = self.calibration_texts or calibration_set().texts
+        calibration = self.calibration_texts or svc.text_sets.calibration().texts
         recovery = RECOVERY_PASSES * self.recovery.steps * self.recovery.tokens_per_step if self.recovery else 0
         return evaluation + compensation_passes(self.chosen_compensation, lm) * _tokens(lm, calibration) + recovery
 

@@ -15,7 +15,8 @@ from neuronscope.modeling.manager import ModelManager
 from neuronscope.services.activations import ActivationService
 from neuronscope.services.clusters import ClusterService
 from neuronscope.services.compression import CompressionService
-from neuronscope.services.corpora import CorpusService
+from neuronscope.services.corpora import DEFAULT_CORPUS, CorpusService
+from neuronscope.services.evaluation_set import DefaultSets
 from neuronscope.services.long_runs import LongRunService
 from neuronscope.services.models import ModelService
 from neuronscope.services.neurons import NeuronService
@@ -38,6 +39,7 @@ class Services:
     queries: QueryService
     compression: CompressionService
     corpora: CorpusService
+    text_sets: DefaultSets
     neurons: NeuronService
     long_runs: LongRunService
 
@@ -51,6 +53,7 @@ def build_services(settings: Settings, manager: ModelManager) -> Services:
     clusters = ClusterService(settings, activations.store)
     corpora = CorpusService(settings, manager, activations)
     long_runs = LongRunService(settings, manager)
+    text_sets = DefaultSets(DEFAULT_CORPUS, lambda: corpora.get(DEFAULT_CORPUS)["texts"])
     return Services(
         settings=settings,
         manager=manager,
@@ -61,8 +64,9 @@ def build_services(settings: Settings, manager: ModelManager) -> Services:
         activations=activations,
         clusters=clusters,
         queries=QueryService(settings, manager, index, clusters),
-        compression=CompressionService(settings, manager, samples),
+        compression=CompressionService(settings, manager, samples, text_sets),
         corpora=corpora,
+        text_sets=text_sets,
         neurons=NeuronService(settings, manager, corpora, long_runs),
         long_runs=long_runs,
     )

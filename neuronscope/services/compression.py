@@ -23,12 +23,11 @@ from neuronscope.modeling.adapters import adapter_for
 from neuronscope.modeling.manager import LoadedModel, ModelManager, release_memory
 from neuronscope.services.calibration import calibration, neuron_scores, pad_id, token_pieces
 from neuronscope.services.evaluation_set import (
+    DefaultSets,
     Evaluation,
     TextSet,
-    calibration_set,
     check_overlap,
     evaluation_record,
-    evaluation_set,
     token_digest,
 )
 from neuronscope.services.samples import SampleService
@@ -49,10 +48,11 @@ BROKEN_RATIO = 10.0
 
 
 class CompressionService:
-    def __init__(self, settings: Settings, manager: ModelManager, samples: SampleService):
+    def __init__(self, settings: Settings, manager: ModelManager, samples: SampleService, text_sets: DefaultSets):
         self.settings = settings
         self.manager = manager
         self.samples = samples
+        self.text_sets = text_sets
         self.quota = StorageQuota(settings, PRUNING_RECORD)
 
     # -- texts ---------------------------------------------------------------------------------
@@ -68,8 +68,8 @@ class CompressionService:
         return default
 
     def evaluation_texts(self, lm: LoadedModel, texts: Sequence[str] | None = None, use_samples: bool = False) -> TextSet:
-        """The texts a perplexity is measured on: the given ones, the stored samples, or :func:`evaluation_set`."""
-        return self._texts(lm, texts, use_samples, evaluation_set())
+        """The texts a perplexity is measured on: the given ones, the stored samples, or the default evaluation set."""
+        return self._texts(lm, texts, use_samples, self.text_sets.evaluation())
 
     def sequences(self, lm: LoadedModel, chosen: TextSet) -> Evaluation:
         """``chosen`` as 1-D token id sequences to evaluate on, with their ``evaluation`` record.
@@ -101,7 +101,7 @@ class CompressionService:
     ) -> tuple[Calibration, str]:
         """The calibration of a plan (the rule of ``services/calibration.py``) and its texts' source;
         400 when its texts overlap the ``evaluation`` texts, unless ``allow_overlap``."""
-        chosen = self._texts(lm, texts, use_samples, calibration_set())
+        chosen = self._texts(lm, texts, use_samples, self.text_sets.calibration())
         check_overlap(chosen.texts, evaluation.texts, allow_overlap)
         return calibration(lm, chosen.texts, self.settings.max_input_tokens, seed), chosen.source
 
@@ -214,7 +214,9 @@ class CompressionService:
         compensation), and its description (``None`` when not needed)."""
         if not needed:
             return Calibration(seed=seed), None
-        inputs, source = self.calibration(lm, texts, use_samples, seed, evaluation=evaluation_set(), allow_overlap=allow_overlap)
+        inputs, source = self.calibration(
+            lm, texts, use_samples, seed, evaluation=self.text_sets.evaluation(), allow_overlap=allow_overlap
+        )
         return inputs, {"text_source": source, "texts": len(inputs.sequences), "tokens": inputs.tokens, "sha256": token_digest(inputs.sequences)}
 
     # -- endpoints -----------------------------------------------------------------------------
@@ -267,7 +269,7 @@ class CompressionService:
             count = sum(len(neurons) for neurons in removed.values())
             estimated = None
             if estimate:
-                measured = self.sequences(lm, evaluation_set())
+                measured = self.sequences(lm, self.text_sets.evaluation())
                 estimated = self.quality(lm, removed, compensation, inputs, measured, scaled(progress, 0.5, 1.0))
             progress(1.0, "plan ready")
             return {
@@ -390,7 +392,7 @@ class CompressionService:
         with self.manager.use() as lm:
             needed = any(m in CALIBRATED_METHODS for m in methods) or any(c != "none" for c in compensations)
             inputs, described = self._plan_calibration(lm, needed, texts, use_samples, seed, allow_overlap)
-            measured = self.sequences(lm, evaluation_set())
+            measured = self.sequences(lm, self.text_sets.evaluation())
             dense = self.dense_loss(lm, measured, scaled(progress, 0.0, 0.05))
             total, rows = len(methods) * len(sparsities) * len(compensations), []
             for method in methods:

@@ -1,24 +1,35 @@
 """Which texts measure quality, the record that makes a perplexity reproducible, and the overlap rule.
 
-:func:`evaluation_set` is the one place that names the default evaluation texts; the
-``evaluation`` record travels with every perplexity so a reader can tell what was measured and
-a rerun can check it measured the same thing (identical token ids give identical numbers).
+:class:`DefaultSets` is the one place that names the default evaluation and calibration texts:
+the first texts, in corpus order, of the default corpus' ``evaluation`` and ``calibration``
+splits, up to a fixed number of words (a tokenizer-independent amount), or the built-in sets
+when the default corpus cannot be built. The ``evaluation`` record travels with every perplexity
+so a reader can tell what was measured and a rerun can check it measured the same thing
+(identical token ids give identical numbers).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 import transformers
 
 from neuronscope.analysis.evaluation import DEFAULT_BATCH_TOKENS
-from neuronscope.errors import BadRequest
+from neuronscope.corpora.texts import word_count
+from neuronscope.errors import BadRequest, CorpusUnavailable
 from neuronscope.resources.texts import builtin_texts
 
+log = logging.getLogger(__name__)
+
+EVALUATION_WORDS = 15_000
+"""Words of the default evaluation texts: 23,146 tokens for SmolLM2's tokenizer (>= 20,000)."""
+CALIBRATION_WORDS = 6_000
+"""Words of the default calibration texts: 9,574 tokens for SmolLM2's tokenizer."""
 MIN_CONTAINED_CHARS = 64
 """An evaluation text holding a calibration text counts as overlap from this many characters on."""
 
@@ -45,14 +56,55 @@ class Evaluation:
     record: dict
 
 
-def evaluation_set() -> TextSet:
-    """The default evaluation texts (the built-in set until a default corpus has an evaluation split)."""
-    return TextSet("builtin", "evaluation", builtin_texts("evaluation"))
+def leading_texts(texts: Sequence[str], words: int) -> tuple[str, ...]:
+    """The first ``texts`` until they hold at least ``words`` words (all of them when they hold fewer)."""
+    chosen, count = [], 0
+    for text in texts:
+        if count >= words:
+            break
+        chosen.append(text)
+        count += word_count(text)
+    return tuple(chosen)
 
 
-def calibration_set() -> TextSet:
-    """The default calibration texts, disjoint from :func:`evaluation_set`."""
-    return TextSet("builtin", "calibration", builtin_texts("calibration"))
+class DefaultSets:
+    """The default evaluation and calibration texts (what a request without texts reads).
+
+    ``corpus_texts`` returns the default corpus' text records ``{split, text, ...}`` in corpus
+    order (raising :class:`CorpusUnavailable` when the corpus cannot be built); ``corpus`` is its
+    name in the ``evaluation`` record. The two splits are disjoint by construction. Without the
+    corpus, the built-in sets are used (``corpus: "builtin"``) and the corpus is tried again next time.
+    """
+
+    def __init__(self, corpus: str, corpus_texts: Callable[[], Sequence[dict]]):
+        self.corpus = corpus
+        self._corpus_texts = corpus_texts
+        self._sets: dict[str, TextSet] | None = None
+
+    def _from_corpus(self) -> dict[str, TextSet] | None:
+        if self._sets is None:
+            try:
+                texts = self._corpus_texts()
+            except CorpusUnavailable as exc:
+                log.warning("using the built-in evaluation and calibration texts: %s", exc)
+                return None
+            self._sets = {
+                split: TextSet(self.corpus, split, leading_texts([t["text"] for t in texts if t["split"] == split], words))
+                for split, words in (("evaluation", EVALUATION_WORDS), ("calibration", CALIBRATION_WORDS))
+            }
+        return self._sets
+
+    def _named(self, split: str) -> TextSet:
+        sets = self._from_corpus()
+        return sets[split] if sets is not None else TextSet("builtin", split, builtin_texts(split))
+
+    def evaluation(self) -> TextSet:
+        """The default evaluation texts: the corpus' ``evaluation`` split, first :data:`EVALUATION_WORDS` words."""
+        return self._named("evaluation")
+
+    def calibration(self) -> TextSet:
+        """The default calibration texts: the corpus' ``calibration`` split, first :data:`CALIBRATION_WORDS` words."""
+        return self._named("calibration")
 
 
 def token_digest(sequences: Sequence[torch.Tensor]) -> str:

@@ -51,6 +51,25 @@ def test_capture_equals_independent_mlp_computation(loaded):
     assert projection_hooks(loaded.adapter) == 0
 
 
+@pytest.mark.parametrize("model_name", ["tiny-neox", "tiny-opt"])
+def test_capture_has_one_row_per_token_for_every_architecture(loaded):
+    """OPT flattens a block's hidden states to ``[tokens, d]``: a text's capture is still ``[seq, d_mlp]``."""
+    ids = encode(loaded.tokenizer, TEXTS[0])
+    captured = neuron_activations(loaded.model, loaded.adapter, ids)
+    for layer, acts in enumerate(captured):
+        seen = []
+        module = loaded.adapter.mlp_output(layer)
+        handle = module.register_forward_pre_hook(lambda _m, args: seen.append(args[0].detach().reshape(-1, args[0].shape[-1])))
+        try:
+            with torch.no_grad():
+                loaded.model(input_ids=ids)
+        finally:
+            handle.remove()
+        assert acts.shape == (ids.shape[1], loaded.adapter.d_mlp(layer))
+        torch.testing.assert_close(acts, seen[0], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("model_name", ["tiny-gpt2", "tiny-llama", "tiny-neox", "tiny-opt"])
 def test_batched_activations_equal_unbatched(loaded):
     sequences = [loaded.tokenizer(t)["input_ids"] for t in TEXTS]
     assert len({len(s) for s in sequences}) > 2, "texts of different lengths exercise the padding"

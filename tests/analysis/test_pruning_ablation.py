@@ -72,7 +72,9 @@ def test_single_token_text_has_no_loss_delta(loaded):
     assert got["kl_divergence"] >= 0.0
 
 
+@pytest.mark.parametrize("model_name", ["tiny-gpt2", "tiny-llama", "tiny-neox", "tiny-opt"])
 def test_activation_moments_equal_numpy(loaded):
+    """Every token counts, whatever the shape of the hooked activations (OPT flattens them to ``[seq, d_mlp]``)."""
     texts = _ids(loaded)
     moments = activation_moments(loaded.adapter, texts, [0, 1])
     for layer in (0, 1):

@@ -52,9 +52,9 @@ def test_compression_plans_calibrate_by_the_same_rule(make_app):
     svc = app.extensions["neuronscope"]
     body = app.test_client().post("/api/pruning/plan", json={"sparsity": 0.25, "method": "wanda"}).get_json()
     with svc.manager.use() as lm:
-        expected = calibration(lm, builtin_texts("calibration"), LIMIT)
+        expected = calibration(lm, svc.text_sets.calibration().texts, LIMIT)
     assert body["calibration"] == {
-        "text_source": "builtin:calibration", "texts": len(expected.sequences), "tokens": expected.tokens,
+        "text_source": "default:calibration", "texts": len(expected.sequences), "tokens": expected.tokens,
         "sha256": token_digest(expected.sequences),
     }
 

@@ -9,7 +9,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from neuronscope.analysis.hooks import ablated_many, hook_count
-from tests.support.compression_app import TEXTS, app, client, data_dir, lm_of  # noqa: F401 (fixtures)
+from tests.support.compression_app import TEXTS, app, client, data_dir, lm_of, text_sets  # noqa: F401 (fixtures)
 
 
 def snapshot(folder):
@@ -43,11 +43,11 @@ def test_evaluate_equals_an_unbatched_loop(client, app):
     assert body["perplexity"] == pytest.approx(math.exp(total / count), rel=1e-5)
 
 
-def test_evaluate_with_ablation_and_builtin_texts(client, app):
+def test_evaluate_with_ablation_and_the_default_texts(client, app):
     clean = client.post("/api/pruning/evaluate", json={}).get_json()
     ablate = [{"layer_index": 0, "neuron_indices": list(range(0, 40, 2))}, {"layer_index": 1, "neuron_indices": [3, 9]}]
     ablated = client.post("/api/pruning/evaluate", json={"ablate": ablate}).get_json()
-    assert clean["text_source"] == "builtin:evaluation" and clean["tokens"] > 3000
+    assert clean["text_source"] == "default:evaluation" and clean["tokens"] > 20_000
     assert ablated["ablated_neurons"] == 22 and ablated["tokens"] == clean["tokens"]
     assert ablated["perplexity"] != pytest.approx(clean["perplexity"], rel=1e-4)
     assert hook_count(lm_of(app).model) == 0
@@ -167,6 +167,7 @@ def test_a_failed_save_leaves_nothing_and_the_model_clean(client, app, data_dir,
         raise OSError("disk full")
 
     monkeypatch.setattr(type(lm.model), "save_pretrained", broken)
+    text_sets(app)
     files = snapshot(data_dir)
     response = client.post("/api/pruning/apply", json={"neurons": [{"layer_index": 0, "neuron_indices": [1]}], "output_name": "x"})
     assert response.status_code == 500 and response.is_json
@@ -231,6 +232,7 @@ def bad_requests(model_name):
 
 def test_bad_inputs_are_400_and_write_nothing(client, app, data_dir, model_name):
     lm_of(app)
+    text_sets(app)
     (data_dir / "models" / "exists").mkdir()
     files = snapshot(data_dir)
     cases = list(bad_requests(model_name)) + [("/api/pruning/apply", {"neurons": [{"layer_index": 0, "neuron_indices": [1]}], "output_name": "exists"})]

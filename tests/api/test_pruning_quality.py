@@ -1,18 +1,21 @@
 """Issue 16: reproducible evaluation records, plan-time estimates, compensation, sweeps, saved-model trust."""
 
 import hashlib
+import threading
 
 import pytest
 import torch
 import transformers
 
-from neuronscope.analysis.hooks import ablated_many, captured_activations, forward_hook
+from neuronscope.analysis.hooks import ablated_many, captured_activations, forward_hook, hook_count
 from neuronscope.analysis.recovery import kl_to_teacher
+from neuronscope.jobs.runner import JobRunner
 from neuronscope.modeling.adapters import adapter_for
 from neuronscope.resources.texts import builtin_texts
 from neuronscope.services.compression import quality_warnings
-from neuronscope.services.evaluation_set import evaluation_set, overlapping
-from tests.support.compression_app import TEXTS, app, client, data_dir, lm_of  # noqa: F401 (fixtures)
+from neuronscope.services.evaluation_set import overlapping
+from tests.support.compression_app import TEXTS, app, client, data_dir, lm_of, text_sets  # noqa: F401 (fixtures)
+from tests.support.jobs_support import wait_for_status
 
 
 def post(client, path, body, status=200):
@@ -34,7 +37,7 @@ def test_the_evaluation_record_names_the_token_ids_and_a_rerun_is_identical(clie
     lm = lm_of(app)
     limit = record["max_length"]
     pieces = []
-    for text in evaluation_set().texts:
+    for text in text_sets(app).evaluation().texts:
         ids = lm.tokenizer(text)["input_ids"]
         pieces += [ids[i:i + limit] for i in range(0, len(ids), limit) if len(ids[i:i + limit]) >= 2]
     digest = hashlib.sha256()
@@ -42,8 +45,8 @@ def test_the_evaluation_record_names_the_token_ids_and_a_rerun_is_identical(clie
         digest.update(len(piece).to_bytes(8, "little") + b"".join(i.to_bytes(8, "little") for i in piece))
     assert record["sha256"] == digest.hexdigest()
     assert record["tokens"] == sum(map(len, pieces)) and record["sequences"] == len(pieces)
-    assert record["texts"] == len(builtin_texts("evaluation"))
-    assert (record["corpus"], record["split"]) == ("builtin", "evaluation")
+    assert record["texts"] == len(text_sets(app).evaluation().texts)
+    assert (record["corpus"], record["split"]) == ("default", "evaluation") and first["text_source"] == "default:evaluation"
     assert record["dtype"] == "float32" and record["torch"] == torch.__version__
     assert record["transformers"] == transformers.__version__
     assert first["tokens"] == record["tokens"] - record["sequences"]
@@ -54,8 +57,8 @@ def test_given_texts_are_recorded_as_such(client):
     assert (body["evaluation"]["corpus"], body["evaluation"]["split"], body["evaluation"]["texts"]) == ("texts", None, 3)
 
 
-def test_calibration_overlapping_evaluation_is_refused_unless_allowed(client, data_dir):
-    evaluation = builtin_texts("evaluation")
+def test_calibration_overlapping_evaluation_is_refused_unless_allowed(client, app, data_dir):
+    evaluation = text_sets(app).evaluation().texts
     leaked = ["An unrelated sentence about nothing much.", "  " + evaluation[2][:90].replace(" ", "\n ") + " "]
     body = {"sparsity": 0.2, "method": "activation", "texts": leaked}
     response = client.post("/api/pruning/plan", json=body)
@@ -90,13 +93,13 @@ def test_the_estimate_is_what_apply_measures(client, data_dir, compensation):
     assert plan["warnings"] == applied["warnings"]
 
 
-def calibration_means(lm, layers):
-    """Mean activation per neuron over the built-in calibration set's pieces (computed here, independently)."""
+def calibration_means(lm, texts, layers):
+    """Mean activation per neuron over the pieces of the calibration ``texts`` (computed here, independently)."""
     limit = 128
     sums = {layer: 0.0 for layer in layers}
     count = 0
     with captured_activations(lm.adapter, layers) as records:
-        for text in builtin_texts("calibration"):
+        for text in texts:
             ids = lm.tokenizer(text, return_tensors="pt")["input_ids"][0]
             for piece in torch.split(ids, limit):
                 with torch.no_grad():
@@ -116,7 +119,7 @@ def test_bias_compensated_models_load_with_stock_transformers_and_equal_mean_abl
 
     lm = lm_of(app)
     removed = {g["layer_index"]: g["neuron_indices"] for g in plan["neurons"]}
-    means = calibration_means(lm, list(removed))
+    means = calibration_means(lm, text_sets(app).calibration().texts, list(removed))
     fills = {layer: means[layer][neurons].float() for layer, neurons in removed.items()}
     ids = lm.tokenizer(TEXTS[1], return_tensors="pt")["input_ids"]
     with torch.no_grad(), ablated_many(lm.adapter, removed, fills):
@@ -141,7 +144,7 @@ def test_bias_compensation_keeps_the_layer_mean_output(app):
     tokens equals the dense one (the removed neurons' mean contribution is in the bias)."""
     svc = app.extensions["neuronscope"].compression
     with svc.manager.use() as lm:
-        inputs, _ = svc.calibration(lm, None, False, evaluation=evaluation_set())
+        inputs, _ = svc.calibration(lm, None, False, evaluation=svc.text_sets.evaluation())
         removed = {0: list(range(0, lm.adapter.d_mlp(0), 3))}
         pruned, report = svc.compressed(lm, removed, "bias", inputs)
         outputs = {}
@@ -175,8 +178,8 @@ def mlp_output_error(lm, model, sequences, layer):
 def test_reconstruct_beats_none_on_held_out_tokens(app, model_name):
     svc = app.extensions["neuronscope"].compression
     with svc.manager.use() as lm:
-        inputs, _ = svc.calibration(lm, None, False, evaluation=evaluation_set())
-        held_out = svc.sequences(lm, evaluation_set()).sequences[:6]
+        inputs, _ = svc.calibration(lm, None, False, evaluation=svc.text_sets.evaluation())
+        held_out = svc.sequences(lm, svc.text_sets.evaluation()).sequences[:6]
         removed = {layer: list(range(1, lm.adapter.d_mlp(layer), 4)) for layer in range(lm.adapter.n_layers)}
         errors = {}
         for compensation in ("none", "bias", "reconstruct"):
@@ -314,9 +317,12 @@ def kl_on(dense, folder, texts):
 def test_recovery_reduces_kl_and_is_deterministic_under_a_seed(client, app, data_dir):
     neurons = [{"layer_index": layer, "neuron_indices": list(range(0, 64, 2))} for layer in (0, 1)]
     recovery = {"steps": 12, "learning_rate": 3e-3, "tokens_per_step": 48, "seed": 5}
-    post(client, "/api/pruning/apply", {"neurons": neurons, "output_name": "plain", "texts": TEXTS}, status=201)
+    words = " ".join(builtin_texts("calibration")).split()
+    calibration = [" ".join(words[i:i + 20]) for i in range(0, len(words), 20)]  # given texts must fit the context
+    given = {"neurons": neurons, "texts": TEXTS, "calibration_texts": calibration}
+    post(client, "/api/pruning/apply", {**given, "output_name": "plain"}, status=201)
     runs = [
-        post(client, "/api/pruning/apply", {"neurons": neurons, "output_name": name, "texts": TEXTS, "recovery": {**recovery, "seed": seed}}, status=201)
+        post(client, "/api/pruning/apply", {**given, "output_name": name, "recovery": {**recovery, "seed": seed}}, status=201)
         for name, seed in (("a", 5), ("b", 5), ("c", 6))
     ]
     assert runs[0]["recovery"] == runs[1]["recovery"] != runs[2]["recovery"]
@@ -346,3 +352,44 @@ def test_bad_recovery_is_400(client, data_dir, recovery):
     response = client.post("/api/pruning/apply", json=body)
     assert response.status_code == 400, response.get_json()
     assert not (data_dir / "models" / "x").exists()
+
+
+def test_a_recovery_cancelled_mid_way_writes_nothing_and_leaves_the_model_unchanged(client, app, data_dir, monkeypatch):
+    """The job is held at its second recovery step, cancelled there, then let go."""
+    paused, resume, steps = threading.Event(), threading.Event(), []
+    original = JobRunner._progress_of
+
+    def pausing_progress_of(self, job):
+        progress = original(self, job)
+
+        def held(fraction, step):
+            if step.startswith("recovery step"):
+                steps.append(step)
+                if len(steps) == 2:
+                    paused.set()
+                    resume.wait(timeout=20)
+            progress(fraction, step)
+
+        return held
+
+    monkeypatch.setattr(JobRunner, "_progress_of", pausing_progress_of)
+    lm = lm_of(app)
+    ids = lm.tokenizer(TEXTS[0], return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        before = lm.model(input_ids=ids).logits
+    text_sets(app)
+    models = sorted(p.name for p in (data_dir / "models").iterdir())
+    body = {
+        "neurons": [{"layer_index": 0, "neuron_indices": [1, 2, 3]}], "output_name": "small", "texts": TEXTS,
+        "recovery": {"steps": 6, "learning_rate": 1e-3, "tokens_per_step": 32},
+    }
+    job_id = post(client, "/api/pruning/apply?async=true", body, status=202)["job_id"]
+    assert paused.wait(timeout=60)
+    assert client.delete(f"/api/jobs/{job_id}").get_json()["cancel_requested"] is True
+    resume.set()
+    job = wait_for_status(client, job_id, {"cancelled"})
+    assert len(steps) == 2 and "result" not in job
+    assert sorted(p.name for p in (data_dir / "models").iterdir()) == models
+    assert hook_count(lm.model) == 0
+    with torch.no_grad():
+        torch.testing.assert_close(lm.model(input_ids=ids).logits, before, atol=0, rtol=0)

@@ -38,3 +38,14 @@ def client(app):
 
 def lm_of(app):
     return app.extensions["neuronscope"].manager.ensure_loaded()
+
+
+def text_sets(app):
+    """The app's default evaluation and calibration sets (:class:`~neuronscope.services.evaluation_set.DefaultSets`).
+
+    Their first use builds the default corpus' cache (``data/corpora/default.json``), as loading a
+    model fills its cache: a test that snapshots the data directory reads them first.
+    """
+    sets = app.extensions["neuronscope"].text_sets
+    sets.evaluation()
+    return sets
