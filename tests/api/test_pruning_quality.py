@@ -1,7 +1,6 @@
 """Issue 16: reproducible evaluation records, plan-time estimates, compensation, sweeps, saved-model trust."""
 
 import hashlib
-import threading
 
 import pytest
 import torch
@@ -9,13 +8,12 @@ import transformers
 
 from neuronscope.analysis.hooks import ablated_many, captured_activations, forward_hook, hook_count
 from neuronscope.analysis.recovery import kl_to_teacher
-from neuronscope.jobs.runner import JobRunner
 from neuronscope.modeling.adapters import adapter_for
 from neuronscope.resources.texts import builtin_texts
 from neuronscope.services.compression import quality_warnings
 from neuronscope.services.evaluation_set import overlapping
 from tests.support.compression_app import TEXTS, app, client, data_dir, lm_of, text_sets  # noqa: F401 (fixtures)
-from tests.support.jobs_support import wait_for_status
+from tests.support.jobs_support import hold_jobs_at_step, wait_for_status
 
 
 def post(client, path, body, status=200):
@@ -356,23 +354,7 @@ def test_bad_recovery_is_400(client, data_dir, recovery):
 
 def test_a_recovery_cancelled_mid_way_writes_nothing_and_leaves_the_model_unchanged(client, app, data_dir, monkeypatch):
     """The job is held at its second recovery step, cancelled there, then let go."""
-    paused, resume, steps = threading.Event(), threading.Event(), []
-    original = JobRunner._progress_of
-
-    def pausing_progress_of(self, job):
-        progress = original(self, job)
-
-        def held(fraction, step):
-            if step.startswith("recovery step"):
-                steps.append(step)
-                if len(steps) == 2:
-                    paused.set()
-                    resume.wait(timeout=20)
-            progress(fraction, step)
-
-        return held
-
-    monkeypatch.setattr(JobRunner, "_progress_of", pausing_progress_of)
+    held = hold_jobs_at_step(monkeypatch, 2, lambda step: step.startswith("recovery step"))
     lm = lm_of(app)
     ids = lm.tokenizer(TEXTS[0], return_tensors="pt")["input_ids"]
     with torch.no_grad():
@@ -384,11 +366,11 @@ def test_a_recovery_cancelled_mid_way_writes_nothing_and_leaves_the_model_unchan
         "recovery": {"steps": 6, "learning_rate": 1e-3, "tokens_per_step": 32},
     }
     job_id = post(client, "/api/pruning/apply?async=true", body, status=202)["job_id"]
-    assert paused.wait(timeout=60)
+    assert held.paused.wait(timeout=60)
     assert client.delete(f"/api/jobs/{job_id}").get_json()["cancel_requested"] is True
-    resume.set()
+    held.resume.set()
     job = wait_for_status(client, job_id, {"cancelled"})
-    assert len(steps) == 2 and "result" not in job
+    assert len(held.steps) == 2 and "result" not in job
     assert sorted(p.name for p in (data_dir / "models").iterdir()) == models
     assert hook_count(lm.model) == 0
     with torch.no_grad():

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import threading
 
 import pytest
-from tests.support.jobs_support import wait_for_status
+from tests.support.jobs_support import hold_jobs_at_step, wait_for_status
 
 from neuronscope.analysis.hooks import hook_count
 from neuronscope.api.long_running import CACHE_HEADER
-from neuronscope.jobs.runner import JobRunner
 
 TEXTS = ["Hello world, this is a test.", "The quick brown fox jumps over the lazy dog."]
 
@@ -113,33 +111,17 @@ def test_model_checks_fail_the_job_with_the_synchronous_error(make_app):
 
 def test_cancelling_a_running_neuron_importance_job_leaves_no_hook(make_app, monkeypatch):
     """The job is held inside its second progress step (mid-sweep), cancelled there, then let go."""
-    paused, resume = threading.Event(), threading.Event()
-    steps = []
-    original = JobRunner._progress_of
-
-    def pausing_progress_of(self, job):
-        progress = original(self, job)
-
-        def held(fraction, step):
-            steps.append(step)
-            if len(steps) == 2:
-                paused.set()
-                resume.wait(timeout=20)
-            progress(fraction, step)
-
-        return held
-
-    monkeypatch.setattr(JobRunner, "_progress_of", pausing_progress_of)
+    held = hold_jobs_at_step(monkeypatch, 2)
     app = make_app(cache_entries=0)
     client = app.test_client()
     body = {"layer_index": 0, "input_texts": TEXTS * 4}
     before = client.post("/api/pruning/neuron-importance", json=body).get_json()
     job_id = client.post("/api/pruning/neuron-importance?async=true", json=body).get_json()["job_id"]
-    assert paused.wait(timeout=20)
+    assert held.paused.wait(timeout=20)
     assert client.delete(f"/api/jobs/{job_id}").get_json()["cancel_requested"] is True
-    resume.set()
+    held.resume.set()
     job = wait_for_status(client, job_id, {"cancelled"})
-    assert len(steps) == 2 and job["progress"] < 1.0 and "result" not in job
+    assert len(held.steps) == 2 and job["progress"] < 1.0 and "result" not in job
     assert hook_count(app.extensions["neuronscope"].manager.ensure_loaded().model) == 0
     assert client.post("/api/pruning/neuron-importance", json=body).get_json() == before
 

@@ -114,3 +114,38 @@ def wait_for_status(client, job_id: str, statuses: set[str], timeout: float = 30
             return body
         time.sleep(0.02)
     raise AssertionError(f"job {job_id} did not reach {statuses}: {body}")
+
+
+@dataclass
+class HeldStep:
+    """A job held inside one of its progress steps: ``paused`` is set there, ``resume`` lets it go;
+    ``steps`` lists the steps counted so far."""
+
+    paused: threading.Event = field(default_factory=threading.Event)
+    resume: threading.Event = field(default_factory=threading.Event)
+    steps: list[str] = field(default_factory=list)
+
+
+def hold_jobs_at_step(monkeypatch, number: int, counts: Callable[[str], bool] = lambda step: True) -> HeldStep:
+    """Make every job pause inside its ``number``-th progress step among those ``counts`` accepts
+    (until ``resume`` is set or 20 s pass), so a test can cancel it mid-way."""
+    from neuronscope.jobs.runner import JobRunner
+
+    held = HeldStep()
+    original = JobRunner._progress_of
+
+    def pausing_progress_of(self, job):
+        progress = original(self, job)
+
+        def report(fraction: float, step: str) -> None:
+            if counts(step):
+                held.steps.append(step)
+                if len(held.steps) == number:
+                    held.paused.set()
+                    held.resume.wait(timeout=20)
+            progress(fraction, step)
+
+        return report
+
+    monkeypatch.setattr(JobRunner, "_progress_of", pausing_progress_of)
+    return held
