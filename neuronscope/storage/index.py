@@ -57,26 +57,6 @@ CREATE TABLE IF NOT EXISTS sources (
     created_at REAL NOT NULL,
     UNIQUE (model_id, kind, name)
 );
-CREATE TABLE IF NOT EXISTS neuron_tops (
-    model_id INTEGER NOT NULL REFERENCES models(id),
-    layer INTEGER NOT NULL,
-    neuron INTEGER NOT NULL,
-    activations BLOB NOT NULL,
-    source_ids BLOB NOT NULL,
-    positions BLOB NOT NULL,
-    windows BLOB,
-    PRIMARY KEY (model_id, layer, neuron)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS neuron_bottoms (
-    model_id INTEGER NOT NULL REFERENCES models(id),
-    layer INTEGER NOT NULL,
-    neuron INTEGER NOT NULL,
-    activations BLOB NOT NULL,
-    source_ids BLOB NOT NULL,
-    positions BLOB NOT NULL,
-    windows BLOB,
-    PRIMARY KEY (model_id, layer, neuron)
-) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS neuron_stats (
     model_id INTEGER NOT NULL REFERENCES models(id),
     layer INTEGER NOT NULL,
@@ -106,6 +86,18 @@ CREATE TABLE IF NOT EXISTS token_neurons (
 """
 _VALUE, _ID, _COUNT = np.dtype("<f4"), np.dtype("<i4"), np.dtype("<i8")
 TAILS = ("neuron_tops", "neuron_bottoms")
+_TAIL_TABLE = """
+CREATE TABLE IF NOT EXISTS {table} (
+    model_id INTEGER NOT NULL REFERENCES models(id),
+    layer INTEGER NOT NULL,
+    neuron INTEGER NOT NULL,
+    activations BLOB NOT NULL,
+    source_ids BLOB NOT NULL,
+    positions BLOB NOT NULL,
+    windows BLOB,
+    PRIMARY KEY (model_id, layer, neuron)
+) WITHOUT ROWID;
+"""
 _LAYER_LISTS = """
 SELECT neuron, activations, source_ids, positions, windows FROM {table} WHERE model_id = ? AND layer = ?
 """
@@ -212,7 +204,7 @@ class ActivationIndex:
         path.parent.mkdir(parents=True, exist_ok=True)
         with closing(sqlite3.connect(path, timeout=30, isolation_level=None)) as conn:
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.executescript(SCHEMA)
+            conn.executescript(SCHEMA + "".join(_TAIL_TABLE.format(table=table) for table in TAILS))
             for table in TAILS:
                 if "windows" not in {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}:
                     conn.execute(f"ALTER TABLE {table} ADD COLUMN windows BLOB")
