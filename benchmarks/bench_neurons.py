@@ -40,6 +40,13 @@ from neuronscope.corpora.texts import MAX_TEXT_TOKENS
 from neuronscope.services.corpora import DEFAULT_CORPUS
 
 
+KINDS = {
+    "ceiling": "forward passes alone (ceiling)",
+    "full": "both tails + statistics + token sums",
+    "top": "top list only (activations/corpus)",
+}
+
+
 def timed(run) -> tuple[float, float]:
     """``(wall seconds, CPU seconds of this process)`` of ``run()``. With one torch thread the CPU
     time is what the work cost, whatever else the shared machine runs meanwhile."""
@@ -48,10 +55,10 @@ def timed(run) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def index_run(svc, lm, names: list[str], encoded: list[list[int]], batch_size: int, full: bool) -> None:
-    """Index ``encoded`` into a fresh index of a scratch corpus (``POST /api/corpora/{name}/index``'s
-    path with ``full``, ``POST /api/activations/corpus``'s without)."""
-    index = svc.corpora.store.index(f"bench-{time.monotonic_ns()}")
+def index_run(svc, lm, names: list[str], encoded: list[list[int]], batch_size: int, full: bool, corpus: str | None = None) -> None:
+    """Index ``encoded`` into the empty index of ``corpus`` (default: a fresh scratch one)
+    (``POST /api/corpora/{name}/index``'s path with ``full``, ``POST /api/activations/corpus``'s without)."""
+    index = svc.corpora.store.index(corpus or f"bench-{time.monotonic_ns()}")
     svc.activations.index_sequences(lm, index, names, encoded, batch_size, lambda f, s: None, full=full)
 
 
@@ -81,9 +88,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--pages", type=int, default=40)
     parser.add_argument("--searches", type=int, default=100)
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is steadier on a shared machine)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads while indexing (1 is steadier on a shared machine)")
+    parser.add_argument("--serve-threads", type=int, default=0,
+                        help="torch CPU threads while serving the HTTP requests (0: torch's default, as the server runs)")
+    parser.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS), help="indexing passes to time (ceiling first)")
     args = parser.parse_args(argv)
+    if "full" not in args.kinds:
+        parser.error("--kinds needs full (the HTTP part reads its index)")
+    kinds = [kind for kind in KINDS if kind in args.kinds]
 
+    default_threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     app = create_app(scratch_settings(args, rate_limit_per_minute=0))
     svc = app.extensions["neuronscope"]
@@ -97,16 +111,17 @@ def main(argv: list[str] | None = None) -> int:
     names = [str(t["id"]) for t in texts]
     tokens = sum(len(ids) for ids in encoded)
     runs = {
-        "forward passes alone (ceiling)": lambda: forward_passes(lm, encoded, args.batch_size),
-        "both tails + statistics + token sums": lambda: index_run(svc, lm, names, encoded, args.batch_size, True),
-        "top list only (activations/corpus)": lambda: index_run(svc, lm, names, encoded, args.batch_size, False),
+        "ceiling": lambda last: forward_passes(lm, encoded, args.batch_size),
+        # the last full run fills the default corpus' index, which the HTTP part then reads
+        "full": lambda last: index_run(svc, lm, names, encoded, args.batch_size, True, DEFAULT_CORPUS if last else None),
+        "top": lambda last: index_run(svc, lm, names, encoded, args.batch_size, False),
     }
-    times: dict[str, list[tuple[float, float]]] = {name: [] for name in runs}
+    times: dict[str, list[tuple[float, float]]] = {KINDS[kind]: [] for kind in kinds}
     with svc.manager.use():
         forward_passes(lm, encoded[:8], args.batch_size)  # warm-up
-        for _ in range(args.repeats):  # alternated, so load changes hit every kind alike
-            for name, run in runs.items():
-                times[name].append(timed(run))
+        for repeat in range(args.repeats):  # alternated, so load changes hit every kind alike
+            for kind in kinds:
+                times[KINDS[kind]].append(timed(lambda: runs[kind](repeat == args.repeats - 1)))
     print(f"indexing {tokens} tokens, batch_size {args.batch_size} (median of {args.repeats}; tokens per wall second | per CPU second):")
     ceiling = None
     for name, samples in times.items():
@@ -115,13 +130,10 @@ def main(argv: list[str] | None = None) -> int:
         ceiling = ceiling or (wall, cpu)
         print(f"  {name:<40} {wall:8.1f} | {cpu:8.1f} tokens/s   {wall / ceiling[0]:6.1%} | {cpu / ceiling[1]:6.1%} of the ceiling")
     explore_tokens = sum(min(len(encode(lm.tokenizer, t["text"])[0]), MAX_TEXT_TOKENS) for t in explore)
-    full = tokens / statistics.median(w for w, _ in times["both tails + statistics + token sums"])
+    full = tokens / statistics.median(w for w, _ in times[KINDS["full"]])
     print(f"  whole explore split: {explore_tokens} tokens, about {explore_tokens / full / 60:.1f} min at that wall speed")
 
-    with svc.manager.use():
-        svc.activations.index_sequences(
-            lm, svc.corpora.store.index(DEFAULT_CORPUS), names, encoded, args.batch_size, lambda f, s: None, full=True
-        )
+    torch.set_num_threads(args.serve_threads or default_threads)
     base = serve(app)
     rng = random.Random(0)
     neurons = [(rng.randrange(lm.adapter.n_layers), rng.randrange(lm.adapter.d_mlp(0))) for _ in range(args.pages)]
@@ -132,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
               for _ in range(args.searches)]
     text_searches = [timed_get(f"{base}/api/neurons/search?text={urllib.parse.quote(' '.join(rng.sample(words, 12)))}")
                      for _ in range(args.searches)]
-    print("over HTTP (waitress, one client):")
+    print(f"over HTTP (waitress, one client, {torch.get_num_threads()} torch threads):")
     for name, samples in (
         ("neuron page, first view", first), ("neuron page, repeat (memoised)", again),
         ("search ?token=", tokens), ("search ?text= (12 words)", text_searches),

@@ -141,23 +141,24 @@ class NeuronService:
                 check_layer(lm, layer)
             ids = encode_texts(lm, [text], self.settings.max_input_tokens)[0]
             layers = neuron_activations(lm.model, lm.adapter, ids)  # per layer [seq, d_mlp]
-            chosen = range(len(layers)) if layer is None else [layer]
+            chosen = list(range(len(layers))) if layer is None else [layer]
             token_ids = ids[0].tolist()
             tokens = token_strings(lm.tokenizer, token_ids)
-        names = [(l, n) for l in chosen for n in range(layers[l].shape[1])]
         every = torch.cat([layers[l].float().cpu() for l in chosen], dim=1)  # [seq, sum d_mlp]
-        best = every.topk(min(k, every.shape[1]), dim=1)
+        best = every.topk(min(k, every.shape[1]), dim=1)  # [seq, k]
+        starts = torch.tensor([0, *np.cumsum([layers[l].shape[1] for l in chosen])[:-1].tolist()])
+        slot = torch.searchsorted(starts, best.indices, right=True) - 1  # [seq, k]: position in chosen
+        found = zip(slot.tolist(), (best.indices - starts[slot]).tolist(), best.values.tolist())
         return {
             "model_name": lm.name,
             "tokens": [
                 {
                     "token": token, "token_id": token_id,
                     "neurons": [
-                        {"layer": names[i][0], "neuron": names[i][1], "activation": _round(v)}
-                        for v, i in zip(best.values[p].tolist(), best.indices[p].tolist())
+                        {"layer": chosen[j], "neuron": n, "activation": _round(v)} for j, n, v in zip(*row)
                     ],
                 }
-                for p, (token, token_id) in enumerate(zip(tokens, token_ids))
+                for (token, token_id), row in zip(zip(tokens, token_ids), found)
             ],
         }
 

@@ -172,6 +172,10 @@ def test_search_by_text_and_neuron_activations_equal_a_capture(indexed):
     for position, entry in enumerate(per_token):
         best = np.argsort(-every[position], kind="stable")[:3]
         assert [(n["layer"], n["neuron"]) for n in entry["neurons"]] == [(int(b) // d_mlp, int(b) % d_mlp) for b in best]
+    in_layer = client.get(f"/api/neurons/search?text={text}&k=3&layer=1").get_json()["tokens"]
+    for position, entry in enumerate(in_layer):
+        best = np.argsort(-layers[1][position], kind="stable")[:3]
+        assert [(n["layer"], n["neuron"]) for n in entry["neurons"]] == [(1, int(b)) for b in best]
     np.testing.assert_allclose(one["activations"], layers[1][:, 9], rtol=1e-4, atol=1e-5)
     assert one["max_position"] == int(np.argmax(layers[1][:, 9])) and one["token_ids"] == ids
 
