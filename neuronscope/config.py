@@ -149,6 +149,7 @@ class Settings:
     chunk_texts: int = setting(256, "NEURONSCOPE_CHUNK_TEXTS", int, "texts per indexing chunk")
     sync_budget_seconds: float = setting(60.0, "NEURONSCOPE_SYNC_BUDGET_SECONDS", float, "estimated seconds of work a synchronous request may start")
     index_default_corpus: bool = setting(False, "NEURONSCOPE_INDEX_DEFAULT_CORPUS", _env_bool, "index the default corpus for the loaded model in the background at start-up (run_api_server.py turns it on)")
+    calibration_words: int = setting(6_000, "NEURONSCOPE_CALIBRATION_WORDS", int, "words of the default calibration texts (the first texts of the default corpus' calibration split)")
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Free-form values for tests and embedders; not read from the environment."""
 

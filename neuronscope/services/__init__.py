@@ -53,7 +53,7 @@ def build_services(settings: Settings, manager: ModelManager) -> Services:
     clusters = ClusterService(settings, activations.store)
     corpora = CorpusService(settings, manager, activations)
     long_runs = LongRunService(settings, manager)
-    text_sets = DefaultSets(DEFAULT_CORPUS, lambda: corpora.get(DEFAULT_CORPUS)["texts"])
+    text_sets = DefaultSets(DEFAULT_CORPUS, lambda: corpora.get(DEFAULT_CORPUS)["texts"], settings.calibration_words)
     return Services(
         settings=settings,
         manager=manager,

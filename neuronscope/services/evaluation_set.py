@@ -28,8 +28,6 @@ log = logging.getLogger(__name__)
 
 EVALUATION_WORDS = 15_000
 """Words of the default evaluation texts: 23,146 tokens for SmolLM2's tokenizer (>= 20,000)."""
-CALIBRATION_WORDS = 6_000
-"""Words of the default calibration texts: 9,574 tokens for SmolLM2's tokenizer."""
 MIN_CONTAINED_CHARS = 64
 """An evaluation text holding a calibration text counts as overlap from this many characters on."""
 
@@ -72,12 +70,15 @@ class DefaultSets:
 
     ``corpus_texts`` returns the default corpus' text records ``{split, text, ...}`` in corpus
     order (raising :class:`CorpusUnavailable` when the corpus cannot be built); ``corpus`` is its
-    name in the ``evaluation`` record. The two splits are disjoint by construction. Without the
-    corpus, the built-in sets are used (``corpus: "builtin"``) and the corpus is tried again next time.
+    name in the ``evaluation`` record; ``calibration_words`` the size of the calibration texts (the
+    setting ``calibration_words``: 6,000 words are 9,574 tokens for SmolLM2's tokenizer). The two
+    splits are disjoint by construction. Without the corpus, the built-in sets are used
+    (``corpus: "builtin"``) and the corpus is tried again next time.
     """
 
-    def __init__(self, corpus: str, corpus_texts: Callable[[], Sequence[dict]]):
+    def __init__(self, corpus: str, corpus_texts: Callable[[], Sequence[dict]], calibration_words: int):
         self.corpus = corpus
+        self.calibration_words = calibration_words
         self._corpus_texts = corpus_texts
         self._sets: dict[str, TextSet] | None = None
 
@@ -90,7 +91,7 @@ class DefaultSets:
                 return None
             self._sets = {
                 split: TextSet(self.corpus, split, leading_texts([t["text"] for t in texts if t["split"] == split], words))
-                for split, words in (("evaluation", EVALUATION_WORDS), ("calibration", CALIBRATION_WORDS))
+                for split, words in (("evaluation", EVALUATION_WORDS), ("calibration", self.calibration_words))
             }
         return self._sets
 
@@ -103,7 +104,7 @@ class DefaultSets:
         return self._named("evaluation")
 
     def calibration(self) -> TextSet:
-        """The default calibration texts: the corpus' ``calibration`` split, first :data:`CALIBRATION_WORDS` words."""
+        """The default calibration texts: the corpus' ``calibration`` split, first ``calibration_words`` words."""
         return self._named("calibration")
 
 

@@ -11,7 +11,7 @@ from neuronscope.config import Settings
 from neuronscope.corpora.texts import word_count
 from neuronscope.resources.texts import builtin_texts
 from neuronscope.services import build_services
-from neuronscope.services.evaluation_set import CALIBRATION_WORDS, EVALUATION_WORDS, overlapping
+from neuronscope.services.evaluation_set import EVALUATION_WORDS, overlapping
 from tests.support.compression_app import app, client, data_dir, lm_of, text_sets  # noqa: F401 (fixtures)
 
 
@@ -38,11 +38,20 @@ def test_the_default_sets_are_the_first_texts_of_the_corpus_splits(app, data_dir
     assert (evaluation.corpus, evaluation.split) == ("default", "evaluation")
     assert (calibration.corpus, calibration.split) == ("default", "calibration")
     assert evaluation.texts == leading(corpus, "evaluation", EVALUATION_WORDS)
-    assert calibration.texts == leading(corpus, "calibration", CALIBRATION_WORDS)
+    assert calibration.texts == leading(corpus, "calibration", Settings().calibration_words)
     assert sum(map(word_count, evaluation.texts)) >= EVALUATION_WORDS
     assert sum(map(word_count, evaluation.texts[:-1])) < EVALUATION_WORDS
     assert overlapping(calibration.texts, evaluation.texts) == []
     assert set(calibration.texts).isdisjoint(evaluation.texts)
+
+
+def test_the_calibration_size_is_a_setting(app, data_dir):
+    default = text_sets(app)
+    settings = Settings.from_env(data_dir=data_dir, offline=True, calibration_words=600)
+    sets = build_services(settings, app.extensions["neuronscope"].manager).compression.text_sets
+    corpus = json.loads((data_dir / "corpora" / "default.json").read_text())["texts"]
+    assert sets.calibration().texts == leading(corpus, "calibration", 600)
+    assert len(sets.calibration().texts) < len(default.calibration().texts)
 
 
 def test_evaluation_and_plans_read_the_default_sets(client, app):
