@@ -14,7 +14,13 @@ One run prints:
     the first view of each and a repeat (memoised), and of
     ``GET /api/neurons/search?token=`` and ``?text=``.
 
+The HTTP part runs at the server's own torch threads (torch's default) unless ``--serve-threads``
+says otherwise; ``--reuse DIR`` times only the HTTP part, on the index an earlier run left in its
+data dir (printed at its start).
+
     PYTHONPATH=. .venv/bin/python benchmarks/bench_neurons.py --texts 300
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_neurons.py --texts 0 --repeats 1 --kinds ceiling full
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_neurons.py --reuse /tmp/nsb-... --searches 100
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+from pathlib import Path
 
 import torch
 from waitress.server import create_server
@@ -36,6 +43,7 @@ from bench_queries import forward_passes, median_ms, p95_ms
 from bench_setup import add_model_arguments, scratch_settings
 from neuronscope import create_app
 from neuronscope.analysis.forward import encode
+from neuronscope.config import Settings
 from neuronscope.corpora.texts import MAX_TEXT_TOKENS
 from neuronscope.services.corpora import DEFAULT_CORPUS
 
@@ -80,39 +88,14 @@ def timed_get(url: str) -> float:
     return time.perf_counter() - started
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_model_arguments(parser)
-    parser.add_argument("--texts", type=int, default=300, help="explore texts indexed (0 = the whole split)")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--pages", type=int, default=40)
-    parser.add_argument("--searches", type=int, default=100)
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads while indexing (1 is steadier on a shared machine)")
-    parser.add_argument("--serve-threads", type=int, default=0,
-                        help="torch CPU threads while serving the HTTP requests (0: torch's default, as the server runs)")
-    parser.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS), help="indexing passes to time (ceiling first)")
-    args = parser.parse_args(argv)
-    if "full" not in args.kinds:
-        parser.error("--kinds needs full (the HTTP part reads its index)")
-    kinds = [kind for kind in KINDS if kind in args.kinds]
-
-    default_threads = torch.get_num_threads()
-    torch.set_num_threads(args.threads)
-    app = create_app(scratch_settings(args, rate_limit_per_minute=0))
-    svc = app.extensions["neuronscope"]
-    lm = svc.manager.ensure_loaded()
-    explore = [t for t in svc.corpora.get(DEFAULT_CORPUS)["texts"] if t["split"] == "explore"]
-    texts = explore[: args.texts] if args.texts else explore
-    print(f"model {lm.name} on {lm.device}, torch threads {torch.get_num_threads()}, "
-          f"{lm.adapter.n_layers} layers x {lm.adapter.d_mlp(0)} neurons; {len(texts)} of {len(explore)} explore texts")
-
+def time_indexing(svc, lm, texts: list[dict], explore: list[dict], kinds: list[str], args: argparse.Namespace) -> None:
+    """Time the indexing ``kinds`` over ``texts``, alternated, and print tokens/s against the ceiling;
+    the last full run fills the default corpus' index, which the HTTP part then reads."""
     encoded = [encode(lm.tokenizer, t["text"])[0, :MAX_TEXT_TOKENS].tolist() for t in texts]
     names = [str(t["id"]) for t in texts]
     tokens = sum(len(ids) for ids in encoded)
     runs = {
         "ceiling": lambda last: forward_passes(lm, encoded, args.batch_size),
-        # the last full run fills the default corpus' index, which the HTTP part then reads
         "full": lambda last: index_run(svc, lm, names, encoded, args.batch_size, True, DEFAULT_CORPUS if last else None),
         "top": lambda last: index_run(svc, lm, names, encoded, args.batch_size, False),
     }
@@ -133,7 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     full = tokens / statistics.median(w for w, _ in times[KINDS["full"]])
     print(f"  whole explore split: {explore_tokens} tokens, about {explore_tokens / full / 60:.1f} min at that wall speed")
 
-    torch.set_num_threads(args.serve_threads or default_threads)
+
+def time_http(app, lm, texts: list[dict], args: argparse.Namespace) -> None:
+    """p50/p95 of neuron pages (first view, repeat) and of both searches over HTTP."""
     base = serve(app)
     rng = random.Random(0)
     neurons = [(rng.randrange(lm.adapter.n_layers), rng.randrange(lm.adapter.d_mlp(0))) for _ in range(args.pages)]
@@ -150,6 +135,43 @@ def main(argv: list[str] | None = None) -> int:
         ("search ?token=", tokens), ("search ?text= (12 words)", text_searches),
     ):
         print(f"  {name:<44} p50 {median_ms(samples):8.1f} ms   p95 {p95_ms(samples):8.1f} ms   ({len(samples)} requests)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_arguments(parser)
+    parser.add_argument("--texts", type=int, default=300, help="explore texts indexed (0 = the whole split)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--pages", type=int, default=40)
+    parser.add_argument("--searches", type=int, default=100)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads while indexing (1 is steadier on a shared machine)")
+    parser.add_argument("--serve-threads", type=int, default=0,
+                        help="torch CPU threads while serving the HTTP requests (0: torch's default, as the server runs)")
+    parser.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS), help="indexing passes to time (ceiling first)")
+    parser.add_argument("--reuse", type=Path, help="the data dir of an earlier run (printed at its start): time only the HTTP part on its index")
+    args = parser.parse_args(argv)
+    if "full" not in args.kinds:
+        parser.error("--kinds needs full (the HTTP part reads its index)")
+
+    default_threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    settings = (
+        Settings.from_env(data_dir=args.reuse, model=args.model, offline=True, rate_limit_per_minute=0)
+        if args.reuse else scratch_settings(args, rate_limit_per_minute=0)
+    )
+    app = create_app(settings)
+    svc = app.extensions["neuronscope"]
+    lm = svc.manager.ensure_loaded()
+    explore = [t for t in svc.corpora.get(DEFAULT_CORPUS)["texts"] if t["split"] == "explore"]
+    texts = explore[: args.texts] if args.texts else explore
+    print(f"model {lm.name} on {lm.device}, data dir {settings.data_dir}, {lm.adapter.n_layers} layers x "
+          f"{lm.adapter.d_mlp(0)} neurons; {len(texts)} of {len(explore)} explore texts")
+    if not args.reuse:
+        print(f"indexing at {torch.get_num_threads()} torch threads")
+        time_indexing(svc, lm, texts, explore, [kind for kind in KINDS if kind in args.kinds], args)
+    torch.set_num_threads(args.serve_threads or default_threads)
+    time_http(app, lm, texts, args)
     return 0
 
 
