@@ -25,6 +25,7 @@ from typing import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequen
 import torch
 from torch import nn
 
+from neuronscope.analysis.block_runs import block_output, call_block
 from neuronscope.analysis.forward import run
 from neuronscope.analysis.hooks import activation_hooks, forward_hook, forward_pre_hook
 from neuronscope.analysis.impact import ImpactTotals, hidden_change, logit_change, next_token_targets
@@ -83,10 +84,6 @@ class CleanText:
         """The input hidden state ``[1, seq, d_model]`` of block ``layer``."""
         args, kwargs = self.block_input(layer)
         return args[0] if args else kwargs["hidden_states"]
-
-
-def block_output(output: torch.Tensor | tuple) -> torch.Tensor:
-    return output[0] if isinstance(output, tuple) else output
 
 
 def _recorder(store: dict, key: int, pick: Callable[[tuple, object], object]) -> Callable:
@@ -160,15 +157,6 @@ def clean_moments(cleans: Iterable[CleanText], layers: Sequence[int]) -> dict[in
     return moments
 
 
-def _call_block(block: nn.Module, hidden: torch.Tensor, args: tuple, kwargs: dict) -> torch.Tensor:
-    """Run ``block`` on ``hidden`` with the recorded other inputs; blocks may return a tensor or a tuple."""
-    if args:
-        out = block(hidden, *args[1:], **kwargs)
-    else:
-        out = block(**{**kwargs, "hidden_states": hidden})
-    return block_output(out)
-
-
 @torch.no_grad()
 def mlp_output_is_additive(adapter: ArchitectureAdapter, clean: CleanText, layer: int) -> bool:
     """Whether block ``layer``'s output moves exactly with its MLP output (a residual add).
@@ -185,7 +173,7 @@ def mlp_output_is_additive(adapter: ArchitectureAdapter, clean: CleanText, layer
         return output + delta.reshape(output.shape)
 
     with forward_hook(adapter.mlp_output(layer), shift):
-        probed = _call_block(adapter.blocks()[layer], clean.hidden_input(layer), *clean.block_input(layer))
+        probed = call_block(adapter.blocks()[layer], clean.hidden_input(layer), *clean.block_input(layer))
     expected = record.block_out + delta
     return bool((probed - expected).abs().max() <= 1e-4 * expected.abs().max())
 
@@ -243,7 +231,7 @@ def ablated_final_hidden(
     with row_masks(adapter, {layer: mask for layer, mask in keep.items() if layer >= begin}, fill):
         for layer in range(begin, adapter.n_layers):
             args, kwargs = clean.block_input(layer)
-            hidden = _call_block(blocks[layer], hidden, args, kwargs)
+            hidden = call_block(blocks[layer], hidden, args, kwargs)
     return adapter.final_norm()(hidden).to(clean.final_hidden.device)
 
 

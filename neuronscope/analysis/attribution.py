@@ -7,7 +7,7 @@ from typing import Sequence
 
 import torch
 
-from neuronscope.analysis.ablation_engine import block_output
+from neuronscope.analysis.block_runs import block_output
 from neuronscope.analysis.hooks import activation_hooks, forward_hook
 from neuronscope.analysis.importance import LayerImportance
 from neuronscope.analysis.moments import ActivationMoments, activation_moments

@@ -15,6 +15,7 @@ from typing import Callable, Mapping, Sequence
 
 import torch
 
+from neuronscope.analysis.block_runs import StopForward, layer_by_layer
 from neuronscope.analysis.hooks import activation_hooks
 from neuronscope.analysis.progress import ProgressFn, no_progress
 from neuronscope.modeling.adapters import ArchitectureAdapter
@@ -35,10 +36,6 @@ class DenseLayer:
     output: torch.Tensor | None
 
 
-class _Stop(Exception):
-    """Raised by the capture hook once the last wanted layer has been seen: later blocks are skipped."""
-
-
 @torch.no_grad()
 def each_sequence(
     adapter: ArchitectureAdapter,
@@ -56,28 +53,16 @@ def each_sequence(
     def record(layer: int, acts: torch.Tensor) -> None:
         seen[layer] = acts.reshape(-1, acts.shape[-1]).double().cpu()
         if layer == last:
-            raise _Stop
+            raise StopForward
 
     with activation_hooks(adapter, layers, record):
         for seq in sequences:
             seen.clear()
             try:
                 adapter.model(input_ids=seq[None], use_cache=False)
-            except _Stop:
+            except StopForward:
                 pass
             consume(dict(seen))
-
-
-def layer_activations(adapter: ArchitectureAdapter, sequences: Sequence[torch.Tensor], layers: Sequence[int]) -> dict[int, torch.Tensor]:
-    """Activations ``[tokens, d_mlp]`` (float64, every token of every 1-D sequence in order) of ``layers``."""
-    parts: dict[int, list[torch.Tensor]] = {layer: [] for layer in layers}
-
-    def consume(acts: dict[int, torch.Tensor]) -> None:
-        for layer in layers:
-            parts[layer].append(acts[layer])
-
-    each_sequence(adapter, sequences, layers, consume)
-    return {layer: torch.cat(parts[layer]) for layer in layers}
 
 
 def dense_layers(
@@ -156,6 +141,30 @@ def reconstruct_layer(x: torch.Tensor, y: torch.Tensor, w0: torch.Tensor, bias_o
     return {**report, "used": "reconstruct"}, weight, offset
 
 
+def _compensate_layer(
+    dense: ArchitectureAdapter,
+    pruned: ArchitectureAdapter,
+    layer: int,
+    removed: Sequence[int],
+    kept: torch.Tensor,
+    dense_layer: DenseLayer,
+    acts: torch.Tensor | None,
+) -> dict:
+    """Compensate one layer of ``pruned`` in place; ``acts`` ``[tokens, k]``: its kept neurons'
+    activations on the calibration tokens for ``reconstruct`` (``None`` for ``bias``)."""
+    offset = removed_contribution(dense, layer, removed, dense_layer.mean)
+    report = {"layer_index": layer, "used": "bias"}
+    if acts is not None:
+        w0 = dense.w_out(layer).double().cpu()[kept]
+        fitted, weight, new_offset = reconstruct_layer(acts, dense_layer.output, w0, offset)
+        report = {"layer_index": layer, **fitted}
+        if weight is not None:
+            pruned.set_output_weight(layer, weight.to(pruned.w_out(layer)))
+            offset = new_offset
+    _add_to_bias(pruned, layer, offset)
+    return report
+
+
 @torch.no_grad()
 def compensate(
     dense: ArchitectureAdapter,
@@ -171,23 +180,21 @@ def compensate(
     indices ``[k]``), in place, layer by layer in order; returns a report per compensated layer.
 
     ``layers``: :func:`dense_layers` of every layer in ``removed`` (with outputs for ``reconstruct``);
-    ``sequences``: the calibration token ids (1-D each) that ``layers`` was measured on.
+    ``sequences``: the calibration token ids (1-D each) that ``layers`` was measured on. For
+    ``reconstruct``, the calibration sequences are carried through ``pruned`` block by block
+    (:func:`~neuronscope.analysis.block_runs.layer_by_layer`), so each layer is fitted on the
+    inputs of the model pruned and compensated up to it.
     """
-    reports = []
+    reports: list[dict] = []
     order = [layer for layer in sorted(removed) if len(removed[layer])]
-    for done, layer in enumerate(order):
-        offset = removed_contribution(dense, layer, removed[layer], layers[layer].mean)
-        report = {"layer_index": layer, "used": "bias"}
-        weight = None
-        if compensation == "reconstruct":
-            x = layer_activations(pruned, sequences, [layer])[layer]
-            w0 = dense.w_out(layer).double().cpu()[kept[layer]]
-            fitted, weight, new_offset = reconstruct_layer(x, layers[layer].output, w0, offset)
-            report = {"layer_index": layer, **fitted}
-            if weight is not None:
-                pruned.set_output_weight(layer, weight.to(pruned.w_out(layer)))
-                offset = new_offset
-        _add_to_bias(pruned, layer, offset)
-        reports.append(report)
-        progress((done + 1) / len(order), f"compensated layer {layer}")
+
+    def step(layer: int, acts: torch.Tensor | None) -> None:
+        reports.append(_compensate_layer(dense, pruned, layer, removed[layer], kept[layer], layers[layer], acts))
+        progress(len(reports) / len(order), f"compensated layer {layer}")
+
+    if compensation == "reconstruct" and order:
+        layer_by_layer(pruned, sequences, order, step)
+    else:
+        for layer in order:
+            step(layer, None)
     return reports

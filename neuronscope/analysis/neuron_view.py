@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from neuronscope.analysis.activations import forward_padded, pad_right
+from neuronscope.analysis.block_runs import StopForward
 from neuronscope.analysis.hooks import activation_hooks
 from neuronscope.modeling.adapters import ArchitectureAdapter
 from neuronscope.modeling.placement import input_device
@@ -95,10 +96,6 @@ def window(length: int, position: int) -> tuple[int, int]:
     return int(starts[0]), int(ends[0])
 
 
-class _Stop(Exception):
-    """Raised by the capture hook once the wanted layer has been seen: later blocks are skipped."""
-
-
 @torch.no_grad()
 def neuron_activation_rows(
     model: nn.Module, adapter: ArchitectureAdapter, layer: int, neuron: int,
@@ -113,12 +110,12 @@ def neuron_activation_rows(
 
     def hook(_layer: int, acts: torch.Tensor) -> None:
         seen["acts"] = acts[..., neuron].float().cpu().reshape(ids.shape)  # [batch, seq] (OPT hooks them flat)
-        raise _Stop
+        raise StopForward
 
     with activation_hooks(adapter, [layer], hook):
         try:
             forward_padded(model, ids, mask)
-        except _Stop:
+        except StopForward:
             pass
     acts = seen["acts"].numpy()
     return [acts[row, : len(seq)] for row, seq in enumerate(sequences)]

@@ -1,0 +1,49 @@
+"""Carrying sequences through the blocks layer by layer equals fresh forward passes of the model as changed."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from neuronscope.analysis.block_runs import layer_by_layer
+from neuronscope.modeling.adapters import adapter_for
+from tests.support.activation_helpers import captured
+
+TEXTS = ["The quick brown fox jumps over the lazy dog.", "Hello world", "One two three four five six"]
+
+
+@pytest.mark.parametrize("model_name", ["tiny-gpt2", "tiny-llama", "tiny-neox", "tiny-opt"])
+def test_each_layer_sees_the_model_changed_before_it(shared_managers, model_name):
+    lm = shared_managers(model_name).ensure_loaded()
+    model = copy.deepcopy(lm.model)
+    adapter = adapter_for(model)
+    sequences = [lm.tokenizer(text, return_tensors="pt")["input_ids"][0] for text in TEXTS]
+    seen: dict[int, torch.Tensor] = {}
+
+    def between(layer: int, acts: torch.Tensor) -> None:
+        seen[layer] = acts
+        adapter.set_output_weight(layer, adapter.w_out(layer) * (0.5 + layer))  # changes every later layer
+
+    layers = list(range(adapter.n_layers))
+    layer_by_layer(adapter, sequences, layers, between)
+    assert sorted(seen) == layers
+    fresh = [captured(model, adapter, ids.tolist()) for ids in sequences]  # the model as changed, from scratch
+    for layer in layers:
+        expected = np.concatenate([per_text[layer] for per_text in fresh])
+        assert seen[layer].dtype == torch.float64 and seen[layer].shape == expected.shape
+        np.testing.assert_allclose(seen[layer].numpy(), expected, rtol=1e-5, atol=1e-6)
+    unchanged = captured(lm.model, lm.adapter, sequences[0].tolist())[-1]
+    assert not np.allclose(fresh[0][-1], unchanged, atol=1e-4)  # the test would notice a stale carry
+
+
+def test_only_the_blocks_up_to_the_last_wanted_layer_run(shared_managers):
+    lm = shared_managers("tiny-llama").ensure_loaded()
+    calls = []
+    handles = [block.register_forward_pre_hook(lambda _m, _a, i=i: calls.append(i)) for i, block in enumerate(lm.adapter.blocks())]
+    try:
+        layer_by_layer(lm.adapter, [lm.tokenizer("Hello world", return_tensors="pt")["input_ids"][0]], [0], lambda *_: None)
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert set(calls) == {0}
