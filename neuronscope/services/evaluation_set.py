@@ -72,7 +72,9 @@ class DefaultSets:
     order (raising :class:`CorpusUnavailable` when the corpus cannot be built); ``corpus`` is its
     name in the ``evaluation`` record; ``calibration_words`` the size of the calibration texts (the
     setting ``calibration_words``: 6,000 words are 9,574 tokens for SmolLM2's tokenizer). The two
-    splits are disjoint by construction. Without the corpus, the built-in sets are used
+    splits are disjoint by construction, but a corpus may hold the same text twice: calibration
+    texts that :func:`overlapping` finds in the default evaluation texts are passed over, so the
+    default sets never overlap. Without the corpus, the built-in sets are used
     (``corpus: "builtin"``) and the corpus is tried again next time.
     """
 
@@ -89,9 +91,13 @@ class DefaultSets:
             except CorpusUnavailable as exc:
                 log.warning("using the built-in evaluation and calibration texts: %s", exc)
                 return None
+            evaluation = leading_texts([t["text"] for t in texts if t["split"] == "evaluation"], EVALUATION_WORDS)
+            candidates = [t["text"] for t in texts if t["split"] == "calibration"]
+            duplicated = set(overlapping(candidates, evaluation))
+            calibration = leading_texts([text for i, text in enumerate(candidates) if i not in duplicated], self.calibration_words)
             self._sets = {
-                split: TextSet(self.corpus, split, leading_texts([t["text"] for t in texts if t["split"] == split], words))
-                for split, words in (("evaluation", EVALUATION_WORDS), ("calibration", self.calibration_words))
+                "evaluation": TextSet(self.corpus, "evaluation", evaluation),
+                "calibration": TextSet(self.corpus, "calibration", calibration),
             }
         return self._sets
 
@@ -104,7 +110,8 @@ class DefaultSets:
         return self._named("evaluation")
 
     def calibration(self) -> TextSet:
-        """The default calibration texts: the corpus' ``calibration`` split, first ``calibration_words`` words."""
+        """The default calibration texts: the corpus' ``calibration`` split, first ``calibration_words`` words
+        of the texts that do not overlap the default evaluation texts."""
         return self._named("calibration")
 
 

@@ -11,7 +11,7 @@ from neuronscope.config import Settings
 from neuronscope.corpora.texts import word_count
 from neuronscope.resources.texts import builtin_texts
 from neuronscope.services import build_services
-from neuronscope.services.evaluation_set import EVALUATION_WORDS, overlapping
+from neuronscope.services.evaluation_set import EVALUATION_WORDS, DefaultSets, overlapping
 from tests.support.compression_app import app, client, data_dir, lm_of, text_sets  # noqa: F401 (fixtures)
 
 
@@ -21,13 +21,15 @@ def post(client, path, body, status=200):
     return response.get_json()
 
 
-def leading(texts, split, words):
-    """The first texts of ``split`` (corpus order) until they hold ``words`` words, computed here."""
+def leading(texts, split, words, avoid=()):
+    """The first texts of ``split`` (corpus order) until they hold ``words`` words, computed here;
+    texts that overlap one of ``avoid`` are passed over."""
     chosen = []
     for text in (t["text"] for t in texts if t["split"] == split):
         if sum(map(word_count, chosen)) >= words:
             break
-        chosen.append(text)
+        if not overlapping([text], avoid):
+            chosen.append(text)
     return tuple(chosen)
 
 
@@ -38,7 +40,7 @@ def test_the_default_sets_are_the_first_texts_of_the_corpus_splits(app, data_dir
     assert (evaluation.corpus, evaluation.split) == ("default", "evaluation")
     assert (calibration.corpus, calibration.split) == ("default", "calibration")
     assert evaluation.texts == leading(corpus, "evaluation", EVALUATION_WORDS)
-    assert calibration.texts == leading(corpus, "calibration", Settings().calibration_words)
+    assert calibration.texts == leading(corpus, "calibration", Settings().calibration_words, evaluation.texts)
     assert sum(map(word_count, evaluation.texts)) >= EVALUATION_WORDS
     assert sum(map(word_count, evaluation.texts[:-1])) < EVALUATION_WORDS
     assert overlapping(calibration.texts, evaluation.texts) == []
@@ -50,8 +52,23 @@ def test_the_calibration_size_is_a_setting(app, data_dir):
     settings = Settings.from_env(data_dir=data_dir, offline=True, calibration_words=600)
     sets = build_services(settings, app.extensions["neuronscope"].manager).compression.text_sets
     corpus = json.loads((data_dir / "corpora" / "default.json").read_text())["texts"]
-    assert sets.calibration().texts == leading(corpus, "calibration", 600)
+    assert sets.calibration().texts == leading(corpus, "calibration", 600, sets.evaluation().texts)
     assert len(sets.calibration().texts) < len(default.calibration().texts)
+
+
+def test_calibration_texts_repeated_in_the_evaluation_texts_are_passed_over():
+    repeated = "A text long enough to count as overlap when it stands inside an evaluation text, word for word."
+    corpus = [
+        {"split": "evaluation", "text": f"Before it. {repeated} After it."},
+        {"split": "evaluation", "text": "another evaluation text"},
+        {"split": "calibration", "text": "first calibration text"},
+        {"split": "calibration", "text": repeated},
+        {"split": "calibration", "text": "last calibration text"},
+    ]
+    sets = DefaultSets("default", lambda: corpus, calibration_words=100)
+    assert sets.calibration().texts == ("first calibration text", "last calibration text")
+    assert overlapping(sets.calibration().texts, sets.evaluation().texts) == []
+    assert overlapping([repeated], sets.evaluation().texts) == [0]
 
 
 def test_evaluation_and_plans_read_the_default_sets(client, app):
