@@ -62,7 +62,7 @@ def greedy_obs(weight: torch.Tensor, hessian: torch.Tensor) -> tuple[torch.Tenso
     (``costs[i]``: the error added by step ``i``; ``costs[:k].sum()`` is the constrained
     least-squares error of removing ``order[:k]``).
     """
-    w = weight.double().clone()
+    w = weight.detach().double().clone()
     hinv = torch.cholesky_inverse(torch.linalg.cholesky(hessian.double()))
     alive = torch.arange(w.shape[0])
     order, costs = [], []
@@ -89,7 +89,7 @@ def obs_layer_scores(weight: torch.Tensor, hessian: torch.Tensor) -> torch.Tenso
     """Scores ``[d_mlp]`` (float64) of one layer: the cumulative greedy-OBS error when each neuron is
     removed, over the layer's output energy ``trace(W^T H W)`` (monotone in the greedy order)."""
     order, costs = greedy_obs(weight, hessian)
-    w = weight.double()
+    w = weight.detach().double()
     energy = float((w * (hessian.double() @ w)).sum()) or 1.0
     scores = torch.empty(len(order), dtype=torch.float64)
     scores[order] = torch.cumsum(costs, dim=0) / energy
