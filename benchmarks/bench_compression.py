@@ -131,13 +131,30 @@ def apply_row(service: CompressionService, args: argparse.Namespace) -> None:
     if args.recovery_steps:
         recovery = Recovery(steps=args.recovery_steps, learning_rate=args.learning_rate, tokens_per_step=args.tokens_per_step)
     cpu0, t0 = time.process_time(), time.perf_counter()
+    phases = PhaseClock()
     applied = service.apply(
         neurons={g["layer_index"]: g["neuron_indices"] for g in plan["neurons"]}, output_name="bench-applied",
-        plan_info=plan, compensation=compensation, recovery=recovery,
+        plan_info=plan, compensation=compensation, recovery=recovery, progress=phases,
     )
     print(f"apply{' with recovery ' + str(applied['recovery']) if recovery else ''}: perplexity "
           f"{applied['perplexity_before']:.3f} -> {applied['perplexity_after']:.3f} (x{applied['ratio']:.3f}); "
-          f"{time.perf_counter() - t0:.0f} s wall, {time.process_time() - cpu0:.0f} s CPU")
+          f"{time.perf_counter() - t0:.0f} s wall, {time.process_time() - cpu0:.0f} s CPU; CPU s by progress phase "
+          + ", ".join(f"{phase} {seconds:.0f}" for phase, seconds in phases.cpu.items()))
+
+
+class PhaseClock:
+    """A progress callback that charges the CPU time since its previous call to the phase named by the
+    first word of this call's message (``recovery step 3/150: ...`` -> ``recovery``)."""
+
+    def __init__(self) -> None:
+        self.cpu: dict[str, float] = {}
+        self.last = time.process_time()
+
+    def __call__(self, _fraction: float, message: str) -> None:
+        now = time.process_time()
+        phase = message.split()[0] if message else "?"
+        self.cpu[phase] = self.cpu.get(phase, 0.0) + now - self.last
+        self.last = now
 
 
 def main() -> None:
