@@ -30,6 +30,7 @@ import argparse
 import statistics
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -38,7 +39,8 @@ from transformers.pytorch_utils import Conv1D
 
 from neuronscope.analysis.evaluation import padded_batches
 from neuronscope.analysis.pruning_plan import select_neurons
-from neuronscope.analysis.scores import SCORE_METHODS, SCORERS
+from neuronscope.analysis.scores import SCORE_METHODS, SCORERS, Scorer
+from neuronscope.analysis.surgeon import OBS_DAMPING, obs_scores
 from neuronscope.analysis.surgery import parameter_count, pruned_copy
 from neuronscope.config import EMBEDDED_MODEL_NAME, Settings
 from neuronscope.analysis.recovery import Recovery
@@ -171,7 +173,11 @@ def main() -> None:
     parser.add_argument("--recovery-steps", type=int, default=0, help="recovery steps on --apply (0: none)")
     parser.add_argument("--learning-rate", type=float, default=1e-4, help="recovery learning rate")
     parser.add_argument("--tokens-per-step", type=int, default=256, help="recovery tokens per step")
+    parser.add_argument("--obs-damping", type=float, default=None,
+                        help=f"obs damping instead of {OBS_DAMPING} (replaces the registry's obs entry in this process only)")
     args = parser.parse_args()
+    if args.obs_damping is not None:
+        SCORERS["obs"] = Scorer(partial(obs_scores, damping=args.obs_damping), calibrated=True)
     if args.threads:
         torch.set_num_threads(args.threads)
     started = time.perf_counter()

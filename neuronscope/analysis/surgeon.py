@@ -115,13 +115,19 @@ def activation_grams(adapter: ArchitectureAdapter, calibration: Calibration, pro
 
 
 @torch.no_grad()
-def obs_scores(adapter: ArchitectureAdapter, calibration: Calibration, progress: ProgressFn = no_progress) -> dict[int, torch.Tensor]:
+def obs_scores(
+    adapter: ArchitectureAdapter,
+    calibration: Calibration,
+    progress: ProgressFn = no_progress,
+    *,
+    damping: float = OBS_DAMPING,
+) -> dict[int, torch.Tensor]:
     """Per layer ``[d_mlp]`` (float32): :func:`obs_layer_scores` of ``W_out`` with ``H`` from the
-    calibration activations (damping :data:`OBS_DAMPING`); lower = remove first."""
+    calibration activations (``damping`` times their mean variance on the diagonal); lower = remove first."""
     grams = activation_grams(adapter, calibration, progress)
     scores = {}
     for layer in range(adapter.n_layers):
-        hessian = grams.pop(layer).hessian()
+        hessian = grams.pop(layer).hessian(damping)
         scores[layer] = obs_layer_scores(adapter.w_out(layer).detach().double().cpu(), hessian).float()
         progress(0.5 + 0.5 * (layer + 1) / adapter.n_layers, f"obs: layer {layer}")
     return scores

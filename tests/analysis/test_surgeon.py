@@ -79,18 +79,20 @@ def test_scores_rise_along_the_greedy_order_and_end_at_the_whole_output_energy()
     assert float(along[-1]) == pytest.approx(1.0, rel=1e-8)
 
 
-def test_the_obs_scorer_uses_the_calibration_activations_of_every_layer(loaded):
+@pytest.mark.parametrize("damping", [None, 1e-3])
+def test_the_obs_scorer_uses_the_calibration_activations_of_every_layer(loaded, damping):
     texts = ["The quick brown fox jumps over the lazy dog.", "Hello world, one two three four five six."]
     sequences = tuple(loaded.tokenizer(t, return_tensors="pt")["input_ids"][0] for t in texts)
     adapter = loaded.adapter
     layers = list(range(adapter.n_layers))
     steps = []
-    scores = obs_scores(adapter, Calibration(sequences), lambda fraction, _step: steps.append(fraction))
+    options = {} if damping is None else {"damping": damping}
+    scores = obs_scores(adapter, Calibration(sequences), lambda fraction, _step: steps.append(fraction), **options)
     acts = layer_activations(adapter, sequences, layers)
     assert sorted(scores) == layers and steps[-1] == 1.0
     for layer in layers:
         assert scores[layer].shape == (adapter.d_mlp(layer),) and torch.isfinite(scores[layer]).all()
         sums = GramSums()
         sums.add(acts[layer])
-        expected = obs_layer_scores(adapter.w_out(layer).double(), sums.hessian()).float()
+        expected = obs_layer_scores(adapter.w_out(layer).detach().double(), sums.hessian(**options)).float()
         torch.testing.assert_close(scores[layer], expected, rtol=1e-4, atol=1e-6)
