@@ -11,7 +11,7 @@ summed costs of a greedy prefix equal that optimum for the prefix (docs/compress
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -34,7 +34,7 @@ class GramSums:
 
     count: int = 0
     total: torch.Tensor | float = 0.0
-    gram: torch.Tensor | float = field(default=0.0)
+    gram: torch.Tensor | float = 0.0
 
     def add(self, acts: torch.Tensor) -> None:
         """Add activations ``[tokens, d_mlp]``."""
