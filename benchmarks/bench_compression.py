@@ -19,7 +19,8 @@ calibration texts), with the dense perplexity and the evaluation record's token 
 With ``--apply METHOD:SPARSITY:COMPENSATION`` it makes that plan with ``estimate: true`` and applies
 it (``POST /api/pruning/apply``, with ``--recovery-steps`` > 0 a recovery), saving into a temporary
 models folder, and prints the estimate, the measured perplexities and the times: the estimate's
-cost relative to one evaluation pass, and recovery's CPU time.
+cost relative to one evaluation pass, and the apply's CPU time by phase (compensation, recovery, evaluation).
+``--obs-damping`` runs the ``obs`` scorer with another damping of its H (this process only).
 
 The services are built as the API builds them (``build_services``), so the same code path runs.
 """
