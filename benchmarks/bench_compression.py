@@ -19,7 +19,8 @@ calibration texts), with the dense perplexity and the evaluation record's token 
 With ``--apply METHOD:SPARSITY:COMPENSATION`` it makes that plan with ``estimate: true`` and applies
 it (``POST /api/pruning/apply``, with ``--recovery-steps`` > 0 a recovery), saving into a temporary
 models folder, and prints the estimate, the measured perplexities and the times: the estimate's
-cost relative to one evaluation pass, and recovery's CPU time.
+cost relative to one evaluation pass, and the apply's CPU time by phase (compensation, recovery, evaluation).
+``--obs-damping`` runs the ``obs`` scorer with another damping of its H (this process only).
 
 The services are built as the API builds them (``build_services``), so the same code path runs.
 """
@@ -30,6 +31,7 @@ import argparse
 import statistics
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -38,7 +40,8 @@ from transformers.pytorch_utils import Conv1D
 
 from neuronscope.analysis.evaluation import padded_batches
 from neuronscope.analysis.pruning_plan import select_neurons
-from neuronscope.analysis.scores import SCORE_METHODS, SCORERS
+from neuronscope.analysis.scores import SCORE_METHODS, SCORERS, Scorer
+from neuronscope.analysis.surgeon import OBS_DAMPING, obs_scores
 from neuronscope.analysis.surgery import parameter_count, pruned_copy
 from neuronscope.config import EMBEDDED_MODEL_NAME, Settings
 from neuronscope.analysis.recovery import Recovery
@@ -131,13 +134,30 @@ def apply_row(service: CompressionService, args: argparse.Namespace) -> None:
     if args.recovery_steps:
         recovery = Recovery(steps=args.recovery_steps, learning_rate=args.learning_rate, tokens_per_step=args.tokens_per_step)
     cpu0, t0 = time.process_time(), time.perf_counter()
+    phases = PhaseClock()
     applied = service.apply(
         neurons={g["layer_index"]: g["neuron_indices"] for g in plan["neurons"]}, output_name="bench-applied",
-        plan_info=plan, compensation=compensation, recovery=recovery,
+        plan_info=plan, compensation=compensation, recovery=recovery, progress=phases,
     )
     print(f"apply{' with recovery ' + str(applied['recovery']) if recovery else ''}: perplexity "
           f"{applied['perplexity_before']:.3f} -> {applied['perplexity_after']:.3f} (x{applied['ratio']:.3f}); "
-          f"{time.perf_counter() - t0:.0f} s wall, {time.process_time() - cpu0:.0f} s CPU")
+          f"{time.perf_counter() - t0:.0f} s wall, {time.process_time() - cpu0:.0f} s CPU; CPU s by progress phase "
+          + ", ".join(f"{phase} {seconds:.0f}" for phase, seconds in phases.cpu.items()))
+
+
+class PhaseClock:
+    """A progress callback that charges the CPU time since its previous call to the phase named by the
+    first word of this call's message (``recovery step 3/150: ...`` -> ``recovery``)."""
+
+    def __init__(self) -> None:
+        self.cpu: dict[str, float] = {}
+        self.last = time.process_time()
+
+    def __call__(self, _fraction: float, message: str) -> None:
+        now = time.process_time()
+        phase = message.split()[0] if message else "?"
+        self.cpu[phase] = self.cpu.get(phase, 0.0) + now - self.last
+        self.last = now
 
 
 def main() -> None:
@@ -154,7 +174,11 @@ def main() -> None:
     parser.add_argument("--recovery-steps", type=int, default=0, help="recovery steps on --apply (0: none)")
     parser.add_argument("--learning-rate", type=float, default=1e-4, help="recovery learning rate")
     parser.add_argument("--tokens-per-step", type=int, default=256, help="recovery tokens per step")
+    parser.add_argument("--obs-damping", type=float, default=None,
+                        help=f"obs damping instead of {OBS_DAMPING} (replaces the registry's obs entry in this process only)")
     args = parser.parse_args()
+    if args.obs_damping is not None:
+        SCORERS["obs"] = Scorer(partial(obs_scores, damping=args.obs_damping), calibrated=True)
     if args.threads:
         torch.set_num_threads(args.threads)
     started = time.perf_counter()

@@ -23,6 +23,7 @@ from neuronscope.analysis.forward import run
 from neuronscope.analysis.hooks import activation_hooks, forward_pre_hook
 from neuronscope.analysis.progress import ProgressFn, no_progress
 from neuronscope.analysis.pruning_plan import random_scores
+from neuronscope.analysis.surgeon import obs_scores
 from neuronscope.analysis.taylor import taylor_scores
 from neuronscope.modeling.adapters import ArchitectureAdapter
 
@@ -118,6 +119,7 @@ SCORERS: Mapping[str, Scorer] = {
     "wanda": Scorer(wanda_scores, calibrated=True),
     "activation": Scorer(activation_scores, calibrated=True),
     "taylor": Scorer(taylor_scores, calibrated=True),
+    "obs": Scorer(obs_scores, calibrated=True),
     "random": Scorer(seeded_random_scores, calibrated=False, seeded=True),
 }
 SCORE_METHODS = tuple(SCORERS)

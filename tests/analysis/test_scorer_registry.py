@@ -15,8 +15,8 @@ def calibration_of(lm, seed=0):
 
 
 def test_the_method_list_is_the_registry():
-    assert SCORE_METHODS == ("magnitude", "wanda", "activation", "taylor", "random")
-    assert CALIBRATED_METHODS == {"wanda", "activation", "taylor"}
+    assert SCORE_METHODS == ("magnitude", "wanda", "activation", "taylor", "obs", "random")
+    assert CALIBRATED_METHODS == {"wanda", "activation", "taylor", "obs"}
 
 
 @pytest.mark.parametrize("method", SCORE_METHODS)

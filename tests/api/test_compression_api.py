@@ -56,7 +56,7 @@ def test_evaluate_with_ablation_and_the_default_texts(client, app):
 
 
 @pytest.mark.parametrize("scope", ["layer", "global"])
-@pytest.mark.parametrize("method", ["magnitude", "wanda", "activation", "taylor", "random"])
+@pytest.mark.parametrize("method", ["magnitude", "wanda", "activation", "taylor", "obs", "random"])
 @pytest.mark.parametrize("sparsity", [0.25, 0.95])
 def test_plans_respect_the_sparsity_exactly(client, app, scope, method, sparsity):
     plan = client.post("/api/pruning/plan", json={"sparsity": sparsity, "method": method, "scope": scope}).get_json()
@@ -74,7 +74,7 @@ def test_plans_respect_the_sparsity_exactly(client, app, scope, method, sparsity
         assert len(neurons) < sizes[layer]
     assert plan["removed_neurons"] == sum(len(v) for v in removed.values())
     assert [entry["kept"] for entry in plan["layers"]] == [size - len(removed.get(i, [])) for i, size in enumerate(sizes)]
-    assert (plan["calibration"] is not None) == (method in {"wanda", "activation", "taylor"})
+    assert (plan["calibration"] is not None) == (method in {"wanda", "activation", "taylor", "obs"})
 
 
 def test_magnitude_plans_remove_the_smallest_mean_abs_weights(client, app):

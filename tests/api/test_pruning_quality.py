@@ -244,6 +244,14 @@ def test_the_sweep_rows_equal_the_plan_estimates(client, app):
     assert cached.get_json() == {**sweep, "cached": True}
 
 
+def test_the_sweep_takes_the_obs_method(client):
+    sweep = post(client, "/api/pruning/sweep", {"methods": ["obs"], "sparsities": [0.25], "compensations": ["none", "reconstruct"]})
+    assert [(row["method"], row["compensation"]) for row in sweep["rows"]] == [("obs", "none"), ("obs", "reconstruct")]
+    assert sweep["calibration"] is not None
+    plan = post(client, "/api/pruning/plan", {"method": "obs", "sparsity": 0.25, "compensation": "reconstruct", "estimate": True})
+    assert plan["estimate"]["perplexity_after"] == sweep["rows"][1]["perplexity"]
+
+
 @pytest.mark.parametrize("body", [
     {"methods": [], "sparsities": [0.1]},
     {"methods": ["wanda"], "sparsities": []},

@@ -17,6 +17,7 @@ export const SCORE_METHODS = [
   { value: 'wanda', label: 'Wanda' },
   { value: 'activation', label: 'activation' },
   { value: 'taylor', label: 'Taylor' },
+  { value: 'obs', label: 'OBS (brain surgeon)' },
   { value: 'random', label: 'random (baseline)' },
 ];
 
