@@ -102,17 +102,38 @@ def _add_to_bias(pruned: ArchitectureAdapter, layer: int, delta: torch.Tensor) -
         bias.add_(delta.to(bias))
 
 
-def ridge_fit(x: torch.Tensor, y: torch.Tensor, w0: torch.Tensor, ridge: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """``W, c`` minimising ``||x W + c - y||^2 + ridge * ||W - w0||^2`` (float64).
+@dataclass(frozen=True)
+class RidgeProblem:
+    """``W, c`` minimising ``||x W + c - y||^2 + ridge * ||W - w0||^2`` (float64), for any ``ridge``.
 
     ``x``: ``[tokens, k]``, ``y``: ``[tokens, d_model]``, ``w0``: ``[k, d_model]``; ``c`` is not
-    regularised, so it is ``mean(y) - mean(x) W``.
+    regularised, so it is ``mean(y) - mean(x) W``. The Gram matrix ``[k, k]`` and the right-hand
+    side ``[k, d_model]`` of the centred problem are computed once (:meth:`of`), so trying several
+    regularisers costs one solve each.
     """
-    x_mean, y_mean = x.mean(dim=0), y.mean(dim=0)
-    xc, yc = x - x_mean, y - y_mean
-    gram = xc.T @ xc + ridge * torch.eye(x.shape[1], dtype=x.dtype)
-    weight = w0 + torch.linalg.solve(gram, xc.T @ (yc - xc @ w0))
-    return weight, y_mean - x_mean @ weight
+
+    x_mean: torch.Tensor
+    y_mean: torch.Tensor
+    gram: torch.Tensor
+    rhs: torch.Tensor
+    w0: torch.Tensor
+
+    @classmethod
+    def of(cls, x: torch.Tensor, y: torch.Tensor, w0: torch.Tensor) -> "RidgeProblem":
+        x_mean, y_mean = x.mean(dim=0), y.mean(dim=0)
+        xc = x - x_mean
+        return cls(x_mean, y_mean, xc.T @ xc, xc.T @ (y - y_mean - xc @ w0), w0)
+
+    def solve(self, ridge: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(W [k, d_model], c [d_model])`` for this ``ridge``."""
+        eye = torch.eye(self.gram.shape[0], dtype=self.gram.dtype)
+        weight = self.w0 + torch.linalg.solve(self.gram + ridge * eye, self.rhs)
+        return weight, self.y_mean - self.x_mean @ weight
+
+    @property
+    def mean_eigenvalue(self) -> float:
+        """The mean eigenvalue of the centred Gram matrix (its trace over ``k``; 1 when it is 0)."""
+        return float(self.gram.trace()) / max(self.gram.shape[0], 1) or 1.0
 
 
 def _error(x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, offset: torch.Tensor) -> float:
@@ -128,16 +149,16 @@ def reconstruct_layer(x: torch.Tensor, y: torch.Tensor, w0: torch.Tensor, bias_o
     the new weight and the offset to add to the bias (refitted on every token), else ``None, None``.
     """
     held = torch.arange(x.shape[0]) % HELD_OUT_EVERY == HELD_OUT_EVERY - 1
-    fit_x, fit_y, test_x, test_y = x[~held], y[~held], x[held], y[held]
-    xc = fit_x - fit_x.mean(dim=0)
-    scale = float((xc * xc).sum()) / max(x.shape[1], 1) or 1.0
+    fit = RidgeProblem.of(x[~held], y[~held], w0)
+    test_x, test_y = x[held], y[held]
+    scale = fit.mean_eigenvalue
     bias_error = _error(test_x, test_y, w0, bias_offset)
-    errors = {ridge: _error(test_x, test_y, *ridge_fit(fit_x, fit_y, w0, ridge * scale)) for ridge in RIDGE_SCALES}
+    errors = {ridge: _error(test_x, test_y, *fit.solve(ridge * scale)) for ridge in RIDGE_SCALES}
     best = min(errors, key=errors.get)
     report = {"held_out_error": {"bias": bias_error, "reconstruct": errors[best]}, "regulariser": best}
     if errors[best] >= bias_error:
         return {**report, "used": "bias"}, None, None
-    weight, offset = ridge_fit(x, y, w0, best * scale)
+    weight, offset = RidgeProblem.of(x, y, w0).solve(best * scale)
     return {**report, "used": "reconstruct"}, weight, offset
 
 
