@@ -70,9 +70,11 @@ class TopActivations:
     With ``windowed``, the first ``EXAMPLES`` entries of a list also carry their activation
     windows (``[WINDOW]``, see :class:`TopList`), so the examples can be shown without running the
     model again. A window can only be read while its batch's activations exist, so windowed
-    lists merge each batch's candidates at once, by a stable sort (an entry never moves ahead of
-    one that was ahead of it, ties included: an entry past the first ``EXAMPLES`` never comes
-    back), and gather the windows of the candidates that enter the first ``EXAMPLES`` only.
+    lists merge each batch's candidates at once, in a total order (activation, then token
+    reference: sequence, then position — the index's own order, whatever order the length
+    batches come in), so an entry never moves ahead of one that was ahead of it: an entry past
+    the first ``EXAMPLES`` never comes back. Only the windows of the candidates that enter the
+    first ``EXAMPLES`` are gathered.
     """
 
     def __init__(self, d_mlp: int, depth: int, device: torch.device | str, *, windowed: bool = False):
@@ -123,14 +125,15 @@ class TopActivations:
         if not values.shape[1]:
             return
         old, shown = self.values.shape[1], self.windows.shape[1]
-        merged = torch.sort(torch.cat([self.values, values], dim=1), dim=1, descending=True, stable=True)
-        k = min(self.depth, merged.values.shape[1])
-        order = merged.indices[:, :k]  # [d_mlp, k]
+        by_ref = torch.argsort(torch.cat([self.refs, refs[rows]], dim=1), dim=1)  # refs differ within a list
+        ranked = torch.sort(torch.cat([self.values, values], dim=1).gather(1, by_ref), dim=1, descending=True, stable=True)
+        k = min(self.depth, ranked.values.shape[1])
+        order = by_ref.gather(1, ranked.indices[:, :k])  # [d_mlp, k]: by value, ties by (sequence, position)
         entering = order >= old
         batch_rows = rows.gather(1, (order - old).clamp(min=0))  # [d_mlp, k]
         kept = order.clamp(max=max(old - 1, 0))
         self.refs = torch.where(entering, refs[batch_rows], self.refs.gather(1, kept) if old else 0)
-        self.values = merged.values[:, :k]
+        self.values = ranked.values[:, :k]
         first = min(k, EXAMPLES)
         head, entering, batch_rows = order[:, :first], entering[:, :first], batch_rows[:, :first]
         stored = head.clamp(max=max(shown - 1, 0))[..., None].expand(-1, -1, WINDOW)  # where a kept entry's window is

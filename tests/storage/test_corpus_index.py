@@ -72,6 +72,32 @@ def test_top_activations_equal_a_sort(chunk, depth, decimals, order, windowed):
             np.testing.assert_array_equal(result.windows[neuron, :, 1], result.values[neuron, :shown])
 
 
+@pytest.mark.parametrize("depth", [5, 30])
+def test_windowed_ties_follow_the_index_order_whatever_order_the_batches_come_in(depth):
+    """Length batches arrive out of sequence order: tied entries are still ordered by (sequence,
+    position), as the index orders them, so every one of the first EXAMPLES has its own window."""
+    chunk, batches = 16, 8
+    acts = np.random.default_rng(1).normal(size=(batches, chunk, 4)).round(0).astype(np.float32)  # many ties
+    top = TopActivations(4, depth=depth, device="cpu", windowed=True)
+    for number in reversed(range(batches)):
+        batch = torch.from_numpy(acts[number])
+
+        def windows_of(rows, neurons, number=number):
+            marks = torch.zeros((len(rows), WINDOW))
+            marks[:, 0] = (number * chunk + rows).float()
+            return marks
+
+        top.update(batch, token_refs(torch.full((chunk,), number), torch.arange(chunk)), windows_of)
+    result = top.result()
+    flat = acts.reshape(-1, 4)
+    for neuron in range(4):
+        rows = result.sequences[neuron] * chunk + result.positions[neuron]
+        np.testing.assert_array_equal(flat[rows, neuron], -np.sort(-flat[:, neuron])[:depth])
+        assert (np.lexsort((rows, -flat[rows, neuron])) == np.arange(depth)).all()  # by value, ties by row
+        shown = min(depth, EXAMPLES)
+        np.testing.assert_array_equal(result.windows[neuron, :, 0], rows[:shown])
+
+
 def test_top_activations_of_uneven_batches_equal_a_sort():
     """Batches of any size, empty ones included, in any order: the lists are a sort of everything."""
     rng = np.random.default_rng(7)
