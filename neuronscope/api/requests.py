@@ -297,9 +297,10 @@ class Plan(TextSource):
 
 
 def compensation_passes(compensation: str, lm: Any) -> int:
-    """Forward passes over the calibration texts a compensation makes: bias one; reconstruct one more
-    per layer, each through the blocks up to that layer only (N layers: (N + 1) / 2 passes, rounded up)."""
-    return {"none": 0, "bias": 1, "reconstruct": 1 + (lm.adapter.n_layers + 2) // 2}[compensation]
+    """Forward passes over the calibration texts a compensation makes: bias one (the dense
+    statistics); reconstruct two more (the calibration carried through the pruned model, every
+    compensated block run twice)."""
+    return {"none": 0, "bias": 1, "reconstruct": 3}[compensation]
 
 
 MAX_SWEEP_SPARSITIES = 20

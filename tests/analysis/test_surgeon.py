@@ -1,12 +1,13 @@
 """The structured Optimal Brain Surgeon scorer: greedy costs against the constrained least-squares
 optimum computed directly from H, the greedy choice, and the scorer on the tiny models."""
 
+import numpy as np
 import pytest
 import torch
 
 from neuronscope.analysis.calibration import Calibration
-from neuronscope.analysis.compensation import layer_activations
 from neuronscope.analysis.surgeon import COMPACT_EVERY, GramSums, greedy_obs, obs_layer_scores, obs_scores
+from tests.support.activation_helpers import captured
 
 D_MLP, D_MODEL, TOKENS = 2 * COMPACT_EVERY + 9, 7, 400
 
@@ -88,7 +89,8 @@ def test_the_obs_scorer_uses_the_calibration_activations_of_every_layer(loaded, 
     steps = []
     options = {} if damping is None else {"damping": damping}
     scores = obs_scores(adapter, Calibration(sequences), lambda fraction, _step: steps.append(fraction), **options)
-    acts = layer_activations(adapter, sequences, layers)
+    per_text = [captured(loaded.model, adapter, ids.tolist()) for ids in sequences]  # a plain hook capture
+    acts = {layer: torch.from_numpy(np.concatenate([c[layer] for c in per_text])).double() for layer in layers}
     assert sorted(scores) == layers and steps[-1] == 1.0
     for layer in layers:
         assert scores[layer].shape == (adapter.d_mlp(layer),) and torch.isfinite(scores[layer]).all()
