@@ -17,6 +17,7 @@ from torch import nn
 from neuronscope.analysis.hooks import activation_hooks, forward_pre_hook
 from neuronscope.modeling.adapters import ArchitectureAdapter
 
+
 class StopForward(Exception):
     """Raised by a hook once it has seen what it needs: the rest of the forward pass is skipped."""
 

@@ -291,16 +291,14 @@ class Plan(TextSource):
     def forward_tokens(self, lm: Any, svc: Any) -> int:
         calibrated = self.method in CALIBRATED_METHODS
         passes = (TAYLOR_PASSES if self.method == "taylor" else 1) if calibrated else 0
-        passes += compensation_passes(self.compensation, lm)
+        passes += COMPENSATION_PASSES[self.compensation]
         evaluation = 2 * _tokens(lm, svc.text_sets.evaluation().texts) if self.estimate else 0
         return passes * _tokens(lm, self.chosen_texts(svc, "calibration")) + evaluation
 
 
-def compensation_passes(compensation: str, lm: Any) -> int:
-    """Forward passes over the calibration texts a compensation makes: bias one (the dense
-    statistics); reconstruct two more (the calibration carried through the pruned model, every
-    compensated block run twice)."""
-    return {"none": 0, "bias": 1, "reconstruct": 3}[compensation]
+COMPENSATION_PASSES = {"none": 0, "bias": 1, "reconstruct": 3}
+"""Forward passes over the calibration texts a compensation makes: bias one (the dense statistics);
+reconstruct two more (the calibration carried through the pruned model, every compensated block run twice)."""
 
 
 MAX_SWEEP_SPARSITIES = 20
@@ -384,7 +382,7 @@ class Sweep(TextSource):
     def forward_tokens(self, lm: Any, svc: Any) -> int:
         rows = len(self.methods) * len(self.sparsities) * len(self.compensations)
         passes = sum(TAYLOR_PASSES if m == "taylor" else m in CALIBRATED_METHODS for m in self.methods)
-        passes += sum(compensation_passes(c, lm) for c in self.compensations) * len(self.sparsities) * len(self.methods)
+        passes += sum(COMPENSATION_PASSES[c] for c in self.compensations) * len(self.sparsities) * len(self.methods)
         evaluation = (rows + 1) * _tokens(lm, svc.text_sets.evaluation().texts)
         return passes * _tokens(lm, self.chosen_texts(svc, "calibration")) + evaluation
 
@@ -464,7 +462,7 @@ class Apply(TextSource):
         evaluation = 2 * _tokens(lm, self.chosen_texts(svc, "evaluation")) if self.evaluate else 0
         calibration = self.calibration_texts or svc.text_sets.calibration().texts
         recovery = RECOVERY_PASSES * self.recovery.steps * self.recovery.tokens_per_step if self.recovery else 0
-        return evaluation + compensation_passes(self.chosen_compensation, lm) * _tokens(lm, calibration) + recovery
+        return evaluation + COMPENSATION_PASSES[self.chosen_compensation] * _tokens(lm, calibration) + recovery
 
 
 # -- activations, clusters, queries --------------------------------------------------------
