@@ -32,13 +32,21 @@ def kl_to_teacher(student: nn.Module, teacher: nn.Module, ids: torch.Tensor) -> 
 
 
 def windows(sequences: Sequence[torch.Tensor], recovery: Recovery, limit: int) -> list[torch.Tensor]:
-    """The ``[1, w]`` token windows of every step, drawn from the concatenated ``sequences`` with ``recovery.seed``."""
+    """The ``[1, w]`` token windows of every step: the concatenated ``sequences`` cut into consecutive
+    windows of ``w`` tokens, visited in an order drawn with ``recovery.seed``.
+
+    Every window is used once before any is used again, so a run sees as many distinct tokens as
+    the texts hold (a new order for each further pass).
+    """
     stream = torch.cat([seq.cpu() for seq in sequences])
     width = max(2, min(recovery.tokens_per_step, limit, len(stream)))
+    count = len(stream) // width
     generator = torch.Generator().manual_seed(recovery.seed)
-    starts = torch.randint(0, len(stream) - width + 1, (recovery.steps,), generator=generator)
+    order: list[int] = []
+    while len(order) < recovery.steps:
+        order.extend(torch.randperm(count, generator=generator).tolist())
     device = sequences[0].device
-    return [stream[start:start + width][None].to(device) for start in starts.tolist()]
+    return [stream[i * width:(i + 1) * width][None].to(device) for i in order[: recovery.steps]]
 
 
 def recover(

@@ -105,6 +105,17 @@ class CompressionService:
         check_overlap(chosen.texts, evaluation.texts, allow_overlap)
         return calibration(lm, chosen.texts, self.settings.max_input_tokens, seed), chosen.source
 
+    def _recovery_texts(
+        self, lm: LoadedModel, inputs: Calibration, given: Sequence[str] | None, evaluation: TextSet, allow_overlap: bool
+    ) -> tuple[list[torch.Tensor], str]:
+        """What recovery trains on (1-D token ids each) and its source: the ``given`` calibration texts'
+        sequences, else the default recovery texts (the whole calibration split), checked for overlap."""
+        if given is not None:
+            return inputs.sequences, "texts"
+        chosen = self.text_sets.recovery()
+        check_overlap(chosen.texts, evaluation.texts, allow_overlap)
+        return self.sequences(lm, chosen).sequences, chosen.source
+
     def loss(
         self, lm: LoadedModel, model, sequences, progress: ProgressFn = no_progress, ablate=None
     ) -> LossReport:
@@ -322,6 +333,7 @@ class CompressionService:
             inputs = Calibration()
             if compensation != "none" or recovery is not None:
                 inputs, _ = self.calibration(lm, calibration_texts, False, evaluation=chosen, allow_overlap=allow_overlap)
+            training, source = self._recovery_texts(lm, inputs, calibration_texts, chosen, allow_overlap) if recovery else ([], None)
             measured = self.sequences(lm, chosen) if evaluate else Evaluation([], {})
             before = self.dense_loss(lm, measured, scaled(progress, 0.0, 0.4)) if evaluate else None
             pruned, report = self.compressed(lm, removed, compensation, inputs, scaled(progress, 0.4, 0.45))
@@ -329,7 +341,11 @@ class CompressionService:
                 recovered = None
                 if recovery is not None:
                     limit, _ = token_limit(lm, self.settings.max_input_tokens)
-                    recovered = recover(pruned, lm.model, inputs.sequences, recovery, limit, scaled(progress, 0.45, 0.7))
+                    recovered = {
+                        **recover(pruned, lm.model, training, recovery, limit, scaled(progress, 0.45, 0.7)),
+                        "text_source": source,
+                        "texts_tokens": sum(len(seq) for seq in training),
+                    }
                 after = self.loss(lm, pruned, measured.sequences, scaled(progress, 0.7, 0.85)) if evaluate else None
                 ratio = after.perplexity / before.perplexity if evaluate else None
                 if max_perplexity_ratio is not None and ratio > max_perplexity_ratio:

@@ -74,7 +74,7 @@ class DefaultSets:
     setting ``calibration_words``: 6,000 words are 9,574 tokens for SmolLM2's tokenizer). The two
     splits are disjoint by construction, but a corpus may hold the same text twice: calibration
     texts that :func:`overlapping` finds in the default evaluation texts are passed over, so the
-    default sets never overlap. Without the corpus, the built-in sets are used
+    default sets never overlap. Recovery trains on the whole of those calibration texts. Without the corpus, the built-in sets are used
     (``corpus: "builtin"``) and the corpus is tried again next time.
     """
 
@@ -94,25 +94,31 @@ class DefaultSets:
             evaluation = leading_texts([t["text"] for t in texts if t["split"] == "evaluation"], EVALUATION_WORDS)
             candidates = [t["text"] for t in texts if t["split"] == "calibration"]
             duplicated = set(overlapping(candidates, evaluation))
-            calibration = leading_texts([text for i, text in enumerate(candidates) if i not in duplicated], self.calibration_words)
+            disjoint = [text for i, text in enumerate(candidates) if i not in duplicated]
             self._sets = {
                 "evaluation": TextSet(self.corpus, "evaluation", evaluation),
-                "calibration": TextSet(self.corpus, "calibration", calibration),
+                "calibration": TextSet(self.corpus, "calibration", leading_texts(disjoint, self.calibration_words)),
+                "recovery": TextSet(self.corpus, "calibration", tuple(disjoint)),
             }
         return self._sets
 
-    def _named(self, split: str) -> TextSet:
+    def _named(self, name: str, builtin: str) -> TextSet:
         sets = self._from_corpus()
-        return sets[split] if sets is not None else TextSet("builtin", split, builtin_texts(split))
+        return sets[name] if sets is not None else TextSet("builtin", builtin, builtin_texts(builtin))
 
     def evaluation(self) -> TextSet:
         """The default evaluation texts: the corpus' ``evaluation`` split, first :data:`EVALUATION_WORDS` words."""
-        return self._named("evaluation")
+        return self._named("evaluation", "evaluation")
 
     def calibration(self) -> TextSet:
         """The default calibration texts: the corpus' ``calibration`` split, first ``calibration_words`` words
         of the texts that do not overlap the default evaluation texts."""
-        return self._named("calibration")
+        return self._named("calibration", "calibration")
+
+    def recovery(self) -> TextSet:
+        """The default recovery texts: every text of the corpus' ``calibration`` split that does not overlap
+        the default evaluation texts (a distillation sees more distinct tokens than a refit needs)."""
+        return self._named("recovery", "calibration")
 
 
 def token_digest(sequences: Sequence[torch.Tensor]) -> str:

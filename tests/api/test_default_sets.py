@@ -47,6 +47,16 @@ def test_the_default_sets_are_the_first_texts_of_the_corpus_splits(app, data_dir
     assert set(calibration.texts).isdisjoint(evaluation.texts)
 
 
+def test_recovery_reads_the_whole_calibration_split_but_overlaps():
+    corpus = [{"split": "evaluation", "text": "an evaluation text"}] + [
+        {"split": "calibration", "text": f"calibration text number {i}"} for i in range(5)
+    ] + [{"split": "calibration", "text": "an evaluation text"}]
+    sets = DefaultSets("default", lambda: corpus, calibration_words=8)
+    assert sets.calibration().texts == ("calibration text number 0", "calibration text number 1")
+    assert sets.recovery().texts == tuple(f"calibration text number {i}" for i in range(5))
+    assert (sets.recovery().corpus, sets.recovery().split) == ("default", "calibration")
+
+
 def test_the_calibration_size_is_a_setting(app, data_dir):
     default = text_sets(app)
     settings = Settings.from_env(data_dir=data_dir, offline=True, calibration_words=600)
@@ -67,6 +77,7 @@ def test_calibration_texts_repeated_in_the_evaluation_texts_are_passed_over():
     ]
     sets = DefaultSets("default", lambda: corpus, calibration_words=100)
     assert sets.calibration().texts == ("first calibration text", "last calibration text")
+    assert sets.recovery().texts == ("first calibration text", "last calibration text")
     assert overlapping(sets.calibration().texts, sets.evaluation().texts) == []
     assert overlapping([repeated], sets.evaluation().texts) == [0]
 

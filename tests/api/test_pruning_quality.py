@@ -344,6 +344,29 @@ def test_recovery_reduces_kl_and_is_deterministic_under_a_seed(client, app, data
     assert post_get(client, "/api/models/a")["pruning"]["recovery"] == runs[0]["recovery"]
 
 
+def test_recovery_trains_on_the_whole_calibration_split_never_on_evaluation_text(client, app, data_dir):
+    sets = text_sets(app)
+    lm = lm_of(app)
+    recovery_texts, calibration_texts = sets.recovery().texts, sets.calibration().texts
+    assert len(recovery_texts) > len(calibration_texts) and recovery_texts[: len(calibration_texts)] == calibration_texts
+    lengths = [len(lm.tokenizer(text)["input_ids"]) for text in recovery_texts]
+    tokens = sum(n - (n % 128 == 1) for n in lengths)  # pieces of the 128-token context, a 1-token rest dropped
+    neurons = [{"layer_index": 0, "neuron_indices": [1, 2, 3]}]
+    recovery = {"steps": 2, "learning_rate": 1e-3, "tokens_per_step": 32}
+    body = {"neurons": neurons, "texts": TEXTS, "output_name": "r", "recovery": recovery}
+    applied = post(client, "/api/pruning/apply", body, status=201)
+    assert applied["recovery"]["text_source"] == "default:calibration"
+    assert applied["recovery"]["texts_tokens"] == tokens
+    assert f"default:calibration, {tokens} tokens" in (data_dir / "models" / "r" / "README.md").read_text()
+    late = next(t for t in reversed(recovery_texts) if len(lm.tokenizer(t)["input_ids"]) < 100)  # evaluation texts must fit
+    assert late not in calibration_texts
+    refused = client.post("/api/pruning/apply", json={**body, "texts": [late, *TEXTS], "output_name": "s"})
+    assert refused.status_code == 400 and "overlap" in refused.get_json()["details"]
+    assert not (data_dir / "models" / "s").exists()
+    allowed = {**body, "texts": [late, *TEXTS], "output_name": "s", "allow_overlap": True}
+    assert post(client, "/api/pruning/apply", allowed, status=201)["recovery"]["texts_tokens"] == tokens
+
+
 @pytest.mark.parametrize("recovery", [
     {"steps": -1, "learning_rate": 1e-3, "tokens_per_step": 32},
     {"steps": 0, "learning_rate": 1e-3, "tokens_per_step": 32},
