@@ -29,8 +29,10 @@ HELD_OUT_EVERY = 4
 
 @dataclass(frozen=True)
 class DenseLayer:
-    """A dense layer on the calibration tokens: mean activations ``[d_mlp]`` and, for ``reconstruct``,
-    the output projection's output without its bias ``[tokens, d_model]`` (float64 both)."""
+    """A dense layer on the calibration tokens: mean activations ``[d_mlp]`` (float64) and, for
+    ``reconstruct``, the output projection's output without its bias ``[tokens, d_model]``, computed
+    in float64 and kept in float32 (the precision the model itself computes it in; half the memory,
+    which bounds how much calibration text a refit can use)."""
 
     mean: torch.Tensor
     output: torch.Tensor | None
@@ -82,11 +84,11 @@ def dense_layers(
         for layer in layers:
             sums[layer] = sums[layer] + acts[layer].sum(dim=0) if layer in sums else acts[layer].sum(dim=0)
             if with_outputs:
-                outputs[layer].append(acts[layer] @ w_out[layer])
+                outputs[layer].append((acts[layer] @ w_out[layer]).float())
 
     each_sequence(adapter, sequences, layers, consume)
     return {
-        layer: DenseLayer(sums[layer] / count, torch.cat(outputs[layer]) if with_outputs else None) for layer in layers
+        layer: DenseLayer(sums[layer] / count, torch.cat(outputs.pop(layer)) if with_outputs else None) for layer in layers
     }
 
 
@@ -177,7 +179,7 @@ def _compensate_layer(
     report = {"layer_index": layer, "used": "bias"}
     if acts is not None:
         w0 = dense.w_out(layer).double().cpu()[kept]
-        fitted, weight, new_offset = reconstruct_layer(acts, dense_layer.output, w0, offset)
+        fitted, weight, new_offset = reconstruct_layer(acts, dense_layer.output.double(), w0, offset)
         report = {"layer_index": layer, **fitted}
         if weight is not None:
             pruned.set_output_weight(layer, weight.to(pruned.w_out(layer)))
