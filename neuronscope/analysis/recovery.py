@@ -12,15 +12,37 @@ from torch import nn
 from neuronscope.analysis.progress import ProgressFn, no_progress
 
 
+PRECISIONS = ("auto", "float32", "bfloat16")
+"""How recovery's forward and backward passes compute: ``bfloat16`` is autocast (bfloat16 matmuls,
+float32 weights, optimiser state and loss); ``auto`` is ``bfloat16`` where the device multiplies
+bfloat16 natively, else ``float32``."""
+
+
 @dataclass(frozen=True)
 class Recovery:
     """``steps`` AdamW steps at ``learning_rate``, each on one window of ``tokens_per_step``
-    consecutive calibration tokens (at most the token limit), windows drawn with ``seed``."""
+    consecutive calibration tokens (at most the token limit), windows drawn with ``seed``, computed
+    in ``precision`` (one of :data:`PRECISIONS`)."""
 
     steps: int
     learning_rate: float
     tokens_per_step: int
     seed: int = 0
+    precision: str = "auto"
+
+
+def native_bfloat16(device: torch.device) -> bool:
+    """Whether ``device`` multiplies bfloat16 natively (CPUs with AVX512-BF16 or AMX, CUDA GPUs that support it)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
+def resolved_precision(precision: str, device: torch.device) -> str:
+    """``float32`` or ``bfloat16`` for ``precision`` (``auto`` resolved for ``device``)."""
+    if precision != "auto":
+        return precision
+    return "bfloat16" if native_bfloat16(device) else "float32"
 
 
 def kl_to_teacher(student: nn.Module, teacher: nn.Module, ids: torch.Tensor) -> torch.Tensor:
@@ -58,13 +80,16 @@ def recover(
     progress: ProgressFn = no_progress,
 ) -> dict:
     """Train every parameter of ``student`` in place to match ``teacher`` on calibration ``sequences``
-    (1-D token ids each); returns ``{steps, tokens_per_step, kl_first, kl_last}`` (KL per step, nats).
+    (1-D token ids each); returns ``{steps, tokens_per_step, learning_rate, seed, precision, kl_first,
+    kl_last}`` (KL per step, nats; ``precision`` resolved).
 
     The student stays in eval mode (no dropout), so the run is deterministic under ``recovery.seed``
     on one device; ``progress`` is called every step (a
     cancelled job stops there). ``teacher`` is only read.
     """
     batches = windows(sequences, recovery, limit)
+    device = next(student.parameters()).device
+    precision = resolved_precision(recovery.precision, device)
     parameters = [p for p in student.parameters()]
     for parameter in parameters:
         parameter.requires_grad_(True)
@@ -72,7 +97,8 @@ def recover(
     losses = []
     try:
         for step, ids in enumerate(batches):
-            loss = kl_to_teacher(student, teacher, ids)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bfloat16"):
+                loss = kl_to_teacher(student, teacher, ids)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -87,6 +113,7 @@ def recover(
         "tokens_per_step": batches[0].shape[1] if batches else 0,
         "learning_rate": recovery.learning_rate,
         "seed": recovery.seed,
+        "precision": precision,
         "kl_first": losses[0] if losses else None,
         "kl_last": losses[-1] if losses else None,
     }

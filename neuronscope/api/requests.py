@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Sequence
 
 from neuronscope.analysis.attribution import ATTRIBUTION_PROBES
 from neuronscope.analysis.compensation import COMPENSATIONS
-from neuronscope.analysis.recovery import Recovery
+from neuronscope.analysis.recovery import PRECISIONS, Recovery
 from neuronscope.analysis.pruning_plan import SCOPES
 from neuronscope.api.fields import (
     Request,
@@ -309,7 +309,7 @@ def _read_recovery(source: dict, key: str, settings: Settings) -> Recovery:
     value = source[key]
     if not isinstance(value, dict):
         raise BadRequest("'recovery' must be an object with 'steps', 'learning_rate' and 'tokens_per_step'")
-    unknown = set(value) - {"steps", "learning_rate", "tokens_per_step", "seed"}
+    unknown = set(value) - {"steps", "learning_rate", "tokens_per_step", "seed", "precision"}
     if unknown:
         raise BadRequest(f"'recovery' has unknown fields: {', '.join(sorted(unknown))}")
     return Recovery(
@@ -317,6 +317,7 @@ def _read_recovery(source: dict, key: str, settings: Settings) -> Recovery:
         learning_rate=get_float(value, "learning_rate", minimum=1e-12, maximum=1.0),
         tokens_per_step=get_int(value, "tokens_per_step", minimum=2, maximum=settings.max_input_tokens),
         seed=get_int(value, "seed", 0, minimum=0, maximum=MAX_INT),
+        precision=get_str(value, "precision", "auto", choices=PRECISIONS),
     )
 
 
@@ -328,6 +329,7 @@ RECOVERY_SCHEMA = {
         "learning_rate": {"type": "number", "minimum": 1e-12, "maximum": 1.0},
         "tokens_per_step": {"type": "integer", "minimum": 2},
         "seed": {"type": "integer", "minimum": 0, "maximum": MAX_INT},
+        "precision": {"type": "string", "enum": list(PRECISIONS)},
     },
 }
 

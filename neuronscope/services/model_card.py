@@ -36,7 +36,7 @@ def _recovery_text(recovery: Mapping | None) -> str:
         f"{recovery['steps']} steps of KL distillation toward the source model on calibration text "
         f"({recovery['text_source']}, {recovery['texts_tokens']} tokens) "
         f"({recovery['tokens_per_step']} tokens per step, learning rate {recovery['learning_rate']:g}, "
-        f"seed {recovery['seed']}; KL {recovery['kl_first']:.4f} at the first step, {recovery['kl_last']:.4f} at the last)"
+        f"seed {recovery['seed']}, {recovery['precision']}; KL {recovery['kl_first']:.4f} at the first step, {recovery['kl_last']:.4f} at the last)"
     )
 
 

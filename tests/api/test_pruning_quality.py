@@ -7,7 +7,7 @@ import torch
 import transformers
 
 from neuronscope.analysis.hooks import ablated_many, captured_activations, forward_hook, hook_count
-from neuronscope.analysis.recovery import kl_to_teacher
+from neuronscope.analysis.recovery import kl_to_teacher, resolved_precision
 from neuronscope.modeling.adapters import adapter_for
 from neuronscope.resources.texts import builtin_texts
 from neuronscope.services.compression import quality_warnings
@@ -320,12 +320,16 @@ def kl_on(dense, folder, texts):
         return sum(float(kl_to_teacher(model, dense, dense_ids)) for dense_ids in texts) / len(texts)
 
 
+def short_calibration_texts():
+    """The built-in calibration text in pieces of 20 words (given texts must fit the tiny models' context)."""
+    words = " ".join(builtin_texts("calibration")).split()
+    return [" ".join(words[i:i + 20]) for i in range(0, len(words), 20)]
+
+
 def test_recovery_reduces_kl_and_is_deterministic_under_a_seed(client, app, data_dir):
     neurons = [{"layer_index": layer, "neuron_indices": list(range(0, 64, 2))} for layer in (0, 1)]
     recovery = {"steps": 12, "learning_rate": 3e-3, "tokens_per_step": 48, "seed": 5}
-    words = " ".join(builtin_texts("calibration")).split()
-    calibration = [" ".join(words[i:i + 20]) for i in range(0, len(words), 20)]  # given texts must fit the context
-    given = {"neurons": neurons, "texts": TEXTS, "calibration_texts": calibration}
+    given = {"neurons": neurons, "texts": TEXTS, "calibration_texts": short_calibration_texts()}
     post(client, "/api/pruning/apply", {**given, "output_name": "plain"}, status=201)
     runs = [
         post(client, "/api/pruning/apply", {**given, "output_name": name, "recovery": {**recovery, "seed": seed}}, status=201)
@@ -342,6 +346,30 @@ def test_recovery_reduces_kl_and_is_deterministic_under_a_seed(client, app, data
     assert runs[0]["perplexity_after"] < post_get(client, "/api/models/plain")["pruning"]["evaluation"]["after"]["perplexity"]
     assert "12 steps of KL distillation" in (models / "a" / "README.md").read_text()
     assert post_get(client, "/api/models/a")["pruning"]["recovery"] == runs[0]["recovery"]
+    assert runs[0]["recovery"]["precision"] == resolved_precision("auto", torch.device("cpu"))
+
+
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_recovery_in_either_precision_reduces_kl_and_says_which(client, app, data_dir, precision):
+    neurons = [{"layer_index": layer, "neuron_indices": list(range(0, 64, 2))} for layer in (0, 1)]
+    recovery = {"steps": 12, "learning_rate": 3e-3, "tokens_per_step": 48, "precision": precision}
+    given = {"neurons": neurons, "texts": TEXTS, "calibration_texts": short_calibration_texts()}
+    post(client, "/api/pruning/apply", {**given, "output_name": "plain"}, status=201)
+    applied = post(client, "/api/pruning/apply", {**given, "output_name": "a", "recovery": recovery}, status=201)
+    assert applied["recovery"]["precision"] == precision
+    assert f"{precision}; KL" in (data_dir / "models" / "a" / "README.md").read_text()
+    lm = lm_of(app)
+    held_out = [lm.tokenizer(text, return_tensors="pt")["input_ids"] for text in TEXTS]
+    assert kl_on(lm.model, data_dir / "models" / "a", held_out) < kl_on(lm.model, data_dir / "models" / "plain", held_out)
+
+
+def test_auto_precision_is_bfloat16_only_where_it_is_native(monkeypatch):
+    cpu = torch.device("cpu")
+    assert resolved_precision("float32", cpu) == "float32" and resolved_precision("bfloat16", cpu) == "bfloat16"
+    for native in (True, False):
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+        assert resolved_precision("auto", cpu) == ("bfloat16" if native else "float32")
 
 
 def test_recovery_trains_on_the_whole_calibration_split_never_on_evaluation_text(client, app, data_dir):
@@ -374,6 +402,7 @@ def test_recovery_trains_on_the_whole_calibration_split_never_on_evaluation_text
     {"steps": 2, "learning_rate": 1e-3, "tokens_per_step": 1},
     {"steps": 2, "learning_rate": 1e-3},
     {"steps": 2, "learning_rate": 1e-3, "tokens_per_step": 32, "epochs": 3},
+    {"steps": 2, "learning_rate": 1e-3, "tokens_per_step": 32, "precision": "float16"},
     [2, 1e-3, 32],
 ])
 def test_bad_recovery_is_400(client, data_dir, recovery):
