@@ -44,7 +44,7 @@ from neuronscope.analysis.scores import SCORE_METHODS, SCORERS, Scorer
 from neuronscope.analysis.surgeon import OBS_DAMPING, obs_scores
 from neuronscope.analysis.surgery import parameter_count, pruned_copy
 from neuronscope.config import EMBEDDED_MODEL_NAME, Settings
-from neuronscope.analysis.recovery import Recovery
+from neuronscope.analysis.recovery import PRECISIONS, Recovery
 from neuronscope.modeling.manager import ModelManager
 from neuronscope.services import build_services
 from neuronscope.services.compression import CompressionService
@@ -132,7 +132,10 @@ def apply_row(service: CompressionService, args: argparse.Namespace) -> None:
           "(scores and compensation statistics memoized by a first plan, as after any earlier plan on the same calibration)")
     recovery = None
     if args.recovery_steps:
-        recovery = Recovery(steps=args.recovery_steps, learning_rate=args.learning_rate, tokens_per_step=args.tokens_per_step)
+        recovery = Recovery(
+            steps=args.recovery_steps, learning_rate=args.learning_rate, tokens_per_step=args.tokens_per_step,
+            precision=args.recovery_precision,
+        )
     cpu0, t0 = time.process_time(), time.perf_counter()
     phases = PhaseClock()
     applied = service.apply(
@@ -174,6 +177,7 @@ def main() -> None:
     parser.add_argument("--recovery-steps", type=int, default=0, help="recovery steps on --apply (0: none)")
     parser.add_argument("--learning-rate", type=float, default=1e-4, help="recovery learning rate")
     parser.add_argument("--tokens-per-step", type=int, default=256, help="recovery tokens per step")
+    parser.add_argument("--recovery-precision", default="auto", choices=PRECISIONS, help="recovery precision")
     parser.add_argument("--obs-damping", type=float, default=None,
                         help=f"obs damping instead of {OBS_DAMPING} (replaces the registry's obs entry in this process only)")
     args = parser.parse_args()
