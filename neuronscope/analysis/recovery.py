@@ -20,7 +20,8 @@ bfloat16 natively, else ``float32``."""
 
 @dataclass(frozen=True)
 class Recovery:
-    """``steps`` AdamW steps at ``learning_rate``, each on one window of ``tokens_per_step``
+    """``steps`` AdamW steps, the learning rate falling linearly from ``learning_rate`` towards 0
+    (the last step at ``learning_rate / steps``), each on one window of ``tokens_per_step``
     consecutive calibration tokens (at most the token limit), windows drawn with ``seed``, computed
     in ``precision`` (one of :data:`PRECISIONS`)."""
 
@@ -94,6 +95,7 @@ def recover(
     for parameter in parameters:
         parameter.requires_grad_(True)
     optimizer = torch.optim.AdamW(parameters, lr=recovery.learning_rate, weight_decay=0.0)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 - step / len(batches))
     losses = []
     try:
         for step, ids in enumerate(batches):
@@ -102,6 +104,7 @@ def recover(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            schedule.step()
             losses.append(float(loss.detach()))
             progress((step + 1) / len(batches), f"recovery step {step + 1}/{len(batches)}: KL {losses[-1]:.4f}")
     finally:
