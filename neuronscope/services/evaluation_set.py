@@ -74,8 +74,9 @@ class DefaultSets:
     setting ``calibration_words``: 6,000 words are 9,574 tokens for SmolLM2's tokenizer). The two
     splits are disjoint by construction, but a corpus may hold the same text twice: calibration
     texts that :func:`overlapping` finds in the default evaluation texts are passed over, so the
-    default sets never overlap. Recovery trains on the whole of those calibration texts. Without the corpus, the built-in sets are used
-    (``corpus: "builtin"``) and the corpus is tried again next time.
+    default sets never overlap. Recovery trains on the whole of those calibration texts. Without
+    the corpus, the built-in sets are used (``corpus: "builtin"``) and the corpus is tried again
+    next time.
     """
 
     def __init__(self, corpus: str, corpus_texts: Callable[[], Sequence[dict]], calibration_words: int):
