@@ -331,7 +331,7 @@ class CompressionService:
             self.quota.check_room_for_model(lm.parameter_bytes())
             chosen = self.evaluation_texts(lm, texts, use_samples)
             inputs = Calibration()
-            if compensation != "none" or recovery is not None:
+            if compensation != "none" or (recovery is not None and calibration_texts is not None):
                 inputs, _ = self.calibration(lm, calibration_texts, False, evaluation=chosen, allow_overlap=allow_overlap)
             training, source = self._recovery_texts(lm, inputs, calibration_texts, chosen, allow_overlap) if recovery else ([], None)
             measured = self.sequences(lm, chosen) if evaluate else Evaluation([], {})
