@@ -14,13 +14,17 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from neuronscope.analysis.hooks import activation_hooks, forward_pre_hook
+from neuronscope.analysis.hooks import activation_hooks, forward_hook, forward_pre_hook
 from neuronscope.modeling.adapters import ArchitectureAdapter
 
 
 class StopForward(Exception):
     """Raised by a hook once it has seen what it needs: the rest of the forward pass is skipped."""
 
+
+SHORTCUT_TOLERANCE = 1e-4
+"""Largest difference, relative to the block output's largest entry, between a block's carried
+output by the residual shortcut and a real run of it (float32 rounding is ~1e-6)."""
 
 BlockInputs = tuple[tuple, dict]
 """A block's recorded ``(args, kwargs)``; the hidden state in them is replaced at each call."""
@@ -88,32 +92,72 @@ def layer_by_layer(
 ) -> None:
     """Carry ``sequences`` (1-D token ids each) through the blocks in order; at each of ``layers``,
     give ``between(layer, acts)`` that block's activations ``[tokens, d_mlp]`` (float64, CPU, every
-    token of every sequence in order) as the model is *now*, then run the block again as
-    ``between`` left it (it may change the block's weights) to carry the sequences on.
+    token of every sequence in order) as the model is *now*, then carry the sequences on through the
+    block as ``between`` left it (it may change the block's weights).
 
-    Equal to a fresh forward pass of the model as it is after every ``between`` call, at a cost of
-    one forward pass plus one extra run of each block in ``layers`` (not one pass per layer).
-    Blocks after the last of ``layers`` are not run.
+    Equal to a fresh forward pass of the model as it is after every ``between`` call. Where the
+    block adds its MLP output to the residual stream, the block is not run again: its output moves
+    by the change of the output projection's output (:func:`_carry_on`). Blocks after the last of
+    ``layers`` are not run.
     """
     last, wanted = max(layers), set(layers)
     carried = [carry(adapter, ids, last) for ids in sequences]
     blocks = adapter.blocks()
     for layer in range(last + 1):
-        if layer in wanted:
-            between(layer, _activations(adapter, blocks[layer], layer, carried))
-        if layer < last:
+        if layer not in wanted:
             for item in carried:
                 item.hidden = call_block(blocks[layer], item.hidden, *item.inputs[layer])
+            continue
+        runs = _recorded_runs(adapter, blocks[layer], layer, carried)
+        between(layer, torch.cat([run.acts.reshape(-1, run.acts.shape[-1]).double().cpu() for run in runs]))
+        if layer < last:
+            _carry_on(adapter, blocks[layer], layer, carried, runs)
 
 
-def _activations(adapter: ArchitectureAdapter, block: nn.Module, layer: int, carried: list[Carried]) -> torch.Tensor:
-    """Block ``layer``'s activations ``[tokens, d_mlp]`` (float64, CPU) over every carried sequence."""
-    parts: list[torch.Tensor] = []
+@dataclass
+class BlockRun:
+    """One sequence's run of a block: the activations its MLP output projection received
+    (``[1, seq, d_mlp]``, or ``[seq, d_mlp]`` where the architecture flattens), that projection's
+    output, and the block's output ``[1, seq, d_model]``."""
 
-    def record(_layer: int, acts: torch.Tensor) -> None:
-        parts.append(acts.reshape(-1, acts.shape[-1]).double().cpu())
+    acts: torch.Tensor
+    projected: torch.Tensor
+    output: torch.Tensor
 
-    with activation_hooks(adapter, [layer], record):
+
+def _recorded_runs(adapter: ArchitectureAdapter, block: nn.Module, layer: int, carried: list[Carried]) -> list[BlockRun]:
+    """Block ``layer`` run on every carried sequence, recording :class:`BlockRun` of each."""
+    seen: dict[str, torch.Tensor] = {}
+
+    def keep_acts(_layer: int, acts: torch.Tensor) -> None:
+        seen["acts"] = acts
+
+    def keep_projected(_module: nn.Module, _args: tuple, output: torch.Tensor) -> None:
+        seen["projected"] = output
+
+    runs = []
+    with activation_hooks(adapter, [layer], keep_acts), forward_hook(adapter.mlp_output(layer), keep_projected):
         for item in carried:
-            call_block(block, item.hidden, *item.inputs[layer])
-    return torch.cat(parts)
+            output = call_block(block, item.hidden, *item.inputs[layer])
+            runs.append(BlockRun(seen["acts"], seen["projected"], output))
+    return runs
+
+
+def _carry_on(adapter: ArchitectureAdapter, block: nn.Module, layer: int, carried: list[Carried], runs: list[BlockRun]) -> None:
+    """Move every carried sequence past block ``layer`` as it is now.
+
+    The shortcut ``output + (projection(acts) - projected)`` (``[1, seq, d_model]``) holds where the
+    block adds its MLP output to the residual stream and only the output projection changed. It is
+    checked against a real run of the block on the first sequence; where they differ, every
+    sequence runs the block again.
+    """
+    projection = adapter.mlp_output(layer)
+
+    def shortcut(run: BlockRun) -> torch.Tensor:
+        return run.output + (projection(run.acts) - run.projected).reshape(run.output.shape)
+
+    first = call_block(block, carried[0].hidden, *carried[0].inputs[layer])
+    additive = bool((shortcut(runs[0]) - first).abs().max() <= SHORTCUT_TOLERANCE * first.abs().max())
+    carried[0].hidden = first
+    for item, run in zip(carried[1:], runs[1:]):
+        item.hidden = shortcut(run) if additive else call_block(block, item.hidden, *item.inputs[layer])

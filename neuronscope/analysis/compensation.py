@@ -105,13 +105,55 @@ def _add_to_bias(pruned: ArchitectureAdapter, layer: int, delta: torch.Tensor) -
 
 
 @dataclass(frozen=True)
+class Moments:
+    """Sums over tokens of a regression's inputs ``x`` ``[tokens, k]`` and targets ``y``
+    ``[tokens, d]`` (float64): ``count``, ``x_sum`` ``[k]``, ``y_sum`` ``[d]``, ``xx = x^T x``
+    ``[k, k]``, ``xy = x^T y`` ``[k, d]`` and ``yy = sum y^2``. Everything a ridge fit and its squared
+    error need, so the tokens are multiplied out once, however many regularisers are tried."""
+
+    count: int
+    x_sum: torch.Tensor
+    y_sum: torch.Tensor
+    xx: torch.Tensor
+    xy: torch.Tensor
+    yy: float
+
+    @classmethod
+    def of(cls, x: torch.Tensor, y: torch.Tensor) -> "Moments":
+        return cls(x.shape[0], x.sum(dim=0), y.sum(dim=0), x.T @ x, x.T @ y, float(y.square().sum()))
+
+    def __add__(self, other: "Moments") -> "Moments":
+        return Moments(
+            self.count + other.count,
+            self.x_sum + other.x_sum,
+            self.y_sum + other.y_sum,
+            self.xx + other.xx,
+            self.xy + other.xy,
+            self.yy + other.yy,
+        )
+
+    def mean_squared_error(self, weight: torch.Tensor, offset: torch.Tensor) -> float:
+        """``mean((x W + c - y)^2)`` over these tokens and the ``d`` outputs, from the sums alone:
+        ``tr(W^T xx W) - 2 tr(W^T xy) + yy + 2 c.(W^T x_sum) - 2 c.y_sum + count ||c||^2``."""
+        total = (
+            float((weight * (self.xx @ weight)).sum())
+            - 2.0 * float((weight * self.xy).sum())
+            + self.yy
+            + 2.0 * float(offset @ (weight.T @ self.x_sum))
+            - 2.0 * float(offset @ self.y_sum)
+            + self.count * float(offset @ offset)
+        )
+        return max(total, 0.0) / max(self.count * offset.numel(), 1)
+
+
+@dataclass(frozen=True)
 class RidgeProblem:
     """``W, c`` minimising ``||x W + c - y||^2 + ridge * ||W - w0||^2`` (float64), for any ``ridge``.
 
     ``x``: ``[tokens, k]``, ``y``: ``[tokens, d_model]``, ``w0``: ``[k, d_model]``; ``c`` is not
-    regularised, so it is ``mean(y) - mean(x) W``. The Gram matrix ``[k, k]`` and the right-hand
-    side ``[k, d_model]`` of the centred problem are computed once (:meth:`of`), so trying several
-    regularisers costs one solve each.
+    regularised, so it is ``mean(y) - mean(x) W``. The centred Gram matrix ``[k, k]`` and right-hand
+    side ``[k, d_model]`` come from the tokens' :class:`Moments`, so each regulariser costs one
+    Cholesky solve.
     """
 
     x_mean: torch.Tensor
@@ -121,25 +163,24 @@ class RidgeProblem:
     w0: torch.Tensor
 
     @classmethod
-    def of(cls, x: torch.Tensor, y: torch.Tensor, w0: torch.Tensor) -> "RidgeProblem":
-        x_mean, y_mean = x.mean(dim=0), y.mean(dim=0)
-        xc = x - x_mean
-        return cls(x_mean, y_mean, xc.T @ xc, xc.T @ (y - y_mean - xc @ w0), w0)
+    def of(cls, moments: Moments, w0: torch.Tensor) -> "RidgeProblem":
+        """From the sums: ``Xc^T Xc = xx - n m m^T`` and ``Xc^T (Yc - Xc w0) = xy - n m my^T - Xc^T Xc w0``."""
+        x_mean, y_mean = moments.x_sum / moments.count, moments.y_sum / moments.count
+        gram = moments.xx - moments.count * torch.outer(x_mean, x_mean)
+        cross = moments.xy - moments.count * torch.outer(x_mean, y_mean)
+        return cls(x_mean, y_mean, gram, cross - gram @ w0, w0)
 
     def solve(self, ridge: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(W [k, d_model], c [d_model])`` for this ``ridge``."""
+        """``(W [k, d_model], c [d_model])`` for this ``ridge`` (> 0, or 0 with a positive definite Gram matrix)."""
         eye = torch.eye(self.gram.shape[0], dtype=self.gram.dtype)
-        weight = self.w0 + torch.linalg.solve(self.gram + ridge * eye, self.rhs)
+        factor = torch.linalg.cholesky(self.gram + ridge * eye)
+        weight = self.w0 + torch.cholesky_solve(self.rhs, factor)
         return weight, self.y_mean - self.x_mean @ weight
 
     @property
     def mean_eigenvalue(self) -> float:
         """The mean eigenvalue of the centred Gram matrix (its trace over ``k``; 1 when it is 0)."""
         return float(self.gram.trace()) / max(self.gram.shape[0], 1) or 1.0
-
-
-def _error(x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, offset: torch.Tensor) -> float:
-    return float((x @ weight + offset - y).square().mean())
 
 
 def reconstruct_layer(x: torch.Tensor, y: torch.Tensor, w0: torch.Tensor, bias_offset: torch.Tensor) -> tuple[dict, torch.Tensor | None, torch.Tensor | None]:
@@ -151,16 +192,16 @@ def reconstruct_layer(x: torch.Tensor, y: torch.Tensor, w0: torch.Tensor, bias_o
     the new weight and the offset to add to the bias (refitted on every token), else ``None, None``.
     """
     held = torch.arange(x.shape[0]) % HELD_OUT_EVERY == HELD_OUT_EVERY - 1
-    fit = RidgeProblem.of(x[~held], y[~held], w0)
-    test_x, test_y = x[held], y[held]
+    fitted, tested = Moments.of(x[~held], y[~held]), Moments.of(x[held], y[held])
+    fit = RidgeProblem.of(fitted, w0)
     scale = fit.mean_eigenvalue
-    bias_error = _error(test_x, test_y, w0, bias_offset)
-    errors = {ridge: _error(test_x, test_y, *fit.solve(ridge * scale)) for ridge in RIDGE_SCALES}
+    bias_error = tested.mean_squared_error(w0, bias_offset)
+    errors = {ridge: tested.mean_squared_error(*fit.solve(ridge * scale)) for ridge in RIDGE_SCALES}
     best = min(errors, key=errors.get)
     report = {"held_out_error": {"bias": bias_error, "reconstruct": errors[best]}, "regulariser": best}
     if errors[best] >= bias_error:
         return {**report, "used": "bias"}, None, None
-    weight, offset = RidgeProblem.of(x, y, w0).solve(best * scale)
+    weight, offset = RidgeProblem.of(fitted + tested, w0).solve(best * scale)
     return {**report, "used": "reconstruct"}, weight, offset
 
 

@@ -47,3 +47,44 @@ def test_only_the_blocks_up_to_the_last_wanted_layer_run(shared_managers):
         for handle in handles:
             handle.remove()
     assert set(calls) == {0}
+
+
+@pytest.mark.parametrize("model_name", ["tiny-gpt2", "tiny-llama"])
+def test_a_change_beyond_the_output_projection_is_carried_by_running_the_block_again(shared_managers, model_name):
+    lm = shared_managers(model_name).ensure_loaded()
+    model = copy.deepcopy(lm.model)
+    adapter = adapter_for(model)
+    sequences = [lm.tokenizer(text, return_tensors="pt")["input_ids"][0] for text in TEXTS]
+
+    def between(layer: int, _acts: torch.Tensor) -> None:
+        with torch.no_grad():
+            for module in adapter.mlp_inputs(layer).values():
+                module.weight.mul_(1.5)  # moves the activations: the residual shortcut no longer holds
+
+    last_seen = {}
+    layer_by_layer(adapter, sequences, list(range(adapter.n_layers)), between)
+    layer_by_layer(adapter, sequences, [adapter.n_layers - 1], lambda layer, acts: last_seen.update({layer: acts}))
+    fresh = [captured(model, adapter, ids.tolist()) for ids in sequences]
+    expected = np.concatenate([per_text[-1] for per_text in fresh])
+    np.testing.assert_allclose(last_seen[adapter.n_layers - 1].numpy(), expected, rtol=1e-5, atol=1e-6)
+    unchanged = captured(lm.model, lm.adapter, sequences[0].tolist())[-1]
+    assert not np.allclose(fresh[0][-1], unchanged, atol=1e-4)
+
+
+def test_an_additive_block_runs_once_per_sequence_plus_one_check(shared_managers):
+    lm = shared_managers("tiny-llama").ensure_loaded()
+    model = copy.deepcopy(lm.model)
+    adapter = adapter_for(model)
+    sequences = [lm.tokenizer(text, return_tensors="pt")["input_ids"][0] for text in TEXTS]
+    calls = []
+    handles = [block.register_forward_pre_hook(lambda _m, _a, i=i: calls.append(i)) for i, block in enumerate(adapter.blocks())]
+    try:
+        layer_by_layer(adapter, sequences, [0, 1], lambda layer, _acts: adapter.set_output_weight(layer, adapter.w_out(layer) * 2))
+    finally:
+        for handle in handles:
+            handle.remove()
+    # carry() runs the model up to block 1's input (block 0 once and block 1's pre-hook once per
+    # sequence); block 0 then runs to record, plus once to check the shortcut (not once more per
+    # sequence); block 1, the last, runs only to record
+    assert calls.count(0) == 2 * len(sequences) + 1
+    assert calls.count(1) == 2 * len(sequences)
