@@ -129,7 +129,7 @@ def apply_row(service: CompressionService, args: argparse.Namespace) -> None:
     print(f"estimate {method} {float(sparsity):.0%} {compensation}: perplexity {estimate['perplexity_after']:.3f} "
           f"(x{estimate['ratio']:.3f}) in {estimate_s:.0f} s wall, {estimate_cpu:.0f} s CPU = {estimate_s / one_pass:.2f}x "
           f"(wall), {estimate_cpu / one_pass_cpu:.2f}x (CPU) one evaluation pass "
-          "(scores and compensation statistics memoized by a first plan, as after any earlier plan on the same calibration)")
+          "(the scores memoized by a first plan without estimate; the compensation's dense statistics are computed in the estimate)")
     recovery = None
     if args.recovery_steps:
         recovery = Recovery(

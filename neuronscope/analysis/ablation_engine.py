@@ -25,7 +25,7 @@ from typing import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequen
 import torch
 from torch import nn
 
-from neuronscope.analysis.block_runs import block_output, call_block
+from neuronscope.analysis.block_runs import MlpRecord, adds_mlp_output, block_output, call_block
 from neuronscope.analysis.forward import run
 from neuronscope.analysis.hooks import activation_hooks, forward_hook, forward_pre_hook
 from neuronscope.analysis.impact import ImpactTotals, hidden_change, logit_change, next_token_targets
@@ -50,16 +50,6 @@ SPARSE_SHARE = 8
 while no row ablates more than ``d_mlp / SPARSE_SHARE`` of its neurons; else the projection runs."""
 LOGIT_TOKENS = 256
 """Rows x tokens per LM-head call (bounds the ``[tokens, vocab]`` logits in memory)."""
-
-
-@dataclass(frozen=True)
-class MlpRecord:
-    """Block ``L``'s clean MLP output projection: its input ``acts`` ``[1, seq, d_mlp]``, its
-    output ``out`` ``[1, seq, d_model]``, and the block's output ``block_out`` ``[1, seq, d_model]``."""
-
-    acts: torch.Tensor
-    out: torch.Tensor
-    block_out: torch.Tensor
 
 
 @dataclass
@@ -157,25 +147,10 @@ def clean_moments(cleans: Iterable[CleanText], layers: Sequence[int]) -> dict[in
     return moments
 
 
-@torch.no_grad()
 def mlp_output_is_additive(adapter: ArchitectureAdapter, clean: CleanText, layer: int) -> bool:
-    """Whether block ``layer``'s output moves exactly with its MLP output (a residual add).
-
-    Probed on the clean run (``clean.mlp[layer]`` needed): shift the projection's output by a
-    random vector and check that the block's output shifts by the same vector.
-    """
-    record = clean.mlp[layer]
-    generator = torch.Generator(device=record.out.device).manual_seed(0)
-    delta = torch.randn(record.out.shape, generator=generator, device=record.out.device, dtype=record.out.dtype)
-    delta = delta * record.out.std().clamp_min(1e-3)
-
-    def shift(_module: nn.Module, _args: tuple, output: torch.Tensor) -> torch.Tensor:
-        return output + delta.reshape(output.shape)
-
-    with forward_hook(adapter.mlp_output(layer), shift):
-        probed = call_block(adapter.blocks()[layer], clean.hidden_input(layer), *clean.block_input(layer))
-    expected = record.block_out + delta
-    return bool((probed - expected).abs().max() <= 1e-4 * expected.abs().max())
+    """Whether block ``layer``'s output moves exactly with its MLP output (a residual add), probed
+    on the clean run (``clean.mlp[layer]`` needed) by :func:`~neuronscope.analysis.block_runs.adds_mlp_output`."""
+    return adds_mlp_output(adapter, layer, clean.hidden_input(layer), clean.block_input(layer), clean.mlp[layer])
 
 
 def _masked(acts: torch.Tensor, keep: torch.Tensor, fill: torch.Tensor | None) -> torch.Tensor:

@@ -22,9 +22,9 @@ class StopForward(Exception):
     """Raised by a hook once it has seen what it needs: the rest of the forward pass is skipped."""
 
 
-SHORTCUT_TOLERANCE = 1e-4
-"""Largest difference, relative to the block output's largest entry, between a block's carried
-output by the residual shortcut and a real run of it (float32 rounding is ~1e-6)."""
+ADDITIVE_TOLERANCE = 1e-4
+"""Largest difference, relative to the block output's largest entry, between a block's output and
+what a residual add of its MLP output predicts (float32 rounding is ~1e-6)."""
 
 BlockInputs = tuple[tuple, dict]
 """A block's recorded ``(args, kwargs)``; the hidden state in them is replaced at each call."""
@@ -83,17 +83,67 @@ def carry(adapter: ArchitectureAdapter, ids: torch.Tensor, last: int) -> Carried
     return Carried(first[0], inputs)
 
 
+@dataclass(frozen=True)
+class MlpRecord:
+    """One sequence's run of block ``L``: the input ``acts`` ``[1, seq, d_mlp]`` of its MLP output
+    projection, that projection's output ``out`` ``[1, seq, d_model]`` and the block's output
+    ``block_out`` ``[1, seq, d_model]``."""
+
+    acts: torch.Tensor
+    out: torch.Tensor
+    block_out: torch.Tensor
+
+
+@torch.no_grad()
+def adds_mlp_output(adapter: ArchitectureAdapter, layer: int, hidden: torch.Tensor, inputs: BlockInputs, record: MlpRecord) -> bool:
+    """Whether block ``layer`` adds its MLP output to the residual stream (its output moves exactly
+    with the output projection's output), probed on the run ``record`` of ``hidden``
+    ``[1, seq, d_model]`` with ``inputs``: shift the projection's output by a seeded random vector
+    and check that the block's output shifts by the same vector (to :data:`ADDITIVE_TOLERANCE`)."""
+    generator = torch.Generator(device=record.out.device).manual_seed(0)
+    delta = torch.randn(record.out.shape, generator=generator, device=record.out.device, dtype=record.out.dtype)
+    delta = delta * record.out.std().clamp_min(1e-3)
+
+    def shift(_module: nn.Module, _args: tuple, output: torch.Tensor) -> torch.Tensor:
+        return output + delta.reshape(output.shape)
+
+    with forward_hook(adapter.mlp_output(layer), shift):
+        probed = call_block(adapter.blocks()[layer], hidden, *inputs)
+    return _close(probed, record.block_out + delta)
+
+
+def _close(actual: torch.Tensor, expected: torch.Tensor) -> bool:
+    return bool((actual - expected).abs().max() <= ADDITIVE_TOLERANCE * expected.abs().max())
+
+
+@dataclass(frozen=True)
+class LayerRun:
+    """Block ``L`` run on every carried sequence, tokens in order: its neuron activations ``acts``
+    ``[tokens, d_mlp]`` (float64, CPU) and ``output`` ``[tokens, d_model]`` (float32, CPU), what
+    the MLP output moves one for one: the block's output where the block adds its MLP output to the
+    residual stream (``residual``), else the MLP output projection's output."""
+
+    acts: torch.Tensor
+    output: torch.Tensor
+    residual: bool
+
+    @classmethod
+    def of(cls, records: Sequence[MlpRecord], residual: bool) -> "LayerRun":
+        acts = torch.cat([r.acts.reshape(-1, r.acts.shape[-1]).double().cpu() for r in records])
+        outputs = [r.block_out if residual else r.out for r in records]
+        return cls(acts, torch.cat([o.reshape(-1, o.shape[-1]).float().cpu() for o in outputs]), residual)
+
+
 @torch.no_grad()
 def layer_by_layer(
     adapter: ArchitectureAdapter,
     sequences: Sequence[torch.Tensor],
     layers: Sequence[int],
-    between: Callable[[int, torch.Tensor], None],
+    between: Callable[[int, LayerRun], None],
 ) -> None:
     """Carry ``sequences`` (1-D token ids each) through the blocks in order; at each of ``layers``,
-    give ``between(layer, acts)`` that block's activations ``[tokens, d_mlp]`` (float64, CPU, every
-    token of every sequence in order) as the model is *now*, then carry the sequences on through the
-    block as ``between`` left it (it may change the block's weights).
+    give ``between(layer, run)`` that block's :class:`LayerRun` as the model is *now*, then carry
+    the sequences on through the block as ``between`` left it (it may change the block's weights).
 
     Equal to a fresh forward pass of the model as it is after every ``between`` call. Where the
     block adds its MLP output to the residual stream, the block is not run again: its output moves
@@ -108,56 +158,49 @@ def layer_by_layer(
             for item in carried:
                 item.hidden = call_block(blocks[layer], item.hidden, *item.inputs[layer])
             continue
-        runs = _recorded_runs(adapter, blocks[layer], layer, carried)
-        between(layer, torch.cat([run.acts.reshape(-1, run.acts.shape[-1]).double().cpu() for run in runs]))
+        records = _recorded_runs(adapter, blocks[layer], layer, carried)
+        additive = adds_mlp_output(adapter, layer, carried[0].hidden, carried[0].inputs[layer], records[0])
+        between(layer, LayerRun.of(records, additive))
         if layer < last:
-            _carry_on(adapter, blocks[layer], layer, carried, runs)
+            _carry_on(adapter, blocks[layer], layer, carried, records, additive)
 
 
-@dataclass
-class BlockRun:
-    """One sequence's run of a block: the activations its MLP output projection received
-    (``[1, seq, d_mlp]``, or ``[seq, d_mlp]`` where the architecture flattens), that projection's
-    output, and the block's output ``[1, seq, d_model]``."""
-
-    acts: torch.Tensor
-    projected: torch.Tensor
-    output: torch.Tensor
-
-
-def _recorded_runs(adapter: ArchitectureAdapter, block: nn.Module, layer: int, carried: list[Carried]) -> list[BlockRun]:
-    """Block ``layer`` run on every carried sequence, recording :class:`BlockRun` of each."""
+def _recorded_runs(adapter: ArchitectureAdapter, block: nn.Module, layer: int, carried: list[Carried]) -> list[MlpRecord]:
+    """Block ``layer`` run on every carried sequence, recording the :class:`MlpRecord` of each."""
     seen: dict[str, torch.Tensor] = {}
 
     def keep_acts(_layer: int, acts: torch.Tensor) -> None:
         seen["acts"] = acts
 
-    def keep_projected(_module: nn.Module, _args: tuple, output: torch.Tensor) -> None:
-        seen["projected"] = output
+    def keep_out(_module: nn.Module, _args: tuple, output: torch.Tensor) -> None:
+        seen["out"] = output
 
-    runs = []
-    with activation_hooks(adapter, [layer], keep_acts), forward_hook(adapter.mlp_output(layer), keep_projected):
+    records = []
+    with activation_hooks(adapter, [layer], keep_acts), forward_hook(adapter.mlp_output(layer), keep_out):
         for item in carried:
             output = call_block(block, item.hidden, *item.inputs[layer])
-            runs.append(BlockRun(seen["acts"], seen["projected"], output))
-    return runs
+            seq = output.shape[1]
+            records.append(MlpRecord(seen["acts"].reshape(1, seq, -1), seen["out"].reshape(1, seq, -1), output))
+    return records
 
 
-def _carry_on(adapter: ArchitectureAdapter, block: nn.Module, layer: int, carried: list[Carried], runs: list[BlockRun]) -> None:
+def _carry_on(
+    adapter: ArchitectureAdapter, block: nn.Module, layer: int, carried: list[Carried], records: list[MlpRecord], additive: bool
+) -> None:
     """Move every carried sequence past block ``layer`` as it is now.
 
-    The shortcut ``output + (projection(acts) - projected)`` (``[1, seq, d_model]``) holds where the
-    block adds its MLP output to the residual stream and only the output projection changed. It is
-    checked against a real run of the block on the first sequence; where they differ, every
-    sequence runs the block again.
+    Where the block is ``additive`` and only its output projection changed, its new output is
+    ``block_out + (projection(acts) - out)`` ``[1, seq, d_model]``. That shortcut is checked against
+    a real run of the block on the first sequence; where it fails, or the block is not additive,
+    every sequence runs the block again.
     """
     projection = adapter.mlp_output(layer)
 
-    def shortcut(run: BlockRun) -> torch.Tensor:
-        return run.output + (projection(run.acts) - run.projected).reshape(run.output.shape)
+    def shortcut(record: MlpRecord) -> torch.Tensor:
+        return record.block_out + projection(record.acts) - record.out
 
     first = call_block(block, carried[0].hidden, *carried[0].inputs[layer])
-    additive = bool((shortcut(runs[0]) - first).abs().max() <= SHORTCUT_TOLERANCE * first.abs().max())
+    additive = additive and _close(shortcut(records[0]), first)
     carried[0].hidden = first
-    for item, run in zip(carried[1:], runs[1:]):
-        item.hidden = shortcut(run) if additive else call_block(block, item.hidden, *item.inputs[layer])
+    for item, record in zip(carried[1:], records[1:]):
+        item.hidden = shortcut(record) if additive else call_block(block, item.hidden, *item.inputs[layer])

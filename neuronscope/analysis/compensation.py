@@ -4,19 +4,21 @@
 calibration tokens, ``mean(a_n) * W_out[n]``, is added to the output projection's bias (FLAP's
 fluctuation-free baseline, the same as mean-ablating the neuron). ``reconstruct``: the kept rows of
 ``W_out`` and the bias are re-fitted by ridge least squares, layer by layer on the pruned model's own
-inputs, to reproduce the dense layer's output; the regulariser is chosen on held-out calibration
-tokens and the fit is used only where it beats ``bias`` there (docs/compression.md has the maths).
+inputs, to reproduce the dense layer's output: the dense block's output (the residual stream after
+it, so each refit also takes up what the earlier pruned layers changed) where the block adds its MLP
+output to the residual stream, else the dense MLP output. The regulariser is chosen on held-out
+calibration tokens and the fit is used only where it beats ``bias`` there (docs/compression.md has
+the maths).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import torch
 
-from neuronscope.analysis.block_runs import StopForward, layer_by_layer
-from neuronscope.analysis.hooks import activation_hooks
+from neuronscope.analysis.block_runs import LayerRun, layer_by_layer
 from neuronscope.analysis.progress import ProgressFn, no_progress
 from neuronscope.modeling.adapters import ArchitectureAdapter
 
@@ -30,66 +32,27 @@ HELD_OUT_EVERY = 4
 @dataclass(frozen=True)
 class DenseLayer:
     """A dense layer on the calibration tokens: mean activations ``[d_mlp]`` (float64) and, for
-    ``reconstruct``, the output projection's output without its bias ``[tokens, d_model]``, computed
-    in float64 and kept in float32 (the precision the model itself computes it in; half the memory,
-    which bounds how much calibration text a refit can use)."""
+    ``reconstruct``, its :class:`~neuronscope.analysis.block_runs.LayerRun` output ``[tokens,
+    d_model]`` (float32, as the model computes it) and whether that is the block's output
+    (``residual``) or the MLP output projection's."""
 
     mean: torch.Tensor
     output: torch.Tensor | None
-
-
-@torch.no_grad()
-def each_sequence(
-    adapter: ArchitectureAdapter,
-    sequences: Sequence[torch.Tensor],
-    layers: Sequence[int],
-    consume: Callable[[dict[int, torch.Tensor]], None],
-) -> None:
-    """Run each 1-D sequence and give ``consume`` the activations ``{layer: [seq, d_mlp]}`` (float64,
-    CPU) of ``layers``; the blocks after the last of them (and the LM head) are not run.
-
-    Each hooked activation is ``[1, seq, d_mlp]``, or ``[seq, d_mlp]`` where the architecture flattens (OPT).
-    """
-    last, seen = max(layers), {}
-
-    def record(layer: int, acts: torch.Tensor) -> None:
-        seen[layer] = acts.reshape(-1, acts.shape[-1]).double().cpu()
-        if layer == last:
-            raise StopForward
-
-    with activation_hooks(adapter, layers, record):
-        for seq in sequences:
-            seen.clear()
-            try:
-                adapter.model(input_ids=seq[None], use_cache=False)
-            except StopForward:
-                pass
-            consume(dict(seen))
+    residual: bool
 
 
 def dense_layers(
     adapter: ArchitectureAdapter, sequences: Sequence[torch.Tensor], layers: Sequence[int], with_outputs: bool
 ) -> dict[int, DenseLayer]:
-    """:class:`DenseLayer` of each of ``layers`` of the (unpruned) model of ``adapter``, accumulated
-    sequence by sequence (the activations of every layer are never held at once)."""
-    layers = list(layers)
-    w_out = {layer: adapter.w_out(layer).double().cpu() for layer in layers} if with_outputs else {}
-    sums: dict[int, torch.Tensor] = {}
-    outputs: dict[int, list[torch.Tensor]] = {layer: [] for layer in layers}
-    count = 0
+    """:class:`DenseLayer` of each of ``layers`` of the (unpruned) model of ``adapter``, from one
+    pass carried layer by layer (the activations of every layer are never held at once)."""
+    found: dict[int, DenseLayer] = {}
 
-    def consume(acts: dict[int, torch.Tensor]) -> None:
-        nonlocal count
-        count += len(acts[layers[0]])
-        for layer in layers:
-            sums[layer] = sums[layer] + acts[layer].sum(dim=0) if layer in sums else acts[layer].sum(dim=0)
-            if with_outputs:
-                outputs[layer].append((acts[layer] @ w_out[layer]).float())
+    def record(layer: int, run: LayerRun) -> None:
+        found[layer] = DenseLayer(run.acts.mean(dim=0), run.output if with_outputs else None, run.residual)
 
-    each_sequence(adapter, sequences, layers, consume)
-    return {
-        layer: DenseLayer(sums[layer] / count, torch.cat(outputs.pop(layer)) if with_outputs else None) for layer in layers
-    }
+    layer_by_layer(adapter, sequences, list(layers), record)
+    return found
 
 
 def removed_contribution(dense: ArchitectureAdapter, layer: int, removed: Sequence[int], mean: torch.Tensor) -> torch.Tensor:
@@ -148,10 +111,12 @@ class Moments:
 
 @dataclass(frozen=True)
 class RidgeProblem:
-    """``W, c`` minimising ``||x W + c - y||^2 + ridge * ||W - w0||^2`` (float64), for any ``ridge``.
+    """``D, c`` minimising ``||x D + c - e||^2 + ridge * ||D||^2`` (float64), for any ``ridge``: the
+    change ``D`` of the kept rows of ``W_out`` and the bias change ``c`` that best reproduce the
+    error ``e`` between the dense and the pruned layer.
 
-    ``x``: ``[tokens, k]``, ``y``: ``[tokens, d_model]``, ``w0``: ``[k, d_model]``; ``c`` is not
-    regularised, so it is ``mean(y) - mean(x) W``. The centred Gram matrix ``[k, k]`` and right-hand
+    ``x``: ``[tokens, k]``, ``e``: ``[tokens, d_model]``, ``D``: ``[k, d_model]``; ``c`` is not
+    regularised, so it is ``mean(e) - mean(x) D``. The centred Gram matrix ``[k, k]`` and right-hand
     side ``[k, d_model]`` come from the tokens' :class:`Moments`, so each regulariser costs one
     Cholesky solve.
     """
@@ -160,22 +125,19 @@ class RidgeProblem:
     y_mean: torch.Tensor
     gram: torch.Tensor
     rhs: torch.Tensor
-    w0: torch.Tensor
 
     @classmethod
-    def of(cls, moments: Moments, w0: torch.Tensor) -> "RidgeProblem":
-        """From the sums: ``Xc^T Xc = xx - n m m^T`` and ``Xc^T (Yc - Xc w0) = xy - n m my^T - Xc^T Xc w0``."""
+    def of(cls, moments: Moments) -> "RidgeProblem":
+        """From the sums: ``Xc^T Xc = xx - n m m^T`` and ``Xc^T Ec = xy - n m me^T``."""
         x_mean, y_mean = moments.x_sum / moments.count, moments.y_sum / moments.count
         gram = moments.xx - moments.count * torch.outer(x_mean, x_mean)
-        cross = moments.xy - moments.count * torch.outer(x_mean, y_mean)
-        return cls(x_mean, y_mean, gram, cross - gram @ w0, w0)
+        return cls(x_mean, y_mean, gram, moments.xy - moments.count * torch.outer(x_mean, y_mean))
 
     def solve(self, ridge: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(W [k, d_model], c [d_model])`` for this ``ridge`` (> 0, or 0 with a positive definite Gram matrix)."""
+        """``(D [k, d_model], c [d_model])`` for this ``ridge`` (> 0, or 0 with a positive definite Gram matrix)."""
         eye = torch.eye(self.gram.shape[0], dtype=self.gram.dtype)
-        factor = torch.linalg.cholesky(self.gram + ridge * eye)
-        weight = self.w0 + torch.cholesky_solve(self.rhs, factor)
-        return weight, self.y_mean - self.x_mean @ weight
+        change = torch.cholesky_solve(self.rhs, torch.linalg.cholesky(self.gram + ridge * eye))
+        return change, self.y_mean - self.x_mean @ change
 
     @property
     def mean_eigenvalue(self) -> float:
@@ -183,26 +145,27 @@ class RidgeProblem:
         return float(self.gram.trace()) / max(self.gram.shape[0], 1) or 1.0
 
 
-def reconstruct_layer(x: torch.Tensor, y: torch.Tensor, w0: torch.Tensor, bias_offset: torch.Tensor) -> tuple[dict, torch.Tensor | None, torch.Tensor | None]:
+def reconstruct_layer(x: torch.Tensor, error: torch.Tensor, bias_offset: torch.Tensor) -> tuple[dict, torch.Tensor | None, torch.Tensor | None]:
     """Choose the regulariser on held-out tokens and compare with ``bias`` there.
 
-    ``x``: the pruned layer's kept activations ``[tokens, k]``; ``y``: the dense layer's output
-    without bias ``[tokens, d_model]``; ``w0``: the kept rows of ``W_out`` ``[k, d_model]``;
-    ``bias_offset``: what ``bias`` would add ``[d_model]``. Returns the report and, when the fit wins,
-    the new weight and the offset to add to the bias (refitted on every token), else ``None, None``.
+    ``x``: the pruned layer's kept activations ``[tokens, k]``; ``error``: the dense layer's output
+    minus the pruned layer's ``[tokens, d_model]``; ``bias_offset``: what ``bias`` would add
+    ``[d_model]``. Returns the report and, when the fit wins, the change of the kept rows of
+    ``W_out`` ``[k, d_model]`` and the offset to add to the bias (refitted on every token), else
+    ``None, None``.
     """
     held = torch.arange(x.shape[0]) % HELD_OUT_EVERY == HELD_OUT_EVERY - 1
-    fitted, tested = Moments.of(x[~held], y[~held]), Moments.of(x[held], y[held])
-    fit = RidgeProblem.of(fitted, w0)
+    fitted, tested = Moments.of(x[~held], error[~held]), Moments.of(x[held], error[held])
+    fit = RidgeProblem.of(fitted)
     scale = fit.mean_eigenvalue
-    bias_error = tested.mean_squared_error(w0, bias_offset)
+    bias_error = tested.mean_squared_error(torch.zeros_like(fitted.xy), bias_offset)
     errors = {ridge: tested.mean_squared_error(*fit.solve(ridge * scale)) for ridge in RIDGE_SCALES}
     best = min(errors, key=errors.get)
     report = {"held_out_error": {"bias": bias_error, "reconstruct": errors[best]}, "regulariser": best}
     if errors[best] >= bias_error:
         return {**report, "used": "bias"}, None, None
-    weight, offset = RidgeProblem.of(fitted + tested, w0).solve(best * scale)
-    return {**report, "used": "reconstruct"}, weight, offset
+    change, offset = RidgeProblem.of(fitted + tested).solve(best * scale)
+    return {**report, "used": "reconstruct"}, change, offset
 
 
 def _compensate_layer(
@@ -212,18 +175,21 @@ def _compensate_layer(
     removed: Sequence[int],
     kept: torch.Tensor,
     dense_layer: DenseLayer,
-    acts: torch.Tensor | None,
+    run: LayerRun | None,
 ) -> dict:
-    """Compensate one layer of ``pruned`` in place; ``acts`` ``[tokens, k]``: its kept neurons'
-    activations on the calibration tokens for ``reconstruct`` (``None`` for ``bias``)."""
+    """Compensate one layer of ``pruned`` in place; ``run``: its :class:`LayerRun` on the
+    calibration tokens as pruned so far, for ``reconstruct`` (``None`` for ``bias``)."""
     offset = removed_contribution(dense, layer, removed, dense_layer.mean)
     report = {"layer_index": layer, "used": "bias"}
-    if acts is not None:
-        w0 = dense.w_out(layer).double().cpu()[kept]
-        fitted, weight, new_offset = reconstruct_layer(acts, dense_layer.output.double(), w0, offset)
-        report = {"layer_index": layer, **fitted}
-        if weight is not None:
-            pruned.set_output_weight(layer, weight.to(pruned.w_out(layer)))
+    if run is not None:
+        if run.residual != dense_layer.residual:
+            raise RuntimeError(f"layer {layer} adds its MLP output to the residual stream in one model only")
+        error = dense_layer.output.double() - run.output.double()
+        fitted, change, new_offset = reconstruct_layer(run.acts, error, offset)
+        report = {"layer_index": layer, **fitted, "target": "block_output" if run.residual else "mlp_output"}
+        if change is not None:
+            w0 = dense.w_out(layer).double().cpu()[kept]
+            pruned.set_output_weight(layer, (w0 + change).to(pruned.w_out(layer)))
             offset = new_offset
     _add_to_bias(pruned, layer, offset)
     return report
@@ -252,8 +218,8 @@ def compensate(
     reports: list[dict] = []
     order = [layer for layer in sorted(removed) if len(removed[layer])]
 
-    def step(layer: int, acts: torch.Tensor | None) -> None:
-        reports.append(_compensate_layer(dense, pruned, layer, removed[layer], kept[layer], layers[layer], acts))
+    def step(layer: int, run: LayerRun | None) -> None:
+        reports.append(_compensate_layer(dense, pruned, layer, removed[layer], kept[layer], layers[layer], run))
         progress(len(reports) / len(order), f"compensated layer {layer}")
 
     if compensation == "reconstruct" and order:

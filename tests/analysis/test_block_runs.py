@@ -1,14 +1,17 @@
 """Carrying sequences through the blocks layer by layer equals fresh forward passes of the model as changed."""
 
 import copy
+from contextlib import ExitStack
 
 import numpy as np
 import pytest
 import torch
 
-from neuronscope.analysis.block_runs import layer_by_layer
+from neuronscope.analysis.block_runs import LayerRun, block_output, layer_by_layer
 from neuronscope.modeling.adapters import adapter_for
+from neuronscope.analysis.hooks import forward_hook
 from tests.support.activation_helpers import captured
+from tests.support.tiny_models import post_norm_opt
 
 TEXTS = ["The quick brown fox jumps over the lazy dog.", "Hello world", "One two three four five six"]
 
@@ -21,8 +24,8 @@ def test_each_layer_sees_the_model_changed_before_it(shared_managers, model_name
     sequences = [lm.tokenizer(text, return_tensors="pt")["input_ids"][0] for text in TEXTS]
     seen: dict[int, torch.Tensor] = {}
 
-    def between(layer: int, acts: torch.Tensor) -> None:
-        seen[layer] = acts
+    def between(layer: int, run: LayerRun) -> None:
+        seen[layer] = run.acts
         adapter.set_output_weight(layer, adapter.w_out(layer) * (0.5 + layer))  # changes every later layer
 
     layers = list(range(adapter.n_layers))
@@ -56,14 +59,14 @@ def test_a_change_beyond_the_output_projection_is_carried_by_running_the_block_a
     adapter = adapter_for(model)
     sequences = [lm.tokenizer(text, return_tensors="pt")["input_ids"][0] for text in TEXTS]
 
-    def between(layer: int, _acts: torch.Tensor) -> None:
+    def between(layer: int, _run: LayerRun) -> None:
         with torch.no_grad():
             for module in adapter.mlp_inputs(layer).values():
                 module.weight.mul_(1.5)  # moves the activations: the residual shortcut no longer holds
 
     last_seen = {}
     layer_by_layer(adapter, sequences, list(range(adapter.n_layers)), between)
-    layer_by_layer(adapter, sequences, [adapter.n_layers - 1], lambda layer, acts: last_seen.update({layer: acts}))
+    layer_by_layer(adapter, sequences, [adapter.n_layers - 1], lambda layer, run: last_seen.update({layer: run.acts}))
     fresh = [captured(model, adapter, ids.tolist()) for ids in sequences]
     expected = np.concatenate([per_text[-1] for per_text in fresh])
     np.testing.assert_allclose(last_seen[adapter.n_layers - 1].numpy(), expected, rtol=1e-5, atol=1e-6)
@@ -79,12 +82,49 @@ def test_an_additive_block_runs_once_per_sequence_plus_one_check(shared_managers
     calls = []
     handles = [block.register_forward_pre_hook(lambda _m, _a, i=i: calls.append(i)) for i, block in enumerate(adapter.blocks())]
     try:
-        layer_by_layer(adapter, sequences, [0, 1], lambda layer, _acts: adapter.set_output_weight(layer, adapter.w_out(layer) * 2))
+        layer_by_layer(adapter, sequences, [0, 1], lambda layer, _run: adapter.set_output_weight(layer, adapter.w_out(layer) * 2))
     finally:
         for handle in handles:
             handle.remove()
     # carry() runs the model up to block 1's input (block 0 once and block 1's pre-hook once per
-    # sequence); block 0 then runs to record, plus once to check the shortcut (not once more per
-    # sequence); block 1, the last, runs only to record
-    assert calls.count(0) == 2 * len(sequences) + 1
-    assert calls.count(1) == 2 * len(sequences)
+    # sequence); each block then runs to record, plus once on the first sequence to probe that it is
+    # additive; block 0 runs once more to check the shortcut (not once more per sequence); block 1,
+    # the last, is not carried on
+    assert calls.count(0) == 2 * len(sequences) + 2
+    assert calls.count(1) == 2 * len(sequences) + 1
+
+
+def _outputs(model, adapter, ids: torch.Tensor, residual: bool) -> list[np.ndarray]:
+    """Per layer ``[seq, d_model]`` from a plain forward pass: each block's output (``residual``) or
+    its MLP output projection's output."""
+    seen: dict[int, np.ndarray] = {}
+    modules = adapter.blocks() if residual else [adapter.mlp_output(layer) for layer in range(adapter.n_layers)]
+
+    def keep(layer: int):
+        return lambda _m, _a, out: seen.__setitem__(layer, block_output(out).reshape(len(ids), -1).numpy().copy())
+
+    with torch.no_grad(), ExitStack() as stack:
+        for layer, module in enumerate(modules):
+            stack.enter_context(forward_hook(module, keep(layer)))
+        model(input_ids=ids[None])
+    return [seen[layer] for layer in range(adapter.n_layers)]
+
+
+@pytest.mark.parametrize("model_name", ["tiny-gpt2", "tiny-llama", "tiny-neox", "tiny-opt", "post-norm-opt"])
+def test_the_layer_output_is_the_block_output_where_the_mlp_output_is_added_to_the_residual(shared_managers, model_name):
+    if model_name == "post-norm-opt":
+        model, tokenizer = post_norm_opt()
+    else:
+        lm = shared_managers(model_name).ensure_loaded()
+        model, tokenizer = lm.model, lm.tokenizer
+    adapter = adapter_for(model)
+    sequences = [tokenizer(text, return_tensors="pt")["input_ids"][0] for text in TEXTS]
+    runs: dict[int, LayerRun] = {}
+    layer_by_layer(adapter, sequences, list(range(adapter.n_layers)), lambda layer, run: runs.update({layer: run}))
+    residual = model_name != "post-norm-opt"
+    fresh = [_outputs(model, adapter, ids, residual) for ids in sequences]
+    for layer, run in runs.items():
+        assert run.residual is residual
+        expected = np.concatenate([per_text[layer] for per_text in fresh])
+        assert run.output.dtype == torch.float32 and run.output.shape == expected.shape
+        np.testing.assert_allclose(run.output.numpy(), expected, rtol=1e-5, atol=1e-6)

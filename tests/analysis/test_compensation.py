@@ -3,7 +3,11 @@
 import pytest
 import torch
 
-from neuronscope.analysis.compensation import Moments, RidgeProblem
+from neuronscope.analysis.compensation import Moments, RidgeProblem, compensate, dense_layers
+from neuronscope.analysis.hooks import forward_hook
+from neuronscope.analysis.surgery import kept_neurons, pruned_copy
+from neuronscope.modeling.adapters import adapter_for
+from tests.support.tiny_models import CORPUS, post_norm_opt
 
 
 def test_each_ridge_solution_equals_the_augmented_least_squares_solution():
@@ -11,9 +15,10 @@ def test_each_ridge_solution_equals_the_augmented_least_squares_solution():
     x = torch.randn(200, 12, generator=generator, dtype=torch.float64) + 3.0
     y = torch.randn(200, 5, generator=generator, dtype=torch.float64)
     w0 = torch.randn(12, 5, generator=generator, dtype=torch.float64)
-    problem = RidgeProblem.of(Moments.of(x, y), w0)
+    problem = RidgeProblem.of(Moments.of(x, y - x @ w0))  # the change from w0 that reproduces y
     for ridge in (0.0, 0.5, 40.0):
-        weight, offset = problem.solve(ridge)
+        change, offset = problem.solve(ridge)
+        weight = w0 + change
         # minimise ||[x, 1] [W; c] - y||^2 + ridge ||W - w0||^2 as one stacked least-squares problem
         design = torch.cat([torch.cat([x, torch.ones(200, 1, dtype=x.dtype)], dim=1),
                             torch.cat([ridge ** 0.5 * torch.eye(12, dtype=x.dtype), torch.zeros(12, 1, dtype=x.dtype)], dim=1)])
@@ -39,3 +44,32 @@ def test_moments_add_up_and_give_the_directly_computed_error():
     direct = float((x @ weight + offset - y).square().mean())
     assert whole.mean_squared_error(weight, offset) == pytest.approx(direct, rel=1e-10)
     assert whole.mean_squared_error(weight, offset) > 0
+
+
+def _mlp_outputs(adapter, sequences, layer: int) -> torch.Tensor:
+    seen = []
+    with forward_hook(adapter.mlp_output(layer), lambda _m, _a, out: seen.append(out.reshape(-1, out.shape[-1]).double())):
+        for ids in sequences:
+            with torch.no_grad():
+                adapter.model(input_ids=ids[None])
+    return torch.cat(seen)
+
+
+def test_reconstruct_reproduces_the_mlp_output_where_the_block_does_not_add_it():
+    model, tokenizer = post_norm_opt()
+    dense = adapter_for(model)
+    texts = CORPUS[:40]
+    sequences = [tokenizer(text, return_tensors="pt")["input_ids"][0] for text in texts[::2]]
+    held_out = [tokenizer(text, return_tensors="pt")["input_ids"][0] for text in texts[1::2]]
+    removed = {layer: list(range(0, dense.d_mlp(layer), 3)) for layer in range(dense.n_layers)}
+    kept = {layer: kept_neurons(dense.d_mlp(layer), neurons) for layer, neurons in removed.items()}
+    layers = dense_layers(dense, sequences, range(dense.n_layers), with_outputs=True)
+    assert not any(layer.residual for layer in layers.values())
+    errors = {}
+    for compensation in ("none", "reconstruct"):
+        pruned = adapter_for(pruned_copy(model, removed))
+        report = compensate(dense, pruned, removed, kept, compensation, sequences, layers)
+        last = dense.n_layers - 1
+        errors[compensation] = float((_mlp_outputs(dense, held_out, last) - _mlp_outputs(pruned, held_out, last)).square().mean())
+    assert {r["target"] for r in report if r["used"] == "reconstruct"} == {"mlp_output"}
+    assert errors["reconstruct"] < errors["none"]

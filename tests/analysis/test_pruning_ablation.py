@@ -18,6 +18,8 @@ from neuronscope.analysis.moments import activation_moments
 from neuronscope.analysis.forward import encode
 from neuronscope.analysis.hooks import hook_count
 from neuronscope.analysis.ablation_engine import ablation_sweep, clean_run, mlp_output_is_additive
+from neuronscope.modeling.adapters import adapter_for
+from tests.support.tiny_models import post_norm_opt
 
 TEXTS = ["Hello world, this is a test for pruning analysis.", "The capital of France is Paris.", "One"]
 KEYS = ("impact_score", "mean_change", "max_change", "kl_divergence", "loss_delta")
@@ -104,21 +106,6 @@ def test_failure_mid_sweep_leaves_no_hook_and_model_unchanged(loaded):
     assert torch.is_grad_enabled()
 
 
-def _post_norm_opt():
-    """A tiny OPT that normalises after the residual add (like OPT-350m): its MLP output is not additive."""
-    from tests.support.tiny_models import build_tokenizer, tiny_configs
-    from transformers import AutoModelForCausalLM
-
-    from neuronscope.modeling.adapters import adapter_for
-
-    tokenizer = build_tokenizer()
-    config = tiny_configs(len(tokenizer))["tiny-opt"]
-    config.do_layer_norm_before = False
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(config).eval()
-    return model, adapter_for(model), tokenizer
-
-
 @pytest.mark.parametrize("name", ["tiny-gpt2", "tiny-llama", "tiny-neox", "tiny-opt"])
 def test_residual_mlp_output_is_detected_as_additive(shared_managers, name):
     lm = shared_managers(name).ensure_loaded()
@@ -128,7 +115,8 @@ def test_residual_mlp_output_is_detected_as_additive(shared_managers, name):
 
 
 def test_post_norm_block_falls_back_and_stays_exact():
-    model, adapter, tokenizer = _post_norm_opt()
+    model, tokenizer = post_norm_opt()
+    adapter = adapter_for(model)
     texts = [encode(tokenizer, t) for t in TEXTS]
     clean = clean_run(adapter, texts[0], 0, mlp_layers=[0])
     assert not mlp_output_is_additive(adapter, clean, 0)

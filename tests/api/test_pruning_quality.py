@@ -6,6 +6,7 @@ import pytest
 import torch
 import transformers
 
+from neuronscope.analysis.block_runs import block_output
 from neuronscope.analysis.hooks import ablated_many, captured_activations, forward_hook, hook_count
 from neuronscope.analysis.recovery import kl_to_teacher, resolved_precision
 from neuronscope.modeling.adapters import adapter_for
@@ -159,12 +160,13 @@ def test_bias_compensation_keeps_the_layer_mean_output(app):
     assert (outputs["dense"] - outputs["pruned"]).abs().max() < (outputs["dense"]).abs().max()
 
 
-def mlp_output_error(lm, model, sequences, layer):
-    """Mean squared difference of ``model``'s MLP output at ``layer`` from the dense model's, over ``sequences``."""
+def layer_output_error(lm, model, sequences, layer):
+    """Mean squared difference of ``model``'s block output (the residual stream) at ``layer`` from
+    the dense model's, over ``sequences``."""
     outs = {}
     for name, m in (("dense", lm.model), ("other", model)):
         seen = []
-        with forward_hook(adapter_for(m).mlp_output(layer), lambda _m, _a, out: seen.append(out.reshape(-1, out.shape[-1]).double())):
+        with forward_hook(adapter_for(m).blocks()[layer], lambda _m, _a, out: seen.append(block_output(out)[0].double())):
             for seq in sequences:
                 with torch.no_grad():
                     m(input_ids=seq[None])
@@ -182,9 +184,10 @@ def test_reconstruct_beats_none_on_held_out_tokens(app, model_name):
         errors = {}
         for compensation in ("none", "bias", "reconstruct"):
             pruned, report = svc.compressed(lm, removed, compensation, inputs)
-            errors[compensation] = mlp_output_error(lm, pruned, held_out, lm.adapter.n_layers - 1)
+            errors[compensation] = layer_output_error(lm, pruned, held_out, lm.adapter.n_layers - 1)
     assert errors["reconstruct"] < errors["none"]
     assert {r["used"] for r in report} <= {"bias", "reconstruct"} and len(report) == lm.adapter.n_layers
+    assert {r["target"] for r in report} == {"block_output"}  # the tiny models all add their MLP output
     assert all(r["held_out_error"]["reconstruct"] < r["held_out_error"]["bias"] for r in report if r["used"] == "reconstruct")
 
 

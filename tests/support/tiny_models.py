@@ -73,3 +73,13 @@ def save_tiny_models(folder: Path, seed: int = 0) -> dict[str, Path]:
         tokenizer.save_pretrained(path)
         paths[name] = path
     return paths
+
+
+def post_norm_opt() -> tuple[object, PreTrainedTokenizerFast]:
+    """A tiny OPT (seed 0) that normalises after the residual add, like OPT-350m: its blocks do not
+    add their MLP output to the residual stream. Returns the model (eval mode) and its tokenizer."""
+    tokenizer = build_tokenizer()
+    config = tiny_configs(len(tokenizer))["tiny-opt"]
+    config.do_layer_norm_before = False
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_config(config).eval(), tokenizer
