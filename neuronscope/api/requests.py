@@ -296,9 +296,10 @@ class Plan(TextSource):
         return passes * _tokens(lm, self.chosen_texts(svc, "calibration")) + evaluation
 
 
-COMPENSATION_PASSES = {"none": 0, "bias": 1, "reconstruct": 3}
+COMPENSATION_PASSES = {"none": 0, "bias": 1, "reconstruct": 2}
 """Forward passes over the calibration texts a compensation makes: bias one (the dense statistics);
-reconstruct two more (the calibration carried through the pruned model, every compensated block run twice)."""
+reconstruct one more (the calibration carried through the pruned model, each block run once where
+it adds its MLP output to the residual stream)."""
 
 
 MAX_SWEEP_SPARSITIES = 20
