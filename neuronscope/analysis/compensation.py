@@ -13,7 +13,7 @@ the maths).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Mapping, Sequence
 
 import torch
@@ -86,14 +86,8 @@ class Moments:
         return cls(x.shape[0], x.sum(dim=0), y.sum(dim=0), x.T @ x, x.T @ y, float(y.square().sum()))
 
     def __add__(self, other: "Moments") -> "Moments":
-        return Moments(
-            self.count + other.count,
-            self.x_sum + other.x_sum,
-            self.y_sum + other.y_sum,
-            self.xx + other.xx,
-            self.xy + other.xy,
-            self.yy + other.yy,
-        )
+        """The sums over both sets of tokens."""
+        return Moments(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
 
     def mean_squared_error(self, weight: torch.Tensor, offset: torch.Tensor) -> float:
         """``mean((x W + c - y)^2)`` over these tokens and the ``d`` outputs, from the sums alone:
