@@ -120,7 +120,8 @@ def apply_row(service: CompressionService, args: argparse.Namespace) -> None:
         one_pass, one_pass_cpu = time.perf_counter() - t0, time.process_time() - cpu0
         service.plan(sparsity=float(sparsity), method=method, compensation=compensation)
     t0, cpu0 = time.perf_counter(), time.process_time()
-    plan = service.plan(sparsity=float(sparsity), method=method, compensation=compensation, estimate=True)
+    estimate_phases = PhaseClock()
+    plan = service.plan(sparsity=float(sparsity), method=method, compensation=compensation, estimate=True, progress=estimate_phases)
     estimate_s, estimate_cpu = time.perf_counter() - t0, time.process_time() - cpu0
     estimate = plan["estimate"]
     print(f"evaluation {measured.record['corpus']}:{measured.record['split']}, {measured.record['tokens']} tokens, "
@@ -129,7 +130,8 @@ def apply_row(service: CompressionService, args: argparse.Namespace) -> None:
     print(f"estimate {method} {float(sparsity):.0%} {compensation}: perplexity {estimate['perplexity_after']:.3f} "
           f"(x{estimate['ratio']:.3f}) in {estimate_s:.0f} s wall, {estimate_cpu:.0f} s CPU = {estimate_s / one_pass:.2f}x "
           f"(wall), {estimate_cpu / one_pass_cpu:.2f}x (CPU) one evaluation pass "
-          "(the scores memoized by a first plan without estimate; the compensation's dense statistics are computed in the estimate)")
+          "(the scores memoized by a first plan without estimate; the compensation's dense statistics are computed in the estimate); "
+          "CPU s by progress phase " + ", ".join(f"{phase} {seconds:.0f}" for phase, seconds in estimate_phases.cpu.items()))
     recovery = None
     if args.recovery_steps:
         recovery = Recovery(

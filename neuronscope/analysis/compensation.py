@@ -42,7 +42,11 @@ class DenseLayer:
 
 
 def dense_layers(
-    adapter: ArchitectureAdapter, sequences: Sequence[torch.Tensor], layers: Sequence[int], with_outputs: bool
+    adapter: ArchitectureAdapter,
+    sequences: Sequence[torch.Tensor],
+    layers: Sequence[int],
+    with_outputs: bool,
+    progress: ProgressFn = no_progress,
 ) -> dict[int, DenseLayer]:
     """:class:`DenseLayer` of each of ``layers`` of the (unpruned) model of ``adapter``, from one
     pass carried layer by layer (the activations of every layer are never held at once)."""
@@ -50,8 +54,10 @@ def dense_layers(
 
     def record(layer: int, run: LayerRun) -> None:
         found[layer] = DenseLayer(run.acts.mean(dim=0), run.output if with_outputs else None, run.residual)
+        progress(len(found) / len(layers), f"dense statistics of layer {layer}")
 
-    layer_by_layer(adapter, sequences, list(layers), record)
+    layers = list(layers)
+    layer_by_layer(adapter, sequences, layers, record)
     return found
 
 

@@ -180,11 +180,13 @@ class CompressionService:
             with_outputs = compensation == "reconstruct"
             layers = lm.memo.get(
                 ("dense_layers", inputs.digest(), with_outputs),
-                lambda: dense_layers(lm.adapter, inputs.sequences, range(lm.adapter.n_layers), with_outputs),
+                lambda: dense_layers(
+                    lm.adapter, inputs.sequences, range(lm.adapter.n_layers), with_outputs, scaled(progress, 0.0, 0.5)
+                ),
             )
             kept = {layer: kept_neurons(lm.adapter.d_mlp(layer), neurons) for layer, neurons in removed.items()}
             report = compensate(
-                lm.adapter, adapter_for(pruned), removed, kept, compensation, inputs.sequences, layers, progress
+                lm.adapter, adapter_for(pruned), removed, kept, compensation, inputs.sequences, layers, scaled(progress, 0.5, 1.0)
             )
         except BaseException:
             del pruned
