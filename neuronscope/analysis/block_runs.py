@@ -140,10 +140,13 @@ def layer_by_layer(
     sequences: Sequence[torch.Tensor],
     layers: Sequence[int],
     between: Callable[[int, LayerRun], None],
+    *,
+    changes: bool = True,
 ) -> None:
     """Carry ``sequences`` (1-D token ids each) through the blocks in order; at each of ``layers``,
     give ``between(layer, run)`` that block's :class:`LayerRun` as the model is *now*, then carry
-    the sequences on through the block as ``between`` left it (it may change the block's weights).
+    the sequences on through the block as ``between`` left it (it may change the block's weights;
+    with ``changes=False`` it only reads, and the recorded block outputs are carried on as they are).
 
     Equal to a fresh forward pass of the model as it is after every ``between`` call. Where the
     block adds its MLP output to the residual stream, the block is not run again: its output moves
@@ -161,8 +164,11 @@ def layer_by_layer(
         records = _recorded_runs(adapter, blocks[layer], layer, carried)
         additive = adds_mlp_output(adapter, layer, carried[0].hidden, carried[0].inputs[layer], records[0])
         between(layer, LayerRun.of(records, additive))
-        if layer < last:
+        if layer < last and changes:
             _carry_on(adapter, blocks[layer], layer, carried, records, additive)
+        elif layer < last:
+            for item, record in zip(carried, records):
+                item.hidden = record.block_out
 
 
 def _recorded_runs(adapter: ArchitectureAdapter, block: nn.Module, layer: int, carried: list[Carried]) -> list[MlpRecord]:

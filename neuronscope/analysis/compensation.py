@@ -57,7 +57,7 @@ def dense_layers(
         progress(len(found) / len(layers), f"dense statistics of layer {layer}")
 
     layers = list(layers)
-    layer_by_layer(adapter, sequences, layers, record)
+    layer_by_layer(adapter, sequences, layers, record, changes=False)
     return found
 
 
