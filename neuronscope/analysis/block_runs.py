@@ -7,9 +7,9 @@ recorded by a forward pre-hook on a real forward pass and given back as they wer
 
 from __future__ import annotations
 
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -59,10 +59,37 @@ def _without_hidden(args: tuple, kwargs: dict) -> BlockInputs:
     return (), {key: value for key, value in kwargs.items() if key != "hidden_states"}
 
 
+def _hidden_input(*args: object, **kwargs: object) -> object:
+    """A block's forward that does nothing: it returns its hidden-state input."""
+    return args[0] if args else kwargs["hidden_states"]
+
+
+@contextmanager
+def passed_through(blocks: Sequence[nn.Module]) -> Iterator[None]:
+    """Within the block, each of ``blocks`` returns its hidden-state input instead of running (its
+    pre-hooks still see its inputs); each block's own ``forward`` attribute (accelerate installs one
+    with a device map) is put back in ``finally``."""
+    saved = [block.__dict__.get("forward") for block in blocks]
+    try:
+        for block in blocks:
+            block.forward = _hidden_input
+        yield
+    finally:
+        for block, forward in zip(blocks, saved):
+            if forward is None:
+                del block.forward
+            else:
+                block.forward = forward
+
+
 @torch.no_grad()
 def carry(adapter: ArchitectureAdapter, ids: torch.Tensor, last: int) -> Carried:
-    """Start ``ids`` ``[seq]``: record block 0's input and the other inputs of blocks ``0..last``
-    (the forward pass stops at block ``last``'s input)."""
+    """Start ``ids`` ``[seq]``: record block 0's input and the other inputs of blocks ``0..last``.
+
+    The blocks' other inputs (masks, positions, rotary tables) are made by the model before its
+    blocks from the token ids alone, so the blocks are passed through (:func:`passed_through`)
+    rather than run, and the forward pass stops at block ``last``'s input.
+    """
     inputs: list[BlockInputs] = []
     first: list[torch.Tensor] = []
 
@@ -73,9 +100,11 @@ def carry(adapter: ArchitectureAdapter, ids: torch.Tensor, last: int) -> Carried
         if len(inputs) > last:
             raise StopForward
 
+    blocks = adapter.blocks()
     with ExitStack() as stack:
-        for block in adapter.blocks()[: last + 1]:
+        for block in blocks[: last + 1]:
             stack.enter_context(forward_pre_hook(block, record, with_kwargs=True))
+        stack.enter_context(passed_through(blocks[:last]))
         try:
             adapter.model(input_ids=ids[None], use_cache=False)
         except StopForward:
