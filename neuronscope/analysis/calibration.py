@@ -1,4 +1,4 @@
-"""The calibration value every neuron scorer takes (token ids, padding id, seed)."""
+"""The calibration value every neuron scorer takes (token ids, padding id, seed), and the pass over it."""
 
 from __future__ import annotations
 
@@ -6,6 +6,10 @@ import hashlib
 from dataclasses import dataclass
 
 import torch
+from torch import nn
+
+from neuronscope.analysis.forward import run
+from neuronscope.analysis.progress import ProgressFn, no_progress
 
 
 @dataclass(frozen=True)
@@ -32,3 +36,14 @@ class Calibration:
             digest.update(len(seq).to_bytes(8, "little"))
             digest.update(seq.detach().to(torch.int64).cpu().numpy().tobytes())
         return digest.hexdigest()
+
+
+@torch.no_grad()
+def run_calibration(model: nn.Module, calibration: Calibration, progress: ProgressFn = no_progress) -> int:
+    """Forward every calibration sequence once, one at a time (hooks collect what they need);
+    returns the number of tokens seen."""
+    count = len(calibration.sequences)
+    for i, seq in enumerate(calibration.sequences):
+        run(model, seq[None])
+        progress((i + 1) / count, f"calibration text {i + 1}/{count}")
+    return calibration.tokens

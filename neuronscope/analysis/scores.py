@@ -18,8 +18,7 @@ from typing import Callable, Hashable, Iterator, Mapping
 import torch
 from torch import nn
 
-from neuronscope.analysis.calibration import Calibration
-from neuronscope.analysis.forward import run
+from neuronscope.analysis.calibration import Calibration, run_calibration
 from neuronscope.analysis.hooks import activation_hooks, forward_pre_hook
 from neuronscope.analysis.progress import ProgressFn, no_progress
 from neuronscope.analysis.pruning_plan import random_scores
@@ -66,7 +65,7 @@ def wanda_scores(adapter: ArchitectureAdapter, calibration: Calibration, progres
     layers = range(adapter.n_layers)
     inputs = {(layer, role): module for layer in layers for role, module in adapter.mlp_inputs(layer).items()}
     with summed_inputs(inputs, _square_sum) as sums, summed_activations(adapter, _square_sum) as act_sums:
-        _run_all(adapter.model, calibration, progress)
+        run_calibration(adapter.model, calibration, progress)
     scores = {}
     for layer in layers:
         w_in = adapter.w_in(layer)
@@ -83,7 +82,7 @@ def activation_scores(
 ) -> dict[int, torch.Tensor]:
     """Mean ``|a_n|`` over every calibration token, per layer ``[d_mlp]``."""
     with summed_activations(adapter, _abs_sum) as sums:
-        tokens = _run_all(adapter.model, calibration, progress)
+        tokens = run_calibration(adapter.model, calibration, progress)
     return {layer: sums[layer].float() / tokens for layer in range(adapter.n_layers)}
 
 
@@ -169,15 +168,6 @@ def summed_activations(
 
     with activation_hooks(adapter, range(adapter.n_layers), accumulate):
         yield sums
-
-
-def _run_all(model: nn.Module, calibration: Calibration, progress: ProgressFn) -> int:
-    """Forward every calibration sequence; returns the number of tokens seen."""
-    count = len(calibration.sequences)
-    for i, seq in enumerate(calibration.sequences):
-        run(model, seq[None])
-        progress((i + 1) / count, f"calibration text {i + 1}/{count}")
-    return calibration.tokens
 
 
 @dataclass(frozen=True)

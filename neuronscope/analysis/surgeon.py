@@ -15,10 +15,9 @@ from dataclasses import dataclass
 
 import torch
 
-from neuronscope.analysis.calibration import Calibration
-from neuronscope.analysis.forward import run
+from neuronscope.analysis.calibration import Calibration, run_calibration
 from neuronscope.analysis.hooks import activation_hooks
-from neuronscope.analysis.progress import ProgressFn, no_progress
+from neuronscope.analysis.progress import ProgressFn, no_progress, scaled
 from neuronscope.modeling.adapters import ArchitectureAdapter
 
 OBS_DAMPING = 1e-2
@@ -106,11 +105,8 @@ def activation_grams(adapter: ArchitectureAdapter, calibration: Calibration, pro
     def add(layer: int, acts: torch.Tensor) -> None:
         sums[layer].add(acts.reshape(-1, acts.shape[-1]))
 
-    count = len(calibration.sequences)
     with activation_hooks(adapter, range(adapter.n_layers), add):
-        for i, seq in enumerate(calibration.sequences):
-            run(adapter.model, seq[None])
-            progress(0.5 * (i + 1) / count, f"obs: calibration text {i + 1}/{count}")
+        run_calibration(adapter.model, calibration, scaled(progress, 0.0, 0.5))
     return sums
 
 
