@@ -2,7 +2,8 @@
 its recorded other inputs, and calibration sequences carried through the blocks layer by layer.
 
 Nothing here names an architecture: a block's other inputs (masks, positions, rotary tables) are
-recorded by a forward pre-hook on a real forward pass and given back as they were.
+recorded by a forward pre-hook on a real forward pass of the model (whose blocks may be passed
+through, :func:`passed_through`) and given back as they were.
 """
 
 from __future__ import annotations
