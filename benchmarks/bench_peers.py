@@ -19,7 +19,7 @@ Printed per layer: median seconds, the ratio to NeuronScope, each code's FLOP-li
 (time / (the sweep's FLOPs counted by ``torch.utils.flop_counter`` / the matmul peak measured
 before each repeat)), and the agreement of the scores (Spearman rho, max relative difference).
 
-    pip install --target /tmp/tlpeers -r benchmarks/requirements-peers.txt   # once, outside .venv
+    pip install --upgrade --target /tmp/tlpeers --no-deps -r benchmarks/requirements-peers.txt   # outside .venv
     PYTHONPATH=.:/tmp/tlpeers .venv/bin/python benchmarks/bench_peers.py --repeats 3
 """
 
