@@ -274,6 +274,8 @@ class CompressionService:
         (the request has checked the values: :class:`neuronscope.api.requests.Plan`); with ``estimate``,
         the perplexity after removing them with ``compensation``, measured on a temporary copy."""
         with self.manager.use() as lm:
+            if estimate:
+                _require_resident(lm, "an estimate")
             needed = method in CALIBRATED_METHODS or compensation != "none"
             inputs, described = self._plan_calibration(lm, needed, texts, use_samples, seed, allow_overlap)
             scores = neuron_scores(lm, method, inputs, scaled(progress, 0.0, 0.5 if estimate else 0.95))
@@ -408,6 +410,7 @@ class CompressionService:
         """The perplexity of every plan ``method`` x ``sparsity`` x ``compensation`` on the default
         evaluation set (each row is what :meth:`plan` with ``estimate`` answers for it)."""
         with self.manager.use() as lm:
+            _require_resident(lm, "a sweep")
             needed = any(m in CALIBRATED_METHODS for m in methods) or any(c != "none" for c in compensations)
             inputs, described = self._plan_calibration(lm, needed, texts, use_samples, seed, allow_overlap)
             measured = self.sequences(lm, self.text_sets.evaluation())
@@ -444,12 +447,7 @@ class CompressionService:
     ) -> dict[int, list[int]]:
         """The neurons to remove, checked: a model held in memory, a free target, the plan's model
         loaded, each layer keeps one."""
-        if lm.offloaded:
-            raise Conflict(
-                f"{lm.name!r} is spread by NEURONSCOPE_DEVICE_MAP with weights offloaded to CPU or disk; "
-                "removing neurons copies the whole model, so load it with enough NEURONSCOPE_MAX_MEMORY "
-                "for every weight to stay on a device"
-            )
+        _require_resident(lm, "removing neurons")
         if os.path.lexists(target):
             raise BadRequest(f"a model named {target.name!r} already exists in the models directory")
         if plan_model is not None and plan_model != lm.name:
@@ -457,6 +455,17 @@ class CompressionService:
         return self._check_groups(lm, neurons, keep_one=True)
 
 
+
+
+def _require_resident(lm: LoadedModel, work: str) -> None:
+    """409 when a device map offloaded some weights: ``work`` copies the whole model (its pruned
+    copy), which needs every weight in memory."""
+    if lm.offloaded:
+        raise Conflict(
+            f"{lm.name!r} is spread by NEURONSCOPE_DEVICE_MAP with weights offloaded to CPU or disk; "
+            f"{work} copies the whole model, so load it with enough NEURONSCOPE_MAX_MEMORY "
+            "for every weight to stay on a device"
+        )
 
 
 def _mlp_sizes(model) -> list[int]:

@@ -184,6 +184,26 @@ def test_apply_refuses_an_offloaded_model_and_writes_nothing(apps):
     assert not (settings.resolved_models_dir / "spread-pruned").exists()
 
 
+@pytest.mark.parametrize(
+    "path, body",
+    [
+        ("/api/pruning/plan", {"sparsity": 0.25, "method": "wanda", "texts": TEXTS, "estimate": True}),
+        ("/api/pruning/plan", {"sparsity": 0.25, "method": "wanda", "texts": TEXTS, "estimate": True, "compensation": "bias"}),
+        ("/api/pruning/sweep", {"methods": ["magnitude"], "sparsities": [0.25]}),
+        ("/api/pruning/sweep", {"methods": ["wanda"], "sparsities": [0.25], "compensations": ["reconstruct"], "texts": TEXTS}),
+    ],
+)
+def test_estimates_and_sweeps_refuse_an_offloaded_model(apps, path, body):
+    """They measure a pruned copy of the whole model, which offloaded weights leave on ``meta``
+    (before: a NaN perplexity without compensation, a 500 with it)."""
+    plain, spread = (app.test_client() for app in apps("tiny-llama"))
+    assert plain.post(path, json=body).status_code == 200
+    response = spread.post(path, json=body)
+    assert response.status_code == 409 and set(response.json) == {"error", "details"}
+    assert "NEURONSCOPE_DEVICE_MAP" in response.json["details"]
+    assert hook_count(loaded(apps("tiny-llama")[1]).model) == 0
+
+
 def test_a_pruned_model_with_per_layer_sizes_is_dispatched_too(models_dir, tmp_path):
     """Unequal MLP sizes go through NeuronScope's own loader, then accelerate's dispatch."""
     folder = tmp_path / "models"
