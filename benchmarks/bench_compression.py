@@ -171,6 +171,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     parser.add_argument("--rounds", type=int, default=9, help="alternating forward timings per sparsity")
     parser.add_argument("--methods", default=",".join(SCORE_METHODS), help="comma-separated scoring methods")
+    parser.add_argument("--model", default=EMBEDDED_MODEL_NAME, help="model name (e.g. gemma-3-270m once installed)")
     parser.add_argument("--data-dir", default=None, help="data directory (default: NEURONSCOPE_DATA_DIR or data/)")
     parser.add_argument("--sweep", action="store_true", help="print the sweep table instead")
     parser.add_argument("--sparsities", default="0.1,0.2,0.3,0.4", help="comma-separated (with --sweep)")
@@ -192,7 +193,7 @@ def main() -> None:
     overrides = {"data_dir": Path(args.data_dir)} if args.data_dir else {}
     if args.apply:
         overrides["models_dir"] = Path(tempfile.mkdtemp(prefix="bench-models-"))
-    settings = Settings.from_env(model=EMBEDDED_MODEL_NAME, offline=True, **overrides)
+    settings = Settings.from_env(model=args.model, offline=True, **overrides)
     manager = ModelManager(settings)
     service = build_services(settings, manager).compression
     if args.sweep:

@@ -95,7 +95,7 @@ def attribution_importance(
     stats = ActivationMoments()
     d_mlp = adapter.d_mlp(layer)
     direct_sum, direct_square, total_square = (torch.zeros(d_mlp, dtype=torch.float64) for _ in range(3))
-    w_out = adapter.w_out(layer).detach()
+    directions = adapter.output_directions(layer).detach()  # [d_mlp, d_model]
     generator = None
     for i, ids in enumerate(texts):
         traced = forward_with_grad(adapter, layer, ids)
@@ -104,7 +104,7 @@ def attribution_importance(
         stats.add(a)
         change = (moments[layer].mean().to(a) - a) if moments else -a
         h_norm = traced.final_hidden.detach().norm(dim=-1, keepdim=True).clamp_min(1e-12)  # [seq, 1]
-        direct = change.abs() * final_norm_push(adapter, traced.last_block.detach(), w_out) / h_norm
+        direct = change.abs() * final_norm_push(adapter, traced.last_block.detach(), directions) / h_norm
         u = torch.randn(probes, *traced.final_hidden.shape, generator=generator, device=ids.device)
         with torch.enable_grad():
             (grads,) = torch.autograd.grad(traced.final_hidden / h_norm, traced.acts, u, is_grads_batched=True)

@@ -8,7 +8,8 @@ inputs, to reproduce the dense layer's output: the dense block's output (the res
 it, so each refit also takes up what the earlier pruned layers changed) where the block adds its MLP
 output to the residual stream, else the dense MLP output. The regulariser is chosen on held-out
 calibration tokens and the fit is used only where it beats ``bias`` there (docs/compression.md has
-the maths).
+the maths). Where the architecture cannot have an output bias (Gemma), ``reconstruct`` fits the
+kept rows alone, without an offset, and is used only where it beats ``none``.
 """
 
 from __future__ import annotations
@@ -127,9 +128,12 @@ class RidgeProblem:
     rhs: torch.Tensor
 
     @classmethod
-    def of(cls, moments: Moments) -> "RidgeProblem":
-        """From the sums: ``Xc^T Xc = xx - n m m^T`` and ``Xc^T Ec = xy - n m me^T``."""
+    def of(cls, moments: Moments, offset: bool = True) -> "RidgeProblem":
+        """From the sums: ``Xc^T Xc = xx - n m m^T`` and ``Xc^T Ec = xy - n m me^T``. Without
+        ``offset`` the means are taken as 0: ``c`` stays 0 and ``D`` fits the uncentred sums."""
         x_mean, y_mean = moments.x_sum / moments.count, moments.y_sum / moments.count
+        if not offset:
+            x_mean, y_mean = torch.zeros_like(x_mean), torch.zeros_like(y_mean)
         gram = moments.xx - moments.count * torch.outer(x_mean, x_mean)
         return cls(x_mean, y_mean, gram, moments.xy - moments.count * torch.outer(x_mean, y_mean))
 
@@ -145,26 +149,31 @@ class RidgeProblem:
         return float(self.gram.trace()) / max(self.gram.shape[0], 1) or 1.0
 
 
-def reconstruct_layer(x: torch.Tensor, error: torch.Tensor, bias_offset: torch.Tensor) -> tuple[dict, torch.Tensor | None, torch.Tensor | None]:
+def reconstruct_layer(
+    x: torch.Tensor, error: torch.Tensor, bias_offset: torch.Tensor | None
+) -> tuple[dict, torch.Tensor | None, torch.Tensor | None]:
     """Choose the regulariser on held-out tokens and compare with ``bias`` there.
 
     ``x``: the pruned layer's kept activations ``[tokens, k]``; ``error``: the dense layer's output
     minus the pruned layer's ``[tokens, d_model]``; ``bias_offset``: what ``bias`` would add
-    ``[d_model]``. Returns the report and, when the fit wins, the change of the kept rows of
-    ``W_out`` ``[k, d_model]`` and the offset to add to the bias (refitted on every token), else
-    ``None, None``.
+    ``[d_model]``, or ``None`` where the layer can have no bias (then the fit has no offset and is
+    compared with ``none``). Returns the report and, when the fit wins, the change of the kept rows
+    of ``W_out`` ``[k, d_model]`` and the offset to add to the bias (refitted on every token; zeros
+    without a bias), else ``None, None``.
     """
+    baseline = "bias" if bias_offset is not None else "none"
     held = torch.arange(x.shape[0]) % HELD_OUT_EVERY == HELD_OUT_EVERY - 1
     fitted, tested = Moments.of(x[~held], error[~held]), Moments.of(x[held], error[held])
-    fit = RidgeProblem.of(fitted)
+    fit = RidgeProblem.of(fitted, offset=bias_offset is not None)
     scale = fit.mean_eigenvalue
-    bias_error = tested.mean_squared_error(torch.zeros_like(fitted.xy), bias_offset)
+    unchanged = torch.zeros_like(fitted.y_sum) if bias_offset is None else bias_offset
+    baseline_error = tested.mean_squared_error(torch.zeros_like(fitted.xy), unchanged)
     errors = {ridge: tested.mean_squared_error(*fit.solve(ridge * scale)) for ridge in RIDGE_SCALES}
     best = min(errors, key=errors.get)
-    report = {"held_out_error": {"bias": bias_error, "reconstruct": errors[best]}, "regulariser": best}
-    if errors[best] >= bias_error:
-        return {**report, "used": "bias"}, None, None
-    change, offset = RidgeProblem.of(fitted + tested).solve(best * scale)
+    report = {"held_out_error": {baseline: baseline_error, "reconstruct": errors[best]}, "regulariser": best}
+    if errors[best] >= baseline_error:
+        return {**report, "used": baseline}, None, None
+    change, offset = RidgeProblem.of(fitted + tested, offset=bias_offset is not None).solve(best * scale)
     return {**report, "used": "reconstruct"}, change, offset
 
 
@@ -178,9 +187,11 @@ def _compensate_layer(
     run: LayerRun | None,
 ) -> dict:
     """Compensate one layer of ``pruned`` in place; ``run``: its :class:`LayerRun` on the
-    calibration tokens as pruned so far, for ``reconstruct`` (``None`` for ``bias``)."""
-    offset = removed_contribution(dense, layer, removed, dense_layer.mean)
-    report = {"layer_index": layer, "used": "bias"}
+    calibration tokens as pruned so far, for ``reconstruct`` (``None`` for ``bias``). Where
+    ``pruned`` cannot have an output bias, only ``reconstruct``'s refit of the kept rows applies."""
+    with_bias = pruned.supports_output_bias()
+    offset = removed_contribution(dense, layer, removed, dense_layer.mean) if with_bias else None
+    report = {"layer_index": layer, "used": "bias" if with_bias else "none"}
     if run is not None:
         if run.residual != dense_layer.residual:
             raise RuntimeError(f"layer {layer} adds its MLP output to the residual stream in one model only")
@@ -190,8 +201,9 @@ def _compensate_layer(
         if change is not None:
             w0 = dense.w_out(layer).double().cpu()[kept]
             pruned.set_output_weight(layer, (w0 + change).to(pruned.w_out(layer)))
-            offset = new_offset
-    _add_to_bias(pruned, layer, offset)
+            offset = new_offset if with_bias else None
+    if offset is not None:
+        _add_to_bias(pruned, layer, offset)
     return report
 
 

@@ -33,7 +33,7 @@ EXAMPLES = 20
 @torch.no_grad()
 def output_logits(adapter: ArchitectureAdapter, layer: int, neuron: int) -> torch.Tensor:
     """``W_U · (γ ⊙ w)`` ``[vocab]`` for neuron (layer, neuron), in float32 on the CPU."""
-    w = adapter.w_out(layer)[neuron].float().cpu()  # [d_model]
+    w = adapter.output_directions(layer)[neuron].float().cpu()  # [d_model]
     gamma = adapter.final_norm_weight().float().cpu()  # [d_model]
     return adapter.unembedding_weight().float().cpu() @ (gamma * w)  # [vocab]
 
@@ -47,7 +47,7 @@ def extreme_entries(values: torch.Tensor, k: int) -> tuple[list[int], list[int]]
 @dataclass(frozen=True)
 class OutputDirections:
     """Every neuron's unit output direction: ``unit`` ``[neurons, d_model]`` float32 on the CPU,
-    the rows of each layer's ``W_out`` stacked in layer order from row ``starts[layer]``."""
+    each layer's output directions (``W_out`` rows as the residual stream gets them) stacked in layer order from row ``starts[layer]``."""
 
     unit: torch.Tensor
     starts: torch.Tensor
@@ -59,7 +59,7 @@ class OutputDirections:
 @torch.no_grad()
 def output_directions(adapter: ArchitectureAdapter) -> OutputDirections:
     """The :class:`OutputDirections` of every layer (computed once per model: pages memoise it)."""
-    rows = [adapter.w_out(layer).float().cpu() for layer in range(adapter.n_layers)]  # [d_mlp, d_model] each
+    rows = [adapter.output_directions(layer).float().cpu() for layer in range(adapter.n_layers)]  # [d_mlp, d_model] each
     unit = torch.cat(rows)
     unit = unit / unit.norm(dim=1, keepdim=True).clamp_min(1e-12)
     sizes = torch.tensor([0] + [r.shape[0] for r in rows])

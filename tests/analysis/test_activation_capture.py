@@ -12,6 +12,7 @@ from neuronscope.analysis.forward import encode
 from neuronscope.analysis.tokens import context_snippet, token_strings
 
 from tests.support.activation_helpers import projection_hooks
+from tests.support.tiny_models import ALL_TINY
 
 TEXTS = [
     "Hello world, this is a test for pruning analysis.",
@@ -69,7 +70,7 @@ def test_capture_has_one_row_per_token_for_every_architecture(loaded):
         torch.testing.assert_close(acts, seen[0], rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("model_name", ["tiny-gpt2", "tiny-llama", "tiny-neox", "tiny-opt"])
+@pytest.mark.parametrize("model_name", ALL_TINY)
 def test_batched_activations_equal_unbatched(loaded):
     sequences = [loaded.tokenizer(t)["input_ids"] for t in TEXTS]
     assert len({len(s) for s in sequences}) > 2, "texts of different lengths exercise the padding"

@@ -11,12 +11,12 @@ from neuronscope.analysis.block_runs import LayerRun, block_output, carry, layer
 from neuronscope.modeling.adapters import adapter_for
 from neuronscope.analysis.hooks import forward_hook, forward_pre_hook
 from tests.support.activation_helpers import captured
-from tests.support.tiny_models import post_norm_opt
+from tests.support.tiny_models import ALL_TINY, NOT_ADDITIVE, post_norm_opt
 
 TEXTS = ["The quick brown fox jumps over the lazy dog.", "Hello world", "One two three four five six"]
 
 
-@pytest.mark.parametrize("model_name", ["tiny-gpt2", "tiny-llama", "tiny-neox", "tiny-opt"])
+@pytest.mark.parametrize("model_name", ALL_TINY)
 def test_each_layer_sees_the_model_changed_before_it(shared_managers, model_name):
     lm = shared_managers(model_name).ensure_loaded()
     model = copy.deepcopy(lm.model)
@@ -26,7 +26,7 @@ def test_each_layer_sees_the_model_changed_before_it(shared_managers, model_name
 
     def between(layer: int, run: LayerRun) -> None:
         seen[layer] = run.acts
-        adapter.set_output_weight(layer, adapter.w_out(layer) * (0.5 + layer))  # changes every later layer
+        adapter.set_output_weight(layer, adapter.w_out(layer).flip(0))  # changes every later layer (a rescale would not: Gemma normalises the MLP output)
 
     layers = list(range(adapter.n_layers))
     layer_by_layer(adapter, sequences, layers, between)
@@ -118,7 +118,7 @@ def _outputs(model, adapter, ids: torch.Tensor, residual: bool) -> list[np.ndarr
     return [seen[layer] for layer in range(adapter.n_layers)]
 
 
-@pytest.mark.parametrize("model_name", ["tiny-gpt2", "tiny-llama", "tiny-neox", "tiny-opt", "post-norm-opt"])
+@pytest.mark.parametrize("model_name", [*ALL_TINY, "post-norm-opt"])
 def test_the_layer_output_is_the_block_output_where_the_mlp_output_is_added_to_the_residual(shared_managers, model_name):
     if model_name == "post-norm-opt":
         model, tokenizer = post_norm_opt()
@@ -129,7 +129,7 @@ def test_the_layer_output_is_the_block_output_where_the_mlp_output_is_added_to_t
     sequences = [tokenizer(text, return_tensors="pt")["input_ids"][0] for text in TEXTS]
     runs: dict[int, LayerRun] = {}
     layer_by_layer(adapter, sequences, list(range(adapter.n_layers)), lambda layer, run: runs.update({layer: run}))
-    residual = model_name != "post-norm-opt"
+    residual = model_name not in NOT_ADDITIVE
     fresh = [_outputs(model, adapter, ids, residual) for ids in sequences]
     for layer, run in runs.items():
         assert run.residual is residual
@@ -160,7 +160,7 @@ def test_a_reading_carry_equals_a_changing_one_without_running_any_block_again(s
     assert calls.count(0) == len(sequences) + 1
 
 
-@pytest.mark.parametrize("model_name", ["tiny-gpt2", "tiny-llama", "tiny-neox", "tiny-opt"])
+@pytest.mark.parametrize("model_name", ALL_TINY)
 def test_carry_records_the_inputs_a_real_forward_gives_without_running_a_block(shared_managers, model_name):
     lm = shared_managers(model_name).ensure_loaded()
     ids = lm.tokenizer(TEXTS[0], return_tensors="pt")["input_ids"][0]

@@ -12,8 +12,8 @@ from neuronscope.analysis.surgery import parameter_count, parameters_per_neuron,
 from neuronscope.analysis.calibration import Calibration
 from neuronscope.analysis.taylor import taylor_scores
 from neuronscope.modeling.adapters import adapter_for
+from tests.support.tiny_models import ALL_TINY
 
-ALL_TINY = ["tiny-gpt2", "tiny-llama", "tiny-neox", "tiny-opt"]
 TEXTS = [
     "The quick brown fox jumps over the lazy dog.",
     "Hello world",

@@ -19,7 +19,7 @@ from neuronscope.analysis.forward import encode
 from neuronscope.analysis.hooks import hook_count
 from neuronscope.analysis.ablation_engine import ablation_sweep, clean_run, mlp_output_is_additive
 from neuronscope.modeling.adapters import adapter_for
-from tests.support.tiny_models import post_norm_opt
+from tests.support.tiny_models import ALL_TINY, NOT_ADDITIVE, post_norm_opt
 
 TEXTS = ["Hello world, this is a test for pruning analysis.", "The capital of France is Paris.", "One"]
 KEYS = ("impact_score", "mean_change", "max_change", "kl_divergence", "loss_delta")
@@ -74,7 +74,7 @@ def test_single_token_text_has_no_loss_delta(loaded):
     assert got["kl_divergence"] >= 0.0
 
 
-@pytest.mark.parametrize("model_name", ["tiny-gpt2", "tiny-llama", "tiny-neox", "tiny-opt"])
+@pytest.mark.parametrize("model_name", ALL_TINY)
 def test_activation_moments_equal_numpy(loaded):
     """Every token counts, whatever the shape of the hooked activations (OPT flattens them to ``[seq, d_mlp]``)."""
     texts = _ids(loaded)
@@ -106,11 +106,13 @@ def test_failure_mid_sweep_leaves_no_hook_and_model_unchanged(loaded):
     assert torch.is_grad_enabled()
 
 
-@pytest.mark.parametrize("name", ["tiny-gpt2", "tiny-llama", "tiny-neox", "tiny-opt"])
-def test_residual_mlp_output_is_detected_as_additive(shared_managers, name):
+@pytest.mark.parametrize("name", ALL_TINY)
+def test_a_residual_mlp_output_is_detected_as_additive_and_a_normalised_one_is_not(shared_managers, name):
     lm = shared_managers(name).ensure_loaded()
     clean = clean_run(lm.adapter, encode(lm.tokenizer, TEXTS[0]), 0, mlp_layers=[0, 1])
-    assert mlp_output_is_additive(lm.adapter, clean, 0) and mlp_output_is_additive(lm.adapter, clean, 1)
+    additive = name not in NOT_ADDITIVE
+    assert mlp_output_is_additive(lm.adapter, clean, 0) is additive
+    assert mlp_output_is_additive(lm.adapter, clean, 1) is additive
     assert hook_count(lm.model) == 0
 
 

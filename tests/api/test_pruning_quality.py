@@ -15,6 +15,7 @@ from neuronscope.services.compression import quality_warnings
 from neuronscope.services.evaluation_set import overlapping
 from tests.support.compression_app import TEXTS, app, client, data_dir, lm_of, text_sets  # noqa: F401 (fixtures)
 from tests.support.jobs_support import hold_jobs_at_step, wait_for_status
+from tests.support.tiny_models import ALL_TINY, NO_OUTPUT_BIAS, NOT_ADDITIVE
 
 
 def post(client, path, body, status=200):
@@ -110,7 +111,7 @@ def calibration_means(lm, texts, layers):
     return {layer: total / count for layer, total in sums.items()}
 
 
-@pytest.mark.parametrize("model_name", ["tiny-gpt2", "tiny-llama", "tiny-neox", "tiny-opt"])
+@pytest.mark.parametrize("model_name", [name for name in ALL_TINY if name not in NO_OUTPUT_BIAS])
 def test_bias_compensated_models_load_with_stock_transformers_and_equal_mean_ablation(client, app, data_dir, model_name):
     plan = post(client, "/api/pruning/plan", {"sparsity": 0.25, "method": "activation", "compensation": "bias"})
     applied = post(client, "/api/pruning/apply", {"plan": plan, "output_name": "small", "texts": TEXTS}, status=201)
@@ -174,21 +175,51 @@ def layer_output_error(lm, model, sequences, layer):
     return float((outs["dense"] - outs["other"]).square().mean())
 
 
-@pytest.mark.parametrize("model_name", ["tiny-gpt2", "tiny-llama", "tiny-neox", "tiny-opt"])
+@pytest.mark.parametrize("model_name", ALL_TINY)
 def test_reconstruct_beats_none_on_held_out_tokens(app, model_name):
+    """Where the architecture has no output bias (Gemma) the refit has no offset and competes with ``none``."""
+    baseline = "none" if model_name in NO_OUTPUT_BIAS else "bias"
     svc = app.extensions["neuronscope"].compression
     with svc.manager.use() as lm:
         inputs, _ = svc.calibration(lm, None, False, evaluation=svc.text_sets.evaluation())
         held_out = svc.sequences(lm, svc.text_sets.evaluation()).sequences[:6]
         removed = {layer: list(range(1, lm.adapter.d_mlp(layer), 4)) for layer in range(lm.adapter.n_layers)}
         errors = {}
-        for compensation in ("none", "bias", "reconstruct"):
+        for compensation in dict.fromkeys(("none", baseline, "reconstruct")):
             pruned, report = svc.compressed(lm, removed, compensation, inputs)
             errors[compensation] = layer_output_error(lm, pruned, held_out, lm.adapter.n_layers - 1)
     assert errors["reconstruct"] < errors["none"]
-    assert {r["used"] for r in report} <= {"bias", "reconstruct"} and len(report) == lm.adapter.n_layers
-    assert {r["target"] for r in report} == {"block_output"}  # the tiny models all add their MLP output
-    assert all(r["held_out_error"]["reconstruct"] < r["held_out_error"]["bias"] for r in report if r["used"] == "reconstruct")
+    assert {r["used"] for r in report} <= {baseline, "reconstruct"} and len(report) == lm.adapter.n_layers
+    assert "reconstruct" in {r["used"] for r in report}
+    target = "mlp_output" if model_name in NOT_ADDITIVE else "block_output"
+    assert {r["target"] for r in report} == {target}
+    assert all(r["held_out_error"]["reconstruct"] < r["held_out_error"][baseline] for r in report if r["used"] == "reconstruct")
+
+
+@pytest.mark.parametrize("model_name", ["tiny-gemma3"])
+def test_without_an_output_bias_bias_is_refused_and_reconstruct_saves_a_stock_model(client, app, data_dir, model_name):
+    before = sorted(p.name for p in (data_dir / "models").iterdir())
+    for path, body in [
+        ("/api/pruning/plan", {"sparsity": 0.25, "method": "activation", "compensation": "bias"}),
+        ("/api/pruning/sweep", {"methods": ["magnitude"], "sparsities": [0.25], "compensations": ["none", "bias"]}),
+    ]:
+        response = client.post(path, json=body)
+        assert response.status_code == 400 and "bias" in response.get_json()["details"], path
+    plan = post(client, "/api/pruning/plan", {"sparsity": 0.25, "method": "activation"})
+    response = client.post("/api/pruning/apply", json={"plan": plan, "output_name": "small", "compensation": "bias"})
+    assert response.status_code == 400 and "bias" in response.get_json()["details"]
+    assert sorted(p.name for p in (data_dir / "models").iterdir()) == before
+
+    plan = post(client, "/api/pruning/plan", {"sparsity": 0.25, "method": "activation", "compensation": "reconstruct"})
+    applied = post(client, "/api/pruning/apply", {"plan": plan, "output_name": "small", "texts": TEXTS}, status=201)
+    assert applied["compensation"] == "reconstruct" and applied["loads_with_transformers"]
+    assert "reconstruct" in {layer["used"] for layer in applied["compensation_layers"]}
+    stock = transformers.AutoModelForCausalLM.from_pretrained(data_dir / "models" / "small").eval()
+    assert all(block.mlp.down_proj.bias is None for block in stock.model.layers)
+    post(client, "/api/models/switch", {"model_name": "small"})
+    ids = lm_of(app).tokenizer(TEXTS[1], return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        torch.testing.assert_close(stock(input_ids=ids).logits, lm_of(app).model(input_ids=ids).logits, atol=1e-5, rtol=0)
 
 
 def test_warnings_and_the_ratio_limit(client, data_dir):

@@ -7,8 +7,8 @@ from neuronscope.analysis.forward import encode, run
 from neuronscope.analysis.hooks import ablated, captured_activations, forward_hook, forward_pre_hook, hook_count
 from neuronscope.errors import UnsupportedArchitecture
 from neuronscope.modeling.adapters import adapter_class_for
+from tests.support.tiny_models import ALL_TINY
 
-ALL_TINY = ["tiny-gpt2", "tiny-llama", "tiny-neox", "tiny-opt"]
 TEXT = "The quick brown fox jumps over the lazy dog."
 
 

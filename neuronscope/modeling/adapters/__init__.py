@@ -6,12 +6,13 @@ from torch import nn
 
 from neuronscope.errors import UnsupportedArchitecture
 from neuronscope.modeling.adapters.base import ArchitectureAdapter, weight_in_out
+from neuronscope.modeling.adapters.gemma import GemmaAdapter
 from neuronscope.modeling.adapters.gpt2 import GPT2Adapter
 from neuronscope.modeling.adapters.llama import LlamaAdapter
 from neuronscope.modeling.adapters.neox import NeoXAdapter
 from neuronscope.modeling.adapters.opt import OPTAdapter
 
-ADAPTERS: tuple[type[ArchitectureAdapter], ...] = (GPT2Adapter, LlamaAdapter, NeoXAdapter, OPTAdapter)
+ADAPTERS: tuple[type[ArchitectureAdapter], ...] = (GPT2Adapter, LlamaAdapter, GemmaAdapter, NeoXAdapter, OPTAdapter)
 SUPPORTED_MODEL_TYPES: tuple[str, ...] = tuple(t for a in ADAPTERS for t in a.model_types)
 
 
@@ -30,4 +31,4 @@ def adapter_for(model: nn.Module) -> ArchitectureAdapter:
     return adapter_class_for(model.config.model_type)(model)
 
 
-__all__ = ["ArchitectureAdapter", "adapter_class_for", "adapter_for", "SUPPORTED_MODEL_TYPES", "weight_in_out"]
+__all__ = ["ArchitectureAdapter", "GemmaAdapter", "adapter_class_for", "adapter_for", "SUPPORTED_MODEL_TYPES", "weight_in_out"]

@@ -108,6 +108,15 @@ class ArchitectureAdapter(ABC):
         """Output projection weight ``[d_mlp, d_model]`` (a view, or a read-only copy when offloaded)."""
         return weight_values_in_out(self.mlp_output(layer))
 
+    def output_directions(self, layer: int) -> torch.Tensor:
+        """Each neuron's write into the residual stream per unit activation, ``[d_mlp, d_model]``:
+        ``W_out``, times the gain of a norm the block applies to its MLP output before adding it.
+
+        The directions of neuron pages (output tokens, similar neurons) and of attribution's direct
+        path. Only where the MLP output is added as is are they the exact residual change.
+        """
+        return self.w_out(layer)
+
     def unembed(self) -> nn.Module:
         """The LM head (final hidden state -> logits)."""
         return self.model.get_output_embeddings()
