@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
-import logging
 import os
 import shutil
 import socket
-import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -19,14 +15,12 @@ from accelerate.utils import get_balanced_memory, get_max_memory
 from safetensors.torch import load_file
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
-from neuronscope.config import EMBEDDED_MODEL_NAME, Settings
+from neuronscope.config import Settings
 from neuronscope.errors import BadRequest, ModelUnavailable, NotFound
 from neuronscope.modeling import packaged, registry
 from neuronscope.modeling.adapters import adapter_class_for
 from neuronscope.modeling.adapters.base import recorded_mlp_sizes
-from neuronscope.storage.files import TEMP_PREFIX
 
-log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ModelSource:
