@@ -79,8 +79,12 @@ def test_the_overlap_rule():
 # -- 2. plan-time estimates and guardrails; 3. compensation -----------------------------------------
 
 
-@pytest.mark.parametrize("compensation", ["none", "bias"])
-def test_the_estimate_is_what_apply_measures(client, data_dir, compensation):
+@pytest.mark.parametrize(
+    "model_name, compensation",
+    [(name, compensation) for name in ("tiny-gpt2", "tiny-llama") for compensation in ("none", "bias")]
+    + [("tiny-gemma3", "none"), ("tiny-gemma3", "reconstruct")],
+)
+def test_the_estimate_is_what_apply_measures(client, data_dir, model_name, compensation):
     plan = post(client, "/api/pruning/plan", {"sparsity": 0.3, "method": "wanda", "estimate": True, "compensation": compensation})
     estimate = plan["estimate"]
     assert plan["compensation"] == compensation and not (data_dir / "models" / "small").exists()
