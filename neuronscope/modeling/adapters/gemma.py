@@ -3,7 +3,7 @@
 Every RMSNorm scales by ``1 + weight``, and each block normalises its MLP output
 (``post_feedforward_layernorm``) before adding it to the residual stream, so a neuron's write
 into the residual stream is ``W_out`` scaled by that norm's gain. Gemma's MLP projections never
-have biases (``bias`` and ``reconstruct`` compensation are refused).
+have biases: ``bias`` compensation is refused and ``reconstruct`` refits without an offset.
 """
 
 import torch
@@ -20,5 +20,6 @@ class GemmaAdapter(LlamaAdapter):
         return 1 + resident(self.final_norm(), "weight")
 
     def output_directions(self, layer: int) -> torch.Tensor:
+        w_out = self.w_out(layer)  # [d_mlp, d_model]
         gain = 1 + resident(self.blocks()[layer].post_feedforward_layernorm, "weight")  # [d_model]
-        return self.w_out(layer) * gain.to(self.w_out(layer))
+        return w_out * gain.to(w_out)
