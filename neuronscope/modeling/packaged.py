@@ -10,9 +10,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import logging
-import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +19,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from neuronscope.config import EMBEDDED_MODEL_NAME
 from neuronscope.errors import ModelUnavailable
-from neuronscope.storage.files import TEMP_PREFIX
+from neuronscope.storage.folders import remove_folder, staged_folder
 
 log = logging.getLogger(__name__)
 
@@ -97,16 +94,16 @@ def _joined(packaged: PackagedGguf, paths: list[Path], folder: Path) -> Path:
 
 def convert(name: str, cache: Path) -> None:
     """Dequantise packaged model ``name`` to float32 and save it as safetensors in ``cache``
-    (atomically: staged next to it, then renamed)."""
+    (atomically, through :func:`~neuronscope.storage.folders.staged_folder`)."""
     packaged = PACKAGED[name]
     paths = packaged.part_paths()
     if paths is None:
         raise ModelUnavailable(f"model {name!r} is not installed: run `{packaged.install}`")
     started = time.perf_counter()
     log.info("converting the packaged GGUF %s (first load only)", packaged.gguf_name)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=cache.parent))
-    try:
+    if cache.exists():
+        remove_folder(cache)
+    with staged_folder(cache) as staging:
         gguf = _joined(packaged, paths, staging)
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
@@ -116,9 +113,4 @@ def convert(name: str, cache: Path) -> None:
             gguf.unlink()
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
-        if cache.exists():
-            shutil.rmtree(cache)
-        os.replace(staging, cache)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     log.info("converted %s in %.1f s, cached in %s", name, time.perf_counter() - started, cache)
