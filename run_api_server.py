@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import socket
 import sys
 import time
@@ -187,8 +188,24 @@ def main(argv: list[str] | None = None) -> int:
     log.info("serving on http://%s:%d/api/", settings.host, settings.port)
     server = make_server(app, settings)
     server.print_listen("waitress serving on http://{}:{}")
-    server.run()
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        log.info("interrupted")
+    finally:
+        stop_jobs(app, log)
     return 0
+
+
+JOB_SHUTDOWN_WAIT_S = 30.0
+"""How long a stopping server waits for the running job to reach its next progress step and stop."""
+
+
+def stop_jobs(app, log: logging.Logger) -> None:
+    """Cancel the queued and running jobs, so their files say ``cancelled`` after a restart."""
+    if not app.extensions["neuronscope"].long_runs.jobs.shutdown(JOB_SHUTDOWN_WAIT_S):
+        log.warning("the running job did not stop within %.0f s", JOB_SHUTDOWN_WAIT_S)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from neuronscope import create_app
 from neuronscope.api.long_running import LONG_OPERATIONS
 from neuronscope.config import EMBEDDED_MODEL_NAME, Settings
 from neuronscope.modeling.manager import ModelManager
-from tests.support.jobs_support import GATED, WEIGHT_NORMS, Calls, Gate, gated_operation, weight_norms_operation
+from tests.support.jobs_support import GATED, WEIGHT_NORMS, Calls, Gate, gated_operation, stop_jobs, weight_norms_operation
 from tests.support.settings import make_settings
 from tests.support.tiny_models import save_tiny_models
 
@@ -54,13 +54,17 @@ def model_name(request) -> str:
 
 @pytest.fixture
 def make_app(models_dir, tmp_path):
-    """``make_app(model=..., **settings)``: an app on a fresh data dir with its own manager."""
+    """``make_app(model=..., **settings)``: an app on a fresh data dir with its own manager; its jobs
+    are cancelled at the end of the test, so none runs on into the next one."""
+    apps = []
 
     def factory(model: str = "tiny-gpt2", **overrides):
         folder = overrides.pop("models_dir", models_dir)
-        return create_app(make_settings(tmp_path / "data", folder, model, **overrides))
+        apps.append(create_app(make_settings(tmp_path / "data", folder, model, **overrides)))
+        return apps[-1]
 
-    return factory
+    yield factory
+    stop_jobs(apps)
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -22,7 +23,7 @@ def get_json(url: str):
 
 
 @pytest.fixture
-def server(models_dir, tmp_path):
+def server(models_dir, tmp_path, request):
     port = free_port()
     env = {**os.environ, "PORT": str(port), "NEURONSCOPE_DATA_DIR": str(tmp_path / "data"),
            "NEURONSCOPE_MODELS_DIR": str(models_dir), "NEURONSCOPE_MODEL": "tiny-llama", "NEURONSCOPE_OFFLINE": "1",
@@ -30,6 +31,7 @@ def server(models_dir, tmp_path):
     env.pop("HOST", None)
     proc = subprocess.Popen([sys.executable, str(ROOT / "run_api_server.py")], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    request.node.server_process = proc
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -41,8 +43,9 @@ def server(models_dir, tmp_path):
                 pytest.fail(proc.stdout.read())
             time.sleep(0.2)
     yield base
-    proc.terminate()
-    proc.wait(timeout=10)
+    if proc.poll() is None:
+        proc.terminate()
+        proc.wait(timeout=60)
 
 
 def test_server_serves_with_model_preloaded_on_localhost(server):
@@ -57,6 +60,24 @@ def test_server_errors_are_json(server):
         urllib.request.urlopen(server + "/api/nope", timeout=5)
     assert info.value.code == 404
     assert set(json.loads(info.value.read())) == {"error", "details"}
+
+
+def post_json(url: str, body: dict) -> dict:
+    data = json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def test_sigterm_cancels_the_queued_and_running_jobs_and_records_them(server, request, tmp_path):
+    body = {"endpoint": "pruning/sweep", "body": {"methods": ["wanda", "activation", "taylor", "obs"],
+                                                  "sparsities": [0.1, 0.2, 0.3, 0.4, 0.5], "compensations": ["none", "bias", "reconstruct"]}}
+    jobs = [post_json(server + "/api/jobs", {**body, "body": {**body["body"], "seed": seed}})["job_id"] for seed in range(8)]
+    proc = request.node.server_process
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0
+    statuses = [json.loads((tmp_path / "data" / "jobs" / f"{job}.json").read_text())["status"] for job in jobs]
+    assert set(statuses) <= {"done", "cancelled"} and "cancelled" in statuses
 
 
 def test_help_documents_options():

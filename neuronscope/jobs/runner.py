@@ -87,13 +87,23 @@ class JobRunner:
                 raise Conflict(f"job {job_id} has already finished")
             if job.finished:
                 raise Conflict(f"job {job_id} has already finished ({job.status})")
-            job.cancel_requested = True
-            job.version += 1
-            if job.status == QUEUED:
-                self._queue.remove(job)
-                self._finish(job, CANCELLED, "cancelled before it started")
-            self._changed.notify_all()
+            self._cancel(job, "cancelled before it started")
             return job.describe()
+
+    def shutdown(self, timeout: float) -> bool:
+        """Cancel every unfinished job (queued ones now, the running one at its next progress step,
+        each written to its file as cancelled) and wait up to ``timeout`` s for the worker to stop.
+
+        Returns whether the worker stopped in time. Later submissions start a new worker.
+        """
+        with self._changed:
+            for job in [job for job in self._jobs.values() if not job.finished]:
+                self._cancel(job, "cancelled before it started: the server shut down")
+            worker = self._worker
+        if worker is not None:
+            worker.join(timeout)
+            return not worker.is_alive()
+        return True
 
     def wait_for_change(self, job_id: str, seen_version: int | None, timeout: float) -> tuple[dict, int] | None:
         """Block until the job's state differs from ``seen_version`` (or ``timeout`` passes).
@@ -131,6 +141,16 @@ class JobRunner:
             if view["status"] in FINISHED:
                 return
             time.sleep(min_interval_s)
+
+    def _cancel(self, job: Job, queued_step: str) -> None:
+        """Finish a queued ``job`` as cancelled now (with ``queued_step``), or ask a running one to
+        stop at its next progress step (caller holds the lock)."""
+        job.cancel_requested = True
+        job.version += 1
+        if job.status == QUEUED:
+            self._queue.remove(job)
+            self._finish(job, CANCELLED, queued_step)
+        self._changed.notify_all()
 
     def _version(self, job_id: str) -> int | None:
         job = self._jobs.get(job_id)

@@ -7,6 +7,8 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
+from tests.support.jobs_support import stop_jobs
+
 from neuronscope.api.spec import openapi_document
 
 METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE"}
@@ -47,7 +49,9 @@ def fuzz_app(models_dir, tmp_path_factory):
     shutil.copytree(models_dir / "tiny-gpt2", fuzz_models / "tiny-gpt2")
     # jobs fuzzed with ?async=true pile up behind each other: never refuse one for a full queue
     settings = make_settings(data_dir, fuzz_models, rate_limit_per_minute=0, max_queued_jobs=100_000)
-    return create_app(settings)
+    app = create_app(settings)
+    yield app
+    stop_jobs([app])
 
 
 schema = schemathesis.pytest.from_fixture("fuzz_schema")

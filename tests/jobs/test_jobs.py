@@ -116,6 +116,25 @@ def test_cancel_running_job_stops_at_next_step_and_leaves_no_hook(jobs_app, gate
     assert client.delete(f"/api/jobs/{job_id}").status_code == 409
 
 
+def test_shutdown_cancels_queued_and_running_jobs_and_a_restart_reads_them(jobs_app, gate, calls, make_app):
+    app = jobs_app(cache_entries=0)
+    client = app.test_client()
+    running = client.post(f"/api/{GATED}?async=true", json={}).get_json()["job_id"]
+    queued = client.post(f"/api/{WEIGHT_NORMS}?async=true", json={"layers": [0]}).get_json()["job_id"]
+    assert gate.reached[0].wait(timeout=20)
+    runner = app.extensions["neuronscope"].long_runs.jobs
+    stopping = threading.Thread(target=runner.shutdown, args=(30,))
+    stopping.start()
+    assert client.get(f"/api/jobs/{queued}").get_json()["status"] == "cancelled"
+    gate.release[0].set()
+    stopping.join(timeout=30)
+    assert not stopping.is_alive() and calls.count == 0 and hook_count(lm_of(app).model) == 0
+    assert gate.completed == [0] and not gate.reached[1].is_set()
+    restarted = make_app().test_client()
+    assert {restarted.get(f"/api/jobs/{j}").get_json()["status"] for j in (running, queued)} == {"cancelled"}
+    assert runner.shutdown(1) is True
+
+
 def test_cancelled_model_is_clean_for_the_next_analysis(jobs_app, gate, calls):
     app = jobs_app(cache_entries=0)
     client = app.test_client()

@@ -149,3 +149,13 @@ def hold_jobs_at_step(monkeypatch, number: int, counts: Callable[[str], bool] = 
 
     monkeypatch.setattr(JobRunner, "_progress_of", pausing_progress_of)
     return held
+
+
+JOB_STOP_WAIT_S = 120.0
+
+
+def stop_jobs(apps: list) -> None:
+    """Cancel every app's queued and running jobs and wait for them to stop (fixture teardown), so
+    no job of one test runs on into the next (where it would see that test's monkeypatches)."""
+    stuck = [app for app in apps if not app.extensions["neuronscope"].long_runs.jobs.shutdown(JOB_STOP_WAIT_S)]
+    assert not stuck, f"{len(stuck)} app(s) had a job that did not stop within {JOB_STOP_WAIT_S:.0f} s"
