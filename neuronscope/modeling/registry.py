@@ -10,11 +10,14 @@ against the server's working directory and never follows a symlink.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import stat
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+
+from safetensors import SafetensorError, safe_open
 
 from neuronscope.config import EMBEDDED_MODEL_NAME
 from neuronscope.modeling.packaged import GEMMA_MODEL_NAME
@@ -140,10 +143,32 @@ def entry_from_config(name: str, config: dict, description: str) -> ModelEntry:
     return ModelEntry(name, config.get("model_type", "unknown"), layers, hidden, heads, description, False, "unknown", 0, None)
 
 
+def stored_parameters(folder: Path) -> int | None:
+    """How many parameters the ``*.safetensors`` files of a saved model hold, read from their headers
+    (no weight is loaded; tied weights are stored once, as ``model.parameters()`` counts them), or
+    ``None`` without such files or when one is not a real, readable safetensors file."""
+    files = sorted(folder.glob("*.safetensors"))
+    if not files or not all(_is_real(path, stat.S_IFREG) for path in files):
+        return None
+    total = 0
+    try:
+        for path in files:
+            with safe_open(path, framework="pt") as stored:
+                total += sum(math.prod(stored.get_slice(key).get_shape()) for key in stored.keys())
+    except (OSError, ValueError, SafetensorError):
+        return None
+    return total
+
+
 def local_entry(models_dir: Path, name: str) -> ModelEntry | None:
-    """Registry-style entry for a local model folder, or ``None``."""
+    """Registry-style entry for a local model folder, or ``None``; its parameter count and size
+    category come from its safetensors files (0 and ``unknown`` without them)."""
     folder = local_model_dir(models_dir, name)
     if folder is None:
         return None
     config = json.loads((folder / "config.json").read_text())
-    return entry_from_config(name, config, f"Local model in {models_dir.name}/{name}")
+    entry = entry_from_config(name, config, f"Local model in {models_dir.name}/{name}")
+    parameters = stored_parameters(folder)
+    if parameters is None:
+        return entry
+    return replace(entry, parameters=parameters, size_category=_size_category(parameters))

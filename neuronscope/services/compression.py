@@ -135,9 +135,14 @@ class CompressionService:
                 raise BadRequest(f"layer {layer} would lose all its {len(neurons)} neurons; keep at least one")
         return checked
 
-    def _parameter_change(self, lm: LoadedModel, removed: Mapping[int, Sequence[int]]) -> dict:
+    def _parameter_change(self, lm: LoadedModel, removed: Mapping[int, Sequence[int]], compensation: str) -> dict:
+        """Parameters before and after removing ``removed`` with ``compensation``, which may add
+        biases (LLaMA's zero gate and up biases come with the output bias): what apply will save."""
         before = parameter_count(lm.model)
         fewer = sum(len(neurons) * parameters_per_neuron(lm.adapter, layer) for layer, neurons in removed.items())
+        if compensation != "none" and any(removed.values()) and lm.adapter.supports_output_bias():
+            widths = [lm.adapter.d_mlp(layer) - len(removed.get(layer, ())) for layer in range(lm.adapter.n_layers)]
+            fewer -= lm.adapter.added_bias_parameters(widths)
         return {"before": before, "after": before - fewer, "removed": fewer, "reduction": fewer / before}
 
     def _layers(self, lm: LoadedModel, removed: Mapping[int, Sequence[int]]) -> list[dict]:
@@ -296,7 +301,7 @@ class CompressionService:
                 "removed_neurons": count,
                 "achieved_sparsity": count / total,
                 "layers": self._layers(lm, removed),
-                "parameters": self._parameter_change(lm, removed),
+                "parameters": self._parameter_change(lm, removed, compensation),
                 "neurons": [{"layer_index": layer, "neuron_indices": neurons} for layer, neurons in removed.items()],
                 "estimate": estimated,
                 "warnings": quality_warnings(estimated["ratio"]) if estimated else [],
@@ -428,7 +433,7 @@ class CompressionService:
                             "compensation": compensation,
                             "perplexity": quality["perplexity_after"],
                             "ratio": quality["ratio"],
-                            "parameters_after": self._parameter_change(lm, removed)["after"],
+                            "parameters_after": self._parameter_change(lm, removed, compensation)["after"],
                         })
             progress(1.0, f"swept {total} plans")
             return {

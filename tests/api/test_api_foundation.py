@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from tests.support.tiny_models import ALL_TINY
 
 from neuronscope.config import EMBEDDED_MODEL_NAME
 from neuronscope.services.samples import starter_samples
@@ -51,6 +52,26 @@ def test_model_info_by_name_and_hub_id(client):
     assert client.get("/api/models/EleutherAI/pythia-70m").get_json()["family"] == "gpt_neox"
     local = client.get("/api/models/tiny-llama").get_json()
     assert (local["family"], local["layers"], local["hidden_size"]) == ("llama", 2, 32)
+
+
+@pytest.mark.parametrize("name", ALL_TINY)
+def test_a_local_model_counts_its_parameters_before_it_is_loaded(make_app, name):
+    client = make_app("tiny-gpt2").test_client()
+    stored = client.get(f"/api/models/{name}").get_json()
+    assert client.post("/api/models/switch", json={"model_name": name}).status_code == 200
+    live = client.get(f"/api/models/{name}").get_json()
+    assert live["loaded"] is True and stored["parameters"] == live["parameters"] > 0
+    assert stored["size_category"] == "small"
+
+
+def test_a_local_model_without_readable_safetensors_has_no_parameter_count(make_app, models_dir, tmp_path):
+    folder = tmp_path / "models" / "odd"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text((models_dir / "tiny-llama" / "config.json").read_text())
+    (folder / "model.safetensors").write_bytes(b"not a safetensors file")
+    client = make_app(models_dir=tmp_path / "models").test_client()
+    info = client.get("/api/models/odd").get_json()
+    assert (info["parameters"], info["size_category"], info["layers"]) == (0, "unknown", 2)
 
 
 @pytest.mark.parametrize("name", ["nope-model", "org/unknown"])

@@ -95,6 +95,7 @@ def test_the_estimate_is_what_apply_measures(client, data_dir, model_name, compe
     assert estimate["ratio"] == pytest.approx(applied["ratio"], rel=1e-6)
     assert estimate["evaluation"]["sha256"] == applied["evaluation"]["sha256"]
     assert plan["warnings"] == applied["warnings"]
+    assert plan["parameters"] == applied["parameters"]  # the biases a compensation adds (LLaMA: three per layer) included
 
 
 def calibration_means(lm, texts, layers):

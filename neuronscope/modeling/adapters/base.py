@@ -150,6 +150,12 @@ class ArchitectureAdapter(ABC):
             self._add_biases()
         return self.mlp_output(layer).bias
 
+    def added_bias_parameters(self, widths: Sequence[int]) -> int:
+        """Parameters that :meth:`output_bias` would add (the zero biases of :meth:`_add_biases`) to
+        the model with ``widths[layer]`` neurons in each layer; 0 where the output projections
+        already have their biases."""
+        return 0
+
     def set_output_weight(self, layer: int, weight: torch.Tensor) -> None:
         """Overwrite ``layer``'s output projection weight with ``weight`` ``[d_mlp, d_model]``."""
         with torch.no_grad():

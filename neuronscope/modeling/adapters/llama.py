@@ -4,6 +4,8 @@ Only LLaMA's config has ``mlp_bias`` (biases on all three projections); an outpu
 compensation turns it on, with zero biases on ``gate_proj`` and ``up_proj``.
 """
 
+from typing import Sequence
+
 from torch import nn
 
 from neuronscope.modeling.adapters.base import ArchitectureAdapter, add_zero_bias
@@ -29,6 +31,11 @@ class LlamaAdapter(ArchitectureAdapter):
 
     def supports_output_bias(self) -> bool:
         return self.model.config.model_type == "llama" or super().supports_output_bias()
+
+    def added_bias_parameters(self, widths: Sequence[int]) -> int:
+        if self.blocks()[0].mlp.down_proj.bias is not None:
+            return 0
+        return sum(2 * width + self.d_model for width in widths)
 
     def _add_biases(self) -> None:
         if self.model.config.model_type != "llama":
