@@ -286,7 +286,8 @@ class NeuronService:
                 {"token": lm.tokenizer.decode([i]), "token_id": i, "value": _round(logits[i])} for i in ids
             ]
 
-        return {"formula": "W_U · (γ ⊙ w_out)", "promoted": entries(promoted), "suppressed": entries(suppressed)}
+        formula = f"W_U · (γ ⊙ {lm.adapter.output_direction_formula})"
+        return {"formula": formula, "promoted": entries(promoted), "suppressed": entries(suppressed)}
 
     @staticmethod
     def _weights(lm: LoadedModel, layer: int, neuron: int) -> dict:

@@ -108,6 +108,9 @@ class ArchitectureAdapter(ABC):
         """Output projection weight ``[d_mlp, d_model]`` (a view, or a read-only copy when offloaded)."""
         return weight_values_in_out(self.mlp_output(layer))
 
+    output_direction_formula: ClassVar[str] = "w_out"
+    """How :meth:`output_directions` is computed, as neuron pages write it in their formulas."""
+
     def output_directions(self, layer: int) -> torch.Tensor:
         """Each neuron's write into the residual stream per unit activation, ``[d_mlp, d_model]``:
         ``W_out``, times the gain of a norm the block applies to its MLP output before adding it.

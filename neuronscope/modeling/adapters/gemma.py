@@ -15,6 +15,7 @@ from neuronscope.modeling.placement import resident
 class GemmaAdapter(LlamaAdapter):
     family = "gemma"
     model_types = ("gemma3_text",)
+    output_direction_formula = "(1 + g_post) ⊙ w_out"
 
     def final_norm_weight(self) -> torch.Tensor:
         return 1 + resident(self.final_norm(), "weight")
