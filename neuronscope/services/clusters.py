@@ -7,7 +7,7 @@ import os
 import numpy as np
 import sklearn
 
-from neuronscope.analysis.clustering import N_INIT, SEED, cluster_neurons
+from neuronscope.analysis.clustering import N_INIT, SEED, NeuronClusters, cluster_neurons
 from neuronscope.config import Settings
 from neuronscope.errors import BadRequest, NotFound
 from neuronscope.timestamps import utc_now
@@ -41,24 +41,6 @@ class ClusterService:
             )
         result = cluster_neurons(acts, n_clusters)
         sizes = np.bincount(result.labels, minlength=n_clusters)
-        clusters = []
-        for cluster in range(n_clusters):
-            members = np.nonzero(result.labels == cluster)[0]
-            typical = members[np.argsort(result.distances[members], kind="stable")][:TOP_NEURONS]
-            clusters.append({
-                "cluster_id": cluster,
-                "size": int(sizes[cluster]),
-                "neuron_indices": members.tolist(),
-                "top_neurons": [
-                    {
-                        "neuron_index": int(n),
-                        "distance_to_centroid": round(float(result.distances[n]), 6),
-                        "mean_activation": round(float(acts[:, n].mean()), 6),
-                        "max_activation": round(float(acts[:, n].max()), 6),
-                    }
-                    for n in typical
-                ],
-            })
         name = f"{activation_file.removesuffix('.json')}-layer{layer_index}-k{n_clusters}.json"
         data = {
             "activation_file": activation_file,
@@ -80,7 +62,7 @@ class ClusterService:
             "assignments": result.labels.tolist(),
             "cluster_sizes": sizes.tolist(),
             "centroids": [_finite_or_none(row) for row in result.centroids],
-            "clusters": clusters,
+            "clusters": [_summary(result, acts, cluster) for cluster in range(n_clusters)],
             "inertia": result.inertia,
             "silhouette_score": result.silhouette,
             "n_iter": result.n_iter,
@@ -102,3 +84,24 @@ class ClusterService:
         if not files:
             raise NotFound("there are no cluster files yet: POST /api/clusters/generate first")
         return max(files, key=lambda name: (os.stat(self.files.path_for(name)).st_mtime_ns, name))
+
+
+def _summary(result: NeuronClusters, acts: np.ndarray, cluster: int) -> dict:
+    """Cluster ``cluster``'s members and its :data:`TOP_NEURONS` most typical neurons (closest to the
+    centroid) with their mean and max activation over the file's tokens (``acts``: ``[tokens, neurons]``)."""
+    members = np.nonzero(result.labels == cluster)[0]
+    typical = members[np.argsort(result.distances[members], kind="stable")][:TOP_NEURONS]
+    return {
+        "cluster_id": cluster,
+        "size": int(members.size),
+        "neuron_indices": members.tolist(),
+        "top_neurons": [
+            {
+                "neuron_index": int(n),
+                "distance_to_centroid": round(float(result.distances[n]), 6),
+                "mean_activation": round(float(acts[:, n].mean()), 6),
+                "max_activation": round(float(acts[:, n].max()), 6),
+            }
+            for n in typical
+        ],
+    }

@@ -347,12 +347,7 @@ class CompressionService:
             try:
                 recovered = None
                 if recovery is not None:
-                    limit, _ = token_limit(lm, self.settings.max_input_tokens)
-                    recovered = {
-                        **recover(pruned, lm.model, training, recovery, limit, scaled(progress, 0.45, 0.7)),
-                        "text_source": source,
-                        "texts_tokens": sum(len(seq) for seq in training),
-                    }
+                    recovered = self._recovered(lm, pruned, training, source, recovery, scaled(progress, 0.45, 0.7))
                 after = self.loss(lm, pruned, measured.sequences, scaled(progress, 0.7, 0.85)) if evaluate else None
                 ratio = after.perplexity / before.perplexity if evaluate else None
                 if max_perplexity_ratio is not None and ratio > max_perplexity_ratio:
@@ -366,11 +361,7 @@ class CompressionService:
                     **measured.record, "text_source": chosen.source, "before": before.as_dict(), "after": after.as_dict()
                 } if evaluate else None
                 record = _record(lm, plan_info, removed, sizes, compensation, recovered, parameters, evaluation)
-                with staged_folder(target) as staging:
-                    pruned.save_pretrained(staging)
-                    lm.tokenizer.save_pretrained(staging)
-                    atomic_write_json(staging / PRUNING_RECORD, record, indent=1)
-                    atomic_write_bytes(staging / MODEL_CARD, model_card(output_name, record).encode("utf-8"))
+                _save(target, output_name, pruned, lm.tokenizer, record)
                 progress(1.0, f"saved {output_name}")
             finally:
                 del pruned
@@ -395,6 +386,17 @@ class CompressionService:
             "ratio": ratio,
             "warnings": quality_warnings(ratio) if evaluate else [],
             "switch_with": {"endpoint": "POST /api/models/switch", "body": {"model_name": output_name}},
+        }
+
+    def _recovered(
+        self, lm: LoadedModel, pruned, training: list[torch.Tensor], source: str, recovery: Recovery, progress: ProgressFn
+    ) -> dict:
+        """Distil ``pruned`` toward the loaded model on ``training`` (in place); the recovery report."""
+        limit, _ = token_limit(lm, self.settings.max_input_tokens)
+        return {
+            **recover(pruned, lm.model, training, recovery, limit, progress),
+            "text_source": source,
+            "texts_tokens": sum(len(seq) for seq in training),
         }
 
     def sweep(
@@ -483,6 +485,16 @@ def _require_resident(lm: LoadedModel, work: str) -> None:
 def _mlp_sizes(model) -> list[int]:
     adapter = adapter_for(model)
     return [adapter.d_mlp(layer) for layer in range(adapter.n_layers)]
+
+
+def _save(target: Path, output_name: str, pruned, tokenizer, record: dict) -> None:
+    """The pruned model, its tokenizer, pruning record and model card, as folder ``target`` (staged, so
+    the folder appears complete or not at all)."""
+    with staged_folder(target) as staging:
+        pruned.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        atomic_write_json(staging / PRUNING_RECORD, record, indent=1)
+        atomic_write_bytes(staging / MODEL_CARD, model_card(output_name, record).encode("utf-8"))
 
 
 def _parameter_counts(full, pruned) -> dict:
