@@ -8,16 +8,10 @@ import io
 
 import pytest
 
-from tests.support.tiny_models import ALL_TINY
+from tests.support.tiny_models import ALL_TINY, CORPUS
 
-TEXTS = [
-    "The quick brown fox jumps over the lazy dog.",
-    "The capital of France is Paris. The capital of Italy is Rome.",
-    "Hello world, this is a test for pruning analysis.",
-    "Machine learning is fascinating and neurons are interesting.",
-    "One two three four five six seven eight nine ten.",
-    "def add(a, b): return a + b",
-] * 4
+TEXTS = CORPUS[:24]
+"""The tiny tokenizer's own six sentences, four times."""
 
 
 def ok(response, status: int = 200) -> dict:
