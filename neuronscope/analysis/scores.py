@@ -60,7 +60,9 @@ def wanda_scores(adapter: ArchitectureAdapter, calibration: Calibration, progres
 
     ``||x||`` is the L2 norm over every calibration token of the input feature the weight reads:
     a ``d_model`` feature of the MLP input for ``W_in`` rows, the neuron's own activation for
-    its ``W_out`` row (Sun et al. 2023, |W| * ||X||, averaged per structural group).
+    its output row (Sun et al. 2023, |W| * ||X||, averaged per structural group). The output row is
+    the neuron's write into the residual stream (:meth:`ArchitectureAdapter.output_directions`):
+    its ``W_out`` row, times the gain of the norm Gemma applies to the MLP output before the add.
     """
     layers = range(adapter.n_layers)
     inputs = {(layer, role): module for layer in layers for role, module in adapter.mlp_inputs(layer).items()}
@@ -70,7 +72,7 @@ def wanda_scores(adapter: ArchitectureAdapter, calibration: Calibration, progres
     for layer in layers:
         w_in = adapter.w_in(layer)
         total = sum(w.abs() @ sums[(layer, role)].sqrt().to(w.dtype) for role, w in w_in.items())
-        w_out = adapter.w_out(layer)
+        w_out = adapter.output_directions(layer)
         total = total + w_out.abs().sum(dim=1) * act_sums[layer].sqrt().to(w_out.dtype)
         scores[layer] = total / (w_out.shape[1] * (len(w_in) + 1))
     return scores

@@ -118,12 +118,15 @@ def obs_scores(
     *,
     damping: float = OBS_DAMPING,
 ) -> dict[int, torch.Tensor]:
-    """Per layer ``[d_mlp]`` (float32): :func:`obs_layer_scores` of ``W_out`` with ``H`` from the
-    calibration activations (``damping`` times their mean variance on the diagonal); lower = remove first."""
+    """Per layer ``[d_mlp]`` (float32): :func:`obs_layer_scores` of the neurons' output rows with ``H``
+    from the calibration activations (``damping`` times their mean variance on the diagonal); lower =
+    remove first. The output rows are the writes into the residual stream
+    (:meth:`ArchitectureAdapter.output_directions`: ``W_out``, on Gemma times its post-MLP norm's gain),
+    so the error is the residual stream's."""
     grams = activation_grams(adapter, calibration, progress)
     scores = {}
     for layer in range(adapter.n_layers):
         hessian = grams.pop(layer).hessian(damping)
-        scores[layer] = obs_layer_scores(adapter.w_out(layer).detach().double().cpu(), hessian).float()
+        scores[layer] = obs_layer_scores(adapter.output_directions(layer).detach().double().cpu(), hessian).float()
         progress(0.5 + 0.5 * (layer + 1) / adapter.n_layers, f"obs: layer {layer}")
     return scores

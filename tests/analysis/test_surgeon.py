@@ -80,8 +80,25 @@ def test_scores_rise_along_the_greedy_order_and_end_at_the_whole_output_energy()
     assert float(along[-1]) == pytest.approx(1.0, rel=1e-8)
 
 
+@pytest.fixture(params=["tiny-gpt2", "tiny-llama", "tiny-gemma3"])
+def any_loaded(request, shared_managers):
+    return shared_managers(request.param).ensure_loaded()
+
+
+def raw_output_rows(model, layer: int) -> torch.Tensor:
+    """``[d_mlp, d_model]`` output rows from the modules themselves: GPT-2's Conv1D ``c_proj``, LLaMA's
+    ``down_proj``, and on Gemma ``down_proj`` times ``1 + post_feedforward_layernorm.weight``."""
+    if hasattr(model, "transformer"):
+        return model.transformer.h[layer].mlp.c_proj.weight.detach().double()
+    block = model.model.layers[layer]
+    rows = block.mlp.down_proj.weight.detach().double().T
+    norm = getattr(block, "post_feedforward_layernorm", None)
+    return rows if norm is None else rows * (1 + norm.weight.detach().double())
+
+
 @pytest.mark.parametrize("damping", [None, 1e-3])
-def test_the_obs_scorer_uses_the_calibration_activations_of_every_layer(loaded, damping):
+def test_the_obs_scorer_uses_the_calibration_activations_of_every_layer(any_loaded, damping):
+    loaded = any_loaded
     texts = ["The quick brown fox jumps over the lazy dog.", "Hello world, one two three four five six."]
     sequences = tuple(loaded.tokenizer(t, return_tensors="pt")["input_ids"][0] for t in texts)
     adapter = loaded.adapter
@@ -96,5 +113,5 @@ def test_the_obs_scorer_uses_the_calibration_activations_of_every_layer(loaded, 
         assert scores[layer].shape == (adapter.d_mlp(layer),) and torch.isfinite(scores[layer]).all()
         sums = GramSums()
         sums.add(acts[layer])
-        expected = obs_layer_scores(adapter.w_out(layer).detach().double(), sums.hessian(**options)).float()
+        expected = obs_layer_scores(raw_output_rows(loaded.model, layer), sums.hessian(**options)).float()
         torch.testing.assert_close(scores[layer], expected, rtol=1e-4, atol=1e-6)
