@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from tests.support.pruning_reference import activations
+from tests.support.pruning_reference import activations, post_mlp_gain
 
 from neuronscope.analysis.forward import encode
 from neuronscope.analysis.calibration import Calibration
@@ -43,7 +43,10 @@ def test_magnitude_equals_definition(loaded):
         np.testing.assert_allclose(got.numpy(), expected, rtol=1e-5)
 
 
+@pytest.mark.parametrize("model_name", ["tiny-gpt2", "tiny-llama", "tiny-gemma3"])
 def test_activation_and_wanda_equal_definition(loaded):
+    """Wanda's output row is the neuron's write into the residual stream: on Gemma, ``W_out[n]`` times
+    the post-MLP norm's gain ``1 + g`` (random in the tiny model, so it matters)."""
     texts = [encode(loaded.tokenizer, t) for t in TEXTS]
     calibration = Calibration(tuple(ids[0] for ids in texts))
     activation = SCORERS["activation"](loaded.adapter, calibration, lambda *_: None)
@@ -53,23 +56,8 @@ def test_activation_and_wanda_equal_definition(loaded):
         np.testing.assert_allclose(activation[layer].numpy(), np.abs(a).mean(axis=0), rtol=1e-5)
         rows = raw_neuron_weights(loaded.model, loaded.adapter.family, layer)
         x_norm, a_norm = np.linalg.norm(x, axis=0), np.linalg.norm(a, axis=0)
-        per_weight = [np.abs(w) * x_norm for w in rows[:-1]] + [np.abs(rows[-1]) * a_norm[:, None]]
-        np.testing.assert_allclose(wanda[layer].numpy(), np.concatenate(per_weight, axis=1).mean(axis=1), rtol=1e-5)
-
-
-def test_on_gemma_wanda_reads_the_output_row_as_it_reaches_the_residual_stream(shared_managers):
-    """Gemma normalises the MLP output and scales it by ``1 + g`` before the residual add: the output
-    row's weights are ``W_out[n] * (1 + g)`` (the tiny model's gains are random, so this differs)."""
-    lm = shared_managers("tiny-gemma3").ensure_loaded()
-    texts = [encode(lm.tokenizer, t) for t in TEXTS]
-    wanda = SCORERS["wanda"](lm.adapter, Calibration(tuple(ids[0] for ids in texts)), lambda *_: None)
-    for layer in range(lm.adapter.n_layers):
-        block = lm.model.model.layers[layer]
-        x, a = (activations(lm.model, module, texts) for module in (block.mlp.gate_proj, block.mlp.down_proj))
-        gain = 1 + block.post_feedforward_layernorm.weight.detach().numpy()
-        rows = raw_neuron_weights(lm.model, "llama", layer)
-        x_norm, a_norm = np.linalg.norm(x, axis=0), np.linalg.norm(a, axis=0)
-        per_weight = [np.abs(w) * x_norm for w in rows[:-1]] + [np.abs(rows[-1] * gain) * a_norm[:, None]]
+        output_row = rows[-1] * post_mlp_gain(loaded.model, layer)
+        per_weight = [np.abs(w) * x_norm for w in rows[:-1]] + [np.abs(output_row) * a_norm[:, None]]
         np.testing.assert_allclose(wanda[layer].numpy(), np.concatenate(per_weight, axis=1).mean(axis=1), rtol=1e-5)
 
 

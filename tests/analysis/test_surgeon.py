@@ -8,6 +8,7 @@ import torch
 from neuronscope.analysis.calibration import Calibration
 from neuronscope.analysis.surgeon import COMPACT_EVERY, GramSums, greedy_obs, obs_layer_scores, obs_scores
 from tests.support.activation_helpers import captured
+from tests.support.pruning_reference import post_mlp_gain
 
 D_MLP, D_MODEL, TOKENS = 2 * COMPACT_EVERY + 9, 7, 400
 
@@ -80,25 +81,20 @@ def test_scores_rise_along_the_greedy_order_and_end_at_the_whole_output_energy()
     assert float(along[-1]) == pytest.approx(1.0, rel=1e-8)
 
 
-@pytest.fixture(params=["tiny-gpt2", "tiny-llama", "tiny-gemma3"])
-def any_loaded(request, shared_managers):
-    return shared_managers(request.param).ensure_loaded()
-
-
 def raw_output_rows(model, layer: int) -> torch.Tensor:
-    """``[d_mlp, d_model]`` output rows from the modules themselves: GPT-2's Conv1D ``c_proj``, LLaMA's
-    ``down_proj``, and on Gemma ``down_proj`` times ``1 + post_feedforward_layernorm.weight``."""
+    """``[d_mlp, d_model]`` output rows as they reach the residual stream, read from the modules
+    themselves: GPT-2's Conv1D ``c_proj`` (stored ``[in, out]``), else ``down_proj`` transposed, times
+    the post-MLP norm's gain on Gemma."""
     if hasattr(model, "transformer"):
-        return model.transformer.h[layer].mlp.c_proj.weight.detach().double()
-    block = model.model.layers[layer]
-    rows = block.mlp.down_proj.weight.detach().double().T
-    norm = getattr(block, "post_feedforward_layernorm", None)
-    return rows if norm is None else rows * (1 + norm.weight.detach().double())
+        rows = model.transformer.h[layer].mlp.c_proj.weight.detach().numpy()
+    else:
+        rows = model.model.layers[layer].mlp.down_proj.weight.detach().numpy().T
+    return torch.from_numpy(rows * post_mlp_gain(model, layer)).double()
 
 
+@pytest.mark.parametrize("model_name", ["tiny-gpt2", "tiny-llama", "tiny-gemma3"])
 @pytest.mark.parametrize("damping", [None, 1e-3])
-def test_the_obs_scorer_uses_the_calibration_activations_of_every_layer(any_loaded, damping):
-    loaded = any_loaded
+def test_the_obs_scorer_uses_the_calibration_activations_of_every_layer(loaded, damping):
     texts = ["The quick brown fox jumps over the lazy dog.", "Hello world, one two three four five six."]
     sequences = tuple(loaded.tokenizer(t, return_tensors="pt")["input_ids"][0] for t in texts)
     adapter = loaded.adapter

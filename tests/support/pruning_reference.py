@@ -93,3 +93,11 @@ def with_replaced_neurons(model, module, neurons: list[int], values: np.ndarray,
         return outputs(model, texts)
     finally:
         handle.remove()
+
+
+def post_mlp_gain(model: torch.nn.Module, layer: int) -> np.ndarray | float:
+    """The gain block ``layer``'s MLP output reaches the residual stream with, read from the modules:
+    ``1 + g`` ``[d_model]`` of Gemma's ``post_feedforward_layernorm``, else 1."""
+    blocks = model.transformer.h if hasattr(model, "transformer") else model.model.layers
+    norm = getattr(blocks[layer], "post_feedforward_layernorm", None)
+    return 1.0 if norm is None else 1 + norm.weight.detach().numpy()
