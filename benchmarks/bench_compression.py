@@ -20,6 +20,7 @@ With ``--apply METHOD:SPARSITY:COMPENSATION`` it makes that plan with ``estimate
 it (``POST /api/pruning/apply``, with ``--recovery-steps`` > 0 a recovery), saving into a temporary
 models folder, and prints the estimate, the measured perplexities and the times: the estimate's
 cost relative to one evaluation pass, and the apply's CPU time by phase (compensation, recovery, evaluation).
+``--calibration-texts N`` calibrates that plan on the first N texts of the default calibration split.
 ``--obs-damping`` runs the ``obs`` scorer with another damping of its H (this process only).
 
 The services are built as the API builds them (``build_services``), so the same code path runs.
@@ -113,17 +114,21 @@ def sweep_table(service: CompressionService, args: argparse.Namespace, started: 
 def apply_row(service: CompressionService, args: argparse.Namespace) -> None:
     """Plan one row with its estimate, time it against one evaluation pass, and apply it (with recovery)."""
     method, sparsity, compensation = args.apply.split(":")
+    texts = service.text_sets.calibration().texts[: args.calibration_texts] if args.calibration_texts else None
     with service.manager.use() as lm:
         measured = service.sequences(lm, service.text_sets.evaluation())
         t0, cpu0 = time.perf_counter(), time.process_time()
         dense = service.dense_loss(lm, measured)
         one_pass, one_pass_cpu = time.perf_counter() - t0, time.process_time() - cpu0
-        service.plan(sparsity=float(sparsity), method=method, compensation=compensation)
+        service.plan(sparsity=float(sparsity), method=method, compensation=compensation, texts=texts)
     t0, cpu0 = time.perf_counter(), time.process_time()
     estimate_phases = PhaseClock()
-    plan = service.plan(sparsity=float(sparsity), method=method, compensation=compensation, estimate=True, progress=estimate_phases)
+    plan = service.plan(
+        sparsity=float(sparsity), method=method, compensation=compensation, texts=texts, estimate=True, progress=estimate_phases
+    )
     estimate_s, estimate_cpu = time.perf_counter() - t0, time.process_time() - cpu0
     estimate = plan["estimate"]
+    print(f"calibration {plan['calibration']}")
     print(f"evaluation {measured.record['corpus']}:{measured.record['split']}, {measured.record['tokens']} tokens, "
           f"sha256 {measured.record['sha256'][:16]}...; dense perplexity {dense.perplexity:.3f}; "
           f"one evaluation pass {one_pass:.0f} s wall, {one_pass_cpu:.0f} s CPU")
@@ -142,7 +147,7 @@ def apply_row(service: CompressionService, args: argparse.Namespace) -> None:
     phases = PhaseClock()
     applied = service.apply(
         neurons={g["layer_index"]: g["neuron_indices"] for g in plan["neurons"]}, output_name="bench-applied",
-        plan_info=plan, compensation=compensation, recovery=recovery, progress=phases,
+        plan_info=plan, compensation=compensation, recovery=recovery, calibration_texts=texts, progress=phases,
     )
     print(f"apply{' with recovery ' + str(applied['recovery']) if recovery else ''}: perplexity "
           f"{applied['perplexity_before']:.3f} -> {applied['perplexity_after']:.3f} (x{applied['ratio']:.3f}); "
@@ -181,6 +186,8 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, default=1e-4, help="recovery learning rate")
     parser.add_argument("--tokens-per-step", type=int, default=256, help="recovery tokens per step")
     parser.add_argument("--recovery-precision", default="auto", choices=PRECISIONS, help="recovery precision")
+    parser.add_argument("--calibration-texts", type=int, default=0,
+                        help="with --apply: calibrate on the first N texts of the default calibration split (0: all of it)")
     parser.add_argument("--obs-damping", type=float, default=None,
                         help=f"obs damping instead of {OBS_DAMPING} (replaces the registry's obs entry in this process only)")
     args = parser.parse_args()
