@@ -7,7 +7,8 @@ bp = Blueprint("health", __name__)
 
 @bp.get("/health")
 def health():
-    manager = services().manager
+    svc = services()
+    manager = svc.manager
     current = manager.peek()
     return {
         "status": "healthy",
@@ -15,4 +16,6 @@ def health():
         "model_name": current.name if current else None,
         "model_ready": current is not None,
         "loading_model": manager.loading_name,
+        "waiting_for_model": manager.waiting,
+        "jobs": svc.long_runs.jobs.activity(),
     }

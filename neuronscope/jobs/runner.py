@@ -78,6 +78,15 @@ class JobRunner:
         with self._changed:
             return [job.describe(full=False) for job in reversed(self._jobs.values()) if status in (None, job.status)]
 
+    def activity(self) -> dict:
+        """``{running: {job_id, endpoint, progress, step} | None, queued: N}``: what the worker does now."""
+        with self._changed:
+            job = self._running()
+            running = None if job is None else {
+                "job_id": job.job_id, "endpoint": job.endpoint, "progress": round(job.progress, 4), "step": job.step,
+            }
+            return {"running": running, "queued": len(self._queue)}
+
     def cancel(self, job_id: str) -> dict:
         """Cancel a queued job now, or a running one at its next progress step; 409 if finished."""
         with self._changed:
@@ -162,8 +171,11 @@ class JobRunner:
             raise NotFound(f"no job {job_id!r}; GET /api/jobs lists the recent ones")
         return self.folder.read(name)
 
+    def _running(self) -> Job | None:
+        return next((job for job in self._jobs.values() if job.status == RUNNING), None)
+
     def _retry_after(self) -> int:
-        running = next((job for job in self._jobs.values() if job.status == RUNNING), None)
+        running = self._running()
         eta = running.eta_seconds() if running is not None else None
         if eta is None:
             return _DEFAULT_RETRY_AFTER_S

@@ -14,13 +14,16 @@ import torch
 from torch import nn
 
 from neuronscope.config import Settings
-from neuronscope.errors import ModelUnavailable, ServiceBusy
+from neuronscope.errors import Conflict, ModelUnavailable, ServiceBusy
 from neuronscope.modeling import loading, placement
 from neuronscope.modeling.adapters import ArchitectureAdapter, adapter_for
 from neuronscope.modeling.fingerprint import weights_fingerprint
 from neuronscope.modeling.memo import ModelMemo
 
 log = logging.getLogger(__name__)
+
+HANDOVER_S = 0.05
+"""How long a pause point waits, with the lock released, for a waiting request to take it."""
 
 
 @dataclass
@@ -82,6 +85,7 @@ class ModelManager:
     def __init__(self, settings: Settings):
         self.settings = settings
         self._lock = threading.RLock()
+        self._handover = threading.Condition(self._lock)
         self._queue_lock = threading.Lock()
         self._waiting = 0
         self._owner: int | None = None
@@ -153,6 +157,33 @@ class ModelManager:
             self._owner = None
             self._lock.release()
 
+    @property
+    def waiting(self) -> int:
+        """How many requests wait for the model lock now."""
+        return self._waiting
+
+    def let_waiting_run(self, holding: LoadedModel) -> None:
+        """A pause point for long work that holds the model: when requests wait for the model,
+        release it until none waits, then take it back (the waiting requests go first).
+
+        Call it only between steps that leave nothing in the model (no hooks, no edited weights)
+        and keep nothing that a model switch would make stale but ``holding`` itself. 409 when
+        the model was switched meanwhile; a thread that does not hold the lock returns at once.
+        """
+        if self._owner != threading.get_ident() or not self._waiting:
+            return
+        self._owner = None
+        try:
+            while self._waiting:
+                self._handover.wait(HANDOVER_S)  # releases the lock (however deeply held), then takes it back
+        finally:
+            self._owner = threading.get_ident()
+        if self._current is not holding:
+            raise Conflict(
+                f"the model was switched from {holding.name!r} to {self.current_name!r} while this work "
+                "let other requests run; nothing of it was saved: run it again"
+            )
+
     @contextmanager
     def use(self) -> Iterator[LoadedModel]:
         """Hold the model (loading the default first if needed) for the duration of one analysis."""
@@ -160,7 +191,15 @@ class ModelManager:
             yield self.ensure_loaded()
 
     def switch(self, name: str) -> LoadedModel:
-        """Load ``name`` and make it current; on failure the previous model stays loaded."""
+        """Load ``name`` and make it current; on failure the previous model stays loaded.
+
+        A name that is not a model name (400) and a switch to the model already loaded (a no-op)
+        are answered at once, without queueing behind the work that holds the model (where the
+        name leads is decided again under the lock: a folder may appear meanwhile)."""
+        loading.resolve(name, self.settings)
+        current = self._current
+        if current is not None and current.name == name and self._loading is None:
+            return current
         with self._held():
             if self._current is not None and self._current.name == name:
                 return self._current

@@ -113,7 +113,8 @@ class ActivationService:
     ) -> tuple[dict, SweepStats]:
         """Both tails, statistics and token view of every layer over ``sequences``: chunks of
         ``chunk_texts`` texts run on the executor one at a time and are merged as they come (the
-        per-token sums of a chunk are large). The first half of the texts (in order) is half 0 of
+        per-token sums of a chunk are large). Between chunks, requests waiting for the model run
+        first (:meth:`ModelManager.let_waiting_run`). The first half of the texts (in order) is half 0 of
         the lookup explanation, the rest half 1."""
         indexable = [indexable_positions(lm.tokenizer, ids) for ids in sequences]
         chunks = text_batches(sequences, indexable, self.settings.chunk_texts)
@@ -125,6 +126,8 @@ class ActivationService:
         }
         total, stats = None, SweepStats(self.executor.name, workers=1, chunks=len(chunks))
         for number, chunk in enumerate(chunks):
+            if number:
+                self.manager.let_waiting_run(lm)
             within = scaled(progress, number / len(chunks), (number + 1) / len(chunks))
             (part,), chunk_stats = self.executor.run(lm, Sweep("index", shared, [chunk]), within)
             stats.chunks_done += chunk_stats.chunks_done

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import io
 import logging
+import threading
 
 import pytest
 
 from neuronscope.storage.index import ActivationIndex
 
 from tests.support.corpus_support import write_cookies
-from tests.support.jobs_support import wait_for_status
+from tests.support.jobs_support import wait_for_status, wait_until
 from run_api_server import start_default_indexing
 
 
@@ -113,3 +114,41 @@ def test_start_indexes_the_default_corpus_in_a_job(corpus_app):
     index = ActivationIndex(corpus_app.extensions["neuronscope"].settings.data_dir / "corpora" / "default.index.sqlite3")
     explore = {str(t["id"]) for t in corpus_app.extensions["neuronscope"].corpora.get("default")["texts"] if t["split"] == "explore"}
     assert index.indexed_names("tiny-gpt2", "corpus", sorted(explore)) == explore
+
+
+def test_a_request_sent_while_a_corpus_is_indexed_runs_between_two_chunks(make_app, tmp_path, monkeypatch):
+    """The index job hands the model to a waiting request between chunks (one text per chunk here),
+    health shows the job meanwhile, and the index is whole in the end."""
+    app = make_app(chunk_texts=1)
+    svc = app.extensions["neuronscope"]
+    svc.corpora.fortunes_dir = write_cookies(tmp_path / "fortunes")
+    events: list[str] = []
+    first_chunk = threading.Event()
+    run, weight_analysis = svc.executor.run, svc.pruning.weight_analysis
+
+    def chunk(lm, sweep, progress):
+        if not events:
+            first_chunk.set()
+            assert wait_until(lambda: svc.manager.waiting == 1)
+        events.append("chunk")
+        return run(lm, sweep, progress)
+
+    def request(*args, **kwargs):
+        events.append("request")
+        return weight_analysis(*args, **kwargs)
+
+    monkeypatch.setattr(svc.executor, "run", chunk)
+    monkeypatch.setattr(svc.pruning, "weight_analysis", request)
+    client = app.test_client()
+    job_id = client.post("/api/corpora/default/index?async=true", json={}).get_json()["job_id"]
+    assert first_chunk.wait(30)
+    health = client.get("/api/health").get_json()
+    assert health["jobs"]["running"]["job_id"] == job_id and health["jobs"]["running"]["endpoint"] == "corpora/index"
+    assert health["waiting_for_model"] == 0 and health["jobs"]["queued"] == 0
+    assert client.get("/api/pruning/weight-analysis").status_code == 200
+    done = wait_for_status(client, job_id, {"done", "failed"})
+    assert done["status"] == "done", done
+    chunks = done["result"]["executor"]["chunks"]
+    assert chunks >= 2 and done["result"]["texts_indexed"] == chunks
+    assert events == ["chunk", "request"] + ["chunk"] * (chunks - 1)
+    assert client.get("/api/health").get_json()["jobs"] == {"running": None, "queued": 0}

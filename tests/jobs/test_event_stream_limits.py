@@ -7,12 +7,13 @@ from __future__ import annotations
 import json
 import socket
 import threading
-import time
 
 import pytest
 from waitress.server import create_server
 
 from neuronscope.jobs.job import Outcome
+
+from tests.support.jobs_support import wait_until
 
 
 @pytest.fixture
@@ -70,15 +71,6 @@ def http_get(address: str, path: str) -> tuple[int, dict]:
         return response.status, json.loads(response.read())
     finally:
         conn.close()
-
-
-def wait_until(condition, seconds: float = 15.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
 
 
 @pytest.mark.parametrize("threads,extra", [(4, 6), (6, 10)])

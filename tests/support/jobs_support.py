@@ -105,6 +105,16 @@ def add_test_views(app) -> None:
         ASYNC_VIEWS.add(endpoint.replace("/", "_"))
 
 
+def wait_until(condition: Callable[[], bool], seconds: float = 15.0) -> bool:
+    """Poll ``condition`` until it holds (True) or ``seconds`` pass (its last value)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
 def wait_for_status(client, job_id: str, statuses: set[str], timeout: float = 30.0) -> dict:
     """Poll ``GET /api/jobs/{id}`` until its status is one of ``statuses``."""
     deadline = time.monotonic() + timeout
