@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping, Protocol, Sequence
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 from neuronscope.analysis.progress import ProgressFn
 from neuronscope.modeling.manager import LoadedModel
@@ -37,13 +37,21 @@ class SweepStats:
         return asdict(self)
 
 
+def no_pause() -> None:
+    """The default ``between`` of :meth:`Executor.run`: go straight on."""
+
+
 class Executor(Protocol):
     """Runs every chunk of a sweep with the loaded model ``lm`` (or copies of it) and returns the
     chunks' results in chunk order. ``progress`` is called at least once per finished chunk and
-    may raise to cancel the sweep."""
+    may raise to cancel the sweep. ``between`` is called between two chunks run on ``lm`` itself
+    (the service passes :meth:`ModelManager.let_waiting_run`); executors whose chunks run on
+    copies of the model elsewhere do not call it."""
 
     name: str
 
-    def run(self, lm: LoadedModel, sweep: Sweep, progress: ProgressFn) -> tuple[list, SweepStats]: ...
+    def run(
+        self, lm: LoadedModel, sweep: Sweep, progress: ProgressFn, between: Callable[[], None] = no_pause
+    ) -> tuple[list, SweepStats]: ...
 
     def shutdown(self) -> None: ...

@@ -16,7 +16,7 @@ import os
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import ray
 import torch
@@ -25,7 +25,7 @@ from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError
 from neuronscope.analysis.progress import ProgressFn
 from neuronscope.config import Settings
 from neuronscope.errors import ExecutorUnavailable
-from neuronscope.executors.base import Sweep, SweepStats
+from neuronscope.executors.base import Sweep, SweepStats, no_pause
 from neuronscope.executors.work import run_chunk
 from neuronscope.modeling.manager import LoadedModel, ModelManager
 
@@ -191,8 +191,11 @@ class RayExecutor:
             raise ExecutorUnavailable(f"could not start or join Ray: {exc}") from exc
         log.info("Ray ready: %s", ray.cluster_resources())
 
-    def run(self, lm: LoadedModel, sweep: Sweep, progress: ProgressFn) -> tuple[list, SweepStats]:
-        """Results of ``sweep``'s chunks in order, computed on the pool's actors."""
+    def run(
+        self, lm: LoadedModel, sweep: Sweep, progress: ProgressFn, between: Callable[[], None] = no_pause
+    ) -> tuple[list, SweepStats]:
+        """Results of ``sweep``'s chunks in order, computed on the pool's actors (which hold their
+        own copies of the model, so ``between`` is not called: the server's model stays held)."""
         self._connect()
         self.pool.ensure(lm.name, lm.identity())
         stats = SweepStats(self.name, workers=len(self.pool.workers), chunks=len(sweep.chunks))

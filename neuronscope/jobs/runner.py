@@ -3,7 +3,8 @@
 Jobs run one at a time in submission order. The worker thread exists only while there is
 work: it starts on the first submission and exits when the queue is empty. The tasks take
 the model lock themselves (through the services they call), so a model switch waits for the
-running job and a synchronous request waits its turn on the lock.
+running job; a synchronous request waits for the job's next pause point
+(:meth:`~neuronscope.modeling.manager.ModelManager.let_waiting_run`) where it works in steps.
 """
 
 from __future__ import annotations

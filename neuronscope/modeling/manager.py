@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from neuronscope.config import Settings
-from neuronscope.errors import Conflict, ModelUnavailable, ServiceBusy
+from neuronscope.errors import ModelUnavailable, ServiceBusy
 from neuronscope.modeling import loading, placement
 from neuronscope.modeling.adapters import ArchitectureAdapter, adapter_for
 from neuronscope.modeling.fingerprint import weights_fingerprint
@@ -86,6 +86,7 @@ class ModelManager:
         self.settings = settings
         self._lock = threading.RLock()
         self._handover = threading.Condition(self._lock)
+        self._paused = False
         self._queue_lock = threading.Lock()
         self._waiting = 0
         self._owner: int | None = None
@@ -123,12 +124,14 @@ class ModelManager:
             return self._current
 
     @contextmanager
-    def _held(self) -> Iterator[None]:
+    def _held(self, *, replacing: bool = False) -> Iterator[None]:
         """Take the model lock, queueing behind running work.
 
         503 with ``Retry-After`` when ``max_queued`` requests already wait, or when the lock
         stays busy for ``queue_timeout`` seconds. A thread that holds the lock already (a
-        service called by a job, which holds it) takes it again without queueing.
+        service called by a job, which holds it) takes it again without queueing. ``replacing``
+        (a switch) also waits for work paused at :meth:`let_waiting_run` to finish: a switch
+        never pulls the model from under work that only let other requests go first.
         """
         if self._owner == threading.get_ident():
             yield
@@ -140,6 +143,7 @@ class ModelManager:
                     headers={"Retry-After": "10"},
                 )
             self._waiting += 1
+        deadline = time.monotonic() + self.settings.queue_timeout
         try:
             acquired = self._lock.acquire(timeout=self.settings.queue_timeout)
         finally:
@@ -152,37 +156,50 @@ class ModelManager:
             )
         self._owner = threading.get_ident()
         try:
+            if replacing:
+                self._wait_for_paused_work(deadline)
             yield
         finally:
             self._owner = None
             self._lock.release()
+
+    def _wait_for_paused_work(self, deadline: float) -> None:
+        """With the lock held: hand it back while some work is paused at :meth:`let_waiting_run`,
+        until that work has finished (503 at ``deadline``)."""
+        while self._paused:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ServiceBusy(
+                    f"the model stayed busy for {self.settings.queue_timeout:.0f} s; retry later",
+                    headers={"Retry-After": "30"},
+                )
+            self._owner = None
+            try:
+                self._handover.wait(min(left, HANDOVER_S))
+            finally:
+                self._owner = threading.get_ident()
 
     @property
     def waiting(self) -> int:
         """How many requests wait for the model lock now."""
         return self._waiting
 
-    def let_waiting_run(self, holding: LoadedModel) -> None:
+    def let_waiting_run(self) -> None:
         """A pause point for long work that holds the model: when requests wait for the model,
         release it until none waits, then take it back (the waiting requests go first).
 
-        Call it only between steps that leave nothing in the model (no hooks, no edited weights)
-        and keep nothing that a model switch would make stale but ``holding`` itself. 409 when
-        the model was switched meanwhile; a thread that does not hold the lock returns at once.
+        Call it only between steps that leave nothing in the model (no hooks, no edited weights).
+        A model switch does not run meanwhile: it waits for the work to finish, so the work's
+        model is still the current one afterwards. A thread that does not hold the lock returns at once.
         """
         if self._owner != threading.get_ident() or not self._waiting:
             return
-        self._owner = None
+        self._owner, self._paused = None, True
         try:
             while self._waiting:
                 self._handover.wait(HANDOVER_S)  # releases the lock (however deeply held), then takes it back
         finally:
-            self._owner = threading.get_ident()
-        if self._current is not holding:
-            raise Conflict(
-                f"the model was switched from {holding.name!r} to {self.current_name!r} while this work "
-                "let other requests run; nothing of it was saved: run it again"
-            )
+            self._owner, self._paused = threading.get_ident(), False
 
     @contextmanager
     def use(self) -> Iterator[LoadedModel]:
@@ -200,7 +217,7 @@ class ModelManager:
         current = self._current
         if current is not None and current.name == name and self._loading is None:
             return current
-        with self._held():
+        with self._held(replacing=True):
             if self._current is not None and self._current.name == name:
                 return self._current
             previous = self._current

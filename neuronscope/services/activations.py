@@ -101,11 +101,11 @@ class ActivationService:
         self, lm: LoadedModel, sequences: list[list[int]], batch_size: int, progress: ProgressFn
     ) -> tuple[list[TopList], SweepStats]:
         """The top positions per neuron of every layer over ``sequences``, in chunks of
-        ``chunk_texts`` texts on the executor, merged."""
+        ``chunk_texts`` texts on the executor (waiting requests run between chunks), merged."""
         indexable = [indexable_positions(lm.tokenizer, ids) for ids in sequences]
         chunks = text_batches(sequences, indexable, self.settings.chunk_texts)
         shared = {"pad_id": padding_id(lm.tokenizer), "depth": self.index.depth, "batch_size": batch_size}
-        parts, stats = self.executor.run(lm, Sweep("corpus", shared, chunks), progress)
+        parts, stats = self.executor.run(lm, Sweep("corpus", shared, chunks), progress, self.manager.let_waiting_run)
         return merge_tops(parts, self.index.depth), stats
 
     def _index_pass(
@@ -127,7 +127,7 @@ class ActivationService:
         total, stats = None, SweepStats(self.executor.name, workers=1, chunks=len(chunks))
         for number, chunk in enumerate(chunks):
             if number:
-                self.manager.let_waiting_run(lm)
+                self.manager.let_waiting_run()
             within = scaled(progress, number / len(chunks), (number + 1) / len(chunks))
             (part,), chunk_stats = self.executor.run(lm, Sweep("index", shared, [chunk]), within)
             stats.chunks_done += chunk_stats.chunks_done

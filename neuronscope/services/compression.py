@@ -413,7 +413,8 @@ class CompressionService:
         progress: ProgressFn = no_progress,
     ) -> dict:
         """The perplexity of every plan ``method`` x ``sparsity`` x ``compensation`` on the default
-        evaluation set (each row is what :meth:`plan` with ``estimate`` answers for it)."""
+        evaluation set (each row is what :meth:`plan` with ``estimate`` answers for it); requests
+        waiting for the model run between rows."""
         with self.manager.use() as lm:
             _require_resident(lm, "a sweep")
             _require_compensations(lm, compensations)
@@ -427,6 +428,8 @@ class CompressionService:
                 for sparsity in sparsities:
                     removed = select_neurons(scores, sparsity, scope)
                     for compensation in compensations:
+                        if rows:
+                            self.manager.let_waiting_run()
                         step = scaled(progress, 0.05 + 0.95 * len(rows) / total, 0.05 + 0.95 * (len(rows) + 1) / total)
                         quality = self.quality(lm, removed, compensation, inputs, measured, step)
                         rows.append({

@@ -234,7 +234,7 @@ class PruningService:
         size = self.settings.chunk_neurons if method == "ablation" else max(lm.adapter.d_mlp(n) for n in layers)
         ranges = neuron_ranges({n: lm.adapter.d_mlp(n) for n in layers}, size)
         shared = {"texts": [i[0].tolist() for i in ids], "method": method, "ablation": ablation}
-        parts, stats = self.executor.run(lm, Sweep("importance", shared, ranges), progress)
+        parts, stats = self.executor.run(lm, Sweep("importance", shared, ranges), progress, self.manager.let_waiting_run)
         return merge_importance(ranges, parts), stats
 
     def batch_analysis(

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import io
 import logging
-import threading
 
 import pytest
 
 from neuronscope.storage.index import ActivationIndex
 
 from tests.support.corpus_support import write_cookies
-from tests.support.jobs_support import wait_for_status, wait_until
+from tests.support.jobs_support import Interleaving, wait_for_status
 from run_api_server import start_default_indexing
 
 
@@ -122,26 +121,12 @@ def test_a_request_sent_while_a_corpus_is_indexed_runs_between_two_chunks(make_a
     app = make_app(chunk_texts=1)
     svc = app.extensions["neuronscope"]
     svc.corpora.fortunes_dir = write_cookies(tmp_path / "fortunes")
-    events: list[str] = []
-    first_chunk = threading.Event()
-    run, weight_analysis = svc.executor.run, svc.pruning.weight_analysis
-
-    def chunk(lm, sweep, progress):
-        if not events:
-            first_chunk.set()
-            assert wait_until(lambda: svc.manager.waiting == 1)
-        events.append("chunk")
-        return run(lm, sweep, progress)
-
-    def request(*args, **kwargs):
-        events.append("request")
-        return weight_analysis(*args, **kwargs)
-
-    monkeypatch.setattr(svc.executor, "run", chunk)
-    monkeypatch.setattr(svc.pruning, "weight_analysis", request)
+    order = Interleaving(svc.manager)
+    monkeypatch.setattr(svc.executor, "run", order.step(svc.executor.run))
+    monkeypatch.setattr(svc.pruning, "weight_analysis", order.request(svc.pruning.weight_analysis))
     client = app.test_client()
     job_id = client.post("/api/corpora/default/index?async=true", json={}).get_json()["job_id"]
-    assert first_chunk.wait(30)
+    assert order.started.wait(30)
     health = client.get("/api/health").get_json()
     assert health["jobs"]["running"]["job_id"] == job_id and health["jobs"]["running"]["endpoint"] == "corpora/index"
     assert health["waiting_for_model"] == 0 and health["jobs"]["queued"] == 0
@@ -150,5 +135,5 @@ def test_a_request_sent_while_a_corpus_is_indexed_runs_between_two_chunks(make_a
     assert done["status"] == "done", done
     chunks = done["result"]["executor"]["chunks"]
     assert chunks >= 2 and done["result"]["texts_indexed"] == chunks
-    assert events == ["chunk", "request"] + ["chunk"] * (chunks - 1)
+    assert order.events == ["step", "request"] + ["step"] * (chunks - 1)
     assert client.get("/api/health").get_json()["jobs"] == {"running": None, "queued": 0}

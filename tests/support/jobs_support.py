@@ -115,6 +115,34 @@ def wait_until(condition: Callable[[], bool], seconds: float = 15.0) -> bool:
     return condition()
 
 
+@dataclass
+class Interleaving:
+    """The order of a job's steps and of a request sent while the job holds the model: wrap the
+    job's step function with :meth:`step` (its first call waits until the request waits for the
+    model) and the request's service method with :meth:`request`."""
+
+    manager: object
+    events: list[str] = field(default_factory=list)
+    started: threading.Event = field(default_factory=threading.Event)
+
+    def step(self, fn: Callable) -> Callable:
+        def recorded(*args, **kwargs):
+            if not self.events:
+                self.started.set()
+                assert wait_until(lambda: self.manager.waiting == 1)
+            self.events.append("step")
+            return fn(*args, **kwargs)
+
+        return recorded
+
+    def request(self, fn: Callable) -> Callable:
+        def recorded(*args, **kwargs):
+            self.events.append("request")
+            return fn(*args, **kwargs)
+
+        return recorded
+
+
 def wait_for_status(client, job_id: str, statuses: set[str], timeout: float = 30.0) -> dict:
     """Poll ``GET /api/jobs/{id}`` until its status is one of ``statuses``."""
     deadline = time.monotonic() + timeout
