@@ -12,6 +12,7 @@ import math
 from typing import Any
 
 from flask import request
+from werkzeug.exceptions import HTTPException
 
 from neuronscope.errors import BadRequest, UnsupportedMediaType
 from neuronscope.services.validation import text_problem
@@ -54,11 +55,11 @@ def json_body() -> dict[str, Any]:
     if not request.is_json:
         raise UnsupportedMediaType("send a JSON object with 'Content-Type: application/json'")
     try:
-        data = request.get_json(silent=True)
+        data = request.get_json()
     except RecursionError:
         raise BadRequest("the JSON body is nested too deeply") from None
-    if data is None:
-        raise BadRequest("the request body is not valid JSON")
+    except HTTPException:
+        raise BadRequest("the request body is not valid JSON") from None
     if not isinstance(data, dict):
         raise BadRequest("the request body must be a JSON object")
     check_values(data)
@@ -94,12 +95,17 @@ def get_int(source: dict, key: str, default: Any = MISSING, *, minimum: int | No
     return value
 
 
+_JSON_TYPES = {str: "a string", bool: "a boolean", list: "a list", dict: "an object"}
+
+
 def get_float(source: dict, key: str, default: Any = MISSING, *, minimum: float | None = None, maximum: float | None = None) -> float:
     """A finite number field."""
     value = _fetch(source, key, default)
     if value is default and default is not MISSING:
         return value
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or abs(value) > MAX_INT or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise BadRequest(f"'{key}' must be a number, got {_JSON_TYPES.get(type(value), 'a value')} {value!r:.40}")
+    if abs(value) > MAX_INT or not math.isfinite(value):
         raise BadRequest(f"'{key}' must be a finite number of at most {MAX_INT:.3g} in size")
     _check_range(key, value, minimum, maximum)
     return float(value)

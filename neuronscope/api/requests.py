@@ -8,8 +8,9 @@ define them, and tests/api/test_request_schemas.py ties each type to docs/openap
 from __future__ import annotations
 
 import dataclasses
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar, Iterator, Sequence
 
 from neuronscope.analysis.attribution import ATTRIBUTION_PROBES
 from neuronscope.analysis.compensation import COMPENSATIONS
@@ -60,6 +61,15 @@ def _tokens(lm: Any, items: Sequence[str]) -> int:
 # -- shared field readers ------------------------------------------------------------------
 
 
+@contextmanager
+def _naming_item(key: str, i: int) -> Iterator[None]:
+    """A field error raised within item ``i`` of list ``key`` names the item: ``key[i]: ...``."""
+    try:
+        yield
+    except BadRequest as exc:
+        raise BadRequest(f"{key}[{i}]: {exc.details}") from exc
+
+
 def read_neuron_groups(source: dict, key: str, settings: Settings) -> NeuronGroups:
     """``[{"layer_index": L, "neuron_indices": [...]}, ...]`` as ``{L: (...)}`` (each layer once)."""
     limit = settings.max_neurons_per_request
@@ -68,10 +78,11 @@ def read_neuron_groups(source: dict, key: str, settings: Settings) -> NeuronGrou
     for i, item in enumerate(items):
         if not isinstance(item, dict):
             raise BadRequest(f"'{key}[{i}]' must be an object with 'layer_index' and 'neuron_indices'")
-        layer = get_int(item, "layer_index", minimum=0)
+        with _naming_item(key, i):
+            layer = get_int(item, "layer_index", minimum=0)
+            neurons = get_int_list(item, "neuron_indices", max_items=limit)
         if layer in groups:
             raise BadRequest(f"'{key}' lists layer {layer} more than once")
-        neurons = get_int_list(item, "neuron_indices", max_items=limit)
         if min(neurons) < 0:
             raise BadRequest(f"'{key}[{i}].neuron_indices' must be >= 0")
         groups[layer] = tuple(neurons)
@@ -228,10 +239,8 @@ def _read_candidates(source: dict, key: str, settings: Settings) -> tuple[tuple[
     for i, item in enumerate(items):
         if not isinstance(item, dict):
             raise BadRequest(f"'{key}[{i}]' must be an object with layer_index and neuron_index")
-        try:
+        with _naming_item(key, i):
             candidates.append((get_int(item, "layer_index", minimum=0), get_int(item, "neuron_index", minimum=0)))
-        except BadRequest as exc:
-            raise BadRequest(f"{key}[{i}]: {exc.details}") from exc
     return tuple(candidates)
 
 
@@ -416,6 +425,8 @@ def _read_plan(source: dict, key: str, settings: Settings) -> SubmittedPlan:
     plan = source[key]
     if not isinstance(plan, dict):
         raise BadRequest("'plan' must be the object returned by /api/pruning/plan")
+    if plan.get("neurons") == []:
+        raise BadRequest("the plan removes no neuron (its sparsity rounds to 0 neurons per layer): there is nothing to apply")
     neurons = read_neuron_groups(plan, "neurons", settings)
     return SubmittedPlan(neurons, get_str(plan, "model_name", None, max_chars=MAX_NAME_CHARS), plan)
 

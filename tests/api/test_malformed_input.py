@@ -70,3 +70,21 @@ def test_get_endpoints_refuse_bad_query_values(client):
     for query in BAD_ACTIVATION_QUERIES:
         assert_client_error(client.get(f"/api/activations/{activation}?{query}"))
     assert client.get("/api/health").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "path, body, details",
+    [
+        ("/api/pruning/plan", b"null", "the request body must be a JSON object"),
+        ("/api/pruning/plan", b"{nope", "the request body is not valid JSON"),
+        ("/api/pruning/plan", b'{"sparsity": "0.1", "method": "magnitude"}', "'sparsity' must be a number, got a string '0.1'"),
+        ("/api/pruning/plan", b'{"sparsity": true, "method": "magnitude"}', "'sparsity' must be a number, got a boolean True"),
+        ("/api/pruning/apply", b'{"output_name": "x", "neurons": [{"layer_index": 1}]}',
+         "neurons[0]: 'neuron_indices' is required"),
+        ("/api/pruning/apply", b'{"output_name": "x", "plan": {"neurons": [], "sparsity": 0}}', "the plan removes no neuron"),
+    ],
+)
+def test_errors_say_what_is_wrong_and_where(client, path, body, details):
+    response = client.post(path, data=body, content_type=JSON)
+    assert_client_error(response)
+    assert response.get_json()["details"].startswith(details)
