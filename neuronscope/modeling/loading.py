@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -84,15 +85,31 @@ def hub_reachable(timeout: float = 2.0) -> bool:
         return False
 
 
+HUB_CHECK_TTL_S = 60.0
+"""How long :func:`hub_reachable_lately` trusts its last check."""
+_last_hub_check: tuple[float, bool] | None = None
+
+
+def hub_reachable_lately() -> bool:
+    """:func:`hub_reachable`, checked at most once per :data:`HUB_CHECK_TTL_S` (a model list asks
+    it for every Hub model)."""
+    global _last_hub_check
+    now = time.monotonic()
+    if _last_hub_check is None or now - _last_hub_check[0] > HUB_CHECK_TTL_S:
+        _last_hub_check = (now, hub_reachable())
+    return _last_hub_check[1]
+
+
 def availability(source: ModelSource, settings: Settings) -> str:
-    """``embedded``, ``local``, ``cached`` (Hub cache), ``hub`` (needs a download) or ``unavailable``."""
+    """``embedded``, ``local``, ``cached`` (Hub cache), ``hub`` (needs a download, and the Hub
+    answers) or ``unavailable`` (offline mode or no Hub, and not cached)."""
     if source.kind == "embedded":
         return "embedded" if packaged.is_installed(source.name) else "unavailable"
     if source.kind == "local":
         return "local"
     if in_hub_cache(source.location):
         return "cached"
-    return "unavailable" if settings.offline else "hub"
+    return "unavailable" if settings.offline or not hub_reachable_lately() else "hub"
 
 
 def pick_device(setting: str) -> torch.device:

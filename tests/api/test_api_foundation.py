@@ -6,6 +6,7 @@ import pytest
 from tests.support.tiny_models import ALL_TINY
 
 from neuronscope.config import EMBEDDED_MODEL_NAME
+from neuronscope.modeling import loading
 from neuronscope.services.samples import starter_samples
 
 MODEL_FIELDS = {
@@ -44,6 +45,20 @@ def test_models_list_has_documented_fields_and_availability(client):
     assert models["tiny-gpt2"]["availability"] == "local"
     assert models["gpt2"]["availability"] == "unavailable"  # offline and not cached
     assert models["gpt2"]["layers"] == 12 and models["gpt2"]["hidden_size"] == 768
+
+
+@pytest.mark.parametrize("reachable, expected", [(False, "unavailable"), (True, "hub")])
+def test_a_hub_model_is_unavailable_when_the_hub_does_not_answer_even_outside_offline_mode(
+    make_app, monkeypatch, reachable, expected
+):
+    checks = []
+    monkeypatch.setattr(loading, "_last_hub_check", None)
+    monkeypatch.setattr(loading, "hub_reachable", lambda: checks.append(1) or reachable)
+    client = make_app(offline=False).test_client()
+    models = client.get("/api/models").get_json()["models"]
+    assert models["gpt2"]["availability"] == models["EleutherAI/pythia-70m"]["availability"] == expected
+    assert client.get("/api/models/gpt2").get_json()["availability"] == expected
+    assert len(checks) == 1  # one check serves the whole list and the next request
 
 
 def test_model_info_by_name_and_hub_id(client):

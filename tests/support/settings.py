@@ -8,4 +8,5 @@ from neuronscope.config import Settings
 
 
 def make_settings(data_dir: Path, models_dir: Path, model: str = "tiny-gpt2", **overrides) -> Settings:
-    return Settings.from_env(data_dir=data_dir, models_dir=models_dir, model=model, offline=True, **overrides)
+    """Offline unless ``overrides`` say ``offline=False``."""
+    return Settings.from_env(data_dir=data_dir, models_dir=models_dir, model=model, **{"offline": True, **overrides})
