@@ -301,8 +301,14 @@ class Plan(TextSource):
         calibrated = self.method in CALIBRATED_METHODS
         passes = (TAYLOR_PASSES if self.method == "taylor" else 1) if calibrated else 0
         passes += COMPENSATION_PASSES[self.compensation]
-        evaluation = 2 * _tokens(lm, svc.text_sets.evaluation().texts) if self.estimate else 0
+        evaluation = _evaluation_passes(lm, svc, 1) * _tokens(lm, svc.text_sets.evaluation().texts) if self.estimate else 0
         return passes * _tokens(lm, self.chosen_texts(svc, "calibration")) + evaluation
+
+
+def _evaluation_passes(lm: Any, svc: Any, pruned: int) -> int:
+    """Passes over the default evaluation set: one per ``pruned`` model, plus the dense model's
+    unless its loss is memoized."""
+    return pruned + (not svc.compression.dense_loss_known(lm))
 
 
 COMPENSATION_PASSES = {"none": 0, "bias": 1, "reconstruct": 2}
@@ -395,7 +401,7 @@ class Sweep(TextSource):
         rows = len(self.methods) * len(self.sparsities) * len(self.compensations)
         passes = sum(TAYLOR_PASSES if m == "taylor" else m in CALIBRATED_METHODS for m in self.methods)
         passes += sum(COMPENSATION_PASSES[c] for c in self.compensations) * len(self.sparsities) * len(self.methods)
-        evaluation = (rows + 1) * _tokens(lm, svc.text_sets.evaluation().texts)
+        evaluation = _evaluation_passes(lm, svc, rows) * _tokens(lm, svc.text_sets.evaluation().texts)
         return passes * _tokens(lm, self.chosen_texts(svc, "calibration")) + evaluation
 
 

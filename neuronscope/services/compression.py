@@ -160,8 +160,12 @@ class CompressionService:
 
     def dense_loss(self, lm: LoadedModel, measured: Evaluation, progress: ProgressFn = no_progress) -> LossReport:
         """The loaded model's loss on ``measured``, memoized per token ids."""
-        key = ("dense_loss", measured.record["sha256"], measured.record["batch_tokens"])
-        return lm.memo.get(key, lambda: self.loss(lm, lm.model, measured.sequences, progress))
+        return lm.memo.get(_dense_key(measured), lambda: self.loss(lm, lm.model, measured.sequences, progress))
+
+    def dense_loss_known(self, lm: LoadedModel) -> bool:
+        """Whether the loaded model's loss on the default evaluation set is memoized already (a cost
+        estimate then counts no pass for it)."""
+        return _dense_key(self.sequences(lm, self.text_sets.evaluation())) in lm.memo
 
     def compressed(
         self,
@@ -472,6 +476,11 @@ def _require_compensations(lm: LoadedModel, compensations: Sequence[str]) -> Non
             f"compensation 'bias' needs an MLP output bias, which {lm.config.model_type!r} models cannot "
             "have and still load with stock transformers; use 'none' or 'reconstruct' (a refit without a bias)"
         )
+
+
+def _dense_key(measured: Evaluation) -> tuple:
+    """The memo key of the loaded model's loss on ``measured``."""
+    return ("dense_loss", measured.record["sha256"], measured.record["batch_tokens"])
 
 
 def _require_resident(lm: LoadedModel, work: str) -> None:

@@ -343,3 +343,18 @@ def test_job_params_are_the_request_in_api_names(client):
     }
     again = client.post("/api/pruning/neuron-importance", json=params)  # params are a valid body
     assert again.status_code == 200 and again.headers["X-NeuronScope-Cache"] == "hit"
+
+
+def test_the_estimate_counts_the_dense_evaluation_until_it_is_memoized(make_app):
+    from neuronscope.api.requests import Plan, Sweep
+
+    svc = make_app().extensions["neuronscope"]
+    plan = Plan.parse({"sparsity": 0.25, "method": "magnitude", "estimate": True}, svc.settings)
+    sweep = Sweep.parse({"methods": ["magnitude"], "sparsities": [0.1, 0.2, 0.3]}, svc.settings)
+    with svc.manager.use() as lm:
+        before = plan.forward_tokens(lm, svc), sweep.forward_tokens(lm, svc)
+        compression = svc.compression
+        compression.dense_loss(lm, compression.sequences(lm, svc.text_sets.evaluation()))
+        after = plan.forward_tokens(lm, svc), sweep.forward_tokens(lm, svc)
+    evaluation = after[0]  # one pass of the pruned copy over the evaluation set
+    assert evaluation > 0 and before == (2 * evaluation, 4 * evaluation) and after == (evaluation, 3 * evaluation)
