@@ -547,6 +547,7 @@ class QueryNeuron(Request):
     layer_index: int = integer(minimum=0)
     neuron_index: int = integer(minimum=0)
     top_k: int = integer(default=10, minimum=1, maximum="max_top_k")
+    corpus: str | None = string(default=None, max_chars=64)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -554,6 +555,7 @@ class QueryCluster(Request):
     cluster_id: int = integer(minimum=0)
     top_k: int = integer(default=10, minimum=1, maximum="max_top_k")
     cluster_file: str | None = string(default=None, max_chars=MAX_NAME_CHARS)
+    corpus: str | None = string(default=None, max_chars=64)
 
 
 # -- jobs ----------------------------------------------------------------------------------

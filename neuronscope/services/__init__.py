@@ -63,7 +63,7 @@ def build_services(settings: Settings, manager: ModelManager) -> Services:
         pruning=PruningService(settings, manager, samples, executor),
         activations=activations,
         clusters=clusters,
-        queries=QueryService(settings, manager, index, clusters),
+        queries=QueryService(settings, manager, index, clusters, corpora),
         compression=CompressionService(settings, manager, samples, text_sets),
         corpora=corpora,
         text_sets=text_sets,

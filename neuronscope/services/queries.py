@@ -15,6 +15,7 @@ from neuronscope.config import Settings
 from neuronscope.errors import BadRequest, Conflict
 from neuronscope.modeling.manager import LoadedModel, ModelManager
 from neuronscope.services.clusters import ClusterService
+from neuronscope.services.corpora import DEFAULT_CORPUS, CorpusService
 from neuronscope.timestamps import utc_now
 from neuronscope.services.validation import check_layer, check_neurons
 from neuronscope.storage.files import JsonFolder
@@ -27,10 +28,13 @@ RESCORE_BATCH = 32
 log = logging.getLogger(__name__)
 
 
-def _nothing_indexed(model: str) -> str:
+def _nothing_indexed(model: str, corpus: str | None) -> str:
+    if corpus is not None:
+        return f"Nothing of corpus {corpus!r} is indexed for {model} yet: index it with POST /api/corpora/{corpus}/index."
     return (
-        f"Nothing is indexed for {model} yet: index a corpus with POST /api/activations/corpus "
-        '{"use_samples": true} or {"texts": [...]}, or generate activation files with POST /api/activations/generate.'
+        f"Nothing is indexed for {model} yet: index the default corpus with POST /api/corpora/{DEFAULT_CORPUS}/index, "
+        'texts with POST /api/activations/corpus {"use_samples": true} or {"texts": [...]}, or generate activation '
+        "files with POST /api/activations/generate."
     )
 
 
@@ -49,40 +53,60 @@ def _token_entry(rank: int, activation: float, source: StoredSource, position: i
 
 
 class QueryService:
-    def __init__(self, settings: Settings, manager: ModelManager, index: ActivationIndex, clusters: ClusterService):
+    def __init__(
+        self, settings: Settings, manager: ModelManager, index: ActivationIndex, clusters: ClusterService, corpora: CorpusService
+    ):
         self.settings = settings
         self.manager = manager
         self.index = index
         self.clusters = clusters
+        self.corpora = corpora
         self.files = JsonFolder(settings.data_dir / "queries", "query")
 
-    def _check_top_k(self, top_k: int) -> None:
-        if top_k > self.index.depth:
-            raise BadRequest(f"top_k must be <= {self.index.depth}: the index keeps the top {self.index.depth} positions per neuron")
+    def _chosen_index(self, model: str, corpus: str | None) -> tuple[ActivationIndex, str | None]:
+        """The index a query reads and its corpus: ``corpus``'s (404 when there is no such corpus);
+        without one, the index of texts and activation files when it holds anything for ``model``,
+        else the default corpus' when that does (what the server indexes after its first start)."""
+        if corpus is not None:
+            self.corpora.get(corpus)
+            return self.corpora.store.index(corpus), corpus
+        if not self.index.stats(model)["sources"] and self.corpora.store.has_index(DEFAULT_CORPUS):
+            default = self.corpora.store.index(DEFAULT_CORPUS)
+            if default.stats(model)["sources"]:
+                return default, DEFAULT_CORPUS
+        return self.index, None
 
-    def neuron(self, layer: int, neuron: int, top_k: int) -> dict:
-        """The ``top_k`` indexed token positions with the highest activation of neuron (layer, neuron)."""
-        self._check_top_k(top_k)
+    @staticmethod
+    def _check_top_k(index: ActivationIndex, top_k: int) -> None:
+        if top_k > index.depth:
+            raise BadRequest(f"top_k must be <= {index.depth}: the index keeps the top {index.depth} positions per neuron")
+
+    def neuron(self, layer: int, neuron: int, top_k: int, corpus: str | None = None) -> dict:
+        """The ``top_k`` indexed token positions with the highest activation of neuron (layer, neuron),
+        from ``corpus``'s index or the default choice of :meth:`_chosen_index`."""
         # A query reads only the model's name and sizes, so it does not wait for a running analysis.
         lm = self.manager.peek() or self.manager.ensure_loaded()
+        index, corpus = self._chosen_index(lm.name, corpus)
+        self._check_top_k(index, top_k)
         check_neurons(lm, layer, [neuron])
-        hits = self.index.top(lm.name, layer, neuron, top_k)
+        hits = index.top(lm.name, layer, neuron, top_k)
         result = {
-            "query": {"type": "neuron", "layer_index": layer, "neuron_index": neuron, "top_k": top_k},
+            "query": {"type": "neuron", "layer_index": layer, "neuron_index": neuron, "top_k": top_k, "corpus": corpus},
             "model_name": lm.name,
             "top_tokens": [_token_entry(rank, h.activation, h.source, h.position) for rank, h in enumerate(hits, 1)],
-            "index": self.index.stats(lm.name),
+            "index": {**index.stats(lm.name), "corpus": corpus},
         }
-        name = f"neuron-{slugify(lm.name, fallback='model')}-layer{layer}-neuron{neuron}-top{top_k}.json"
+        within = f"-{corpus}" if corpus is not None else ""
+        name = f"neuron-{slugify(lm.name, fallback='model')}{within}-layer{layer}-neuron{neuron}-top{top_k}.json"
         return self._save(name, result)
 
-    def cluster(self, cluster_id: int, top_k: int, cluster_file: str | None = None) -> dict:
+    def cluster(self, cluster_id: int, top_k: int, cluster_file: str | None = None, corpus: str | None = None) -> dict:
         """The ``top_k`` indexed token positions with the highest mean activation of a cluster's neurons.
 
-        Uses the latest cluster file when ``cluster_file`` is None. Needs the cluster's model loaded
-        (409 otherwise): candidates from the index are rescored exactly by forward passes.
+        Uses the latest cluster file when ``cluster_file`` is None, and the index chosen as for
+        :meth:`neuron`. Needs the cluster's model loaded (409 otherwise): candidates from the index
+        are rescored exactly by forward passes.
         """
-        self._check_top_k(top_k)
         name = cluster_file or self.clusters.latest()
         data = self.clusters.read(name)
         if not 0 <= cluster_id < data["n_clusters"]:
@@ -94,30 +118,33 @@ class QueryService:
         with self.manager.use() as lm:
             if lm.name != data["model_name"]:
                 raise Conflict(f"{name} was computed on {data['model_name']}, but {lm.name} is loaded: switch models first")
+            index, corpus = self._chosen_index(lm.name, corpus)
+            self._check_top_k(index, top_k)
             check_neurons(lm, check_layer(lm, layer), members)
             result = {
-                "query": {"type": "cluster", "cluster_file": name, "cluster_id": cluster_id, "top_k": top_k},
+                "query": {"type": "cluster", "cluster_file": name, "cluster_id": cluster_id, "top_k": top_k, "corpus": corpus},
                 "model_name": lm.name,
                 "layer_index": layer,
                 "cluster_size": len(members),
-                **self._rank_cluster(lm, layer, members, top_k),
-                "index": self.index.stats(lm.name),
+                **self._rank_cluster(lm, index, layer, members, top_k),
+                "index": {**index.stats(lm.name), "corpus": corpus},
             }
         stem = name.removesuffix(".json")
-        return self._save(f"cluster-{stem}-cluster{cluster_id}-top{top_k}.json", result)
+        within = f"-{corpus}" if corpus is not None else ""
+        return self._save(f"cluster-{stem}{within}-cluster{cluster_id}-top{top_k}.json", result)
 
-    def _rank_cluster(self, lm: LoadedModel, layer: int, members: list[int], top_k: int) -> dict:
-        stored = self.index.neuron_lists(lm.name, layer, members)
+    def _rank_cluster(self, lm: LoadedModel, index: ActivationIndex, layer: int, members: list[int], top_k: int) -> dict:
+        stored = index.neuron_lists(lm.name, layer, members)
         if not stored:
             return {"top_tokens": [], "exact": True}
         lists = [
-            NeuronList(rows.values, rows.sources, rows.positions, full=len(rows.values) >= self.index.depth)
+            NeuronList(rows.values, rows.sources, rows.positions, full=len(rows.values) >= index.depth)
             for rows in (stored[n] for n in members if n in stored)
         ]
         seen: dict[int, StoredSource] = {}
 
         def score(ids: list[int]) -> Mapping[int, np.ndarray]:
-            sources = self.index.sources(ids)
+            sources = index.sources(ids)
             seen.update(sources)
             order = [sources[i] for i in ids]
             acts = batched_activations(
@@ -131,7 +158,7 @@ class QueryService:
                 scores[source.id] = mean
             return scores
 
-        ranking = rank_cluster_positions(lists, score, top_k, indexed_sources=self.index.stats(lm.name)["sources"])
+        ranking = rank_cluster_positions(lists, score, top_k, indexed_sources=index.stats(lm.name)["sources"])
         return {
             "top_tokens": [
                 _token_entry(rank, item.score, seen[item.source], item.position)
@@ -145,7 +172,7 @@ class QueryService:
     def _save(self, name: str, result: dict) -> dict:
         result = {**result, "count": len(result["top_tokens"]), "created_at": utc_now()}
         if result["index"]["sources"] == 0:
-            result["message"] = _nothing_indexed(result["model_name"])
+            result["message"] = _nothing_indexed(result["model_name"], result["index"]["corpus"])
         try:
             self.files.write(name, result)
         except OSError:

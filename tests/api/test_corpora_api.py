@@ -137,3 +137,26 @@ def test_a_request_sent_while_a_corpus_is_indexed_runs_between_two_chunks(make_a
     assert chunks >= 2 and done["result"]["texts_indexed"] == chunks
     assert order.events == ["step", "request"] + ["step"] * (chunks - 1)
     assert client.get("/api/health").get_json()["jobs"] == {"running": None, "queued": 0}
+
+
+def test_queries_read_the_default_corpus_when_nothing_else_is_indexed(corpus_app):
+    client = corpus_app.test_client()
+    svc = corpus_app.extensions["neuronscope"]
+    body = {"layer_index": 1, "neuron_index": 3, "top_k": 5}
+    empty = client.post("/api/queries/neuron", json=body).get_json()
+    assert empty["index"]["corpus"] is None and empty["top_tokens"] == []
+    assert "/api/corpora/default/index" in empty["message"]
+    assert client.post("/api/corpora/default/index", json={}).status_code == 200
+    found = client.post("/api/queries/neuron", json=body).get_json()
+    with svc.manager.use() as lm:
+        expected = svc.corpora.store.index("default").top(lm.name, 1, 3, 5)
+    assert expected and found["index"]["corpus"] == found["query"]["corpus"] == "default"
+    assert [t["activation"] for t in found["top_tokens"]] == [round(float(h.activation), 6) for h in expected]
+    assert found["index"]["corpus_texts"] == svc.corpora.describe("default")["indexed_models"][0]["texts"]
+    assert client.post("/api/activations/corpus", json={"texts": ["Some text to index."]}).status_code == 200
+    own = client.post("/api/queries/neuron", json=body).get_json()
+    assert own["index"]["corpus"] is None and own["index"]["corpus_texts"] == 1
+    named = client.post("/api/queries/neuron", json={**body, "corpus": "default"}).get_json()
+    assert named["top_tokens"] == found["top_tokens"] and named["filename"] != own["filename"]
+    missing = client.post("/api/queries/neuron", json={**body, "corpus": "nope"})
+    assert missing.status_code == 404 and "nope" in missing.get_json()["details"]
