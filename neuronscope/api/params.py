@@ -12,7 +12,7 @@ import math
 from typing import Any
 
 from flask import request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import BadRequest as UnreadableJson
 
 from neuronscope.errors import BadRequest, UnsupportedMediaType
 from neuronscope.services.validation import text_problem
@@ -58,7 +58,7 @@ def json_body() -> dict[str, Any]:
         data = request.get_json()
     except RecursionError:
         raise BadRequest("the JSON body is nested too deeply") from None
-    except HTTPException:
+    except UnreadableJson:
         raise BadRequest("the request body is not valid JSON") from None
     if not isinstance(data, dict):
         raise BadRequest("the request body must be a JSON object")
