@@ -23,7 +23,8 @@ from neuronscope.modeling.memo import ModelMemo
 log = logging.getLogger(__name__)
 
 HANDOVER_S = 0.05
-"""How long a pause point waits, with the lock released, for a waiting request to take it."""
+"""How long a thread that hands the model lock over (a pause point, a switch waiting for paused
+work) waits before it takes the lock back."""
 
 
 @dataclass
@@ -150,34 +151,37 @@ class ModelManager:
             with self._queue_lock:
                 self._waiting -= 1
         if not acquired:
-            raise ServiceBusy(
-                f"the model stayed busy for {self.settings.queue_timeout:.0f} s; retry later",
-                headers={"Retry-After": "30"},
-            )
+            raise self._stayed_busy()
         self._owner = threading.get_ident()
+        if replacing and not self._outwait_paused_work(deadline):
+            raise self._stayed_busy()
         try:
-            if replacing:
-                self._wait_for_paused_work(deadline)
             yield
         finally:
             self._owner = None
             self._lock.release()
 
-    def _wait_for_paused_work(self, deadline: float) -> None:
-        """With the lock held: hand it back while some work is paused at :meth:`let_waiting_run`,
-        until that work has finished (503 at ``deadline``)."""
+    def _stayed_busy(self) -> ServiceBusy:
+        return ServiceBusy(
+            f"the model stayed busy for {self.settings.queue_timeout:.0f} s; retry later",
+            headers={"Retry-After": "30"},
+        )
+
+    def _outwait_paused_work(self, deadline: float) -> bool:
+        """With the lock held once: while some work is paused at :meth:`let_waiting_run`, hand the
+        lock back to it and take it again, until that work has finished. False, with the lock no
+        longer held, when that takes past ``deadline``."""
         while self._paused:
+            self._owner = None
+            self._lock.release()
             left = deadline - time.monotonic()
             if left <= 0:
-                raise ServiceBusy(
-                    f"the model stayed busy for {self.settings.queue_timeout:.0f} s; retry later",
-                    headers={"Retry-After": "30"},
-                )
-            self._owner = None
-            try:
-                self._handover.wait(min(left, HANDOVER_S))
-            finally:
-                self._owner = threading.get_ident()
+                return False
+            time.sleep(min(HANDOVER_S, left))
+            if not self._lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                return False
+            self._owner = threading.get_ident()
+        return True
 
     @property
     def waiting(self) -> int:

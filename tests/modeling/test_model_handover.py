@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from neuronscope.errors import BadRequest
+from neuronscope.errors import BadRequest, ServiceBusy
 from neuronscope.executors import local
 
 from tests.support.jobs_support import Interleaving, wait_for_status, wait_until
@@ -105,3 +105,24 @@ def test_a_request_sent_during_a_pruning_sweep_runs_between_two_rows(make_app, m
     done = wait_for_status(client, job_id, {"done", "failed"}, timeout=120)
     assert done["status"] == "done", done
     assert order.events == ["step", "request", "step", "step"] and len(done["result"]["rows"]) == 3
+
+
+def test_a_switch_that_outwaits_the_queue_timeout_is_refused_and_the_paused_work_keeps_its_model(make_app):
+    manager = make_app(queue_timeout=1).extensions["neuronscope"].manager
+    answers: list[object] = []
+
+    def switch() -> None:
+        try:
+            answers.append(manager.switch("tiny-llama").name)
+        except ServiceBusy as exc:
+            answers.append(exc)
+
+    caller = threading.Thread(target=switch)
+    with manager.use():
+        caller.start()
+        assert wait_until(lambda: manager.waiting == 1)
+        manager.let_waiting_run()
+        caller.join(5)
+        assert not caller.is_alive(), "the switch waited past its queue timeout for the work to finish"
+        assert manager.current_name == "tiny-gpt2"
+    assert len(answers) == 1 and isinstance(answers[0], ServiceBusy) and answers[0].status == 503
