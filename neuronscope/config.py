@@ -146,7 +146,7 @@ class Settings:
     ray_gpus_per_worker: int = setting(1, "NEURONSCOPE_RAY_GPUS_PER_WORKER", int, "GPUs per Ray actor")
     ray_temp_dir: Path | None = setting(None, "NEURONSCOPE_RAY_TEMP_DIR", Path, "a local Ray instance's session files")
     chunk_neurons: int = setting(256, "NEURONSCOPE_CHUNK_NEURONS", int, "neurons per importance chunk")
-    chunk_texts: int = setting(256, "NEURONSCOPE_CHUNK_TEXTS", int, "texts per indexing chunk")
+    chunk_texts: int = setting(64, "NEURONSCOPE_CHUNK_TEXTS", int, "texts per indexing chunk (between chunks, waiting requests run)")
     sync_budget_seconds: float = setting(60.0, "NEURONSCOPE_SYNC_BUDGET_SECONDS", float, "estimated seconds of work a synchronous request may start")
     index_default_corpus: bool = setting(False, "NEURONSCOPE_INDEX_DEFAULT_CORPUS", _env_bool, "index the default corpus for the loaded model in the background at start-up (run_api_server.py turns it on)")
     calibration_words: int = setting(6_000, "NEURONSCOPE_CALIBRATION_WORDS", int, "words of the default calibration texts (the first texts of the default corpus' calibration split)")

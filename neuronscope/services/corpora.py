@@ -101,7 +101,7 @@ class CorpusService:
 
     def explore_tokens(self, lm: LoadedModel, name: str) -> int:
         """Tokens an index pass of corpus ``name`` runs through ``lm`` (its capped ``explore`` texts)."""
-        cap = self._token_cap(lm)
+        cap = self.token_cap(lm)
         return sum(min(cap, len(ids)) for ids in lm.tokenizer([t["text"] for t in self._explore(name)])["input_ids"])
 
     def index(self, name: str, *, batch_size: int, progress: ProgressFn = no_progress) -> dict:
@@ -111,7 +111,7 @@ class CorpusService:
         """
         texts = self._explore(name)
         with self.manager.use() as lm:
-            cap = self._token_cap(lm)
+            cap = self.token_cap(lm)
             encoded = [encode(lm.tokenizer, t["text"])[0, :cap].tolist() for t in texts]
             names = [str(t["id"]) for t in texts]
             result = self.activations.index_sequences(
@@ -123,5 +123,6 @@ class CorpusService:
         return [t for t in self.get(name)["texts"] if t["split"] == "explore"]
 
     @staticmethod
-    def _token_cap(lm: LoadedModel) -> int:
+    def token_cap(lm: LoadedModel) -> int:
+        """Tokens an indexed text keeps: ``MAX_TEXT_TOKENS``, or the model's context when shorter."""
         return min(MAX_TEXT_TOKENS, context_length(lm) or MAX_TEXT_TOKENS)
