@@ -63,6 +63,8 @@ def _bin_table() -> torch.Tensor:
 
 _BIN_TABLE = _bin_table()
 MAX_TRACKED_TOKENS = 2048
+MIN_TOKEN_COUNT = 5
+"""Occurrences a tracked token needs for its top neurons to be kept (and searchable)."""
 
 
 @dataclass
@@ -232,7 +234,7 @@ def _largest(values: np.ndarray, k: int) -> np.ndarray:
     return np.take_along_axis(part, order, axis=1)
 
 
-def token_view(sums: TokenSums, tracked: np.ndarray, *, k: int = 20, min_count: int = 5) -> TokenView:
+def token_view(sums: TokenSums, tracked: np.ndarray, *, k: int = 20, min_count: int = MIN_TOKEN_COUNT) -> TokenView:
     """Top input tokens and the lookup explanation's score of every neuron of one layer.
 
     Lookup explanation: the simulated activation at a position of half 1 is the mean activation

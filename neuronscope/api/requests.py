@@ -33,7 +33,7 @@ from neuronscope.config import Settings
 from neuronscope.errors import BadRequest
 from neuronscope.jobs.job import CANCELLED, DONE, FAILED, QUEUED, RUNNING
 from neuronscope.modeling import registry
-from neuronscope.services.compression import CALIBRATED_METHODS, MAX_SPARSITY, METHODS
+from neuronscope.services.compression import CALIBRATED_METHODS, MAX_SPARSITY, METHODS, PLAN_FIELDS
 from neuronscope.services.corpora import DEFAULT_CORPUS
 from neuronscope.services.pruning import ABLATION_KINDS, EXPORT_FILES, IMPORTANCE_METHODS, SCORE_METHODS
 from neuronscope.services.validation import token_count
@@ -62,12 +62,13 @@ def _tokens(lm: Any, items: Sequence[str]) -> int:
 
 
 @contextmanager
-def _naming_item(key: str, i: int) -> Iterator[None]:
-    """A field error raised within item ``i`` of list ``key`` names the item: ``key[i]: ...``."""
+def _naming(where: str) -> Iterator[None]:
+    """A field error raised within the object at ``where`` (``neurons[2]``, ``plan``) names it:
+    ``where: ...``."""
     try:
         yield
     except BadRequest as exc:
-        raise BadRequest(f"{key}[{i}]: {exc.details}") from exc
+        raise BadRequest(f"{where}: {exc.details}") from exc
 
 
 def read_neuron_groups(source: dict, key: str, settings: Settings) -> NeuronGroups:
@@ -78,7 +79,7 @@ def read_neuron_groups(source: dict, key: str, settings: Settings) -> NeuronGrou
     for i, item in enumerate(items):
         if not isinstance(item, dict):
             raise BadRequest(f"'{key}[{i}]' must be an object with 'layer_index' and 'neuron_indices'")
-        with _naming_item(key, i):
+        with _naming(f"{key}[{i}]"):
             layer = get_int(item, "layer_index", minimum=0)
             neurons = get_int_list(item, "neuron_indices", max_items=limit)
         if layer in groups:
@@ -239,7 +240,7 @@ def _read_candidates(source: dict, key: str, settings: Settings) -> tuple[tuple[
     for i, item in enumerate(items):
         if not isinstance(item, dict):
             raise BadRequest(f"'{key}[{i}]' must be an object with layer_index and neuron_index")
-        with _naming_item(key, i):
+        with _naming(f"{key}[{i}]"):
             candidates.append((get_int(item, "layer_index", minimum=0), get_int(item, "neuron_index", minimum=0)))
     return tuple(candidates)
 
@@ -428,12 +429,19 @@ class SubmittedPlan:
 
 
 def _read_plan(source: dict, key: str, settings: Settings) -> SubmittedPlan:
+    """The plan sent to apply: its neurons, and the settings it records (method, scope, sparsity,
+    seed, compensation), each checked as /api/pruning/plan checks it when present: they go into the
+    saved model's record and card, and apply uses the plan's compensation."""
     plan = source[key]
     if not isinstance(plan, dict):
         raise BadRequest("'plan' must be the object returned by /api/pruning/plan")
     if plan.get("neurons") == []:
         raise BadRequest("the plan removes no neuron (its sparsity rounds to 0 neurons per layer): there is nothing to apply")
     neurons = read_neuron_groups(plan, "neurons", settings)
+    with _naming(key):
+        for name, spec in Plan.specs():
+            if name in PLAN_FIELDS and plan.get(name) is not None:
+                spec.read(plan, name, settings, spec)
     return SubmittedPlan(neurons, get_str(plan, "model_name", None, max_chars=MAX_NAME_CHARS), plan)
 
 
@@ -471,7 +479,7 @@ class Apply(TextSource):
         if self.compensation is not None:
             return self.compensation
         planned = self.plan.info.get("compensation") if self.plan is not None else None
-        return planned if planned in COMPENSATIONS else "none"
+        return planned or "none"
 
     @property
     def removed(self) -> NeuronGroups:

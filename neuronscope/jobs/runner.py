@@ -15,7 +15,7 @@ import re
 import threading
 import time
 from collections import OrderedDict, deque
-from typing import Iterator
+from typing import Callable, Iterator
 
 from neuronscope.analysis.progress import ProgressFn
 from neuronscope.errors import Conflict, NeuronScopeError, NotFound, ServiceBusy
@@ -36,10 +36,15 @@ class JobRunner:
     ``max_queued``: submissions beyond this many waiting jobs are refused with 503.
     ``history``: how many finished jobs stay in memory (the oldest finished are dropped first);
     every finished job is also written to ``folder`` and read back from there once dropped.
+    ``current_model``: the name of the loaded model, recorded as the model of a job that fails or
+    is cancelled while it runs (a running job holds the model, so it is the one the job ran on).
     """
 
-    def __init__(self, folder: JsonFolder, *, max_queued: int, history: int):
+    def __init__(
+        self, folder: JsonFolder, *, max_queued: int, history: int, current_model: Callable[[], str | None] = lambda: None
+    ):
         self.folder = folder
+        self.current_model = current_model
         self.max_queued = max_queued
         self.history = history
         self._jobs: OrderedDict[str, Job] = OrderedDict()
@@ -232,6 +237,8 @@ class JobRunner:
             if outcome is not None:
                 job.result, job.model, job.cached = outcome.result, outcome.model, outcome.cached
                 job.report(1.0, step)
+            else:
+                job.model = self.current_model()
             job.error = error
             log.info("job %s %s after %.1f s", job.job_id, status, time.time() - (job.started_at or job.created_at))
             self._finish(job, status, step)  # after the log line: a client that sees the status finds it logged

@@ -165,7 +165,7 @@ class CompressionService:
     def dense_loss_known(self, lm: LoadedModel) -> bool:
         """Whether the loaded model's loss on the default evaluation set is memoized already (a cost
         estimate then counts no pass for it)."""
-        return _dense_key(self.sequences(lm, self.text_sets.evaluation())) in lm.memo
+        return _dense_known(lm, self.sequences(lm, self.text_sets.evaluation()))
 
     def compressed(
         self,
@@ -210,10 +210,12 @@ class CompressionService:
     ) -> dict:
         """Perplexity before and after removing ``removed`` with ``compensation``, measured on a
         temporary copy (nothing written): the plan's estimate and the sweep's row."""
-        before = self.dense_loss(lm, measured, scaled(progress, 0.0, 0.3))
-        pruned, report = self.compressed(lm, removed, compensation, inputs, scaled(progress, 0.3, 0.5))
+        dense = 0.0 if _dense_known(lm, measured) else 0.4
+        copied = dense + 0.3 * (1.0 - dense)
+        before = self.dense_loss(lm, measured, scaled(progress, 0.0, dense))
+        pruned, report = self.compressed(lm, removed, compensation, inputs, scaled(progress, dense, copied))
         try:
-            after = self.loss(lm, pruned, measured.sequences, scaled(progress, 0.5, 1.0))
+            after = self.loss(lm, pruned, measured.sequences, scaled(progress, copied, 1.0))
         finally:
             del pruned
             release_memory()
@@ -356,7 +358,7 @@ class CompressionService:
                 ratio = after.perplexity / before.perplexity if evaluate else None
                 if max_perplexity_ratio is not None and ratio > max_perplexity_ratio:
                     raise Conflict(
-                        f"removing these neurons multiplies perplexity by {ratio:.3g}, over max_perplexity_ratio "
+                        f"removing these neurons multiplies perplexity by {ratio:.6g}, over max_perplexity_ratio "
                         f"{max_perplexity_ratio:g}; nothing was saved"
                     )
                 sizes = _mlp_sizes(pruned)
@@ -425,8 +427,9 @@ class CompressionService:
             needed = any(m in CALIBRATED_METHODS for m in methods) or any(c != "none" for c in compensations)
             inputs, described = self._plan_calibration(lm, needed, texts, use_samples, seed, allow_overlap)
             measured = self.sequences(lm, self.text_sets.evaluation())
-            dense = self.dense_loss(lm, measured, scaled(progress, 0.0, 0.05))
             total, rows = len(methods) * len(sparsities) * len(compensations), []
+            first = 0.0 if _dense_known(lm, measured) else 1.0 / (total + 1)
+            dense = self.dense_loss(lm, measured, scaled(progress, 0.0, first))
             for method in methods:
                 scores = neuron_scores(lm, method, inputs)
                 for sparsity in sparsities:
@@ -434,7 +437,8 @@ class CompressionService:
                     for compensation in compensations:
                         if rows:
                             self.manager.let_waiting_run()
-                        step = scaled(progress, 0.05 + 0.95 * len(rows) / total, 0.05 + 0.95 * (len(rows) + 1) / total)
+                        share = (1.0 - first) / total
+                        step = scaled(progress, first + share * len(rows), first + share * (len(rows) + 1))
                         quality = self.quality(lm, removed, compensation, inputs, measured, step)
                         rows.append({
                             "method": method,
@@ -481,6 +485,11 @@ def _require_compensations(lm: LoadedModel, compensations: Sequence[str]) -> Non
 def _dense_key(measured: Evaluation) -> tuple:
     """The memo key of the loaded model's loss on ``measured``."""
     return ("dense_loss", measured.record["sha256"], measured.record["batch_tokens"])
+
+
+def _dense_known(lm: LoadedModel, measured: Evaluation) -> bool:
+    """Whether ``lm``'s loss on ``measured`` is memoized (then it takes no time, and no share of the progress)."""
+    return _dense_key(measured) in lm.memo
 
 
 def _require_resident(lm: LoadedModel, work: str) -> None:

@@ -63,6 +63,7 @@ class LongRunService:
             JsonFolder(settings.data_dir / "jobs", "job"),
             max_queued=settings.max_queued_jobs,
             history=settings.job_history,
+            current_model=lambda: manager.current_name,
         )
 
     def run(self, call: LongCall, progress: ProgressFn | None = None, *, budget: float | None = None) -> Outcome:

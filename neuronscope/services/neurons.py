@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from neuronscope.analysis.activations import neuron_activations
-from neuronscope.analysis.neuron_stats import HISTOGRAM_EDGES
+from neuronscope.analysis.neuron_stats import HISTOGRAM_EDGES, MAX_TRACKED_TOKENS, MIN_TOKEN_COUNT
 from neuronscope.analysis.neuron_view import (
     EXAMPLES, extreme_entries, neuron_activation_rows, output_directions, output_logits, similar_neurons, window,
 )
@@ -114,11 +114,18 @@ class NeuronService:
             token_id = self._token_id(lm, token)
             found = self.corpora.store.index(corpus).token_neurons(lm.name, token_id, None if layer is None else [layer])
         found.sort(key=lambda item: (-item[2], item[0], item[1]))
-        return {
+        result = {
             "model_name": lm.name, "corpus": corpus, "token": lm.tokenizer.decode([token_id]), "token_id": token_id,
-            "occurrences": found[0][3] if found else 0,
+            "occurrences": found[0][3] if found else None,
             "neurons": [{"layer": l, "neuron": n, "mean_activation": _round(m)} for l, n, m, _ in found[:k]],
         }
+        if not found:
+            result["message"] = (
+                f"No statistics for this token in corpus {corpus!r} for {lm.name}: only the {MAX_TRACKED_TOKENS} most "
+                f"frequent tokens of the indexed explore split, each seen at least {MIN_TOKEN_COUNT} times, are "
+                f"searchable (is the corpus indexed for this model? POST /api/corpora/{corpus}/index)."
+            )
+        return result
 
     @staticmethod
     def _token_id(lm: LoadedModel, token: str) -> int:

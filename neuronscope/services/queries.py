@@ -46,6 +46,7 @@ def _token_entry(rank: int, activation: float, source: StoredSource, position: i
         "activation": round(float(activation), 6),
         "source": source.label,
         "source_kind": source.kind,
+        "text_id": source.name if source.kind == "corpus" else None,
         "position": position,
         "context": context["snippet"],
         "context_parts": {key: context[key] for key in ("before", "token", "after")},

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import io
 import sqlite3
+from collections import Counter
 
 import numpy as np
 import pytest
 import torch
 
+from neuronscope.analysis.neuron_stats import MIN_TOKEN_COUNT
 from neuronscope.analysis.tokens import indexable_positions, token_strings
 
 from tests.support.activation_helpers import captured
@@ -218,3 +220,23 @@ def test_a_recreated_corpus_never_gets_the_old_pages(indexed):
             tokens = token_strings(lm.tokenizer, lm.tokenizer(texts[example["text_id"]])["input_ids"])
             n = len(example["tokens"])
             assert any(tokens[s : s + n] == example["tokens"] for s in range(len(tokens) - n + 1))
+
+
+def test_a_token_without_statistics_is_not_said_to_occur_zero_times(indexed):
+    app, client = indexed
+    _, per_text, _ = explore_activations(app, 1)
+    counts = Counter(token for ids, _ in per_text.values() for token in ids)
+    rare = next(token for token, count in counts.items() if count < MIN_TOKEN_COUNT)
+    body = client.get(f"/api/neurons/search?token={rare}&corpus=small").get_json()
+    assert body["neurons"] == [] and body["occurrences"] is None and "at least 5 times" in body["message"]
+
+
+def test_a_query_names_corpus_texts_as_the_neuron_page_does(indexed):
+    _, client = indexed
+    query = client.post("/api/queries/neuron", json={"layer_index": 1, "neuron_index": 3, "top_k": 5, "corpus": "small"}).get_json()
+    page = client.get("/api/neurons/1/3?corpus=small").get_json()
+    examples = [(e["text_id"], e["max_activation"]) for e in page["top_examples"]]
+    assert len(query["top_tokens"]) == 5
+    for entry in query["top_tokens"]:
+        assert entry["source_kind"] == "corpus"
+        assert any(text_id == entry["text_id"] and act == pytest.approx(entry["activation"], rel=1e-5, abs=1e-6) for text_id, act in examples)

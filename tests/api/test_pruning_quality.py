@@ -256,6 +256,18 @@ BAD_BODIES = [
 ]
 
 
+BAD_PLAN_SETTINGS = [("compensation", "Bias"), ("method", "bogus"), ("scope", "weird"), ("sparsity", "lots"), ("sparsity", 0.99), ("seed", -5)]
+
+
+@pytest.mark.parametrize("field,value", BAD_PLAN_SETTINGS)
+def test_apply_checks_the_settings_a_plan_records(client, data_dir, field, value):
+    plan = {"neurons": [{"layer_index": 0, "neuron_indices": [1]}], "method": "magnitude", field: value}
+    response = client.post("/api/pruning/apply", json={"plan": plan, "output_name": "x", "evaluate": False})
+    assert response.status_code == 400, response.get_json()
+    assert response.get_json()["details"].startswith(f"plan: '{field}' must")
+    assert not (data_dir / "models" / "x").exists()
+
+
 @pytest.mark.parametrize("path,body", BAD_BODIES)
 def test_bad_inputs_are_400(client, data_dir, path, body):
     response = client.post(path, json=body)
@@ -281,6 +293,22 @@ def test_the_sweep_rows_equal_the_plan_estimates(client, app):
         assert plan["parameters"]["after"] == row["parameters_after"]
     cached = client.post("/api/pruning/sweep", json=body)
     assert cached.get_json() == {**sweep, "cached": True}
+
+
+def test_the_progress_of_a_sweep_gives_the_dense_evaluation_the_share_of_a_row(app, monkeypatch):
+    compression = app.extensions["neuronscope"].compression
+    reported: list[float] = []
+    at_each_evaluation: list[float] = []
+    measure = compression.loss
+
+    def loss(*args, **kwargs):
+        at_each_evaluation.append(reported[-1] if reported else 0.0)
+        return measure(*args, **kwargs)
+
+    monkeypatch.setattr(compression, "loss", loss)
+    compression.sweep(methods=["magnitude"], sparsities=[0.1], progress=lambda fraction, step: reported.append(fraction))
+    dense, pruned = at_each_evaluation
+    assert dense == 0.0 and pruned >= 0.5 and reported == sorted(reported) and reported[-1] == 1.0
 
 
 def test_the_sweep_takes_the_obs_method(client):

@@ -87,6 +87,7 @@ def test_error_during_a_job_marks_it_failed_with_the_4xx_error(jobs_app):
     job = wait_for_status(client, job_id, {"failed"})
     assert job["error"]["status"] == 400 and "out of range" in job["error"]["details"]
     assert "result" not in job and job["progress"] < 1.0
+    assert job["model_name"] == lm_of(app).name
     assert hook_count(lm_of(app).model) == 0
 
 
@@ -113,6 +114,7 @@ def test_cancel_running_job_stops_at_next_step_and_leaves_no_hook(jobs_app, gate
     assert gate.completed == [0, 1]
     assert not gate.reached[2].is_set()
     assert hook_count(model) == 0 and "result" not in job
+    assert job["model_name"] == lm_of(app).name
     assert client.delete(f"/api/jobs/{job_id}").status_code == 409
 
 
@@ -174,7 +176,7 @@ def test_full_queue_is_503_with_retry_after_and_queued_jobs_cancel_at_once(jobs_
     assert set(refused.get_json()) == {"error", "details"}
     assert client.post("/api/jobs", json={"endpoint": WEIGHT_NORMS, "body": {"layers": [0]}}).status_code == 503
     cancelled = client.delete(f"/api/jobs/{queued[0]}").get_json()
-    assert cancelled["status"] == "cancelled"
+    assert cancelled["status"] == "cancelled" and cancelled["model_name"] is None
     assert client.post(f"/api/{WEIGHT_NORMS}?async=true", json={"layers": [1]}).status_code == 202
     gate.open_all()
     wait_for_status(client, running, {"done"})

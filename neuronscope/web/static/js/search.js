@@ -96,7 +96,7 @@ async function searchToken() {
   const result = await api('neurons/search', { params });
   share('search', params);
   $('#search-title').textContent = `Token "${result.token}" (id ${result.token_id}): ${plural(result.neurons.length, 'neuron')}, `
-    + `${plural(result.occurrences, 'occurrence')} in corpus ${result.corpus}`;
+    + (result.occurrences === null ? `not searchable in corpus ${result.corpus}` : `${plural(result.occurrences, 'occurrence')} in corpus ${result.corpus}`);
   $('#search-caption').textContent = 'Neurons with the highest mean activation on this token over the corpus\' indexed texts. Open one for its page.';
   const columns = ['rank', 'layer', 'neuron', 'mean_activation'];
   const rows = result.neurons.map((n, i) => ({ rank: i + 1, ...n }));
@@ -105,7 +105,7 @@ async function searchToken() {
     el('tbody', {}, rows.map((r) => el('tr', {}, el('td', {}, fmt(r.rank)),
       el('td', {}, neuronLink(r.layer, r.neuron, `${r.layer}:${r.neuron}`, result.corpus)),
       el('td', { class: 'value' }, real(r.mean_activation)))))))
-    : el('p', { class: 'notice' }, `No neuron recorded for this token in corpus ${result.corpus}: index the corpus for this model, or try a more frequent token.`));
+    : el('p', { class: 'notice' }, result.message));
   downloads($('#search-downloads'), 'the results', () => ({ name: `search-token-${result.token_id}`, json: result, columns, rows }));
 }
 
