@@ -414,8 +414,9 @@ def _read_output_name(source: dict, key: str, settings: Settings) -> str:
             f"output_name {name!r} must be a plain folder name of at most {MAX_NAME_CHARS} "
             "characters: letters, digits, '_' and '-', with single dots between parts"
         )
-    if name in registry.REGISTRY:
-        raise BadRequest(f"output_name {name!r} is the name of a registry model; choose another")
+    taken = next((known for known in registry.REGISTRY if known.casefold() == name.casefold()), None)
+    if taken is not None:
+        raise BadRequest(f"output_name {name!r} is the name of a registry model ({taken}, letter case aside); choose another")
     return name
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -249,12 +248,16 @@ class CompressionService:
         ablate: Mapping[int, Sequence[int]] | None = None,
         progress: ProgressFn = no_progress,
     ) -> dict:
-        """Perplexity, mean next-token loss and tokens counted, optionally with neurons ablated."""
+        """Perplexity, mean next-token loss and tokens counted, optionally with neurons ablated (without,
+        the loaded model's loss is memoized per token ids, shared with plan estimates and sweeps)."""
         with self.manager.use() as lm:
             removed = self._check_groups(lm, ablate or {}, keep_one=False)
             chosen = self.evaluation_texts(lm, texts, use_samples)
             measured = self.sequences(lm, chosen)
-            report = self.loss(lm, lm.model, measured.sequences, progress, ablate=removed)
+            if removed:
+                report = self.loss(lm, lm.model, measured.sequences, progress, ablate=removed)
+            else:
+                report = self.dense_loss(lm, measured, progress)
             return {
                 "model_name": lm.name,
                 **report.as_dict(),
@@ -465,8 +468,9 @@ class CompressionService:
         """The neurons to remove, checked: a model held in memory, a free target, the plan's model
         loaded, each layer keeps one."""
         _require_resident(lm, "removing neurons")
-        if os.path.lexists(target):
-            raise BadRequest(f"a model named {target.name!r} already exists in the models directory")
+        same = [p.name for p in target.parent.iterdir() if p.name.casefold() == target.name.casefold()] if target.parent.is_dir() else []
+        if same:
+            raise BadRequest(f"a model named {same[0]!r} already exists in the models directory (letter case aside, names must differ)")
         if plan_model is not None and plan_model != lm.name:
             raise BadRequest(f"the plan was made for {plan_model!r} but the loaded model is {lm.name!r}")
         return self._check_groups(lm, neurons, keep_one=True)

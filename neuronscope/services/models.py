@@ -131,11 +131,15 @@ class ModelService:
 
 
 def _live_facts(current: LoadedModel) -> dict:
+    """The loaded model's shape as it is: ``mlp_sizes`` per layer (they differ in a model pruned
+    with a global scope), ``intermediate_size`` their largest, as the saved config says."""
     config = current.config
+    sizes = [current.adapter.d_mlp(layer) for layer in range(current.adapter.n_layers)]
     return {
         "layers": current.adapter.n_layers,
         "hidden_size": current.adapter.d_model,
-        "intermediate_size": current.adapter.d_mlp(0),
+        "intermediate_size": max(sizes),
+        "mlp_sizes": sizes,
         "num_attention_heads": getattr(config, "num_attention_heads", None),
         "parameters": sum(p.numel() for p in current.model.parameters()),
     }

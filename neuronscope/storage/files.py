@@ -17,11 +17,25 @@ TEMP_NAME = re.compile(r"\.tmp-[a-z0-9_]{8}")
 """The exact names our atomic writers give temporaries: ``TEMP_PREFIX`` and ``tempfile``'s 8 characters."""
 
 
+def _process_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _process_umask()
+FILE_MODE = 0o666 & ~_UMASK
+FOLDER_MODE = 0o777 & ~_UMASK
+"""The modes a plain ``open`` or ``mkdir`` would give under the process' umask (read once, at import):
+what the atomic writers give their files and folders, rather than ``tempfile``'s owner-only modes."""
+
+
 def atomic_write_bytes(path: Path, payload: bytes) -> None:
     """Write ``payload`` to ``path`` so a crash leaves either the old or the new file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=path.parent)
     try:
+        os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)
             handle.flush()

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from neuronscope.storage.files import TEMP_PREFIX
+from neuronscope.storage.files import FILE_MODE, FOLDER_MODE, TEMP_PREFIX
 
 
 def _fsync(path: Path) -> None:
@@ -28,16 +28,25 @@ def _fsync_tree(folder: Path) -> None:
     _fsync(folder)
 
 
+def _plain_modes(folder: Path) -> None:
+    """Give ``folder`` and everything in it the modes of a plain ``mkdir`` and ``open`` (the
+    temporary folder, and some writers' temporaries, are owner-only)."""
+    for path in [folder, *folder.rglob("*")]:
+        if not path.is_symlink():
+            path.chmod(FOLDER_MODE if path.is_dir() else FILE_MODE)
+
+
 @contextmanager
 def staged_folder(target: Path) -> Iterator[Path]:
-    """Yield an empty temporary folder beside ``target``; when the block succeeds it is synced to
-    disk and renamed to ``target`` (which must not exist). On failure it is removed, so ``target``
+    """Yield an empty temporary folder beside ``target``; when the block succeeds it is given plain
+    modes, synced to disk and renamed to ``target`` (which must not exist). On failure it is removed, so ``target``
     is either absent or complete, never half-written. Temporary names start with ``.tmp-``.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=target.parent))
     try:
         yield staging
+        _plain_modes(staging)
         _fsync_tree(staging)
         if os.path.lexists(target):
             raise FileExistsError(f"{target.name} appeared while it was being written")

@@ -141,6 +141,9 @@ def test_apply_saves_a_smaller_model_that_reloads_with_identical_logits(client, 
     reloaded = lm_of(app)
     assert reloaded.name == "small" and parameter_total(reloaded.model) == body["parameters"]["after"]
     assert [reloaded.adapter.d_mlp(layer) for layer in range(reloaded.adapter.n_layers)] == body["mlp_sizes"]
+    info = switched.get_json()["model_info"]
+    assert info["mlp_sizes"] == body["mlp_sizes"] and info["intermediate_size"] == max(body["mlp_sizes"])
+    assert client.get("/api/models/small").get_json()["mlp_sizes"] == body["mlp_sizes"]
     torch.testing.assert_close(logits(reloaded.model, ids), expected, atol=1e-4, rtol=0)
     again = client.post("/api/pruning/evaluate", json={"texts": TEXTS}).get_json()
     assert again["perplexity"] == pytest.approx(body["perplexity_after"], rel=1e-6)
@@ -157,6 +160,14 @@ def test_apply_with_neurons_and_no_evaluation(client, app, data_dir):
     assert body["evaluation"] is None and body["perplexity_after"] is None
     assert body["mlp_sizes"][1] == body["mlp_sizes"][0] - 4
     assert json.loads((data_dir / "models" / "four-less" / "neuronscope_pruning.json").read_text())["plan"] is None
+
+
+def test_a_name_taken_in_another_letter_case_is_refused(client, data_dir):
+    body = {"neurons": [{"layer_index": 1, "neuron_indices": [0]}], "output_name": "one-less", "evaluate": False}
+    assert client.post("/api/pruning/apply", json=body).status_code == 201
+    again = client.post("/api/pruning/apply", json={**body, "output_name": "One-Less"})
+    assert again.status_code == 400 and "'one-less' already exists" in again.get_json()["details"]
+    assert not (data_dir / "models" / "One-Less").exists()
 
 
 def test_a_failed_save_leaves_nothing_and_the_model_clean(client, app, data_dir, monkeypatch):
@@ -195,7 +206,7 @@ NEURON_LISTS = [
 ]
 
 BAD_NAMES = ["../escape", "a/b", "/tmp/abs", ".hidden", "..", "x\n", "back\\slash", "a" * 201, "a..b", "trailing.", "", " ", 5, None,
-             "gpt2", "smollm2-135m-instruct", "name with space", "nul\x00byte"]
+             "gpt2", "smollm2-135m-instruct", "SmolLM2-135M-Instruct", "GPT2", "name with space", "nul\x00byte"]
 
 
 def bad_requests(model_name):

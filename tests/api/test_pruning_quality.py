@@ -311,6 +311,13 @@ def test_the_progress_of_a_sweep_gives_the_dense_evaluation_the_share_of_a_row(a
     assert dense == 0.0 and pruned >= 0.5 and reported == sorted(reported) and reported[-1] == 1.0
 
 
+def test_evaluate_reads_the_dense_loss_a_plan_estimate_measured(client, app, monkeypatch):
+    plan = post(client, "/api/pruning/plan", {"sparsity": 0.1, "method": "magnitude", "estimate": True})
+    compression = app.extensions["neuronscope"].compression
+    monkeypatch.setattr(compression, "loss", lambda *args, **kwargs: pytest.fail("the dense model was evaluated again"))
+    assert compression.evaluate()["perplexity"] == plan["estimate"]["perplexity_before"]
+
+
 def test_the_sweep_takes_the_obs_method(client):
     sweep = post(client, "/api/pruning/sweep", {"methods": ["obs"], "sparsities": [0.25], "compensations": ["none", "reconstruct"]})
     assert [(row["method"], row["compensation"]) for row in sweep["rows"]] == [("obs", "none"), ("obs", "reconstruct")]

@@ -4,6 +4,7 @@ import json
 import os
 import random
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
@@ -16,7 +17,8 @@ from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig
 
 from neuronscope.config import Settings
 from neuronscope.modeling.manager import ModelManager
-from neuronscope.storage.files import TEMP_PREFIX, JsonFolder
+from neuronscope.storage.files import TEMP_PREFIX, JsonFolder, atomic_write_json
+from neuronscope.storage.folders import staged_folder
 
 WRITER = textwrap.dedent(
     """
@@ -95,3 +97,15 @@ def test_switching_back_and_forth_does_not_grow_memory(models_dir, tmp_path):
     growth = max(rss[4:]) - rss[3]
     assert model_bytes > 10_000_000
     assert growth < model_bytes, f"RSS grew by {growth} bytes over 6 switches (model {model_bytes} bytes)"
+
+
+def test_atomic_files_and_staged_folders_get_the_modes_of_a_plain_open(tmp_path):
+    mask = os.umask(0)
+    os.umask(mask)
+    atomic_write_json(tmp_path / "result.json", {"x": 1})
+    with staged_folder(tmp_path / "model") as staging:
+        (staging / "weights.bin").write_bytes(b"w")
+        (staging / "weights.bin").chmod(0o600)
+    assert stat.S_IMODE((tmp_path / "result.json").stat().st_mode) == 0o666 & ~mask
+    assert stat.S_IMODE((tmp_path / "model").stat().st_mode) == 0o777 & ~mask
+    assert stat.S_IMODE((tmp_path / "model" / "weights.bin").stat().st_mode) == 0o666 & ~mask

@@ -244,8 +244,10 @@ def test_neuron_view_examples_weights_and_ablation(page: Page):
             corpus_page.get("top_examples", [])) + len(corpus_page.get("bottom_examples", []))
 
     page.set_value("#neuron-prompt", PROMPT)
+    page.set_value("#neuron-layer", (layer + 1) % page.model["layers"])  # edited, not opened: the neuron on screen is ablated
     page.find("#neuron-ablate").click()
     page.wait_for("#neuron-impact dd")
+    assert page.path() == f"neuron/{layer}/{neuron}"
     impact = page.ok("pruning/impact-analysis", {"layer_index": layer, "neuron_indices": [neuron], "input_text": PROMPT})
     for term, key in [("impact score", "impact_score"), ("mean change", "mean_change"), ("max change", "max_change"),
                       ("KL divergence", "kl_divergence"), ("loss delta", "loss_delta")]:
@@ -431,6 +433,19 @@ def test_a_bad_neuron_address_gives_one_message_and_banners_do_not_pile_up(page:
     page.go("weights")
     page.wait_idle("weights")
     assert page.find_all("#errors .error") == []
+
+
+def test_an_empty_number_field_is_named_not_sent_as_0_and_a_success_clears_the_view_s_banners(page: Page):
+    page.go("pruning")
+    page.set_value("#plan-sparsity", "")
+    page.find("#plan-run").click()
+    page.wait_idle("pruning")
+    banners = page.find_all("#errors .error")
+    assert len(banners) == 1 and "Sparsity is empty" in banners[0].text and page.find_all("#plan-facts dd") == []
+    page.set_value("#plan-sparsity", 0.1)
+    page.find("#plan-run").click()
+    page.wait_idle("pruning")
+    assert page.find_all("#plan-facts dd") and page.find_all("#errors .error") == []
 
 
 def test_heatmap_legend_default_top_k_and_a_failed_layer_change(page: Page):
@@ -706,6 +721,7 @@ def test_pruning_view_runs_jobs_with_progress_then_plans_and_applies(page: Page,
         page.wait_for("#apply-facts dd[data-fact='perplexity after']")
         page.wait_idle("pruning")
         applied = newest_job(page, "pruning/apply")["result"]
+        assert name in [option.get_attribute("value") for option in page.find_all("#model-select option")]
     finally:
         shutil.rmtree(models_dir / name, ignore_errors=True)
     assert applied["output_name"] == name and applied["parameters"] == plan["parameters"]

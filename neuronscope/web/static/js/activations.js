@@ -1,7 +1,7 @@
 // Activations view: run a prompt, show a token × neuron heatmap of a layer's top-k neurons.
 
 import { api } from './api.js';
-import { plural, real, scope, setOptions, timed } from './dom.js';
+import { numberIn, plural, real, scope, setOptions, timed } from './dom.js';
 import { busy, showError } from './feedback.js';
 import { colourLegend, heatmap } from './charts.js';
 import { bindLayerInputs, setActivationFiles, setPrompt, state } from './state.js';
@@ -81,7 +81,7 @@ async function saveSample() {
 }
 
 async function openFile(filename, openNeuron) {
-  const layer = +$('#act-layer').value;
+  const layer = numberIn($('#act-layer'));
   const topK = $('#act-topk').value.trim() === '' ? undefined : +$('#act-topk').value; // empty: the server's default
   const data = await api(`activations/${encodeURIComponent(filename)}`, { params: { layer, top_k: topK } });
   state.activationFile = filename;

@@ -2,7 +2,7 @@
 // neurons, centroid over the file's tokens and its top tokens from the index.
 
 import { api } from './api.js';
-import { el, facts, plural, real, scope, setOptions } from './dom.js';
+import { el, facts, numberIn, plural, real, scope, setOptions } from './dom.js';
 import { busy, settled } from './feedback.js';
 import { diverging, hideTip, inkOn, showTip } from './charts.js';
 import { bindLayerInputs, onFilesChange, state } from './state.js';
@@ -37,10 +37,10 @@ export function showClusters(params, openNeuron) {
 async function cluster(openNeuron) {
   const file = $('#clu-file').value;
   if (!file) throw new Error('no activation file yet: run a prompt in the Activations view first');
-  const layer = +$('#clu-layer').value;
+  const layer = numberIn($('#clu-layer'));
   clearDownloads($('#clu-downloads'));
   const result = await api('clusters/generate', {
-    method: 'POST', body: { activation_file: file, layer_index: layer, n_clusters: +$('#clu-k').value },
+    method: 'POST', body: { activation_file: file, layer_index: layer, n_clusters: numberIn($('#clu-k')) },
   });
   share('clusters', { file, layer, k: result.n_clusters });
   downloads($('#clu-downloads'), 'assignments', () => ({

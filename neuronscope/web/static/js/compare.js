@@ -5,7 +5,7 @@
 // (GET /api/neurons/{layer}/{neuron}/activations for each).
 
 import { api } from './api.js';
-import { el, facts, fmt, percent, plural, real, scope, setOptions } from './dom.js';
+import { el, facts, fmt, numberIn, percent, plural, real, scope, setOptions } from './dom.js';
 import { busy, settled } from './feedback.js';
 import { colourLegend, diverging, heatmap, inkOn } from './charts.js';
 import { bindLayerInputs, onPromptChange, state } from './state.js';
@@ -53,10 +53,10 @@ function shareCompare() {
 
 async function compareModels(openNeuron, onProgress) {
   const prompt = $('#cmp-prompt').value.trim();
-  const layer = +$('#cmp-layer').value;
+  const layer = numberIn($('#cmp-layer'));
   for (const id of ['#cmp-original', '#cmp-pruned', '#cmp-legend', '#cmp-predictions', '#cmp-facts']) $(id).replaceChildren();
   clearDownloads($('#cmp-downloads'));
-  const planBody = { sparsity: +$('#cmp-sparsity').value, method: $('#cmp-method').value, scope: $('#cmp-scope').value };
+  const planBody = { sparsity: numberIn($('#cmp-sparsity')), method: $('#cmp-method').value, scope: $('#cmp-scope').value };
   const plan = await api('pruning/plan', { method: 'POST', body: planBody, onProgress });
   const ablate = plan.neurons.filter((g) => g.neuron_indices.length);
   if (!ablate.length) throw new Error(`this plan (sparsity ${planBody.sparsity}) removes no neuron: choose a larger sparsity`);

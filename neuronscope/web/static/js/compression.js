@@ -4,8 +4,9 @@
 // the sweep: perplexity ratio against sparsity per method, on a log scale, a click making that plan.
 
 import { api } from './api.js';
-import { bytes, defined, el, facts, fmt, percent, real, scope, setOptions } from './dom.js';
+import { bytes, defined, el, facts, fmt, numberIn, percent, real, scope, setOptions } from './dom.js';
 import { busy } from './feedback.js';
+import { refresh as refreshModels } from './model-bar.js';
 import { lineChart, PALETTE } from './charts.js';
 import { sharePruning } from './pruning.js';
 import { COMPENSATIONS, PLAN_SCOPES, RATIO_BREAKS, RATIO_WARN, SCORE_METHODS } from './options.js';
@@ -70,7 +71,7 @@ function ratioClass(ratio) {
 
 async function plan(onProgress) {
   const body = {
-    sparsity: +$('#plan-sparsity').value, method: $('#plan-method').value, scope: $('#plan-scope').value,
+    sparsity: numberIn($('#plan-sparsity')), method: $('#plan-method').value, scope: $('#plan-scope').value,
     compensation: $('#plan-compensation').value, estimate: $('#plan-estimate').checked,
   };
   clearDownloads($('#plan-downloads'));
@@ -149,6 +150,7 @@ async function apply(onProgress) {
     ['perplexity after', real(result.perplexity_after), ratioClass(result.ratio)],
     ...(typeof result.ratio === 'number' ? [['perplexity ratio', `×${real(result.ratio, 3)}`, ratioClass(result.ratio)]] : []),
   ]);
+  await refreshModels(); // the model bar's list then offers the saved model
 }
 
 function parseSparsities(text) {

@@ -94,3 +94,11 @@ export function setOptions(select, options, keepFirst = false) {
   select.replaceChildren(...first, ...options.map(({ value, label, disabled, selected }) =>
     el('option', { value, disabled, selected }, label)));
 }
+
+// The number in a numeric input that needs one: an empty field is an error that names the field,
+// never a silent 0.
+export function numberIn(input) {
+  const text = input.value.trim();
+  if (text === '') throw new Error(`${input.labels?.[0]?.textContent.trim() || input.id} is empty: enter a number`);
+  return Number(text);
+}

@@ -3,13 +3,14 @@
 import { $, el } from './dom.js';
 
 // One banner per distinct message: the same error again (parallel requests of one view failing
-// alike) replaces its banner instead of stacking another. Banners are cleared when the view changes.
-export function showError(err, statusBox) {
+// alike) replaces its banner instead of stacking another. Banners are cleared when the view changes,
+// and those of a view's failed action (`view`) when a later action of that view succeeds.
+export function showError(err, statusBox, view) {
   const title = err.error || err.name || 'Error';
   const details = err.details ?? err.message ?? String(err);
   const where = err.request ? ` (${err.request}${err.status ? ` → ${err.status}` : ''})` : '';
   const key = `${title}\u0000${details}`;
-  const banner = el('div', { class: 'error', dataset: { key } },
+  const banner = el('div', { class: 'error', dataset: view ? { key, view: view.id } : { key } },
     el('strong', {}, title), ' ', el('span', { class: 'error-details' }, details), el('span', { class: 'muted' }, where),
     el('button', { type: 'button', class: 'close', 'aria-label': 'Dismiss', onclick: () => banner.remove() }, '×'));
   [...$('#errors').children].filter((b) => b.dataset.key === key).forEach((b) => b.remove());
@@ -49,10 +50,11 @@ export async function busy(view, label, work) {
   try {
     const result = await work(progress);
     const done = el('span', { class: 'ok' }, `${label}: done in ${elapsed().toFixed(1)} s`);
+    [...$('#errors').children].filter((b) => b.dataset.view === view.id).forEach((b) => b.remove());
     status.replaceChildren(...(bar.classList.contains('determinate') ? [bar, done] : [done]));
     return result;
   } catch (err) {
-    showError(err, status);
+    showError(err, status, view);
     return undefined;
   } finally {
     clearInterval(timer);

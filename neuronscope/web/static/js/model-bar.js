@@ -20,23 +20,32 @@ export async function initModelBar() {
   await refresh();
 }
 
-async function refresh() {
+// Read the model list and the loaded model again (after a switch, or a model saved by apply).
+export async function refresh() {
   try {
     const listing = await api('models');
     renderListing(listing);
     const current = listing.models[listing.current_model];
-    if (current) setModel({ name: listing.current_model, layers: current.layers, d_mlp: current.intermediate_size });
+    if (current) {
+      setModel({ name: listing.current_model, layers: current.layers, d_mlp: current.intermediate_size, mlp_sizes: current.mlp_sizes });
+    }
     await refreshMemory();
   } catch (err) {
     showError(err);
   }
 }
 
+// The MLP width: one number, or the range of a model whose layers differ (pruned with a global scope).
+function mlpWidth({ intermediate_size: size, mlp_sizes: sizes }) {
+  const low = sizes?.length ? Math.min(...sizes) : size;
+  return low === undefined || low === null ? '?' : (low === size ? `${size}` : `${low}–${size} (per layer)`);
+}
+
 function renderListing({ models, current_model: current, default_model: fallback }) {
   $('#model-name').textContent = current || `none loaded yet (${fallback} loads on first use)`;
   const info = models[current];
   $('#model-shape').textContent = info
-    ? `${info.family} · ${info.layers} layers · d_model ${info.hidden_size} · d_mlp ${info.intermediate_size ?? '?'}`
+    ? `${info.family} · ${info.layers} layers · d_model ${info.hidden_size} · d_mlp ${mlpWidth(info)}`
     : '';
   const option = ([name, m]) => el('option', {
     value: name, disabled: m.availability === 'unavailable', selected: name === (current || fallback), title: m.description,

@@ -15,6 +15,7 @@ const { root, $ } = scope('view-neuron');
 const TOP_EXAMPLES = 20;
 const HISTOGRAM_FILES = 12;
 const layerCache = new Map(); // "file|layer" -> activation file slice
+let shown = null; // {layer, neuron} of the neuron on screen: what "Ablate neuron" ablates
 
 export function initNeuron(navigate) {
   bindLayerInputs($('#neuron-layer'));
@@ -38,6 +39,7 @@ export function showNeuron(layer, neuron, invalid, params = new URLSearchParams(
   if (params.has('prompt')) $('#neuron-prompt').value = params.get('prompt');
   if (SCORE_METHODS.some((m) => m.value === params.get('method'))) state.scoreMethod = params.get('method');
   if (params.has('corpus')) state.corpus = params.get('corpus');
+  shown = invalid ? null : { layer, neuron };
   if (invalid) {
     $('#neuron-title').textContent = 'No neuron open';
     showError(invalid, root.querySelector('[data-status]'));
@@ -58,10 +60,6 @@ function shareNeuron(layer, neuron) {
     method: state.scoreMethod === 'magnitude' ? undefined : state.scoreMethod,
     corpus: state.corpus, prompt: $('#neuron-prompt').value.trim(),
   });
-}
-
-function current() {
-  return { layer: +$('#neuron-layer').value, neuron: +$('#neuron-index').value };
 }
 
 async function examples(layer, neuron) {
@@ -115,7 +113,7 @@ function indexSamples(layer, neuron) {
 
 // Weight magnitude, and rank and pruning score under the scoring method chosen in the weights view.
 async function weights(layer, neuron) {
-  const d = state.model?.d_mlp;
+  const d = state.model?.mlp_sizes?.[layer] ?? state.model?.d_mlp;
   const method = state.scoreMethod;
   const result = await api('pruning/candidates', {
     params: { threshold: 100, layer_index: layer, limit: d, method },
@@ -161,7 +159,8 @@ async function activationHistogram(layer, neuron) {
 }
 
 async function ablate() {
-  const { layer, neuron } = current();
+  if (!shown) throw new Error('open a neuron first: the ablation removes the neuron on screen');
+  const { layer, neuron } = shown;
   const text = $('#neuron-prompt').value.trim();
   clearDownloads($('#neuron-impact-downloads'));
   const result = await api('pruning/impact-analysis', {

@@ -3,7 +3,7 @@
 // The plan / apply panel is compression.js.
 
 import { api } from './api.js';
-import { defined, el, facts, fmt, plural, real, scope, setOptions } from './dom.js';
+import { defined, el, facts, fmt, numberIn, plural, real, scope, setOptions } from './dom.js';
 import { busy } from './feedback.js';
 import { barChart, lineChart, PALETTE } from './charts.js';
 import { bindLayerInputs, state, texts } from './state.js';
@@ -46,7 +46,7 @@ export function sharePruning() {
 }
 
 async function importance(openNeuron, onProgress) {
-  const layer = +$('#imp-layer').value;
+  const layer = numberIn($('#imp-layer'));
   const method = $('#imp-method').value;
   for (const id of ['#imp-chart', '#imp-caption']) $(id).replaceChildren(); // never the last run's chart beside this run's title
   clearDownloads($('#imp-downloads'));

@@ -4,7 +4,7 @@
 const listeners = { model: new Set(), prompt: new Set(), files: new Set() };
 
 export const state = {
-  model: null, // {name, layers, d_mlp}
+  model: null, // {name, layers, d_mlp, mlp_sizes}: d_mlp the largest layer's, mlp_sizes per layer
   prompt: '',
   activationFile: null,
   samples: [],

@@ -1,7 +1,7 @@
 // Weights view: per-layer sparsity and magnitude from weight-analysis; candidates with a threshold slider.
 
 import { api } from './api.js';
-import { defined, el, facts, fmt, percent, plural, real, scope, setOptions } from './dom.js';
+import { defined, el, facts, fmt, numberIn, percent, plural, real, scope, setOptions } from './dom.js';
 import { busy } from './feedback.js';
 import { barChart, lineChart, PALETTE } from './charts.js';
 import { SCORE_METHODS } from './options.js';
@@ -99,7 +99,7 @@ async function analyse() {
 // With all layers the server lists the candidates layer after layer; the table needs them ranked
 // across layers, so it fetches them all and orders them by the chosen method's score (lowest first).
 async function candidates(openNeuron) {
-  const threshold = +$('#cand-threshold').value;
+  const threshold = numberIn($('#cand-threshold'));
   const layer = $('#cand-layer').value;
   const method = $('#cand-method').value;
   const result = await api('pruning/candidates', {
