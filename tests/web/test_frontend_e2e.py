@@ -422,6 +422,9 @@ def test_api_errors_are_shown_to_the_user(page: Page):
 
 
 def test_a_bad_neuron_address_gives_one_message_and_banners_do_not_pile_up(page: Page):
+    page.go("neuron/99999999999999999999/1")  # beyond JavaScript's exact integers: not rounded and sent
+    banners = page.wait_for("#errors .error")
+    assert len(banners) == 1 and "Not a neuron address" in banners[0].text
     page.go("neuron/abc/xyz")
     banners = page.wait_for("#errors .error")
     assert len(banners) == 1 and "Not a neuron address" in banners[0].text

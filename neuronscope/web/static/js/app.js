@@ -42,10 +42,10 @@ function route() {
   if (view === 'compare') showCompare(params, openNeuron);
 }
 
-// `#neuron/L/n`: two whole numbers, or one clear message (no request is made).
+// `#neuron/L/n`: two whole numbers (exact in JavaScript), or one clear message (no request is made).
 function openNeuronAddress(args, params) {
   const numbers = args.map((a) => (/^\d+$/.test(a) ? +a : NaN));
-  if (args.length === 2 && numbers.every(Number.isInteger)) {
+  if (args.length === 2 && numbers.every(Number.isSafeInteger)) {
     showNeuron(numbers[0], numbers[1], undefined, params);
     return;
   }

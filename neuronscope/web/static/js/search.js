@@ -36,7 +36,8 @@ export function initSearch(navigate) {
 // "3:17" (spaces allowed) as {layer, neuron}; null when it is not two whole numbers.
 export function parseAddress(text) {
   const match = /^\s*(\d+)\s*:\s*(\d+)\s*$/.exec(text);
-  return match ? { layer: +match[1], neuron: +match[2] } : null;
+  const [layer, neuron] = match ? [+match[1], +match[2]] : [];
+  return Number.isSafeInteger(layer) && Number.isSafeInteger(neuron) ? { layer, neuron } : null; // no rounded huge numbers
 }
 
 // Shows the view; a shared link's search runs again (one quick request).
