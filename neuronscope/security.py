@@ -1,4 +1,5 @@
-"""Request guards run before every view: header size, Host header, API key, rate limits of expensive routes."""
+"""Request guards run before every view: header size, Host header, cross-site form posts, API key,
+rate limits of expensive routes."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import hmac
 import threading
 import time
 from collections import OrderedDict, deque
+from typing import Mapping
+from urllib.parse import urlsplit
 
 from flask import Flask, request
 
@@ -19,6 +22,9 @@ UNKNOWN_ROUTE = "<no route>"
 """The one rate-limit key of every path that matches no route (so unique paths add no keys)."""
 MAX_TRACKED_KEYS = 10_000
 """(client, route) pairs the rate limiter remembers; the least recently seen are forgotten first."""
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data", "text/plain")
+"""Bodies a page on any site can POST here without a CORS preflight (an HTML form can send them)."""
+CROSS_SITE_FETCHES = ("cross-site", "same-site")
 
 
 def counted_method(method: str) -> str:
@@ -77,6 +83,26 @@ def _host_name(host_header: str) -> str:
     return host_header.rsplit(":", 1)[0] if host_header.count(":") == 1 else host_header
 
 
+def _origin_host(origin: str) -> str:
+    """The ``host[:port]`` of an ``Origin`` header; empty for ``null`` or one that does not parse."""
+    try:
+        return urlsplit(origin).netloc.lower()
+    except ValueError:
+        return ""
+
+
+def is_cross_site(headers: Mapping[str, str], host: str, cors_origins: tuple[str, ...]) -> bool:
+    """Whether a browser sent the request from a page of another origin: ``Sec-Fetch-Site`` is
+    ``cross-site`` or ``same-site``, or the ``Origin``'s host:port is not the ``Host``. Requests
+    without these headers (curl, scripts) are not; nor those from an origin CORS is opened to."""
+    origin = headers.get("Origin")
+    if origin is not None and (cors_origins == ("*",) or origin in cors_origins):
+        return False
+    if headers.get("Sec-Fetch-Site", "").lower() in CROSS_SITE_FETCHES:
+        return True
+    return origin is not None and _origin_host(origin) != host.lower()
+
+
 def allowed_hosts(settings: Settings) -> tuple[str, ...] | None:
     """Host names accepted in the Host header; ``None`` = any (bound to a non-loopback address)."""
     if settings.host not in LOOPBACK_NAMES and not settings.allowed_hosts:
@@ -112,6 +138,13 @@ def install_guards(app: Flask, settings: Settings) -> None:
             raise Forbidden(
                 f"Host {request.host!r} is not allowed (DNS-rebinding protection); "
                 "add it to NEURONSCOPE_ALLOWED_HOSTS"
+            )
+        if request.method == "POST" and request.mimetype in FORM_TYPES and is_cross_site(
+            request.headers, request.host, settings.cors_origins
+        ):
+            raise Forbidden(
+                "a form posted from a page of another site is refused (cross-site request forgery protection); "
+                "post it from this server's own page, or from a script"
             )
         if settings.api_key and request.path.startswith("/api/") and request.path not in OPEN_PATHS:
             given = request.headers.get("X-API-Key", "")

@@ -20,6 +20,7 @@ from typing import Mapping, Sequence
 import torch
 
 from neuronscope.analysis.block_runs import LayerRun, layer_by_layer
+from neuronscope.analysis.moments import centred_scale
 from neuronscope.analysis.progress import ProgressFn, no_progress
 from neuronscope.modeling.adapters import ArchitectureAdapter
 
@@ -126,6 +127,9 @@ class RidgeProblem:
     y_mean: torch.Tensor
     gram: torch.Tensor
     rhs: torch.Tensor
+    scale: float
+    """The mean eigenvalue of ``gram`` (its trace over ``k``), floored by
+    :func:`~neuronscope.analysis.moments.centred_scale`: the unit of the regularisers."""
 
     @classmethod
     def of(cls, moments: Moments, offset: bool = True) -> "RidgeProblem":
@@ -135,18 +139,14 @@ class RidgeProblem:
         if not offset:
             x_mean, y_mean = torch.zeros_like(x_mean), torch.zeros_like(y_mean)
         gram = moments.xx - moments.count * torch.outer(x_mean, x_mean)
-        return cls(x_mean, y_mean, gram, moments.xy - moments.count * torch.outer(x_mean, y_mean))
+        rhs = moments.xy - moments.count * torch.outer(x_mean, y_mean)
+        return cls(x_mean, y_mean, gram, rhs, centred_scale(gram, moments.xx))
 
     def solve(self, ridge: float) -> tuple[torch.Tensor, torch.Tensor]:
         """``(D [k, d_model], c [d_model])`` for this ``ridge`` (> 0, or 0 with a positive definite Gram matrix)."""
         eye = torch.eye(self.gram.shape[0], dtype=self.gram.dtype)
         change = torch.cholesky_solve(self.rhs, torch.linalg.cholesky(self.gram + ridge * eye))
         return change, self.y_mean - self.x_mean @ change
-
-    @property
-    def mean_eigenvalue(self) -> float:
-        """The mean eigenvalue of the centred Gram matrix (its trace over ``k``; 1 when it is 0)."""
-        return float(self.gram.trace()) / max(self.gram.shape[0], 1) or 1.0
 
 
 def reconstruct_layer(
@@ -165,7 +165,7 @@ def reconstruct_layer(
     held = torch.arange(x.shape[0]) % HELD_OUT_EVERY == HELD_OUT_EVERY - 1
     fitted, tested = Moments.of(x[~held], error[~held]), Moments.of(x[held], error[held])
     fit = RidgeProblem.of(fitted, offset=bias_offset is not None)
-    scale = fit.mean_eigenvalue
+    scale = fit.scale
     unchanged = torch.zeros_like(fitted.y_sum) if bias_offset is None else bias_offset
     baseline_error = tested.mean_squared_error(torch.zeros_like(fitted.xy), unchanged)
     errors = {ridge: tested.mean_squared_error(*fit.solve(ridge * scale)) for ridge in RIDGE_SCALES}

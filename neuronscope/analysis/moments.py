@@ -13,6 +13,22 @@ from neuronscope.analysis.progress import ProgressFn, no_progress
 from neuronscope.modeling.adapters import ArchitectureAdapter
 
 
+CENTRING_FLOOR = 1e-6
+"""Least scale of a centred Gram matrix, as a fraction of the uncentred one's. Centring subtracts
+``n m m^T`` from ``X^T X``; where the activations barely vary between tokens (a calibration text of
+one repeated special token), what is left is rounding, which may be slightly indefinite, so a damping
+scaled to it alone would not make the matrix positive definite."""
+
+
+def centred_scale(centred: torch.Tensor, uncentred: torch.Tensor) -> float:
+    """The mean diagonal entry of ``centred`` ``[k, k]``, at least :data:`CENTRING_FLOOR` times that of
+    ``uncentred`` ``[k, k]``, the Gram matrix it was centred from (1 when both are 0): the scale a
+    damping or ridge is given in."""
+    size = max(centred.shape[0], 1)
+    floor = CENTRING_FLOOR * float(uncentred.diagonal().sum()) / size
+    return max(float(centred.diagonal().sum()) / size, floor) or 1.0
+
+
 @dataclass
 class ActivationMoments:
     """Running sums of one layer's activations ``a`` over tokens (float64, ``[d_mlp]`` each)."""

@@ -1,7 +1,8 @@
 """What one neuron writes and how it fires: output tokens, similar neurons, activation windows.
 
-An example's window is at most ``WINDOW`` tokens of its text around the example's position, up
-to ``WINDOW_BEFORE`` of them before it (:func:`window_bounds`).
+An example's window is ``WINDOW`` tokens of its text around the example's position (the whole
+text when shorter), from ``WINDOW_BEFORE`` tokens before it, moved back where the text ends sooner
+after it, so that it keeps ``WINDOW`` tokens (:func:`window_bounds`).
 
 Output tokens (pinned by the API): with ``w`` the neuron's output direction (its row of
 ``W_out``, ``[d_model]``), ``γ`` the final norm's scale and ``W_U`` the unembedding
@@ -84,8 +85,9 @@ def similar_neurons(directions: OutputDirections, layer: int, neuron: int, k: in
 
 def window_bounds(lengths: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(starts, ends)`` ``[n]`` each: the example window of each position, at most ``WINDOW``
-    positions of its text (of ``lengths`` ``[n]``) holding ``positions`` ``[n]``, up to
-    ``WINDOW_BEFORE`` of them before it."""
+    positions of its text (of ``lengths`` ``[n]``) holding ``positions`` ``[n]``: from
+    ``WINDOW_BEFORE`` before it, moved back where the text ends less than ``WINDOW -
+    WINDOW_BEFORE`` positions after it."""
     ends = torch.minimum(lengths, (positions - WINDOW_BEFORE).clamp(min=0) + WINDOW)
     return (ends - WINDOW).clamp(min=0), ends
 

@@ -17,6 +17,7 @@ import torch
 
 from neuronscope.analysis.calibration import Calibration, run_calibration
 from neuronscope.analysis.hooks import activation_hooks
+from neuronscope.analysis.moments import centred_scale
 from neuronscope.analysis.progress import ProgressFn, no_progress, scaled
 from neuronscope.modeling.adapters import ArchitectureAdapter
 
@@ -43,10 +44,11 @@ class GramSums:
         self.gram = self.gram + acts.T @ acts
 
     def hessian(self, damping: float = OBS_DAMPING) -> torch.Tensor:
-        """``Xc^T Xc + damping * mean(diag) * I`` ``[d_mlp, d_mlp]``, ``Xc`` the centred activations."""
+        """``Xc^T Xc + damping * mean(diag) * I`` ``[d_mlp, d_mlp]``, ``Xc`` the centred activations
+        (the mean diagonal entry floored by :func:`~neuronscope.analysis.moments.centred_scale`)."""
         mean = self.total / self.count
         centred = self.gram - self.count * torch.outer(mean, mean)
-        scale = float(centred.diagonal().mean()) or 1.0
+        scale = centred_scale(centred, self.gram)
         return centred + damping * scale * torch.eye(centred.shape[0], dtype=centred.dtype)
 
 

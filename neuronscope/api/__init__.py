@@ -4,7 +4,7 @@ from flask import Flask
 
 from neuronscope.api import activations, clusters, compression, corpora, health, jobs, models, neurons, pruning, queries, samples, spec
 from neuronscope.api.converters import register_converters
-from neuronscope.api.long_running import refuse_async_elsewhere
+from neuronscope.api.long_running import check_query_string
 
 BLUEPRINTS = (
     health.bp, models.bp, samples.bp, spec.bp, pruning.bp, activations.bp, clusters.bp, queries.bp,
@@ -14,6 +14,6 @@ BLUEPRINTS = (
 
 def register_blueprints(app: Flask) -> None:
     register_converters(app)
-    app.before_request(refuse_async_elsewhere)
+    app.before_request(check_query_string)
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint, url_prefix="/api")

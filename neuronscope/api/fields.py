@@ -12,6 +12,7 @@ A missing field or a JSON ``null`` takes the default; fields without a default a
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Iterator, Sequence, TypeVar
 
@@ -200,18 +201,19 @@ class Request:
 
     @classmethod
     def from_query(cls, args: MultiDict) -> dict:
-        """The query arguments this request declares, as JSON values: numbers and booleans parsed
-        where they parse (the fields refuse the rest with their messages); a list field takes
-        repeated keys and comma-separated values (``?layer=0&layer=3`` or ``?layer=0,3``), duplicates dropped."""
+        """The query arguments this request declares, as JSON values: integers, numbers and booleans
+        parsed where they are written as JSON writes them (the fields refuse the rest with their
+        messages); a list field takes repeated keys and comma-separated values (``?layer=0&layer=3``
+        or ``?layer=0,3``), duplicates dropped; any other field given twice is a 400."""
         source: dict[str, Any] = {}
         for name, spec in cls.specs():
             if name not in args:
                 continue
             if spec.kind == "integers":
-                parts = [part.strip() for value in args.getlist(name) for part in value.split(",")]
+                parts = [part for value in args.getlist(name) for part in value.split(",")]
                 source[name] = list(dict.fromkeys(query_scalar(part, "integer") for part in parts))
             else:
-                source[name] = query_scalar(args.get(name, ""), spec.kind)
+                source[name] = query_scalar(single_argument(args, name), spec.kind)
         params.check_values(source, "the query string")
         return source
 
@@ -253,16 +255,31 @@ class NoFields(Request):
     """The request of a route that reads nothing from the body or the query string."""
 
 
+MAX_DIGITS = 4000
+"""Longest integer parsed from a query string (Python refuses to parse much longer ones); a longer
+one is left as text, which the field refuses."""
+_INTEGER = re.compile(r"-?[0-9]+", re.ASCII)
+_NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?", re.ASCII)
+
+
+def single_argument(args: MultiDict, name: str) -> str:
+    """The one value of query argument ``name`` (400 when it is given more than once)."""
+    values = args.getlist(name)
+    if len(values) > 1:
+        raise BadRequest(f"'{name}' is given {len(values)} times in the query string; give it once")
+    return values[0] if values else ""
+
+
 def query_scalar(raw: str, kind: str) -> Any:
-    """``raw`` as the JSON value a field of ``kind`` expects, or unchanged when it does not parse."""
-    if kind == "boolean" and raw.strip().lower() in {"true", "false"}:
-        return raw.strip().lower() == "true"
-    for parse, kinds in ((int, ("integer", "number")), (float, ("number",))):
-        if kind in kinds:
-            try:
-                return parse(raw)
-            except ValueError:
-                continue
+    """``raw`` as the JSON value a field of ``kind`` expects, when it is written as JSON writes one
+    (``3``, ``-2``, ``0.5``, ``1e-3``, ``true``; no spaces, signs, digit separators or non-ASCII
+    digits), or unchanged, for the field to refuse."""
+    if kind == "boolean" and raw.lower() in {"true", "false"}:
+        return raw.lower() == "true"
+    if kind in ("integer", "number") and _INTEGER.fullmatch(raw) and len(raw) <= MAX_DIGITS:
+        return int(raw)
+    if kind == "number" and _NUMBER.fullmatch(raw):
+        return float(raw)
     return raw
 
 

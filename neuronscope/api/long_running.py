@@ -17,11 +17,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Callable
+from urllib.parse import unquote_to_bytes
 
 from flask import Blueprint, request, url_for
 
 from neuronscope.api.csv_export import Table, csv_response, wants_csv
-from neuronscope.api.fields import NoFields, Request, query_scalar
+from neuronscope.api.fields import NoFields, Request, query_scalar, single_argument
 from neuronscope.api.params import get_bool
 from neuronscope.errors import BadRequest, NotFound
 from neuronscope.jobs.job import Job
@@ -184,20 +185,30 @@ def check_token_limits(svc: Services, texts: list[str], *, load: bool = False) -
 
 def async_flag() -> bool:
     """``?async=true|false`` (400 for another value)."""
-    raw = request.args.get("async")
+    raw = single_argument(request.args, "async") if "async" in request.args else None
     return raw is not None and get_bool({"async": query_scalar(raw, "boolean")}, "async")
 
 
-def refuse_async_elsewhere() -> None:
-    """Before every /api request: ``?async=true`` where the route cannot run as a job, and
-    ``?format=`` where it has no table, are a 400, not ignored."""
+def check_query_string() -> None:
+    """Before every /api request: the query string must be UTF-8 once percent-decoded; ``?async=true``
+    where the route cannot run as a job, and ``?format=`` where it has no table, are a 400, not
+    ignored, and so is either given twice."""
     routed = request.url_rule is not None  # unknown routes and methods keep their 404 / 405
     if not (routed and request.path.startswith("/api/")):
         return
-    if async_flag() and request.endpoint not in ASYNC_VIEWS:
+    try:
+        unquote_to_bytes(request.query_string).decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("the query string is not valid UTF-8 once percent-decoded") from None
+    as_job = async_flag()
+    if as_job and request.endpoint not in ASYNC_VIEWS:
         raise BadRequest(f"{request.method} {request.path} does not run as a job: drop ?async=true")
-    if "format" in request.args and request.endpoint not in CSV_VIEWS:
-        raise BadRequest(f"{request.method} {request.path} answers only JSON: drop ?format=")
+    if "format" in request.args:
+        single_argument(request.args, "format")
+        if request.endpoint not in CSV_VIEWS:
+            raise BadRequest(f"{request.method} {request.path} answers only JSON: drop ?format=")
+        if as_job and wants_csv():
+            raise BadRequest("a job's result is JSON: ?format=csv is for a synchronous call; drop one of the two")
 
 
 def accepted(job: Job):

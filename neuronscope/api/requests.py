@@ -37,6 +37,7 @@ from neuronscope.services.compression import CALIBRATED_METHODS, MAX_SPARSITY, M
 from neuronscope.services.corpora import DEFAULT_CORPUS
 from neuronscope.services.pruning import ABLATION_KINDS, EXPORT_FILES, IMPORTANCE_METHODS, SCORE_METHODS
 from neuronscope.services.validation import token_count
+from neuronscope.storage.corpora import check_corpus_name
 
 MAX_LAYERS = 1024
 SEARCH_TOKEN_K = 100
@@ -592,10 +593,14 @@ class ListJobs(Request):
 
 @dataclass(frozen=True, kw_only=True)
 class IndexNamedCorpus(Request):
-    """``POST /api/corpora/{name}/index``: ``name`` comes from the path."""
+    """``POST /api/corpora/{name}/index``: ``name`` comes from the path, and is checked at the door
+    (a bad name is a 400 before a job is queued)."""
 
     name: str = string(max_chars=64)
     batch_size: int = integer(default=32, minimum=1, maximum="max_batch_size")
+
+    def check(self, settings: Settings) -> None:
+        check_corpus_name(self.name)
 
     def forward_tokens(self, lm: Any, svc: Any) -> int:
         return svc.corpora.explore_tokens(lm, self.name)

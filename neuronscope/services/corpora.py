@@ -4,6 +4,10 @@ and indexing a corpus' ``explore`` split for the loaded model into the corpus' o
 from __future__ import annotations
 
 import logging
+import threading
+from collections import Counter
+from contextlib import contextmanager
+from typing import Iterator
 
 from neuronscope.analysis.forward import encode
 from neuronscope.analysis.progress import ProgressFn, no_progress
@@ -30,6 +34,8 @@ class CorpusService:
         self.activations = activations
         self.store = CorpusStore(settings.data_dir / "corpora", settings.index_depth)
         self.fortunes_dir = fortunes.FORTUNES_DIR
+        self._lock = threading.Lock()
+        self._indexing: Counter[str] = Counter()
 
     def _ensure_default(self) -> None:
         """Build and cache the default corpus from the installed ``fortunes`` package if not cached yet."""
@@ -80,12 +86,17 @@ class CorpusService:
         return {"corpora": corpora, "count": len(corpora), "splits": list(SPLITS)}
 
     def upload(self, name: str, filename: str, data: bytes) -> dict:
-        """Store the uploaded file as corpus ``name``: 400 for a bad name or file, 409 when it exists."""
+        """Store the uploaded file as corpus ``name``: 400 for a bad or reserved name (in any letter
+        case) or a bad file, 409 when a corpus of that name (in any letter case) exists."""
         check_corpus_name(name)
-        if name == DEFAULT_CORPUS:
-            raise BadRequest(f"{DEFAULT_CORPUS!r} is reserved for the built-in corpus")
-        if self.store.exists(name):
-            raise Conflict(f"a corpus named {name!r} exists; delete it first or choose another name")
+        if name.casefold() == DEFAULT_CORPUS:
+            raise BadRequest(f"{DEFAULT_CORPUS!r} is reserved for the built-in corpus (in any letter case)")
+        taken = self.store.same_name(name)
+        if taken is not None:
+            raise Conflict(
+                f"a corpus named {taken!r} exists (names are compared ignoring letter case); "
+                "delete it first or choose another name"
+            )
         documents = parse_upload(filename, data)
         texts = corpus_texts([("upload", text) for text in documents], join=False)
         if len(texts) > self.settings.max_corpus_texts:
@@ -94,10 +105,30 @@ class CorpusService:
         return self.describe(name)
 
     def delete(self, name: str) -> dict:
-        if check_corpus_name(name) == DEFAULT_CORPUS:
+        """Remove corpus ``name`` and its index: 400 for the default corpus (in any letter case), 409
+        while it is being indexed, 404 when absent."""
+        if check_corpus_name(name).casefold() == DEFAULT_CORPUS:
             raise BadRequest(f"the {DEFAULT_CORPUS!r} corpus cannot be deleted")
-        self.store.delete(name)
+        with self._lock:
+            if self._indexing[name.casefold()]:
+                raise Conflict(f"corpus {name!r} is being indexed; delete it once its index run has ended")
+            self.store.delete(name)
         return {"message": f"deleted corpus {name!r}", "name": name}
+
+    @contextmanager
+    def _indexed(self, name: str) -> Iterator[None]:
+        """Mark corpus ``name`` as being indexed (so it cannot be deleted, in any letter case) for the
+        ``with`` block."""
+        key = name.casefold()
+        with self._lock:
+            self._indexing[key] += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._indexing[key] -= 1
+                if not self._indexing[key]:
+                    del self._indexing[key]
 
     def explore_tokens(self, lm: LoadedModel, name: str) -> int:
         """Tokens an index pass of corpus ``name`` runs through ``lm`` (its capped ``explore`` texts)."""
@@ -108,15 +139,17 @@ class CorpusService:
         """Index corpus ``name``'s ``explore`` split for the loaded model (texts already indexed are skipped).
 
         Each text is capped at ``MAX_TEXT_TOKENS`` tokens (or the model's context length when shorter).
+        The corpus cannot be deleted meanwhile (409).
         """
-        texts = self._explore(name)
-        with self.manager.use() as lm:
-            cap = self.token_cap(lm)
-            encoded = [encode(lm.tokenizer, t["text"])[0, :cap].tolist() for t in texts]
-            names = [str(t["id"]) for t in texts]
-            result = self.activations.index_sequences(
-                lm, self.store.index(name), names, encoded, batch_size, progress, full=True
-            )
+        with self._indexed(name):
+            texts = self._explore(name)
+            with self.manager.use() as lm:
+                cap = self.token_cap(lm)
+                encoded = [encode(lm.tokenizer, t["text"])[0, :cap].tolist() for t in texts]
+                names = [str(t["id"]) for t in texts]
+                result = self.activations.index_sequences(
+                    lm, self.store.index(name), names, encoded, batch_size, progress, full=True
+                )
         return {**result, "corpus": name, "split": "explore"}
 
     def _explore(self, name: str) -> list[dict]:

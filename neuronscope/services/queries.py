@@ -20,7 +20,7 @@ from neuronscope.timestamps import utc_now
 from neuronscope.services.validation import check_layer, check_neurons
 from neuronscope.storage.files import JsonFolder
 from neuronscope.storage.index import ActivationIndex, StoredSource
-from neuronscope.storage.names import slugify
+from neuronscope.storage.names import short_hash, slugify
 
 RESCORE_BATCH = 32
 
@@ -98,7 +98,8 @@ class QueryService:
             "index": {**index.stats(lm.name), "corpus": corpus},
         }
         within = f"-{corpus}" if corpus is not None else ""
-        name = f"neuron-{slugify(lm.name, fallback='model')}{within}-layer{layer}-neuron{neuron}-top{top_k}.json"
+        model = f"{slugify(lm.name, fallback='model')}-{short_hash(lm.name, corpus or '', length=8)}"
+        name = f"neuron-{model}{within}-layer{layer}-neuron{neuron}-top{top_k}.json"
         return self._save(name, result)
 
     def cluster(self, cluster_id: int, top_k: int, cluster_file: str | None = None, corpus: str | None = None) -> dict:

@@ -40,6 +40,12 @@ class CorpusStore:
             return []
         return sorted(p.name[: -len(".json")] for p in self.folder.glob("*.json") if p.is_file() and not p.is_symlink())
 
+    def same_name(self, name: str) -> str | None:
+        """The stored corpus whose name equals ``name`` but for letter case (the same file on a
+        case-insensitive filesystem), if any."""
+        folded = name.casefold()
+        return next((stored for stored in self.names() if stored.casefold() == folded), None)
+
     def exists(self, name: str) -> bool:
         path = self._path(name)
         return path.is_file() and not path.is_symlink()

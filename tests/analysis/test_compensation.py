@@ -3,10 +3,12 @@
 import pytest
 import torch
 
-from neuronscope.analysis.compensation import Moments, RidgeProblem, compensate, dense_layers
+from neuronscope.analysis.compensation import Moments, RidgeProblem, compensate, dense_layers, reconstruct_layer
+from neuronscope.analysis.moments import CENTRING_FLOOR
 from neuronscope.analysis.hooks import forward_hook
 from neuronscope.analysis.surgery import kept_neurons, pruned_copy
 from neuronscope.modeling.adapters import adapter_for
+from tests.support.pruning_reference import alike_tokens
 from tests.support.tiny_models import CORPUS, post_norm_opt
 
 
@@ -27,7 +29,7 @@ def test_each_ridge_solution_equals_the_augmented_least_squares_solution():
         torch.testing.assert_close(weight, solution[:12], rtol=1e-8, atol=1e-9)
         torch.testing.assert_close(offset, solution[12], rtol=1e-8, atol=1e-9)
     centred = x - x.mean(dim=0)
-    assert problem.mean_eigenvalue == pytest.approx(float((centred * centred).sum()) / 12, rel=1e-12)
+    assert problem.scale == pytest.approx(float((centred * centred).sum()) / 12, rel=1e-12)
 
 
 def test_moments_add_up_and_give_the_directly_computed_error():
@@ -73,3 +75,14 @@ def test_reconstruct_reproduces_the_mlp_output_where_the_block_does_not_add_it()
         errors[compensation] = float((_mlp_outputs(dense, held_out, last) - _mlp_outputs(pruned, held_out, last)).square().mean())
     assert {r["target"] for r in report if r["used"] == "reconstruct"} == {"mlp_output"}
     assert errors["reconstruct"] < errors["none"]
+
+
+def test_a_refit_on_tokens_whose_activations_are_all_alike_solves_and_reports():
+    x = alike_tokens()
+    error = torch.randn(9, 8, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    report, change, offset = reconstruct_layer(x, error, torch.zeros(8, dtype=torch.float64))
+    assert report["used"] in ("bias", "reconstruct")
+    assert change is None or bool(torch.isfinite(change).all() and torch.isfinite(offset).all())
+    problem = RidgeProblem.of(Moments.of(x, error))
+    uncentred_scale = float(x.square().sum()) / 64
+    assert problem.scale == pytest.approx(CENTRING_FLOOR * uncentred_scale, rel=1e-6)

@@ -8,7 +8,7 @@ import torch
 from neuronscope.analysis.calibration import Calibration
 from neuronscope.analysis.surgeon import COMPACT_EVERY, GramSums, greedy_obs, obs_layer_scores, obs_scores
 from tests.support.activation_helpers import captured
-from tests.support.pruning_reference import post_mlp_gain
+from tests.support.pruning_reference import alike_tokens, post_mlp_gain
 
 D_MLP, D_MODEL, TOKENS = 2 * COMPACT_EVERY + 9, 7, 400
 
@@ -111,3 +111,12 @@ def test_the_obs_scorer_uses_the_calibration_activations_of_every_layer(loaded, 
         sums.add(acts[layer])
         expected = obs_layer_scores(raw_output_rows(loaded.model, layer), sums.hessian(**options)).float()
         torch.testing.assert_close(scores[layer], expected, rtol=1e-4, atol=1e-6)
+
+
+def test_the_obs_order_exists_for_tokens_whose_activations_are_all_alike():
+    sums = GramSums()
+    sums.add(alike_tokens(width=D_MLP))
+    weight = torch.randn(D_MLP, D_MODEL, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    order, costs = greedy_obs(weight, sums.hessian())
+    assert sorted(order.tolist()) == list(range(D_MLP))
+    assert bool(torch.isfinite(costs).all())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import threading
 
 import pytest
 
@@ -80,6 +81,17 @@ def test_jsonl_upload_and_conflicts(corpus_app):
         ("../escape.txt", b"hello", None, "plain"),
         ("ok.txt", b"hello", "../escape", "corpus name"),
         ("ok.txt", b"hello", "a/b", "corpus name"),
+        pytest.param(
+            "deep.jsonl", b'{"text": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n", None, "line 1 is JSON nested too deeply",
+            id="deep-jsonl",
+        ),
+        pytest.param(
+            "big.jsonl", b'{"text": "x"}\n{"text": "y", "n": ' + b"9" * 4_301 + b"}\n", None, "line 2 holds an integer",
+            id="long-integer-jsonl",
+        ),
+        ("nul.txt", b"fine\n\nbad \x00 text", None, "line 3 contains a control character (U+0000)"),
+        ("bel.jsonl", b'{"text": "bad \\u0007 text"}\n', None, 'the "text" of line 1 contains a control character (U+0007)'),
+        ("esc.jsonl", b'{"text": "fine"}\n{"text": "\\u001b[31mred"}\n', None, "line 2 contains a control character (U+001B)"),
     ],
 )
 def test_invalid_uploads_are_400_and_write_nothing(corpus_app, filename, payload, name, words):
@@ -99,8 +111,112 @@ def test_oversized_and_non_multipart_uploads_are_refused(make_app):
 
 
 def test_deleting_the_default_corpus_is_refused(corpus_app):
-    response = corpus_app.test_client().delete("/api/corpora/default")
-    assert response.status_code == 400
+    client = corpus_app.test_client()
+    assert client.get("/api/corpora").status_code == 200
+    for name in ("default", "DEFAULT", "Default"):
+        response = client.delete(f"/api/corpora/{name}")
+        assert response.status_code == 400 and "cannot be deleted" in response.get_json()["details"]
+    assert (corpus_app.extensions["neuronscope"].settings.data_dir / "corpora" / "default.json").is_file()
+
+
+def test_names_that_differ_only_in_letter_case_are_refused(corpus_app):
+    client = corpus_app.test_client()
+    assert upload(client, "a.txt", b"text", name="ok_corpus").status_code == 201
+    for name in ("OK_CORPUS", "Ok_Corpus"):
+        taken = upload(client, "a.txt", b"other text", name=name)
+        assert taken.status_code == 409 and "'ok_corpus' exists" in taken.get_json()["details"]
+    for name in ("DEFAULT", "Default"):
+        reserved = upload(client, "a.txt", b"text", name=name)
+        assert reserved.status_code == 400 and "reserved" in reserved.get_json()["details"]
+    assert [c["name"] for c in client.get("/api/corpora").get_json()["corpora"]] == ["default", "ok_corpus"]
+
+
+CROSS_SITE = [
+    {"Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site"},
+    {"Sec-Fetch-Site": "cross-site"},
+    {"Sec-Fetch-Site": "same-site"},
+    {"Origin": "http://evil.example"},
+    {"Origin": "http://localhost:3000"},
+    {"Origin": "null"},
+    {"Origin": "http://[broken"},
+]
+
+
+@pytest.mark.parametrize("headers", CROSS_SITE)
+def test_cross_site_uploads_are_403_and_write_nothing(corpus_app, headers):
+    client = corpus_app.test_client()
+    data = {"file": (io.BytesIO(b"forged text"), "csrf.txt")}
+    response = client.post("/api/corpora", data=data, content_type="multipart/form-data", headers=headers)
+    assert response.status_code == 403 and "cross-site" in response.get_json()["details"]
+    assert not (corpus_app.extensions["neuronscope"].settings.data_dir / "corpora" / "csrf.json").exists()
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Origin": "http://localhost", "Sec-Fetch-Site": "same-origin"},
+        {"Sec-Fetch-Site": "none"},
+        {"Origin": "HTTP://LOCALHOST"},
+    ],
+)
+def test_same_origin_and_scripted_uploads_pass(corpus_app, headers):
+    data = {"file": (io.BytesIO(b"a text"), "mine.txt")}
+    response = corpus_app.test_client().post("/api/corpora", data=data, content_type="multipart/form-data", headers=headers)
+    assert response.status_code == 201
+
+
+def test_origins_cors_is_opened_to_may_upload(make_app):
+    client = make_app(cors_origins=("http://localhost:3000",)).test_client()
+    data = {"file": (io.BytesIO(b"a text"), "mine.txt")}
+    headers = {"Origin": "http://localhost:3000", "Sec-Fetch-Site": "same-site"}
+    assert client.post("/api/corpora", data=data, content_type="multipart/form-data", headers=headers).status_code == 201
+    data = {"file": (io.BytesIO(b"a text"), "other.txt")}
+    headers = {"Origin": "http://localhost:4000", "Sec-Fetch-Site": "same-site"}
+    assert client.post("/api/corpora", data=data, content_type="multipart/form-data", headers=headers).status_code == 403
+
+
+def test_a_corpus_being_indexed_cannot_be_deleted(corpus_app, monkeypatch):
+    """DELETE answers 409 while the index job runs (held here inside the index pass), then deletes everything."""
+    svc = corpus_app.extensions["neuronscope"]
+    client = corpus_app.test_client()
+    assert upload(client, "notes.txt", b"The fox runs.\n\nA cat sleeps.\n").status_code == 201
+    started, release = threading.Event(), threading.Event()
+    index_sequences = svc.activations.index_sequences
+
+    def held(*args, **kwargs):
+        started.set()
+        release.wait(30)
+        return index_sequences(*args, **kwargs)
+
+    monkeypatch.setattr(svc.activations, "index_sequences", held)
+    job_id = client.post("/api/corpora/notes/index?async=true", json={}).get_json()["job_id"]
+    try:
+        assert started.wait(30)
+        refused = client.delete("/api/corpora/notes")
+    finally:
+        release.set()
+    assert refused.status_code == 409 and "being indexed" in refused.get_json()["details"]
+    done = wait_for_status(client, job_id, {"done", "failed"})
+    assert done["status"] == "done", done
+    assert client.delete("/api/corpora/notes").status_code == 200
+    assert not list((svc.settings.data_dir / "corpora").glob("notes*"))
+
+
+@pytest.mark.parametrize("name", ["bad name!", "../escape", "-dash", "caf\u00e9"])
+def test_a_bad_corpus_name_is_refused_before_a_job_is_queued(corpus_app, name):
+    client = corpus_app.test_client()
+    submitted = client.post("/api/jobs", json={"endpoint": "corpora/index", "body": {"name": name}})
+    assert submitted.status_code == 400 and "is not a corpus name" in submitted.get_json()["details"]
+    assert client.get("/api/jobs").get_json()["jobs"] == []
+
+
+@pytest.mark.parametrize("name", ["bad%20name!", "-dash"])
+def test_a_bad_corpus_name_in_the_path_is_refused_before_a_job_is_queued(corpus_app, name):
+    client = corpus_app.test_client()
+    response = client.post(f"/api/corpora/{name}/index?async=true", json={})
+    assert response.status_code == 400 and "is not a corpus name" in response.get_json()["details"]
+    assert client.get("/api/jobs").get_json()["jobs"] == []
 
 
 def test_start_indexes_the_default_corpus_in_a_job(corpus_app):

@@ -88,3 +88,47 @@ def test_errors_say_what_is_wrong_and_where(client, path, body, details):
     response = client.post(path, data=body, content_type=JSON)
     assert_client_error(response)
     assert response.get_json()["details"].startswith(details)
+
+
+LOOSE_NUMBERS = ["2_3", "%2B3", "%203%20", "%D9%A3", "3.0", "0x3", "3%00"]
+
+
+@pytest.mark.parametrize("raw", LOOSE_NUMBERS)
+def test_query_numbers_must_be_written_as_json_writes_them(client, raw):
+    before = client.get("/api/samples").get_json()
+    assert_client_error(client.delete(f"/api/samples?index={raw}"))
+    assert client.get("/api/samples").get_json() == before
+    assert_client_error(client.get(f"/api/pruning/candidates?layer_index={raw}"))
+    if raw != "3.0":
+        assert_client_error(client.get(f"/api/pruning/candidates?threshold=1{raw}"))
+
+
+def test_query_numbers_written_as_json_are_read(client):
+    body = client.get("/api/pruning/candidates?layer_index=1&threshold=1e1&limit=3").get_json()
+    assert body["layer_index"] == 1 and body["threshold_percentile"] == 10.0
+    assert client.get("/api/pruning/candidates?layer_index=-1").status_code == 400
+
+
+@pytest.mark.parametrize(
+    "query, details",
+    [
+        ("index=1&index=2", "'index' is given 2 times"),
+        ("prompt=%ED%A0%80", "the query string is not valid UTF-8"),
+        ("prompt=%C3", "the query string is not valid UTF-8"),
+    ],
+)
+def test_a_repeated_argument_or_invalid_utf8_changes_nothing(client, query, details):
+    before = client.get("/api/samples").get_json()
+    response = client.delete(f"/api/samples?{query}")
+    assert_client_error(response)
+    assert response.get_json()["details"].startswith(details)
+    assert client.get("/api/samples").get_json() == before
+
+
+@pytest.mark.parametrize(
+    "query", ["async=true&async=false", "format=csv&format=json", "async=true&format=csv"]
+)
+def test_async_and_format_are_given_once_and_csv_is_not_a_job(client, query):
+    response = client.post(f"/api/pruning/neuron-importance?{query}", json={"layer_index": 0, "input_texts": ["hi there"]})
+    assert_client_error(response)
+    assert client.get("/api/jobs").get_json()["jobs"] == []

@@ -173,3 +173,17 @@ def test_writes_on_a_full_disk_answer_507_not_500(client, monkeypatch, method, p
     monkeypatch.setattr(files.tempfile, "mkstemp", _disk_full)
     response = client.open(path, method=method, json=body)
     assert response.status_code == 507 and set(response.get_json()) == {"error", "details"}
+
+
+def test_models_whose_name_slugs_agree_keep_their_own_query_files(make_app, models_dir, tmp_path):
+    folder = tmp_path / "models"
+    for name in ("tiny-gpt2", "tiny.gpt2"):
+        shutil.copytree(models_dir / "tiny-gpt2", folder / name)
+    client = make_app(model="tiny-gpt2", models_dir=folder).test_client()
+    query = {"layer_index": 0, "neuron_index": 1, "top_k": 2}
+    first = client.post("/api/queries/neuron", json=query).get_json()
+    assert client.post("/api/models/switch", json={"model_name": "tiny.gpt2"}).status_code == 200
+    second = client.post("/api/queries/neuron", json=query).get_json()
+    assert first["filename"] != second["filename"]
+    for saved in (first, second):
+        assert client.get(f"/api/queries/{saved['filename']}").get_json()["model_name"] == saved["model_name"]

@@ -101,3 +101,11 @@ def post_mlp_gain(model: torch.nn.Module, layer: int) -> np.ndarray | float:
     blocks = model.transformer.h if hasattr(model, "transformer") else model.model.layers
     norm = getattr(blocks[layer], "post_feedforward_layernorm", None)
     return 1.0 if norm is None else 1 + norm.weight.detach().numpy()
+
+
+def alike_tokens(tokens=9, width=64, seed=0):
+    """Activations ``[tokens, width]`` that barely vary between tokens (a calibration text of one
+    repeated special token): centring leaves rounding, which is slightly indefinite."""
+    generator = torch.Generator().manual_seed(seed)
+    row = 3.0 * torch.randn(width, generator=generator, dtype=torch.float64)
+    return row.repeat(tokens, 1) + 1e-9 * torch.randn(tokens, width, generator=generator, dtype=torch.float64)
