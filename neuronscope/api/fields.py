@@ -228,6 +228,11 @@ class Request:
             body[name] = _jsonable(spec.dump(value) if spec.dump is not None and value is not None else value)
         return body
 
+    def check_model(self, lm: Any) -> None:
+        """Checks against the loaded model ``lm`` (400: layers and neurons in range), made before a
+        synchronous call's work is estimated, so a request that is both wrong and too large is told
+        what is wrong; none by default (the services check again as they work)."""
+
     def forward_tokens(self, lm: Any, svc: Any) -> int:
         """Tokens the model will run forward passes over (ablations x tokens, ...) on ``lm``: the
         estimate a synchronous call is budgeted by (docs/jobs.md); 0 for cheap requests."""

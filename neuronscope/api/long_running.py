@@ -67,6 +67,10 @@ class Operation:
         return parsed
 
     def long_call(self, svc: Services, parsed: Request) -> LongCall:
+        def estimate(lm: Any) -> int:
+            parsed.check_model(lm)
+            return parsed.forward_tokens(lm, svc)
+
         params = parsed.as_body()
         key = {**params, "samples": svc.samples.list()[: svc.settings.max_texts]} if params.get("use_samples") else params
         return LongCall(
@@ -75,7 +79,7 @@ class Operation:
             lambda progress: self.handler(svc, parsed, progress=progress),
             self.cacheable,
             cache_params=key,
-            estimate=lambda lm: parsed.forward_tokens(lm, svc),
+            estimate=estimate,
         )
 
 

@@ -36,7 +36,7 @@ from neuronscope.modeling import registry
 from neuronscope.services.compression import CALIBRATED_METHODS, MAX_SPARSITY, METHODS, PLAN_FIELDS
 from neuronscope.services.corpora import DEFAULT_CORPUS
 from neuronscope.services.pruning import ABLATION_KINDS, EXPORT_FILES, IMPORTANCE_METHODS, SCORE_METHODS
-from neuronscope.services.validation import token_count
+from neuronscope.services.validation import check_groups, check_layer, check_neurons, token_count
 from neuronscope.storage.corpora import check_corpus_name
 
 MAX_LAYERS = 1024
@@ -222,12 +222,18 @@ class NeuronImportance(Request):
             return self.layer_index
         return self.layer_indices if self.layer_indices == "all" else list(self.layer_indices)
 
+    def chosen_layers(self, lm: Any) -> list[int]:
+        """The layers asked for, ``"all"`` spelled out for ``lm``."""
+        if self.layers == "all":
+            return list(range(lm.adapter.n_layers))
+        return [self.layers] if isinstance(self.layers, int) else self.layers
+
+    def check_model(self, lm: Any) -> None:
+        for layer in self.chosen_layers(lm):
+            check_layer(lm, layer)
+
     def forward_tokens(self, lm: Any, svc: Any) -> int:
-        chosen = range(lm.adapter.n_layers) if self.layers == "all" else (
-            [self.layers] if isinstance(self.layers, int) else self.layers
-        )
-        n_layers = lm.adapter.n_layers
-        chosen = [layer for layer in chosen if 0 <= layer < n_layers]
+        chosen, n_layers = self.chosen_layers(lm), lm.adapter.n_layers
         if self.method == "attribution":
             passes = (1 + ATTRIBUTION_PROBES // 2) * len(chosen)  # the probes' backward passes are batched
         else:  # an ablation at layer L re-runs only the blocks from L on
@@ -268,6 +274,10 @@ class BatchAnalysis(Request):
     batch_size: int = integer(default=10, minimum=1, maximum="max_batch_size")
     ablation: str = choice(ABLATION_KINDS, default="zero")
 
+    def check_model(self, lm: Any) -> None:
+        for layer, neuron in self.pruning_candidates:
+            check_neurons(lm, layer, [neuron])
+
     def forward_tokens(self, lm: Any, svc: Any) -> int:
         count = len(self.pruning_candidates)
         return (2 + count + min(self.batch_size, count)) * _tokens(lm, self.input_texts)
@@ -284,6 +294,9 @@ class Export(Request):
 @dataclass(frozen=True, kw_only=True)
 class Evaluate(TextSource):
     ablate: NeuronGroups | None = custom(read_neuron_groups, NEURON_GROUPS_SCHEMA, default=None, dump=dump_neuron_groups)
+
+    def check_model(self, lm: Any) -> None:
+        check_groups(lm, self.ablate or {})
 
     def forward_tokens(self, lm: Any, svc: Any) -> int:
         return _tokens(lm, self.chosen_texts(svc, "evaluation"))
@@ -487,6 +500,9 @@ class Apply(TextSource):
     def removed(self) -> NeuronGroups:
         """The neurons to remove: the plan's, or the ones given."""
         return self.plan.neurons if self.plan is not None else self.neurons
+
+    def check_model(self, lm: Any) -> None:
+        check_groups(lm, self.removed)
 
     def forward_tokens(self, lm: Any, svc: Any) -> int:
         evaluation = 2 * _tokens(lm, self.chosen_texts(svc, "evaluation")) if self.evaluate else 0

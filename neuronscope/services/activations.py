@@ -23,7 +23,7 @@ from neuronscope.executors.chunks import merge_passes, merge_tops, text_batches
 from neuronscope.modeling.manager import LoadedModel, ModelManager
 from neuronscope.services.samples import SampleService
 from neuronscope.timestamps import utc_now
-from neuronscope.services.validation import check_layer, check_neurons, encode_texts
+from neuronscope.services.validation import check_groups, check_layer, encode_texts
 from neuronscope.storage.activation_files import ActivationStore
 from neuronscope.storage.index import ActivationIndex, NewSource
 from neuronscope.storage.names import activation_filename
@@ -187,7 +187,7 @@ class ActivationService:
         next tokens at every position, and the KL divergence between the two distributions there."""
         with self.manager.use() as lm:
             check_layer(lm, layer)
-            removed = {l: check_neurons(lm, l, neurons) for l, neurons in sorted(ablate.items())}
+            removed = check_groups(lm, ablate)
             ids = encode_texts(lm, [prompt], self.settings.max_input_tokens)[0]
             original, pruned = original_and_ablated(lm.model, lm.adapter, ids, layer, removed)
             token_ids = ids[0].tolist()

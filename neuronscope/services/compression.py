@@ -30,7 +30,7 @@ from neuronscope.services.evaluation_set import (
     token_digest,
 )
 from neuronscope.services.samples import SampleService
-from neuronscope.services.validation import check_layer, check_neurons, encode_texts, token_limit
+from neuronscope.services.validation import check_groups, encode_texts, token_limit
 from neuronscope.services.model_card import model_card
 from neuronscope.storage.files import atomic_write_bytes, atomic_write_json
 from neuronscope.storage.folders import staged_folder
@@ -127,9 +127,8 @@ class CompressionService:
 
     def _check_groups(self, lm: LoadedModel, groups: Mapping[int, Sequence[int]], *, keep_one: bool) -> dict[int, list[int]]:
         """``{layer: neurons}`` checked against the model; with ``keep_one`` no layer may lose every neuron."""
-        checked = {}
-        for layer, neurons in sorted(groups.items()):
-            checked[layer] = check_neurons(lm, check_layer(lm, layer), neurons)
+        checked = check_groups(lm, groups)
+        for layer, neurons in checked.items():
             if keep_one and len(neurons) >= lm.adapter.d_mlp(layer):
                 raise BadRequest(f"layer {layer} would lose all its {len(neurons)} neurons; keep at least one")
         return checked

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import torch
 
@@ -42,6 +42,11 @@ def check_neurons(lm: LoadedModel, layer: int, neurons: Sequence[int]) -> list[i
     if bad:
         raise BadRequest(f"neuron indices {bad[:10]} are out of range: layer {layer} has neurons 0..{d_mlp - 1}")
     return list(neurons)
+
+
+def check_groups(lm: LoadedModel, groups: Mapping[int, Sequence[int]]) -> dict[int, list[int]]:
+    """``{layer: neurons}`` in layer order, if every layer and neuron index is one of the loaded model's, else 400."""
+    return {layer: check_neurons(lm, layer, neurons) for layer, neurons in sorted(groups.items())}
 
 
 def context_length(lm: LoadedModel) -> int | None:

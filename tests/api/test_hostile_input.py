@@ -328,6 +328,24 @@ def test_synchronous_work_over_the_budget_is_refused_and_runs_as_a_job(make_app,
     assert wait_for_status(client, job.get_json()["job_id"], {"done", "failed"})["status"] == "done"
 
 
+@pytest.mark.parametrize(
+    "route, body, details",
+    [
+        ("pruning/neuron-importance", {"layer_index": 7, "input_texts": TEXTS}, "layer_index 7 is out of range"),
+        ("pruning/neuron-importance", {"layer_indices": [0, 9], "input_texts": TEXTS}, "layer_index 9 is out of range"),
+        ("pruning/batch-analysis", {"pruning_candidates": [{"layer_index": 0, "neuron_index": 10**6}], "input_texts": TEXTS},
+         "neuron indices [1000000] are out of range"),
+        ("pruning/evaluate", {"texts": TEXTS, "ablate": [{"layer_index": 5, "neuron_indices": [1]}]}, "layer_index 5 is out of range"),
+        ("pruning/apply", {"output_name": "x", "neurons": [{"layer_index": 3, "neuron_indices": [1]}]}, "layer_index 3 is out of range"),
+    ],
+)
+def test_a_wrong_neuron_is_named_before_the_work_is_budgeted(make_app, route, body, details):
+    client = make_app(sync_budget_seconds=1e-9, rate_limit_per_minute=0).test_client()
+    response = client.post(url(route), json=body)
+    assert_refused(response)
+    assert response.get_json()["details"].startswith(details)
+
+
 def test_cheap_work_is_not_budgeted(make_app):
     client = make_app(sync_budget_seconds=1e-9).test_client()
     assert client.get("/api/pruning/weight-analysis").status_code == 200
